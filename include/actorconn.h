@@ -1,0 +1,338 @@
+/*
+ * actorconn.h: the public interface of libactorconn.
+ *
+ * libactorconn runs one libevent loop per core. Each connection is an actor
+ * owned by exactly one loop; only that loop touches it. Other threads reach
+ * a connection through an ac_handle_t, a weak handle that can go stale but
+ * never dangles.
+ *
+ * Thread rules, in one place (each function's comment repeats its own):
+ *   "owner loop"  the call is valid only on the loop thread that owns the
+ *                 connection, inside a callback or code posted to that loop.
+ *   "any thread"  the call is safe from any thread, concurrently.
+ *   "control"     any thread that is not a loop of this runtime; not
+ *                 concurrently with ac_runtime_free.
+ *
+ * Errors are negative AC_E* values; 0 is success. ac_strerror() and
+ * ac_err_name() describe them. See actorconn(7).
+ */
+#ifndef ACTORCONN_H
+#define ACTORCONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define AC_EXPORT __attribute__((visibility("default")))
+#else
+#define AC_EXPORT
+#endif
+
+#define AC_VERSION_MAJOR 0
+#define AC_VERSION_MINOR 1
+#define AC_VERSION_PATCH 0
+
+/* ---- errors and close reasons -------------------------------------------
+ *
+ * One table makes the codes, their names and their messages. The same codes
+ * are the close reasons passed to on_close; 0 there means "closed by this
+ * side" (ac_conn_close or ac_close).
+ */
+#define AC_ERRNO_MAP(XX)                                                     \
+	XX(EINVAL, -1, "invalid argument")                                   \
+	XX(ENOMEM, -2, "out of memory")                                      \
+	XX(EAGAIN, -3, "mailbox full, try again later")                      \
+	XX(ESTALE, -4, "stale handle: the connection is gone")               \
+	XX(ESHUTDOWN, -5, "runtime is stopping or stopped")                  \
+	XX(ESTATE, -6, "operation not valid in the current state")           \
+	XX(EADDR, -7, "malformed or unusable address")                       \
+	XX(ESYS, -8, "system call failed (see errno)")                       \
+	XX(EEOF, -9, "peer closed the connection")                           \
+	XX(ERESET, -10, "connection reset by peer")                          \
+	XX(EFRAME, -11, "malformed or oversized frame")                      \
+	XX(ETIMEDOUT, -12, "timed out")                                      \
+	XX(ESLOW, -13, "slow consumer: output limit exceeded")               \
+	XX(ELIMIT, -14, "limit reached")                                     \
+	XX(ETHREAD, -15, "called from a thread that may not make this call")
+
+enum ac_errno {
+	AC_OK = 0,
+#define AC__ERR_ENUM(name, val, msg) AC_##name = (val),
+	AC_ERRNO_MAP(AC__ERR_ENUM)
+#undef AC__ERR_ENUM
+};
+
+/* Any thread. A static message for code (0 gives "success"). */
+AC_EXPORT const char *ac_strerror(int code);
+/* Any thread. The symbolic name of code, e.g. "AC_ESTALE". */
+AC_EXPORT const char *ac_err_name(int code);
+
+/* ---- types --------------------------------------------------------------- */
+
+typedef struct ac_runtime_s ac_runtime_t;
+typedef struct ac_conn_s ac_conn_t;
+typedef struct ac_listener_s ac_listener_t;
+
+/*
+ * A weak reference to a connection: owner loop, slot and generation packed
+ * in 64 bits. Copy it freely, across threads. It never keeps a connection
+ * alive; once the connection closes every call through it returns
+ * AC_ESTALE. AC_HANDLE_NONE is never a valid handle.
+ */
+typedef uint64_t ac_handle_t;
+#define AC_HANDLE_NONE ((ac_handle_t)0)
+
+/* Runtime configuration. A zeroed field takes its default. */
+typedef struct ac_config {
+	int loops;                 /* loop threads; 0: online CPUs (max 256) */
+	int pin_cpus;              /* nonzero: pin loop i to CPU i mod CPUs */
+	unsigned mailbox_capacity; /* messages per mailbox ring, rounded up to
+				      a power of two; 0: 4096 */
+} ac_config_t;
+
+/* Framing: how the byte stream is cut into on_frame calls. */
+enum ac_framing {
+	AC_FRAME_RAW = 0, /* each read is one frame */
+	AC_FRAME_LINE,    /* lines ended by "\n" or "\r\n"; ending stripped */
+	AC_FRAME_LEN32,   /* 4-byte big-endian length, then that many bytes */
+	AC_FRAME_CUSTOM   /* ac_conn_opts_t.decode cuts the frames */
+};
+
+/*
+ * One decoded frame, as a decoder reports it. The frame is
+ * buf[off, off + len); consumed bytes (>= off + len) leave the input.
+ * When no frame is complete, need is the input length at which trying
+ * again can make progress (0 if unknown).
+ */
+typedef struct ac_frame {
+	size_t off;
+	size_t len;
+	size_t consumed;
+	size_t need;
+} ac_frame_t;
+
+/*
+ * A frame decoder: a pure function of its input. Returns 1 and fills *out
+ * when buf starts with a complete frame, 0 when more input is needed, or
+ * AC_EFRAME when the input is malformed or the frame would exceed
+ * max_frame bytes.
+ */
+typedef int (*ac_decode_fn)(const void *buf, size_t len, size_t max_frame,
+			    ac_frame_t *out);
+
+/* Any thread. The built-in decoders, exposed for tests and reuse. */
+AC_EXPORT int ac_decode_raw(const void *buf, size_t len, size_t max_frame,
+			    ac_frame_t *out);
+AC_EXPORT int ac_decode_line(const void *buf, size_t len, size_t max_frame,
+			     ac_frame_t *out);
+AC_EXPORT int ac_decode_len32(const void *buf, size_t len, size_t max_frame,
+			      ac_frame_t *out);
+
+/* Per-connection options. A zeroed field takes its default. */
+typedef struct ac_conn_opts {
+	int framing;          /* enum ac_framing; default AC_FRAME_RAW */
+	ac_decode_fn decode;  /* used with AC_FRAME_CUSTOM */
+	size_t max_frame;     /* largest frame accepted; 0: 1 MiB */
+	unsigned linger_ms;   /* longest wait for output to drain in an
+				 AC_CLOSE_FLUSH close; 0: 5000 */
+} ac_conn_opts_t;
+
+/*
+ * Connection callbacks. All run on the owner loop. Every connection that
+ * got on_open gets exactly one on_close. Closing the connection inside any
+ * callback is allowed; its memory is released only after the callback
+ * returns. No callback runs from inside the API call that caused it.
+ */
+typedef struct ac_conn_cbs {
+	/* the connection is established and registered */
+	void (*on_open)(ac_conn_t *c);
+	/* one decoded frame; data is valid only during the call */
+	void (*on_frame)(ac_conn_t *c, const void *data, size_t len);
+	/* a message from ac_tell; the callee owns payload */
+	void (*on_message)(ac_conn_t *c, int kind, void *payload);
+	/* the end: reason is 0 (closed by this side) or an AC_E* code.
+	   Writes are refused from here on; ac_conn_data still works. */
+	void (*on_close)(ac_conn_t *c, int reason);
+} ac_conn_cbs_t;
+
+/* ---- runtime ---------------------------------------------------------------- */
+
+/*
+ * Control thread. Creates a runtime; cfg may be NULL for defaults. The
+ * loops do not run until ac_runtime_start. Returns NULL on failure with
+ * errno set (EINVAL for a bad config, ENOMEM, or the failing call's errno).
+ */
+AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg);
+
+/* Control thread. Starts the loop threads. AC_ESTATE if already started. */
+AC_EXPORT int ac_runtime_start(ac_runtime_t *rt);
+
+/*
+ * Control thread (never a loop: AC_ETHREAD). Stops accepting, lets pending
+ * output drain for up to grace_ms, closes every connection (on_close with
+ * AC_ESHUTDOWN), and joins the loops. Messages still queued are then
+ * settled on the calling thread: posted functions run (ac_loop_index()
+ * returns -1 there), ac_tell payloads are dropped through their drop
+ * function, and ac_send copies are freed and counted as dropped. Calling
+ * it again, or before start, is harmless and returns 0.
+ */
+AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms);
+
+/*
+ * Control thread. Stops the runtime if needed (grace 0) and frees it with
+ * everything it still holds, listeners included. No other thread may use
+ * rt, its handles' runtime or its listeners during or after this call.
+ */
+AC_EXPORT void ac_runtime_free(ac_runtime_t *rt);
+
+/* Any thread. The number of loops. */
+AC_EXPORT int ac_runtime_loops(const ac_runtime_t *rt);
+
+/*
+ * Any thread. Runs fn(arg) once on loop `loop` (0 .. loops-1), in order
+ * with other posts from the same thread. Ownership of arg passes to fn.
+ * Returns 0, AC_EINVAL (bad loop), AC_EAGAIN (mailbox full, foreign thread
+ * only: a loop caller's message waits in an overflow list instead),
+ * AC_ENOMEM, or AC_ESHUTDOWN (stopped). On error fn never runs.
+ */
+AC_EXPORT int ac_loop_post(ac_runtime_t *rt, int loop, void (*fn)(void *),
+			   void *arg);
+
+/* Any thread. The index of the calling loop thread, or -1 off-loop. */
+AC_EXPORT int ac_loop_index(void);
+
+/* ---- servers ------------------------------------------------------------------ */
+
+/*
+ * Control thread or any loop. Listens on addr: "127.0.0.1:PORT",
+ * "[::1]:PORT", "HOST:PORT" (resolved now, blocking) or "unix:/path". Port
+ * 0 picks a free port (see ac_listener_port). TCP listeners open one
+ * SO_REUSEPORT socket per loop, so a connection belongs to the loop that
+ * accepted it; a Unix listener accepts on loop 0 and hands connections out
+ * round-robin. cbs and opts are copied; ud is each connection's initial
+ * ac_conn_data. *out stays valid until ac_listener_close or
+ * ac_runtime_free. Returns 0, AC_EINVAL, AC_EADDR, AC_ESYS (errno set),
+ * AC_ENOMEM or AC_ESHUTDOWN.
+ */
+AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
+			const ac_conn_cbs_t *cbs, const ac_conn_opts_t *opts,
+			void *ud, ac_listener_t **out);
+
+/* Any thread. The bound TCP port (0 for Unix listeners). */
+AC_EXPORT int ac_listener_port(const ac_listener_t *l);
+
+/*
+ * Any thread. Stops accepting and closes the listening sockets; open
+ * connections stay open. l is invalid after the call.
+ */
+AC_EXPORT void ac_listener_close(ac_listener_t *l);
+
+/* ---- on the owner loop ------------------------------------------------------ */
+
+/*
+ * Owner loop. Queues a copy of buf; output is flushed when the current
+ * callback returns. Returns 0, AC_ESTATE (closing or closed) or AC_ENOMEM.
+ */
+AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len);
+
+enum ac_close_how {
+	AC_CLOSE_FLUSH = 0, /* stop reading, send pending output, then close */
+	AC_CLOSE_ABORT = 1  /* close now and discard pending output */
+};
+
+/*
+ * Owner loop. Closes c with reason 0. on_close runs after the current
+ * callback returns, never inside this call. Closing twice is harmless.
+ */
+AC_EXPORT void ac_conn_close(ac_conn_t *c, int how);
+
+/* Owner loop. The handle naming c; it goes stale when c closes. */
+AC_EXPORT ac_handle_t ac_conn_handle(const ac_conn_t *c);
+/* Owner loop. The user pointer (initially the listener's ud). */
+AC_EXPORT void *ac_conn_data(const ac_conn_t *c);
+/* Owner loop. Replaces the user pointer; the library never frees it. */
+AC_EXPORT void ac_conn_set_data(ac_conn_t *c, void *data);
+/* Owner loop. The runtime that owns c. */
+AC_EXPORT ac_runtime_t *ac_conn_runtime(const ac_conn_t *c);
+/* Owner loop. The errno behind an AC_ESYS or AC_ERESET close, else 0. */
+AC_EXPORT int ac_conn_errno(const ac_conn_t *c);
+
+/* ---- from any thread, through a weak handle ----------------------------- */
+
+/*
+ * Any thread. Copies buf and queues it for the connection's owner loop,
+ * which writes it. Returns 0 (accepted), AC_ESTALE (closed), AC_EAGAIN
+ * (foreign thread, mailbox full), AC_ENOMEM, AC_EINVAL or AC_ESHUTDOWN. An
+ * accepted message whose connection closes before it is written is
+ * dropped and counted (ac_debug_counts: dropped).
+ */
+AC_EXPORT int ac_send(ac_runtime_t *rt, ac_handle_t h, const void *buf,
+		      size_t len);
+
+/*
+ * Any thread. Delivers (kind, payload) to the connection's on_message on
+ * its owner loop, which then owns payload. If the message cannot be
+ * delivered after being accepted (the connection closed, no on_message,
+ * shutdown), drop(payload) runs instead, exactly once (drop may be NULL).
+ * On an error return nothing runs and the caller keeps payload. Errors as
+ * for ac_send.
+ */
+AC_EXPORT int ac_tell(ac_runtime_t *rt, ac_handle_t h, int kind,
+		      void *payload, void (*drop)(void *));
+
+/* Any thread. Asks the owner loop to close the connection (reason 0). */
+AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how);
+
+/* Stable facts about a connection, copied out by ac_handle_info. */
+typedef struct ac_conn_info {
+	int loop;                     /* owner loop */
+	int family;                   /* AF_INET, AF_INET6 or AF_UNIX */
+	struct sockaddr_storage peer; /* peer address (TCP) */
+	socklen_t peer_len;
+	char peer_str[64];            /* "1.2.3.4:5", "[::1]:5" or "unix" */
+	uint64_t opened_ms;           /* wall clock, ms since the epoch */
+	uint64_t bytes_in;            /* bytes read so far */
+	uint64_t bytes_out;           /* bytes written so far */
+} ac_conn_info_t;
+
+/*
+ * Any thread. Pins h with a hazard pointer and copies the connection's
+ * stable facts into *out. Returns 0, AC_ESTALE or AC_EINVAL. Lock-free and
+ * allocation-free after the calling thread's first call.
+ */
+AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
+			     ac_conn_info_t *out);
+
+/* The loop that owns h (no check that h is live). */
+#define AC_HANDLE_LOOP(h) ((int)((uint64_t)(h) >> 56))
+
+/* ---- debugging --------------------------------------------------------------- */
+
+/*
+ * Live objects allocated by the library, process-wide, over all runtimes.
+ * After every runtime is freed each live count is zero.
+ */
+typedef struct ac_debug_counts {
+	int64_t conns;      /* connection objects, including retired ones
+			       a hazard pointer still protects */
+	int64_t handles;    /* handle slots in use */
+	int64_t messages;   /* ac_send copies and overflow nodes */
+	int64_t listeners;  /* listener objects */
+	int64_t other;      /* runtimes, loops, rings, tables, buffers */
+	int64_t allocs;     /* allocations made, ever (not a live count) */
+	int64_t dropped;    /* accepted messages dropped, ever */
+} ac_debug_counts_t;
+
+/* Any thread. Fills *out. */
+AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ACTORCONN_H */

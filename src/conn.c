@@ -1,0 +1,597 @@
+/*
+ * conn.c: a connection's life on its owner loop.
+ *
+ *   OPEN ──ac_conn_close(FLUSH)──► CLOSING ──output drained──► (finalize)
+ *     │                               │linger/grace timer
+ *     └──abort, error, EOF──────────► (finalize) ──► DEAD, retired
+ *
+ * Finalizing happens only in the outermost ac__loop_leave, after the
+ * callback that closed the connection has returned (rule 5). It makes the
+ * handle stale first, then closes the socket, calls on_close exactly once,
+ * and retires the memory through ck_hp: the struct is freed only when no
+ * hazard pointer holds it.
+ *
+ * Input: a read lands in the loop's scratch buffer and frames are decoded
+ * straight from it; only an incomplete tail is copied into the
+ * connection's own buffer, which is freed again once empty. An idle
+ * connection therefore holds no input memory.
+ *
+ * Output: writes append to an evbuffer and queue the connection for a
+ * flush at the end of the callback, so a burst of writes (pipelined
+ * replies, a drain of many mailbox messages) costs one sendmsg. sendmsg
+ * with MSG_NOSIGNAL: a vanished peer is an error code, never SIGPIPE.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#define AC__IOV_MAX 64
+
+/* ---- protocol objects --------------------------------------------------- */
+
+ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
+			   const ac_conn_opts_t *opts, void *ud, int *err)
+{
+	ac_conn_opts_t o = {0};
+	ac__proto_t *p;
+
+	if (opts)
+		o = *opts;
+	switch (o.framing) {
+	case AC_FRAME_RAW:
+		o.decode = ac_decode_raw;
+		break;
+	case AC_FRAME_LINE:
+		o.decode = ac_decode_line;
+		break;
+	case AC_FRAME_LEN32:
+		o.decode = ac_decode_len32;
+		break;
+	case AC_FRAME_CUSTOM:
+		if (o.decode)
+			break;
+		/* fall through */
+	default:
+		*err = AC_EINVAL;
+		return NULL;
+	}
+	if (!o.max_frame)
+		o.max_frame = AC__DEFAULT_MAX_FRAME;
+	if (!o.linger_ms)
+		o.linger_ms = AC__DEFAULT_LINGER_MS;
+	if (!(p = ac__calloc(AC__K_OTHER, 1, sizeof(*p)))) {
+		*err = AC_ENOMEM;
+		return NULL;
+	}
+	if (cbs)
+		p->cbs = *cbs;
+	p->opts = o;
+	p->decode = o.decode;
+	p->ud = ud;
+	p->refs = 1;
+	return p;
+}
+
+void ac__proto_ref(ac__proto_t *p)
+{
+	__atomic_fetch_add(&p->refs, 1, __ATOMIC_RELAXED);
+}
+
+void ac__proto_unref(ac__proto_t *p)
+{
+	/* Acq-rel: every holder's last use happens before the free. */
+	if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		ac__free(AC__K_OTHER, p);
+}
+
+/* ---- queues of deferred work --------------------------------------------- */
+
+static void queue_close(ac_conn_t *c)
+{
+	ac__loop_t *loop = c->loop;
+
+	if (c->close_queued)
+		return;
+	c->close_queued = 1;
+	c->close_next = NULL;
+	if (loop->close_tail)
+		loop->close_tail->close_next = c;
+	else
+		loop->close_head = c;
+	loop->close_tail = c;
+}
+
+static void queue_flush(ac_conn_t *c)
+{
+	if (c->flush_queued)
+		return;
+	c->flush_queued = 1;
+	c->flush_next = c->loop->flush_head;
+	c->loop->flush_head = c;
+}
+
+static size_t out_len(const ac_conn_t *c)
+{
+	return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+/* ---- callbacks from libevent ------------------------------------------- */
+
+static void read_cb(evutil_socket_t fd, short what, void *arg);
+static void write_cb(evutil_socket_t fd, short what, void *arg);
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac_conn_t *c = arg;
+	ac__loop_t *loop = c->loop;
+
+	ac__loop_enter(loop);
+	ac__conn_fail(c, c->reason, c->err); /* keeps the first reason */
+	ac__loop_leave(loop);
+}
+
+/* ---- open ------------------------------------------------------------------ */
+
+int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
+{
+	ac_conn_t *c;
+	uint32_t idx, gen;
+	socklen_t len;
+	int err;
+
+	if (loop->stopping) {
+		close(fd);
+		return AC_ESHUTDOWN;
+	}
+	if (!(c = ac__calloc(AC__K_CONN, 1, sizeof(*c)))) {
+		close(fd);
+		return AC_ENOMEM;
+	}
+	if ((err = ac__htab_alloc(&loop->htab, &idx, &gen))) {
+		close(fd);
+		ac__free(AC__K_CONN, c);
+		return err;
+	}
+	c->loop = loop;
+	c->fd = fd;
+	c->proto = proto;
+	c->data = proto->ud;
+	c->handle = ac__handle_make(loop->index, idx, gen);
+	c->opened_ms = ac__wall_ms();
+	len = sizeof(c->peer);
+	if (getpeername(fd, (struct sockaddr *)&c->peer, &len) == 0 &&
+	    len <= sizeof(c->peer)) {
+		c->family = c->peer.sin6_family;
+		c->peer_len = len;
+	} else {
+		c->family = AF_UNIX; /* unix peers do not fit; nor matter */
+		c->peer_len = 0;
+	}
+	if (c->family == AF_INET || c->family == AF_INET6) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (!(c->rev = event_new(loop->base, fd, EV_READ | EV_PERSIST, read_cb,
+				 c)) ||
+	    event_add(c->rev, NULL)) {
+		if (c->rev)
+			event_free(c->rev);
+		ac__htab_release(&loop->htab, idx);
+		close(fd);
+		ac__free(AC__K_CONN, c);
+		return AC_ENOMEM;
+	}
+	ac__proto_ref(proto);
+	c->next = loop->conns;
+	if (loop->conns)
+		loop->conns->prev = c;
+	loop->conns = c;
+	loop->nconns++;
+	/* Release: a thread that sees c in the slot sees its facts. */
+	__atomic_store_n(&ac__htab_slot(&loop->htab, idx)->conn, c,
+			 __ATOMIC_RELEASE);
+	if (proto->cbs.on_open)
+		proto->cbs.on_open(c);
+	return 0;
+}
+
+/* ---- close ----------------------------------------------------------------- */
+
+static void stop_reading(ac_conn_t *c)
+{
+	if (c->rev)
+		event_del(c->rev);
+}
+
+/* Begin closing with reason; FLUSH keeps pending output going out. */
+static void begin_close(ac_conn_t *c, int how, int reason, int err)
+{
+	if (c->state == AC__C_DEAD || c->close_queued)
+		return;
+	if (c->state == AC__C_OPEN) {
+		c->reason = reason;
+		c->err = err;
+	}
+	if (how == AC_CLOSE_FLUSH && out_len(c) > 0) {
+		if (c->state == AC__C_CLOSING)
+			return; /* already flushing */
+		c->state = AC__C_CLOSING;
+		stop_reading(c);
+		if (!c->linger_ev)
+			c->linger_ev = evtimer_new(c->loop->base, linger_cb, c);
+		if (c->linger_ev) {
+			unsigned ms = c->proto->opts.linger_ms;
+			struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+			evtimer_add(c->linger_ev, &tv);
+		}
+		queue_flush(c);
+		return;
+	}
+	c->state = AC__C_CLOSING;
+	stop_reading(c);
+	queue_close(c);
+}
+
+void ac__conn_fail(ac_conn_t *c, int reason, int err)
+{
+	begin_close(c, AC_CLOSE_ABORT, reason, err);
+}
+
+void ac__conn_shutdown(ac_conn_t *c)
+{
+	begin_close(c, AC_CLOSE_FLUSH, AC_ESHUTDOWN, 0);
+}
+
+AC_EXPORT void ac_conn_close(ac_conn_t *c, int how)
+{
+	if (c)
+		begin_close(c, how == AC_CLOSE_ABORT ? AC_CLOSE_ABORT
+						      : AC_CLOSE_FLUSH,
+			    0, 0);
+}
+
+/* Outermost leave only. */
+void ac__conn_finalize(ac_conn_t *c)
+{
+	ac__loop_t *loop = c->loop;
+
+	c->state = AC__C_DEAD;
+	/* 1. The handle goes stale before anything is torn down. */
+	ac__htab_release(&loop->htab, ac__handle_slot(c->handle));
+	/* 2. The socket and its events. */
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->linger_ev)
+		event_free(c->linger_ev);
+	c->rev = c->wev = c->linger_ev = NULL;
+	close(c->fd);
+	c->fd = -1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		loop->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	loop->nconns--;
+	/* 3. The user hears of it, exactly once. */
+	if (c->proto->cbs.on_close)
+		c->proto->cbs.on_close(c, c->reason);
+	/* 4. Buffers, then the memory itself, once no pin holds it. */
+	if (c->out)
+		evbuffer_free(c->out);
+	c->out = NULL;
+	ac__free(AC__K_OTHER, c->in.p);
+	c->in.p = NULL;
+	ac__proto_unref(c->proto);
+	c->proto = NULL;
+	ck_hp_free(&loop->hp, &c->hazard, c, c);
+}
+
+/* ---- write ---------------------------------------------------------------- */
+
+AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
+{
+	if (!c || (!buf && len))
+		return AC_EINVAL;
+	if (c->state != AC__C_OPEN)
+		return AC_ESTATE;
+	if (!len)
+		return 0;
+	if (!c->out && !(c->out = evbuffer_new()))
+		return AC_ENOMEM;
+	if (evbuffer_add(c->out, buf, len))
+		return AC_ENOMEM;
+	queue_flush(c);
+	return 0;
+}
+
+static void arm_write(ac_conn_t *c)
+{
+	if (!c->wev) {
+		c->wev = event_new(c->loop->base, c->fd, EV_WRITE | EV_PERSIST,
+				   write_cb, c);
+		if (!c->wev) {
+			ac__conn_fail(c, AC_ENOMEM, 0);
+			return;
+		}
+	}
+	if (!c->writing && event_add(c->wev, NULL) == 0)
+		c->writing = 1;
+}
+
+static void disarm_write(ac_conn_t *c)
+{
+	if (c->writing) {
+		event_del(c->wev);
+		c->writing = 0;
+	}
+}
+
+/* Writes as much pending output as the socket takes. Owner loop. */
+void ac__conn_flush(ac_conn_t *c)
+{
+	if (c->state == AC__C_DEAD || c->close_queued)
+		return;
+	while (out_len(c) > 0) {
+		struct evbuffer_iovec v[AC__IOV_MAX];
+		struct iovec iov[AC__IOV_MAX];
+		struct msghdr mh = {.msg_iov = iov};
+		int n = evbuffer_peek(c->out, -1, NULL, v, AC__IOV_MAX);
+		size_t want = 0;
+		ssize_t w;
+
+		if (n > AC__IOV_MAX)
+			n = AC__IOV_MAX;
+		for (int i = 0; i < n; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+			want += v[i].iov_len;
+		}
+		mh.msg_iovlen = (size_t)n;
+		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			ac__conn_fail(c,
+				      errno == EPIPE || errno == ECONNRESET
+					      ? AC_ERESET
+					      : AC_ESYS,
+				      errno);
+			return;
+		}
+		evbuffer_drain(c->out, (size_t)w);
+		__atomic_store_n(&c->bytes_out, c->bytes_out + (uint64_t)w,
+				 __ATOMIC_RELAXED);
+		if ((size_t)w < want)
+			break; /* the socket is full: wait for writability */
+	}
+	if (out_len(c) > 0) {
+		arm_write(c);
+		return;
+	}
+	disarm_write(c);
+	if (c->state == AC__C_CLOSING)
+		queue_close(c);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac_conn_t *c = arg;
+	ac__loop_t *loop = c->loop;
+
+	ac__loop_enter(loop);
+	ac__conn_flush(c);
+	ac__loop_leave(loop);
+}
+
+/* ---- read ------------------------------------------------------------------- */
+
+/*
+ * Decodes and delivers every complete frame in p[0, n). Returns the bytes
+ * consumed, or -1 when the connection failed. Stops early if a callback
+ * closed the connection.
+ */
+static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
+{
+	const ac__proto_t *pr = c->proto;
+	size_t pos = 0;
+
+	c->need = 0;
+	while (pos < n && c->state == AC__C_OPEN) {
+		ac_frame_t f = {0, 0, 0, 0};
+		int r = pr->decode(p + pos, n - pos, pr->opts.max_frame, &f);
+
+		if (r == 0) {
+			c->need = f.need; /* counted from p + pos: the tail */
+			break;
+		}
+		if (r < 0 || f.consumed == 0 || f.consumed > n - pos ||
+		    f.off + f.len > f.consumed) {
+			ac__conn_fail(c, AC_EFRAME, 0);
+			return -1;
+		}
+		if (pr->cbs.on_frame)
+			pr->cbs.on_frame(c, p + pos + f.off, f.len);
+		pos += f.consumed;
+	}
+	return (ssize_t)pos;
+}
+
+/* Keeps the unconsumed tail p[0, n) for the next read. */
+static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n)
+{
+	struct ac__inbuf *in = &c->in;
+	size_t cap = n < 4096 ? 4096 : n;
+
+	if (in->p && in->p != p) {
+		/* p points into in->p: compact in place. */
+		memmove(in->p, p, n);
+	} else if (!in->p) {
+		if (!(in->p = ac__realloc_bytes(NULL, cap)))
+			return AC_ENOMEM;
+		memcpy(in->p, p, n);
+		in->cap = cap;
+	}
+	in->off = 0;
+	in->len = n;
+	return 0;
+}
+
+/* Makes room for at least one more read chunk, or for `need` bytes. */
+static int grow_input(ac_conn_t *c)
+{
+	struct ac__inbuf *in = &c->in;
+	size_t want = in->len + AC__READ_CHUNK;
+	unsigned char *np;
+
+	if (c->need > want)
+		want = c->need;
+	if (in->off) {
+		memmove(in->p, in->p + in->off, in->len);
+		in->off = 0;
+	}
+	if (in->cap >= want)
+		return 0;
+	if (!(np = realloc(in->p, want)))
+		return AC_ENOMEM;
+	in->p = np;
+	in->cap = want;
+	return 0;
+}
+
+static void on_read_error(ac_conn_t *c, ssize_t n)
+{
+	if (n == 0) {
+		/* Orderly EOF: what we still owe the peer goes out first. */
+		begin_close(c, AC_CLOSE_FLUSH, AC_EEOF, 0);
+	} else if (errno == ECONNRESET) {
+		ac__conn_fail(c, AC_ERESET, errno);
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		ac__conn_fail(c, AC_ESYS, errno);
+	}
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac_conn_t *c = arg;
+	ac__loop_t *loop = c->loop;
+	struct ac__inbuf *in = &c->in;
+	ssize_t n, used;
+
+	ac__loop_enter(loop);
+	if (c->state != AC__C_OPEN)
+		goto out;
+	if (in->len == 0) {
+		/* Fast path: decode straight from the loop's scratch. */
+		n = recv(fd, loop->scratch, AC__READ_CHUNK, 0);
+		if (n <= 0) {
+			on_read_error(c, n);
+			goto out;
+		}
+		__atomic_store_n(&c->bytes_in, c->bytes_in + (uint64_t)n,
+				 __ATOMIC_RELAXED);
+		used = dispatch(c, loop->scratch, (size_t)n);
+		if (used >= 0 && used < n && c->state == AC__C_OPEN &&
+		    keep_tail(c, loop->scratch + used, (size_t)(n - used)))
+			ac__conn_fail(c, AC_ENOMEM, 0);
+		goto out;
+	}
+	if (grow_input(c)) {
+		ac__conn_fail(c, AC_ENOMEM, 0);
+		goto out;
+	}
+	n = recv(fd, in->p + in->len, in->cap - in->len, 0);
+	if (n <= 0) {
+		on_read_error(c, n);
+		goto out;
+	}
+	__atomic_store_n(&c->bytes_in, c->bytes_in + (uint64_t)n,
+			 __ATOMIC_RELAXED);
+	in->len += (size_t)n;
+	if (c->need && in->len < c->need)
+		goto out; /* the decoder said: not before `need` bytes */
+	used = dispatch(c, in->p, in->len);
+	if (used < 0 || c->state != AC__C_OPEN)
+		goto out;
+	in->len -= (size_t)used;
+	if (in->len == 0) {
+		/* Drop the buffer: idle connections hold no input memory. */
+		ac__free(AC__K_OTHER, in->p);
+		memset(in, 0, sizeof(*in));
+	} else if (used > 0) {
+		keep_tail(c, in->p + used, in->len);
+	}
+out:
+	ac__loop_leave(loop);
+}
+
+/* ---- messages from other threads ---------------------------------------- */
+
+void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m)
+{
+	ac_conn_t *c = ac__handle_local(loop, m->h);
+	bool live = c && c->state == AC__C_OPEN;
+
+	switch (m->kind) {
+	case AC__MSG_SEND: {
+		struct ac__blob *b = m->b;
+		if (!live || ac_conn_write(c, b->data, b->len))
+			ac__count_dropped();
+		ac__free(AC__K_MSG, b);
+		break;
+	}
+	case AC__MSG_TELL:
+		if (live && c->proto->cbs.on_message) {
+			c->proto->cbs.on_message(c, m->i, m->b);
+		} else {
+			if (m->a.fn)
+				m->a.fn(m->b);
+			ac__count_dropped();
+		}
+		break;
+	case AC__MSG_CLOSE:
+		if (c)
+			ac_conn_close(c, m->i);
+		break;
+	}
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+AC_EXPORT ac_handle_t ac_conn_handle(const ac_conn_t *c)
+{
+	return c ? c->handle : AC_HANDLE_NONE;
+}
+
+AC_EXPORT void *ac_conn_data(const ac_conn_t *c)
+{
+	return c ? c->data : NULL;
+}
+
+AC_EXPORT void ac_conn_set_data(ac_conn_t *c, void *data)
+{
+	if (c)
+		c->data = data;
+}
+
+AC_EXPORT ac_runtime_t *ac_conn_runtime(const ac_conn_t *c)
+{
+	return c ? c->loop->rt : NULL;
+}
+
+AC_EXPORT int ac_conn_errno(const ac_conn_t *c)
+{
+	return c ? c->err : 0;
+}

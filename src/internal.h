@@ -1,0 +1,442 @@
+/*
+ * internal.h: PRIVATE to libactorconn. Nothing here is installed or part of
+ * the ABI; tests and benchmarks include it through the convenience library.
+ *
+ * Layout of the runtime (see actorconn(7) for the rules it implements):
+ *
+ *   ac_runtime_t ── loops[n] ── ac__loop_t: pthread + event_base (NOLOCK)
+ *                                 ├─ in[n]     SPSC rings, one per producer
+ *                                 │            loop, created by that producer
+ *                                 ├─ foreign   MPSC ring for other threads
+ *                                 ├─ ovf[n]    overflow lists (this loop as
+ *                                 │            producer, one per consumer)
+ *                                 ├─ htab      handle slots this loop owns
+ *                                 └─ hp        this loop's hazard record
+ */
+#ifndef AC_INTERNAL_H
+#define AC_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <ck_hp.h>
+#include <ck_ring.h>
+#include <event2/event.h>
+
+#include "actorconn.h"
+
+#define AC__CACHELINE 64
+#define AC__ALIGNED __attribute__((aligned(AC__CACHELINE)))
+#define AC__LIKELY(x) __builtin_expect(!!(x), 1)
+#define AC__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Defaults (documented in actorconn(7)). */
+#define AC__MAX_LOOPS 256
+#define AC__DEFAULT_MAILBOX 4096u
+#define AC__DEFAULT_MAX_FRAME ((size_t)1 << 20)
+#define AC__DEFAULT_LINGER_MS 5000u
+#define AC__READ_CHUNK 65536u     /* one recv() per readiness event */
+#define AC__DRAIN_BUDGET 4096u    /* messages per drain cycle before I/O */
+#define AC__OVERFLOW_RETRY_US 500 /* overflow retry period */
+
+/* ---- allocation layer (alloc.c) ------------------------------------------
+ * Every allocation the library makes goes through here, tagged with a kind,
+ * so that live objects are counted in one place (ac_debug_counts) and later
+ * work can inject failures. Counters are sharded per thread to keep loops
+ * off each other's cache lines.
+ */
+enum ac__kind {
+	AC__K_CONN,
+	AC__K_HANDLE, /* counted, not allocated: a slot in use */
+	AC__K_MSG,
+	AC__K_LISTENER,
+	AC__K_OTHER,
+	AC__K_COUNT
+};
+
+void *ac__malloc(enum ac__kind k, size_t n);
+void *ac__calloc(enum ac__kind k, size_t nmemb, size_t n);
+void *ac__realloc_bytes(void *p, size_t n); /* input buffers; kind OTHER,
+					       counted on first allocation */
+void ac__free(enum ac__kind k, void *p);
+void ac__count(enum ac__kind k, int delta);
+void ac__count_dropped(void);
+char *ac__strdup(const char *s);
+
+/* ---- time ------------------------------------------------------------------ */
+uint64_t ac__wall_ms(void);
+
+struct ac__loop;
+
+/* ---- messages and mailboxes (mailbox.c) -------------------------------- */
+
+enum ac__msg_kind {
+	AC__MSG_POST = 1, /* fn(arg) */
+	AC__MSG_SEND,     /* write blob to h */
+	AC__MSG_TELL,     /* on_message(h, i, b) or drop(b) */
+	AC__MSG_CLOSE,    /* close h, how = i */
+	AC__MSG_ADOPT     /* adopt fd i for listener b */
+};
+
+/* A message lives by value in a ring slot: 32 bytes, no allocation. */
+struct ac__msg {
+	uint32_t kind;
+	int32_t i;
+	ac_handle_t h;
+	union {
+		void (*fn)(void *);
+		void *p;
+	} a;
+	void *b;
+};
+
+/* The payload of ac_send: one allocation holding the copy. */
+struct ac__blob {
+	size_t len;
+	unsigned char data[];
+};
+
+CK_RING_PROTOTYPE(acmsg, ac__msg)
+
+struct ac__ring {
+	ck_ring_t ring; /* cache-line padded by Concurrency Kit */
+	struct ac__msg *slots;
+};
+
+/* A message a loop could not place because the ring was full. */
+struct ac__ovf_node {
+	struct ac__ovf_node *next;
+	struct ac__msg msg;
+};
+
+struct ac__ovf {
+	struct ac__ovf_node *head, *tail;
+};
+
+int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m);
+unsigned ac__mailbox_retry(struct ac__loop *self);
+void ac__mailbox_flush_wakes(struct ac__loop *self);
+struct ac__ring *ac__ring_new(unsigned capacity);
+void ac__ring_free(struct ac__ring *r);
+
+/* ---- handle table (handle.c) ----------------------------------------------
+ * Handle bits: 63..56 owner loop, 55..32 slot, 31..0 generation (never 0).
+ * Each loop owns its own table, so only the owner ever allocates or frees a
+ * slot and no lock is needed; other threads only read.
+ */
+#define AC__SLOT_BITS 24
+#define AC__MAX_SLOTS (1u << AC__SLOT_BITS)
+#define AC__SEG_BASE_SHIFT 10 /* segment s holds 1024 << s slots */
+#define AC__SEGMENTS 15       /* 1024 * (2^15 - 1) >= 2^24 */
+
+struct ac__slot {
+	ac_conn_t *conn;    /* published with release, read with acquire */
+	uint32_t gen;       /* bumped when the slot is released */
+	uint32_t next_free; /* owner only; index + 1, 0 ends the list */
+};
+
+struct ac__htab {
+	struct ac__slot *seg[AC__SEGMENTS]; /* published with release */
+	uint32_t nslots;                    /* slots ever handed out */
+	uint32_t free_head;                 /* index + 1 */
+	uint32_t live;
+};
+
+static inline ac_handle_t ac__handle_make(int loop, uint32_t slot,
+					  uint32_t gen)
+{
+	return ((uint64_t)loop << 56) | ((uint64_t)slot << 32) | gen;
+}
+static inline uint32_t ac__handle_slot(ac_handle_t h)
+{
+	return (uint32_t)(h >> 32) & (AC__MAX_SLOTS - 1);
+}
+static inline uint32_t ac__handle_gen(ac_handle_t h)
+{
+	return (uint32_t)h;
+}
+
+struct ac__slot *ac__htab_slot(struct ac__htab *t, uint32_t idx);
+int ac__htab_alloc(struct ac__htab *t, uint32_t *idx, uint32_t *gen);
+void ac__htab_release(struct ac__htab *t, uint32_t idx);
+void ac__htab_destroy(struct ac__htab *t);
+
+/* ---- hazard pointers (handle.c) ---------------------------------------- */
+#define AC__HP_DEGREE 1
+
+/* A hazard record for a thread that is not a loop; owned by the runtime. */
+struct ac__hprec {
+	ck_hp_record_t rec; /* cache-line aligned by Concurrency Kit */
+	struct ac__hprec *next; /* rt->foreign_recs, under rt->lock */
+	void *ptrs[AC__HP_DEGREE];
+};
+
+ck_hp_record_t *ac__hp_record(ac_runtime_t *rt);
+int ac__hp_runtime_born(ac_runtime_t *rt);
+void ac__hp_destroy_cb(void *conn);
+void ac__hp_runtime_gone(ac_runtime_t *rt);
+
+/* ---- loops (loop.c) ------------------------------------------------------- */
+
+typedef struct ac__loop ac__loop_t;
+typedef struct ac__proto ac__proto_t;
+
+/* A control operation: rare work (listen, unlisten, stop) pushed to a loop
+ * under its ctl_lock. Runs on the loop, or on the stopping thread if the
+ * loop has already exited. */
+struct ac__ctl {
+	struct ac__ctl *next;
+	void (*fn)(ac__loop_t *loop, void *arg);
+	void *arg;
+};
+
+/* One listening socket served by one loop. */
+struct ac__accept {
+	struct ac__accept *next;
+	ac_listener_t *l;
+	int fd;
+	struct event *ev;
+};
+
+struct ac__loop {
+	/* Written by every producer (CAS 0 -> 1) and by the owner (-> 0): on
+	 * its own cache line so producers do not bounce the fields below. */
+	int wake_pending AC__ALIGNED;
+
+	/* Set before the thread starts; read by producers. */
+	ac_runtime_t *rt AC__ALIGNED;
+	int index;
+	int wake_fd;             /* eventfd */
+	struct ac__ring *foreign; /* MPSC: threads that are not loops */
+	struct ac__ring **in;    /* [nloops]; in[j] created by loop j */
+	struct ac__htab htab;    /* segments read by pinning threads */
+
+	/* Owner only from here on. */
+	ck_hp_record_t hp AC__ALIGNED;
+	void *hp_ptrs[AC__HP_DEGREE];
+	pthread_t thread;
+	int thread_started;
+	struct event_base *base;
+	struct event *wake_ev;   /* eventfd readable: drain cycle */
+	struct event *ovf_ev;    /* overflow retry timer */
+	struct event *grace_ev;  /* shutdown grace timer */
+	struct ac__ovf *ovf;     /* [nloops]: messages this loop could not place */
+	unsigned ovf_count;
+	uint8_t *wake_mark;      /* [nloops]: consumer already in wake_list */
+	int *wake_list;          /* consumers to wake when the callback ends */
+	int nwake;
+	int depth;               /* library callback nesting */
+	ac_conn_t *conns;        /* every open connection of this loop */
+	unsigned nconns;
+	ac_conn_t *close_head, *close_tail; /* to finalize at callback end */
+	ac_conn_t *flush_head;   /* to flush at callback end */
+	struct ac__accept *accepts;
+	int stopping;
+	int exited;
+	unsigned char *scratch;  /* AC__READ_CHUNK bytes for reads */
+
+	struct ac__ctl stop_ctl; /* preallocated: stopping cannot fail */
+
+	pthread_mutex_t ctl_lock; /* guards ctl_head/ctl_tail only */
+	struct ac__ctl *ctl_head, *ctl_tail;
+};
+
+extern __thread ac__loop_t *ac__tls_loop;
+
+ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index);
+void ac__loop_free(ac__loop_t *loop);
+int ac__loop_start(ac__loop_t *loop);
+void ac__loop_enter(ac__loop_t *loop);
+void ac__loop_leave(ac__loop_t *loop);
+void ac__loop_ctl_node(ac__loop_t *loop, struct ac__ctl *node);
+void ac__loop_run_ctl(ac__loop_t *loop);
+void ac__loop_settle(ac__loop_t *loop);
+void ac__loop_begin_stop(ac__loop_t *loop, void *grace_ms);
+void ac__loop_note_closed(ac__loop_t *loop);
+
+/* Signals consumer `loop` that its mailbox has work. Any thread. */
+void ac__wake(ac__loop_t *loop);
+
+/* Dispatch one mailbox message on its consumer loop. */
+void ac__dispatch(ac__loop_t *loop, struct ac__msg *m);
+/* Settle a message that can no longer be delivered (after shutdown). */
+void ac__settle(struct ac__msg *m);
+
+/* ---- runtime (runtime.c) -------------------------------------------------- */
+
+enum ac__rt_state {
+	AC__RT_NEW,
+	AC__RT_RUNNING,
+	AC__RT_STOPPING,
+	AC__RT_STOPPED
+};
+
+struct ac_runtime_s {
+	int nloops;
+	unsigned mailbox_size; /* ring slots, a power of two */
+	int pin_cpus;
+	int state;             /* enum ac__rt_state; atomic */
+	uint64_t id;           /* unique per process, never reused */
+	ac__loop_t **loops;
+	ck_hp_t hp;
+	pthread_mutex_t lock;  /* guards listeners, foreign_recs, state
+				  transitions; never held on a hot path */
+	ac_listener_t *listeners;
+	struct ac__hprec *foreign_recs;
+	unsigned rr;           /* round robin for foreign posts */
+};
+
+static inline int ac__rt_state(const ac_runtime_t *rt)
+{
+	return __atomic_load_n(&rt->state, __ATOMIC_ACQUIRE);
+}
+
+/* ---- handles across threads (handle.c) ------------------------------------ */
+
+/*
+ * Any thread. The slot h names, or NULL when h cannot name a slot of rt.
+ * Slots never move or go away while rt lives, so reading one needs no pin.
+ */
+static inline struct ac__slot *ac__handle_slot_of(ac_runtime_t *rt,
+						  ac_handle_t h)
+{
+	unsigned l = (unsigned)AC_HANDLE_LOOP(h);
+	if (AC__UNLIKELY(l >= (unsigned)rt->nloops || ac__handle_gen(h) == 0))
+		return NULL;
+	return ac__htab_slot(&rt->loops[l]->htab, ac__handle_slot(h));
+}
+
+/* Any thread. Whether h still names an open connection (a snapshot). */
+static inline bool ac__handle_live(ac_runtime_t *rt, ac_handle_t h)
+{
+	struct ac__slot *s = ac__handle_slot_of(rt, h);
+	return s && __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) ==
+			    ac__handle_gen(h) &&
+	       __atomic_load_n(&s->conn, __ATOMIC_ACQUIRE) != NULL;
+}
+
+ac_conn_t *ac__pin(ac_runtime_t *rt, ck_hp_record_t *rec, ac_handle_t h);
+static inline void ac__unpin(ck_hp_record_t *rec)
+{
+	/* Release: our reads of the pinned object happen before a reclaimer
+	 * can see the hazard cleared. */
+	__atomic_store_n(&rec->pointers[0], NULL, __ATOMIC_RELEASE);
+}
+
+/* Owner loop only: the live connection h names, or NULL. */
+ac_conn_t *ac__handle_local(ac__loop_t *loop, ac_handle_t h);
+
+/* ---- connections (conn.c) ------------------------------------------------- */
+
+struct ac__proto {
+	ac_conn_cbs_t cbs;
+	ac_conn_opts_t opts; /* defaults resolved */
+	ac_decode_fn decode;
+	void *ud;
+	int refs;            /* atomic: listeners and connections */
+};
+
+ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
+			   const ac_conn_opts_t *opts, void *ud, int *err);
+void ac__proto_ref(ac__proto_t *p);
+void ac__proto_unref(ac__proto_t *p);
+
+enum ac__conn_state {
+	AC__C_OPEN,
+	AC__C_CLOSING, /* flushing before close; no more reading */
+	AC__C_DEAD     /* finalized: only on_close and retirement remain */
+};
+
+struct ac__inbuf {
+	unsigned char *p;
+	size_t off, len, cap;
+};
+
+struct ac_conn_s {
+	ck_hp_hazard_t hazard; /* retirement through ck_hp_free */
+	ac__loop_t *loop;
+	ac__proto_t *proto;
+	ac_handle_t handle;
+	void *data;
+	int fd;
+	uint8_t state;
+	uint8_t close_queued;
+	uint8_t flush_queued;
+	uint8_t writing; /* write event armed */
+	int reason;      /* close reason, fixed by the first close */
+	int err;         /* errno behind reason */
+	size_t need;     /* input length worth decoding again */
+	struct event *rev, *wev, *linger_ev;
+	struct ac__inbuf in;
+	struct evbuffer *out;
+	ac_conn_t *prev, *next;  /* loop->conns */
+	ac_conn_t *close_next;
+	ac_conn_t *flush_next;
+
+	/* Stable facts, read by other threads through a pin. bytes_* are
+	 * written by the owner with relaxed atomic stores. */
+	uint64_t opened_ms;
+	uint64_t bytes_in, bytes_out;
+	uint16_t family;
+	socklen_t peer_len;
+	struct sockaddr_in6 peer; /* holds sockaddr_in too */
+};
+
+int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto);
+void ac__conn_fail(ac_conn_t *c, int reason, int err);
+void ac__conn_shutdown(ac_conn_t *c);
+void ac__conn_finalize(ac_conn_t *c);
+void ac__conn_flush(ac_conn_t *c);
+void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m);
+
+/* ---- listeners (listener.c) ----------------------------------------------- */
+
+struct ac_listener_s {
+	ac_runtime_t *rt;
+	ac__proto_t *proto;
+	int refs;          /* atomic: the user, plus one per accept entry */
+	int port;
+	int is_unix;
+	char *path;        /* unix socket path, unlinked when freed */
+	unsigned rr;       /* unix hand-out round robin; loop 0 only */
+	int user_closed;   /* atomic: the user's reference is gone */
+	int nfds;
+	int *fds;
+	struct ac__accept_op *ops; /* [nfds]: hand each socket to its loop */
+	struct ac__ctl *close_ops; /* [nfds]: take it back */
+	ac_listener_t *prev, *next; /* rt->listeners, under rt->lock */
+};
+
+struct ac__accept_op {
+	struct ac__ctl ctl;
+	struct ac__accept entry;
+};
+
+void ac__listener_unref(ac_listener_t *l);
+void ac__listener_release_user(ac_listener_t *l);
+void ac__listener_adopt(ac__loop_t *loop, int fd, ac_listener_t *l);
+void ac__accept_drop_all(ac__loop_t *loop);
+
+/* ---- addresses (addr.c) ------------------------------------------------- */
+
+struct ac__addr {
+	int family;
+	socklen_t len;
+	struct sockaddr_storage ss;
+	char path[108];
+};
+
+int ac__addr_parse(const char *s, struct ac__addr *out);
+void ac__addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
+		     size_t n);
+
+#endif /* AC_INTERNAL_H */

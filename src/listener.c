@@ -1,0 +1,334 @@
+/*
+ * listener.c: accepting connections.
+ *
+ * A TCP listener opens one SO_REUSEPORT socket per loop, all bound to the
+ * same address: the kernel spreads connections over them and each loop
+ * owns what it accepts, with no hand-off. A Unix listener has one socket,
+ * accepted on loop 0, which hands connections out round-robin through the
+ * mailboxes (an ADOPT message carrying the descriptor).
+ *
+ * References on a listener: the user's (dropped by ac_listener_close or
+ * ac_runtime_free), one per accept entry a loop holds, one per control
+ * operation in flight, and one per ADOPT message in flight. The last one
+ * closes the sockets and frees it. Connections never point at the
+ * listener, only at its refcounted proto, so they may outlive it.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define AC__ACCEPT_BATCH 64 /* accepts per readiness event */
+#define AC__BACKLOG 4096
+
+static void listener_ref(ac_listener_t *l)
+{
+	__atomic_fetch_add(&l->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void listener_destroy(ac_listener_t *l)
+{
+	ac_runtime_t *rt = l->rt;
+
+	pthread_mutex_lock(&rt->lock);
+	if (l->prev)
+		l->prev->next = l->next;
+	else if (rt->listeners == l)
+		rt->listeners = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	pthread_mutex_unlock(&rt->lock);
+	for (int i = 0; l->fds && i < l->nfds; i++)
+		if (l->fds[i] >= 0)
+			close(l->fds[i]);
+	if (l->path) {
+		unlink(l->path);
+		ac__free(AC__K_OTHER, l->path);
+	}
+	ac__free(AC__K_OTHER, l->fds);
+	ac__free(AC__K_OTHER, l->ops);
+	ac__free(AC__K_OTHER, l->close_ops);
+	ac__proto_unref(l->proto);
+	ac__free(AC__K_LISTENER, l);
+}
+
+void ac__listener_unref(ac_listener_t *l)
+{
+	/* Acq-rel: every holder's last use happens before the free. */
+	if (__atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		listener_destroy(l);
+}
+
+/* ---- accepting, on a loop ------------------------------------------------- */
+
+static void hand_out(ac__loop_t *loop, ac_listener_t *l, int fd)
+{
+	ac_runtime_t *rt = loop->rt;
+	int dest = (int)(l->rr++ % (unsigned)rt->nloops);
+	struct ac__msg m = {.kind = AC__MSG_ADOPT, .i = fd, .b = l};
+
+	if (dest == loop->index) {
+		ac__conn_open(loop, fd, l->proto);
+		return;
+	}
+	listener_ref(l); /* for the message in flight */
+	if (ac__mailbox_put(rt, dest, &m)) {
+		close(fd);
+		ac__listener_unref(l);
+	}
+}
+
+void ac__listener_adopt(ac__loop_t *loop, int fd, ac_listener_t *l)
+{
+	ac__conn_open(loop, fd, l->proto);
+	ac__listener_unref(l);
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct ac__accept *e = arg;
+	ac_listener_t *l = e->l;
+	ac__loop_t *loop = ac__tls_loop;
+
+	ac__loop_enter(loop);
+	for (int i = 0; i < AC__ACCEPT_BATCH && !loop->stopping; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				perror("actorconn: accept");
+			break;
+		}
+		if (l->is_unix)
+			hand_out(loop, l, fd);
+		else
+			ac__conn_open(loop, fd, l->proto);
+	}
+	ac__loop_leave(loop);
+}
+
+static void drop_entry(struct ac__accept *e)
+{
+	if (e->ev)
+		event_free(e->ev);
+	e->ev = NULL;
+	ac__listener_unref(e->l);
+}
+
+/* Control operation: start serving an accept entry on this loop. */
+static void accept_add_op(ac__loop_t *loop, void *arg)
+{
+	struct ac__accept *e = arg;
+
+	if (loop->stopping || !loop->base ||
+	    !(e->ev = event_new(loop->base, e->fd, EV_READ | EV_PERSIST,
+				accept_cb, e)) ||
+	    event_add(e->ev, NULL)) {
+		drop_entry(e);
+		return;
+	}
+	e->next = loop->accepts;
+	loop->accepts = e;
+}
+
+/* Control operation: stop serving listener arg on this loop. */
+static void accept_remove_op(ac__loop_t *loop, void *arg)
+{
+	ac_listener_t *l = arg;
+
+	for (struct ac__accept **ep = &loop->accepts, *e; (e = *ep);) {
+		if (e->l == l) {
+			*ep = e->next;
+			drop_entry(e);
+		} else {
+			ep = &e->next;
+		}
+	}
+	ac__listener_unref(l); /* the operation's own reference */
+}
+
+void ac__accept_drop_all(ac__loop_t *loop)
+{
+	struct ac__accept *e;
+
+	while ((e = loop->accepts)) {
+		loop->accepts = e->next;
+		drop_entry(e);
+	}
+}
+
+/* ---- the public calls ------------------------------------------------------ */
+
+static int open_socket(const struct ac__addr *a, int port, int reuseport)
+{
+	struct sockaddr_storage ss = a->ss;
+	int one = 1, fd;
+
+	if (a->family == AF_INET)
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+	else if (a->family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port =
+			htons((uint16_t)port);
+	fd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (a->family != AF_UNIX) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (reuseport &&
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
+			goto fail;
+		if (a->family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+				   sizeof(one));
+	}
+	if (bind(fd, (struct sockaddr *)&ss, a->len) ||
+	    listen(fd, AC__BACKLOG))
+		goto fail;
+	return fd;
+fail: {
+	int e = errno;
+	close(fd);
+	errno = e;
+	return -1;
+}
+}
+
+static int bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len))
+		return -1;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* Removes a stale socket file, but never a file that is not a socket. */
+static void unlink_stale(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+}
+
+static int open_sockets(ac_listener_t *l, const struct ac__addr *a)
+{
+	int port;
+
+	if (a->family == AF_UNIX) {
+		unlink_stale(a->path);
+		if ((l->fds[0] = open_socket(a, 0, 0)) < 0)
+			return AC_ESYS;
+		if (!(l->path = ac__strdup(a->path)))
+			return AC_ENOMEM;
+		return 0;
+	}
+	port = ntohs(a->family == AF_INET
+			     ? ((const struct sockaddr_in *)&a->ss)->sin_port
+			     : ((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	for (int i = 0; i < l->nfds; i++) {
+		if ((l->fds[i] = open_socket(a, port, 1)) < 0)
+			return AC_ESYS;
+		if (i == 0 && port == 0 && (port = bound_port(l->fds[0])) < 0)
+			return AC_ESYS;
+	}
+	l->port = port;
+	return 0;
+}
+
+AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
+			const ac_conn_cbs_t *cbs, const ac_conn_opts_t *opts,
+			void *ud, ac_listener_t **out)
+{
+	struct ac__addr a;
+	ac_listener_t *l;
+	int err = 0;
+
+	if (!rt || !addr || !cbs || !out)
+		return AC_EINVAL;
+	if (ac__rt_state(rt) >= AC__RT_STOPPING)
+		return AC_ESHUTDOWN;
+	if ((err = ac__addr_parse(addr, &a)))
+		return err;
+	if (!(l = ac__calloc(AC__K_LISTENER, 1, sizeof(*l))))
+		return AC_ENOMEM;
+	l->rt = rt;
+	l->refs = 1;
+	l->is_unix = a.family == AF_UNIX;
+	l->nfds = l->is_unix ? 1 : rt->nloops;
+	if (!(l->proto = ac__proto_new(cbs, opts, ud, &err)))
+		goto fail;
+	err = AC_ENOMEM;
+	if (!(l->fds = ac__malloc(AC__K_OTHER, sizeof(int) * (size_t)l->nfds)) ||
+	    !(l->ops = ac__calloc(AC__K_OTHER, (size_t)l->nfds,
+				  sizeof(*l->ops))) ||
+	    !(l->close_ops = ac__calloc(AC__K_OTHER, (size_t)l->nfds,
+					sizeof(*l->close_ops))))
+		goto fail;
+	for (int i = 0; i < l->nfds; i++)
+		l->fds[i] = -1;
+	if ((err = open_sockets(l, &a)))
+		goto fail;
+
+	pthread_mutex_lock(&rt->lock);
+	l->next = rt->listeners;
+	if (rt->listeners)
+		rt->listeners->prev = l;
+	rt->listeners = l;
+	pthread_mutex_unlock(&rt->lock);
+
+	/* Hand each socket to its loop. Nothing below can fail: the
+	 * operations were allocated above. */
+	for (int i = 0; i < l->nfds; i++) {
+		struct ac__accept_op *op = &l->ops[i];
+
+		op->entry.l = l;
+		op->entry.fd = l->fds[i];
+		op->ctl.fn = accept_add_op;
+		op->ctl.arg = &op->entry;
+		listener_ref(l);
+		ac__loop_ctl_node(rt->loops[i], &op->ctl);
+	}
+	*out = l;
+	return 0;
+fail:
+	listener_destroy(l); /* not linked yet: only frees */
+	return err;
+}
+
+AC_EXPORT int ac_listener_port(const ac_listener_t *l)
+{
+	return l ? l->port : 0;
+}
+
+/* Drops the user's reference once, telling each loop to stop accepting. */
+void ac__listener_release_user(ac_listener_t *l)
+{
+	if (__atomic_exchange_n(&l->user_closed, 1, __ATOMIC_ACQ_REL))
+		return;
+	for (int i = 0; i < l->nfds; i++) {
+		struct ac__ctl *op = &l->close_ops[i];
+
+		op->fn = accept_remove_op;
+		op->arg = l;
+		listener_ref(l);
+		ac__loop_ctl_node(l->rt->loops[i], op);
+	}
+	ac__listener_unref(l);
+}
+
+AC_EXPORT void ac_listener_close(ac_listener_t *l)
+{
+	if (l)
+		ac__listener_release_user(l);
+}

@@ -1,0 +1,365 @@
+/*
+ * loop.c: one loop thread, its drain cycle and its stop sequence.
+ *
+ * Every libevent callback the library registers is bracketed by
+ * ac__loop_enter/ac__loop_leave. User callbacks only ever run inside such a
+ * bracket, so the outermost leave is the one place where deferred work is
+ * done: connections closed during the callback are finalized (on_close runs
+ * here, after the callback that closed them has returned), queued output is
+ * flushed in one system call per connection, overflowed messages are
+ * retried, and the deferred mailbox wake-ups are sent.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+__thread ac__loop_t *ac__tls_loop;
+
+#define AC__RING_BATCH 1024u /* per ring per cycle: one busy producer
+				cannot starve the others */
+
+/* ---- deferred work ----------------------------------------------------- */
+
+void ac__loop_enter(ac__loop_t *loop)
+{
+	loop->depth++;
+}
+
+void ac__loop_leave(ac__loop_t *loop)
+{
+	ac_conn_t *c;
+
+	if (loop->depth > 1) {
+		loop->depth--;
+		return;
+	}
+	/* Outermost: depth stays 1 while we work, so anything the work
+	 * triggers (on_close closing another connection, say) is deferred
+	 * onto the same queues and picked up by this loop. */
+	/* Flush before finalizing: a finalized connection is retired and must
+	 * not be on the flush list. Finalizing cannot queue its own flush
+	 * (writes to a dead connection are refused), so one close at a time
+	 * with a full flush in between keeps that true. */
+	for (;;) {
+		if ((c = loop->flush_head)) {
+			loop->flush_head = c->flush_next;
+			c->flush_queued = 0;
+			ac__conn_flush(c);
+		} else if ((c = loop->close_head)) {
+			loop->close_head = c->close_next;
+			if (!loop->close_head)
+				loop->close_tail = NULL;
+			ac__conn_finalize(c);
+		} else {
+			break;
+		}
+	}
+	if (loop->ovf_count)
+		ac__mailbox_retry(loop);
+	if (loop->nwake)
+		ac__mailbox_flush_wakes(loop);
+	loop->depth = 0;
+	if (loop->stopping && loop->nconns == 0)
+		event_base_loopbreak(loop->base);
+}
+
+/* ---- control operations -------------------------------------------------- */
+
+/* Any thread. Queues a control node the caller owns (node->fn set). */
+void ac__loop_ctl_node(ac__loop_t *loop, struct ac__ctl *node)
+{
+	node->next = NULL;
+	pthread_mutex_lock(&loop->ctl_lock);
+	if (loop->ctl_tail)
+		loop->ctl_tail->next = node;
+	else
+		loop->ctl_head = node;
+	loop->ctl_tail = node;
+	pthread_mutex_unlock(&loop->ctl_lock);
+	ac__wake(loop);
+}
+
+/* Runs queued control operations; on the loop, or after it exited. */
+void ac__loop_run_ctl(ac__loop_t *loop)
+{
+	struct ac__ctl *n, *next;
+
+	pthread_mutex_lock(&loop->ctl_lock);
+	n = loop->ctl_head;
+	loop->ctl_head = loop->ctl_tail = NULL;
+	pthread_mutex_unlock(&loop->ctl_lock);
+	for (; n; n = next) {
+		next = n->next; /* fn may free the node's owner */
+		n->fn(loop, n->arg);
+	}
+}
+
+/* ---- the drain cycle ----------------------------------------------------- */
+
+/* Dispatches up to `batch` messages from each ring. Returns true when a
+ * ring still had messages after its batch. */
+static bool drain(ac__loop_t *loop, unsigned batch)
+{
+	struct ac__msg m;
+	bool more = false;
+
+	for (int j = 0; j < loop->rt->nloops; j++) {
+		/* Acquire pairs with the producer's release in ring_to. */
+		struct ac__ring *r =
+			__atomic_load_n(&loop->in[j], __ATOMIC_ACQUIRE);
+		unsigned n = 0;
+
+		if (!r)
+			continue;
+		while (n < batch &&
+		       ck_ring_dequeue_spsc_acmsg(&r->ring, r->slots, &m)) {
+			ac__dispatch(loop, &m);
+			n++;
+		}
+		more |= n == batch;
+	}
+	for (unsigned n = 0; n < batch; n++) {
+		if (!ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
+						loop->foreign->slots, &m))
+			return more;
+		ac__dispatch(loop, &m);
+	}
+	return true;
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac__loop_t *loop = arg;
+	uint64_t v;
+
+	ac__loop_enter(loop);
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		perror("actorconn: eventfd read");
+	/* Clear the flag, then a full fence, then drain: the consumer half of
+	 * the protocol described in ac__wake. */
+	__atomic_store_n(&loop->wake_pending, 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	ac__loop_run_ctl(loop);
+	if (drain(loop, AC__RING_BATCH)) {
+		/* Batch budget spent: let I/O run, then come back. Setting the
+		 * flag spares producers the eventfd write meanwhile. */
+		__atomic_store_n(&loop->wake_pending, 1, __ATOMIC_RELAXED);
+		event_active(loop->wake_ev, EV_READ, 0);
+	}
+	ac__loop_leave(loop);
+}
+
+static void ovf_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac__loop_t *loop = arg;
+
+	ac__loop_enter(loop);
+	ac__loop_leave(loop); /* leave retries the overflow lists */
+	if (loop->ovf_count) {
+		struct timeval tv = {0, AC__OVERFLOW_RETRY_US};
+		evtimer_add(loop->ovf_ev, &tv);
+	}
+}
+
+void ac__dispatch(ac__loop_t *loop, struct ac__msg *m)
+{
+	switch (m->kind) {
+	case AC__MSG_POST:
+		m->a.fn(m->b);
+		break;
+	case AC__MSG_ADOPT:
+		ac__listener_adopt(loop, m->i, m->b);
+		break;
+	default:
+		ac__conn_deliver(loop, m);
+		break;
+	}
+}
+
+/* ---- stop ------------------------------------------------------------------- */
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac__loop_t *loop = arg;
+
+	ac__loop_enter(loop);
+	for (ac_conn_t *c = loop->conns; c; c = c->next)
+		ac__conn_fail(c, AC_ESHUTDOWN, 0);
+	ac__loop_leave(loop);
+}
+
+/* Control operation: stop accepting, close everything within the grace. */
+void ac__loop_begin_stop(ac__loop_t *loop, void *grace_ms)
+{
+	long ms = (long)(intptr_t)grace_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	if (loop->stopping)
+		return;
+	/* Deliver what was accepted before the stop (up to one ring's worth
+	 * per ring, so endless producers cannot hold the stop up): a send
+	 * that returned 0 before ac_runtime_stop was called gets written. */
+	drain(loop, loop->rt->mailbox_size);
+	loop->stopping = 1;
+	ac__accept_drop_all(loop);
+	for (ac_conn_t *c = loop->conns; c; c = c->next)
+		ac__conn_shutdown(c);
+	if (loop->base && loop->nconns)
+		evtimer_add(loop->grace_ev, &tv);
+	/* The leave of the drain cycle running us breaks the loop once the
+	 * last connection is gone. */
+}
+
+/*
+ * After the loop thread has exited (or never ran): run leftover control
+ * operations and settle every message still queued for or by this loop.
+ */
+void ac__loop_settle(ac__loop_t *loop)
+{
+	struct ac__msg m;
+
+	loop->stopping = 1;
+	ac__loop_run_ctl(loop);
+	ac__accept_drop_all(loop);
+	for (int j = 0; j < loop->rt->nloops; j++) {
+		struct ac__ring *r = loop->in[j];
+		while (r && ck_ring_dequeue_spsc_acmsg(&r->ring, r->slots, &m))
+			ac__settle(&m);
+		struct ac__ovf *o = &loop->ovf[j];
+		while (o->head) {
+			struct ac__ovf_node *n = o->head;
+			o->head = n->next;
+			ac__settle(&n->msg);
+			ac__free(AC__K_MSG, n);
+		}
+		o->tail = NULL;
+	}
+	loop->ovf_count = 0;
+	while (ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
+					  loop->foreign->slots, &m))
+		ac__settle(&m);
+}
+
+/* ---- thread ------------------------------------------------------------------ */
+
+static void *loop_main(void *arg)
+{
+	ac__loop_t *loop = arg;
+	char name[16];
+
+	ac__tls_loop = loop;
+	snprintf(name, sizeof(name), "ac-loop-%d", loop->index);
+	pthread_setname_np(pthread_self(), name);
+	if (loop->rt->pin_cpus) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET((int)(loop->index % (ncpu > 0 ? ncpu : 1)), &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	event_base_loop(loop->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	__atomic_store_n(&loop->exited, 1, __ATOMIC_RELEASE);
+	ac__tls_loop = NULL;
+	return NULL;
+}
+
+int ac__loop_start(ac__loop_t *loop)
+{
+	int e = pthread_create(&loop->thread, NULL, loop_main, loop);
+
+	if (e) {
+		errno = e;
+		return AC_ESYS;
+	}
+	loop->thread_started = 1;
+	return 0;
+}
+
+ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
+{
+	struct event_config *ecfg = NULL;
+	ac__loop_t *loop;
+	int n = rt->nloops;
+
+	if (posix_memalign((void **)&loop, AC__CACHELINE, sizeof(*loop)))
+		return NULL;
+	ac__count(AC__K_OTHER, 1);
+	memset(loop, 0, sizeof(*loop));
+	loop->rt = rt;
+	loop->index = index;
+	loop->wake_fd = -1;
+	pthread_mutex_init(&loop->ctl_lock, NULL);
+
+	if ((loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		goto fail;
+	if (!(loop->foreign = ac__ring_new(rt->mailbox_size)) ||
+	    !(loop->in = ac__calloc(AC__K_OTHER, n, sizeof(*loop->in))) ||
+	    !(loop->ovf = ac__calloc(AC__K_OTHER, n, sizeof(*loop->ovf))) ||
+	    !(loop->wake_mark = ac__calloc(AC__K_OTHER, n, 1)) ||
+	    !(loop->wake_list =
+		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->wake_list))) ||
+	    !(loop->scratch = ac__malloc(AC__K_OTHER, AC__READ_CHUNK)))
+		goto fail;
+
+	/* One base per loop, owned by one thread: no libevent locking. */
+	if (!(ecfg = event_config_new()) ||
+	    event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK) ||
+	    !(loop->base = event_base_new_with_config(ecfg)))
+		goto fail;
+	event_config_free(ecfg);
+	ecfg = NULL;
+	if (!(loop->wake_ev = event_new(loop->base, loop->wake_fd,
+					EV_READ | EV_PERSIST, wake_cb, loop)) ||
+	    event_add(loop->wake_ev, NULL) ||
+	    !(loop->ovf_ev = evtimer_new(loop->base, ovf_cb, loop)) ||
+	    !(loop->grace_ev = evtimer_new(loop->base, grace_cb, loop)))
+		goto fail;
+	ck_hp_register(&rt->hp, &loop->hp, loop->hp_ptrs);
+	return loop;
+fail:
+	if (ecfg)
+		event_config_free(ecfg);
+	ac__loop_free(loop);
+	return NULL;
+}
+
+/* Control thread, after the loop has exited and been settled. */
+void ac__loop_free(ac__loop_t *loop)
+{
+	if (!loop)
+		return;
+	if (loop->wake_ev)
+		event_free(loop->wake_ev);
+	if (loop->ovf_ev)
+		event_free(loop->ovf_ev);
+	if (loop->grace_ev)
+		event_free(loop->grace_ev);
+	if (loop->base)
+		event_base_free(loop->base);
+	if (loop->wake_fd >= 0)
+		close(loop->wake_fd);
+	if (loop->in)
+		for (int j = 0; j < loop->rt->nloops; j++)
+			ac__ring_free(loop->in[j]);
+	ac__ring_free(loop->foreign);
+	ac__free(AC__K_OTHER, loop->in);
+	ac__free(AC__K_OTHER, loop->ovf);
+	ac__free(AC__K_OTHER, loop->wake_mark);
+	ac__free(AC__K_OTHER, loop->wake_list);
+	ac__free(AC__K_OTHER, loop->scratch);
+	ac__htab_destroy(&loop->htab);
+	pthread_mutex_destroy(&loop->ctl_lock);
+	ac__free(AC__K_OTHER, loop);
+}
+
+AC_EXPORT int ac_loop_index(void)
+{
+	return ac__tls_loop ? ac__tls_loop->index : -1;
+}

@@ -1,0 +1,310 @@
+/*
+ * mailbox.c: bounded lock-free mailboxes between threads and loops.
+ *
+ * Each consumer loop k has one SPSC ring per producer loop j (in[j],
+ * created by j on first use) and one MPSC ring for every other thread.
+ * Messages are 32-byte values stored in the ring slots: enqueue and
+ * dequeue take no lock and allocate nothing.
+ *
+ * Wake-ups are coalesced by the consumer's wake_pending flag: a producer
+ * writes the consumer's eventfd only when it flips the flag from 0 to 1,
+ * so there is at most one write per drain cycle. A loop producer goes
+ * further and defers the wake-up to the end of its current callback, so a
+ * callback that sends a thousand messages costs one fence and at most one
+ * write per destination.
+ *
+ * Full rings: a foreign thread gets AC_EAGAIN and keeps its message. A loop
+ * cannot block and must not lose what it accepted, so it moves the message
+ * to its own overflow list for that destination (allocating a node: the
+ * slow path) and retries on its next turn; while that list is non-empty,
+ * later messages to the same destination queue behind it, which keeps
+ * per-producer order.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct ac__ring *ac__ring_new(unsigned size)
+{
+	struct ac__ring *r;
+
+	if (posix_memalign((void **)&r, AC__CACHELINE, sizeof(*r)))
+		return NULL;
+	ac__count(AC__K_OTHER, 1);
+	r->slots = ac__calloc(AC__K_OTHER, size, sizeof(struct ac__msg));
+	if (!r->slots) {
+		ac__free(AC__K_OTHER, r);
+		return NULL;
+	}
+	ck_ring_init(&r->ring, size);
+	return r;
+}
+
+void ac__ring_free(struct ac__ring *r)
+{
+	if (r) {
+		ac__free(AC__K_OTHER, r->slots);
+		ac__free(AC__K_OTHER, r);
+	}
+}
+
+/* Any thread: tell `loop` that its mailbox has work. */
+void ac__wake(ac__loop_t *loop)
+{
+	uint64_t one = 1;
+
+	/*
+	 * The lost-wake-up race. Producer: enqueue; fence; read flag.
+	 * Consumer (ac__loop drain): flag = 0; fence; drain the rings. Each
+	 * side's store is ordered before its load by a full fence, so at
+	 * least one of them sees the other's store: either this producer
+	 * sees 0 and writes the eventfd, or the consumer's drain, which
+	 * starts after its flag store, finds the message. Both may happen;
+	 * that costs one spurious wake-up, never a lost message.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&loop->wake_pending, __ATOMIC_RELAXED))
+		return;
+	if (!__atomic_exchange_n(&loop->wake_pending, 1, __ATOMIC_ACQ_REL)) {
+		ssize_t n;
+		do
+			n = write(loop->wake_fd, &one, sizeof(one));
+		while (n < 0 && errno == EINTR);
+		/* EAGAIN means the counter is saturated: a wake-up is
+		 * pending anyway. */
+	}
+}
+
+/* Loop producer: remember to wake `dest` when the current callback ends. */
+static void defer_wake(ac__loop_t *self, int dest)
+{
+	if (!self->wake_mark[dest]) {
+		self->wake_mark[dest] = 1;
+		self->wake_list[self->nwake++] = dest;
+	}
+}
+
+static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
+{
+	struct ac__ovf *o = &self->ovf[dest];
+	struct ac__ovf_node *n = ac__malloc(AC__K_MSG, sizeof(*n));
+
+	if (!n)
+		return AC_ENOMEM;
+	n->next = NULL;
+	n->msg = *m;
+	if (o->tail)
+		o->tail->next = n;
+	else
+		o->head = n;
+	o->tail = n;
+	self->ovf_count++;
+	if (self->ovf_ev && !evtimer_pending(self->ovf_ev, NULL)) {
+		struct timeval tv = {0, AC__OVERFLOW_RETRY_US};
+		evtimer_add(self->ovf_ev, &tv);
+	}
+	return 0;
+}
+
+static struct ac__ring *ring_to(ac__loop_t *self, ac__loop_t *dst)
+{
+	struct ac__ring *r = dst->in[self->index];
+
+	if (AC__LIKELY(r != NULL))
+		return r;
+	if (!(r = ac__ring_new(self->rt->mailbox_size)))
+		return NULL;
+	/* Release: the initialised ring is visible to the consumer before
+	 * the pointer; the consumer loads it with acquire. */
+	__atomic_store_n(&dst->in[self->index], r, __ATOMIC_RELEASE);
+	return r;
+}
+
+/*
+ * Owner loop `self`: moves as much of the overflow lists into the rings as
+ * fits, in order. Returns the number of messages still waiting.
+ */
+unsigned ac__mailbox_retry(ac__loop_t *self)
+{
+	ac_runtime_t *rt = self->rt;
+
+	for (int d = 0; d < rt->nloops && self->ovf_count; d++) {
+		struct ac__ovf *o = &self->ovf[d];
+		struct ac__ring *r;
+
+		if (!o->head || !(r = ring_to(self, rt->loops[d])))
+			continue;
+		while (o->head) {
+			struct ac__ovf_node *n = o->head;
+			if (!ck_ring_enqueue_spsc_acmsg(&r->ring, r->slots,
+							&n->msg))
+				break;
+			o->head = n->next;
+			ac__free(AC__K_MSG, n);
+			self->ovf_count--;
+			defer_wake(self, d);
+		}
+		if (!o->head)
+			o->tail = NULL;
+	}
+	return self->ovf_count;
+}
+
+/* Owner loop: send the deferred wake-ups. */
+void ac__mailbox_flush_wakes(ac__loop_t *self)
+{
+	for (int i = 0; i < self->nwake; i++) {
+		int d = self->wake_list[i];
+		self->wake_mark[d] = 0;
+		ac__wake(self->rt->loops[d]);
+	}
+	self->nwake = 0;
+}
+
+/*
+ * Any thread: place m in loop dest's mailbox. Lock-free; allocates only
+ * when a loop producer overflows, or to make a ring on first use.
+ */
+int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
+{
+	ac__loop_t *self = ac__tls_loop;
+	ac__loop_t *dst = rt->loops[dest];
+
+	if (self && self->rt == rt) {
+		struct ac__ring *r;
+
+		if (AC__UNLIKELY(self->ovf[dest].head != NULL))
+			return ovf_push(self, dest, m);
+		if (AC__UNLIKELY(!(r = ring_to(self, dst))))
+			return AC_ENOMEM;
+		if (AC__UNLIKELY(!ck_ring_enqueue_spsc_acmsg(&r->ring, r->slots,
+							     m)))
+			return ovf_push(self, dest, m);
+		defer_wake(self, dest);
+		return 0;
+	}
+	if (AC__UNLIKELY(!ck_ring_enqueue_mpsc_acmsg(&dst->foreign->ring,
+						     dst->foreign->slots, m)))
+		return AC_EAGAIN;
+	ac__wake(dst);
+	return 0;
+}
+
+/* ---- the public senders ---------------------------------------------------- */
+
+static int check_rt(ac_runtime_t *rt)
+{
+	if (!rt)
+		return AC_EINVAL;
+	if (ac__rt_state(rt) == AC__RT_STOPPED)
+		return AC_ESHUTDOWN;
+	return 0;
+}
+
+AC_EXPORT int ac_loop_post(ac_runtime_t *rt, int loop, void (*fn)(void *),
+			   void *arg)
+{
+	struct ac__msg m = {.kind = AC__MSG_POST, .b = arg};
+	int err;
+
+	if ((err = check_rt(rt)))
+		return err;
+	if (!fn || loop < 0 || loop >= rt->nloops)
+		return AC_EINVAL;
+	m.a.fn = fn;
+	return ac__mailbox_put(rt, loop, &m);
+}
+
+/* Common front of the handle-addressed calls. A snapshot: the connection
+ * may still close before the message arrives; the owner loop re-checks and
+ * counts the drop. */
+static int check_handle(ac_runtime_t *rt, ac_handle_t h)
+{
+	int err;
+
+	if ((err = check_rt(rt)))
+		return err;
+	if (h == AC_HANDLE_NONE)
+		return AC_EINVAL;
+	return ac__handle_live(rt, h) ? 0 : AC_ESTALE;
+}
+
+static int put_for_handle(ac_runtime_t *rt, ac_handle_t h, struct ac__msg *m)
+{
+	int err;
+
+	if ((err = check_handle(rt, h)))
+		return err;
+	m->h = h;
+	return ac__mailbox_put(rt, AC_HANDLE_LOOP(h), m);
+}
+
+AC_EXPORT int ac_send(ac_runtime_t *rt, ac_handle_t h, const void *buf,
+		      size_t len)
+{
+	struct ac__msg m = {.kind = AC__MSG_SEND, .h = h};
+	struct ac__blob *blob;
+	int err;
+
+	if (!buf && len)
+		return AC_EINVAL;
+	if ((err = check_handle(rt, h)))
+		return err;
+	if (!(blob = ac__malloc(AC__K_MSG, sizeof(*blob) + len)))
+		return AC_ENOMEM;
+	blob->len = len;
+	if (len)
+		memcpy(blob->data, buf, len);
+	m.b = blob;
+	if ((err = ac__mailbox_put(rt, AC_HANDLE_LOOP(h), &m)))
+		ac__free(AC__K_MSG, blob);
+	return err;
+}
+
+AC_EXPORT int ac_tell(ac_runtime_t *rt, ac_handle_t h, int kind,
+		      void *payload, void (*drop)(void *))
+{
+	struct ac__msg m = {.kind = AC__MSG_TELL, .i = kind, .b = payload};
+
+	m.a.fn = drop;
+	return put_for_handle(rt, h, &m);
+}
+
+AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how)
+{
+	struct ac__msg m = {.kind = AC__MSG_CLOSE, .i = how};
+
+	if (how != AC_CLOSE_FLUSH && how != AC_CLOSE_ABORT)
+		return AC_EINVAL;
+	return put_for_handle(rt, h, &m);
+}
+
+/*
+ * Settle a message that will never reach its loop (the loop has exited).
+ * Runs on the thread stopping or freeing the runtime.
+ */
+void ac__settle(struct ac__msg *m)
+{
+	switch (m->kind) {
+	case AC__MSG_POST:
+		m->a.fn(m->b);
+		break;
+	case AC__MSG_SEND:
+		ac__free(AC__K_MSG, m->b);
+		ac__count_dropped();
+		break;
+	case AC__MSG_TELL:
+		if (m->a.fn)
+			m->a.fn(m->b);
+		ac__count_dropped();
+		break;
+	case AC__MSG_ADOPT:
+		close(m->i);
+		ac__listener_unref(m->b);
+		break;
+	default: /* AC__MSG_CLOSE: nothing left to close */
+		break;
+	}
+}

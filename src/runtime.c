@@ -1,0 +1,188 @@
+/*
+ * runtime.c: the runtime's life: new, start, stop, free.
+ *
+ * State moves NEW -> RUNNING -> STOPPING -> STOPPED under rt->lock; loops
+ * and producers read it with acquire loads. Producers are refused only once
+ * the state is STOPPED; anything that slips in around that moment is
+ * settled on the stopping thread (ac__loop_settle), and again by
+ * ac_runtime_free, so nothing accepted is ever lost or leaked.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define AC__HP_THRESHOLD 64 /* retired connections per loop before a scan */
+
+static uint64_t next_rt_id = 1;
+
+static unsigned round_pow2(unsigned v)
+{
+	unsigned p = 2;
+
+	while (p < v && p < (1u << 24))
+		p <<= 1;
+	return p;
+}
+
+AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
+{
+	ac_config_t def = {0};
+	ac_runtime_t *rt;
+	long ncpu;
+
+	if (!cfg)
+		cfg = &def;
+	if (cfg->loops < 0 || cfg->loops > AC__MAX_LOOPS) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!(rt = ac__calloc(AC__K_OTHER, 1, sizeof(*rt)))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	rt->nloops = cfg->loops ? cfg->loops
+				: (int)(ncpu < 1 ? 1
+					: ncpu > AC__MAX_LOOPS ? AC__MAX_LOOPS
+							       : ncpu);
+	rt->mailbox_size = round_pow2(cfg->mailbox_capacity
+					      ? cfg->mailbox_capacity
+					      : AC__DEFAULT_MAILBOX);
+	rt->pin_cpus = cfg->pin_cpus;
+	rt->state = AC__RT_NEW;
+	rt->id = __atomic_fetch_add(&next_rt_id, 1, __ATOMIC_RELAXED);
+	pthread_mutex_init(&rt->lock, NULL);
+	ck_hp_init(&rt->hp, AC__HP_DEGREE, AC__HP_THRESHOLD,
+		   ac__hp_destroy_cb);
+	if (ac__hp_runtime_born(rt))
+		goto fail;
+	if (!(rt->loops = ac__calloc(AC__K_OTHER, (size_t)rt->nloops,
+				     sizeof(*rt->loops))))
+		goto fail;
+	for (int i = 0; i < rt->nloops; i++)
+		if (!(rt->loops[i] = ac__loop_new(rt, i)))
+			goto fail;
+	return rt;
+fail:
+	ac_runtime_free(rt);
+	errno = ENOMEM;
+	return NULL;
+}
+
+AC_EXPORT int ac_runtime_loops(const ac_runtime_t *rt)
+{
+	return rt ? rt->nloops : 0;
+}
+
+AC_EXPORT int ac_runtime_start(ac_runtime_t *rt)
+{
+	int err = 0;
+
+	if (!rt)
+		return AC_EINVAL;
+	pthread_mutex_lock(&rt->lock);
+	if (rt->state != AC__RT_NEW) {
+		pthread_mutex_unlock(&rt->lock);
+		return AC_ESTATE;
+	}
+	__atomic_store_n(&rt->state, AC__RT_RUNNING, __ATOMIC_RELEASE);
+	for (int i = 0; i < rt->nloops && !err; i++)
+		err = ac__loop_start(rt->loops[i]);
+	pthread_mutex_unlock(&rt->lock);
+	if (err) {
+		int e = errno;
+		ac_runtime_stop(rt, 0);
+		errno = e;
+	}
+	return err;
+}
+
+static void settle_all(ac_runtime_t *rt)
+{
+	for (int i = 0; i < rt->nloops; i++)
+		if (rt->loops[i])
+			ac__loop_settle(rt->loops[i]);
+}
+
+AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms)
+{
+	int prev;
+
+	if (!rt || grace_ms < 0)
+		return AC_EINVAL;
+	if (ac__tls_loop && ac__tls_loop->rt == rt)
+		return AC_ETHREAD; /* a loop cannot join itself */
+	pthread_mutex_lock(&rt->lock);
+	prev = rt->state;
+	if (prev == AC__RT_RUNNING)
+		__atomic_store_n(&rt->state, AC__RT_STOPPING,
+				 __ATOMIC_RELEASE);
+	else if (prev == AC__RT_NEW)
+		__atomic_store_n(&rt->state, AC__RT_STOPPED, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&rt->lock);
+
+	if (prev == AC__RT_NEW) {
+		settle_all(rt); /* posts made before start run here */
+		return 0;
+	}
+	if (prev != AC__RT_RUNNING)
+		return 0;
+
+	for (int i = 0; i < rt->nloops; i++) {
+		ac__loop_t *loop = rt->loops[i];
+
+		loop->stop_ctl.fn = ac__loop_begin_stop;
+		loop->stop_ctl.arg = (void *)(intptr_t)grace_ms;
+		ac__loop_ctl_node(loop, &loop->stop_ctl);
+	}
+	for (int i = 0; i < rt->nloops; i++)
+		if (rt->loops[i]->thread_started)
+			pthread_join(rt->loops[i]->thread, NULL);
+
+	pthread_mutex_lock(&rt->lock);
+	__atomic_store_n(&rt->state, AC__RT_STOPPED, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&rt->lock);
+	settle_all(rt);
+	return 0;
+}
+
+AC_EXPORT void ac_runtime_free(ac_runtime_t *rt)
+{
+	ac_listener_t *l, *next;
+
+	if (!rt)
+		return;
+	if (rt->loops && rt->loops[rt->nloops - 1]) {
+		ac_runtime_stop(rt, 0);
+		/* Listeners the user never closed: drop the user's reference
+		 * (this queues control operations), then settle again, which
+		 * runs them and whatever raced in after the stop. */
+		for (l = rt->listeners; l; l = next) {
+			next = l->next;
+			ac__listener_release_user(l);
+		}
+		settle_all(rt);
+	}
+	/* Every retired connection is reclaimed: no thread holds a hazard
+	 * pointer any more. Purge all records before freeing any loop, since
+	 * a scan reads every record. */
+	if (rt->loops) {
+		for (int i = 0; i < rt->nloops; i++)
+			if (rt->loops[i])
+				ck_hp_purge(&rt->loops[i]->hp);
+		for (int i = 0; i < rt->nloops; i++)
+			ac__loop_free(rt->loops[i]);
+		ac__free(AC__K_OTHER, rt->loops);
+	}
+	ac__hp_runtime_gone(rt);
+	while (rt->foreign_recs) {
+		struct ac__hprec *r = rt->foreign_recs;
+		rt->foreign_recs = r->next;
+		ac__free(AC__K_OTHER, r);
+	}
+	pthread_mutex_destroy(&rt->lock);
+	ac__free(AC__K_OTHER, rt);
+}

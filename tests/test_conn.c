@@ -1,0 +1,470 @@
+/* test_conn.c: servers, framing, writes, closes, messages. */
+#include "testhelp.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static bool closed_ge(void *arg)
+{
+	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
+	       (int64_t)(intptr_t)arg;
+}
+
+static bool opened_ge(void *arg)
+{
+	return __atomic_load_n(&th_srv.opened, __ATOMIC_ACQUIRE) >=
+	       (int64_t)(intptr_t)arg;
+}
+
+static void finish(void)
+{
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+
+static const char *unix_path(void)
+{
+	static char path[64];
+	snprintf(path, sizeof(path), "/tmp/ac-test-%d.sock", (int)getpid());
+	return path;
+}
+
+/* ---- echo over each transport and framing ------------------------------ */
+
+static void echo_roundtrips(int framing, int fd)
+{
+	char buf[300];
+
+	for (int i = 1; i <= 100; i++) {
+		char msg[300];
+		size_t len = (size_t)(i * 3 % 250) + 1, n;
+
+		for (size_t k = 0; k < len; k++)
+			msg[k] = (char)('a' + (i + k) % 26);
+		th_send_frame(fd, framing, msg, len);
+		n = th_recv_frame(fd, framing, buf, sizeof(buf), len);
+		ck_assert_uint_eq(n, len);
+		ck_assert(memcmp(buf, msg, len) == 0);
+	}
+}
+
+static void echo_test(int framing, bool use_unix)
+{
+	ac_conn_opts_t o = {.framing = framing};
+	char addr[80];
+	int fds[4];
+
+	if (use_unix)
+		snprintf(addr, sizeof(addr), "unix:%s", unix_path());
+	else
+		snprintf(addr, sizeof(addr), "127.0.0.1:0");
+	th_server_start(2, addr, &o);
+	/* Several clients: Unix ones are handed out round-robin, TCP ones
+	 * spread by the kernel; each must echo correctly on its loop. */
+	for (int i = 0; i < 4; i++)
+		fds[i] = use_unix ? th_connect_unix(unix_path())
+				  : th_connect_tcp("127.0.0.1", th_srv.port);
+	for (int i = 0; i < 4; i++)
+		echo_roundtrips(framing, fds[i]);
+	if (use_unix) {
+		/* Round robin over 2 loops: both loops own connections. */
+		int on[2] = {0, 0};
+		for (int i = 0; i < 4; i++)
+			on[AC_HANDLE_LOOP(th_srv.handles[i])]++;
+		ck_assert_int_eq(on[0], 2);
+		ck_assert_int_eq(on[1], 2);
+	}
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	ck_assert(th_wait(closed_ge, (void *)4, 5000));
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(th_srv.reasons[i], AC_EEOF);
+		ck_assert_int_eq(th_srv.close_count[i], 1);
+	}
+	finish();
+	if (use_unix)
+		ck_assert_int_ne(access(unix_path(), F_OK), 0); /* unlinked */
+}
+
+START_TEST(echo_tcp_raw) { echo_test(AC_FRAME_RAW, false); }
+END_TEST
+START_TEST(echo_tcp_line) { echo_test(AC_FRAME_LINE, false); }
+END_TEST
+START_TEST(echo_tcp_len32) { echo_test(AC_FRAME_LEN32, false); }
+END_TEST
+START_TEST(echo_unix_raw) { echo_test(AC_FRAME_RAW, true); }
+END_TEST
+START_TEST(echo_unix_line) { echo_test(AC_FRAME_LINE, true); }
+END_TEST
+START_TEST(echo_unix_len32) { echo_test(AC_FRAME_LEN32, true); }
+END_TEST
+
+START_TEST(echo_ipv6_loopback)
+{
+	th_server_start(1, "[::1]:0", &(ac_conn_opts_t){.framing = AC_FRAME_LINE});
+	int fd = th_connect_tcp("::1", th_srv.port);
+	echo_roundtrips(AC_FRAME_LINE, fd);
+	close(fd);
+	finish();
+}
+END_TEST
+
+START_TEST(frames_split_across_reads_and_coalesced_in_one_read)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LEN32};
+	unsigned char big[3 * (4 + 10)];
+	char buf[16];
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	/* Three frames in one write. */
+	for (int i = 0; i < 3; i++) {
+		unsigned char *p = big + i * 14;
+		p[0] = p[1] = p[2] = 0;
+		p[3] = 10;
+		memset(p + 4, '0' + i, 10);
+	}
+	th_write_all(fd, big, sizeof(big));
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LEN32, buf, 16, 0), 10);
+		ck_assert_int_eq(buf[0], '0' + i);
+	}
+	/* One frame dribbled a byte at a time. */
+	for (size_t i = 0; i < 14; i++) {
+		th_write_all(fd, big + i, 1);
+		usleep(2000);
+	}
+	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LEN32, buf, 16, 0), 10);
+	ck_assert_int_eq(buf[9], '0');
+	close(fd);
+	finish();
+}
+END_TEST
+
+START_TEST(large_frame_echoes_through_partial_writes)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LEN32};
+	size_t len = 1u << 20; /* exactly the default max_frame */
+	char *msg = malloc(len), *got = malloc(len);
+	int fd;
+
+	for (size_t i = 0; i < len; i++)
+		msg[i] = (char)(i * 7);
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	th_send_frame(fd, AC_FRAME_LEN32, msg, len);
+	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LEN32, got, len, 0), len);
+	ck_assert(memcmp(msg, got, len) == 0);
+	close(fd);
+	free(msg);
+	free(got);
+	finish();
+}
+END_TEST
+
+/* ---- limits and errors --------------------------------------------------- */
+
+static void oversized(int framing)
+{
+	ac_conn_opts_t o = {.framing = framing, .max_frame = 64};
+	char junk[200];
+	int fd;
+
+	memset(junk, 'x', sizeof(junk));
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	th_send_frame(fd, framing, junk, 65);
+	ck_assert(th_wait_eof(fd, 5000));
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert_int_eq(th_srv.reasons[0], AC_EFRAME);
+	ck_assert_int_eq(th_srv.frames, 0);
+	close(fd);
+	finish();
+}
+
+START_TEST(oversized_len32_frame_closes_with_eframe) { oversized(AC_FRAME_LEN32); }
+END_TEST
+START_TEST(oversized_line_closes_with_eframe) { oversized(AC_FRAME_LINE); }
+END_TEST
+
+START_TEST(frame_at_limit_is_delivered)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LEN32, .max_frame = 64};
+	char msg[64], buf[64];
+	int fd;
+
+	memset(msg, 'y', sizeof(msg));
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	th_send_frame(fd, AC_FRAME_LEN32, msg, 64);
+	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LEN32, buf, 64, 0), 64);
+	close(fd);
+	finish();
+}
+END_TEST
+
+START_TEST(bad_arguments_are_refused)
+{
+	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 1});
+	ac_conn_cbs_t cbs = {0};
+	ac_listener_t *l;
+
+	ck_assert_int_eq(ac_listen(rt, "nonsense", &cbs, NULL, NULL, &l), AC_EADDR);
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:99999", &cbs, NULL, NULL, &l),
+			 AC_EADDR);
+	ck_assert_int_eq(ac_listen(rt, "[::1:80", &cbs, NULL, NULL, &l), AC_EADDR);
+	ck_assert_int_eq(ac_listen(rt, "unix:", &cbs, NULL, NULL, &l), AC_EADDR);
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs,
+				   &(ac_conn_opts_t){.framing = 42}, NULL, &l),
+			 AC_EINVAL);
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs,
+				   &(ac_conn_opts_t){.framing = AC_FRAME_CUSTOM},
+				   NULL, &l),
+			 AC_EINVAL);
+	ck_assert_int_eq(ac_listen(rt, NULL, &cbs, NULL, NULL, &l), AC_EINVAL);
+	ck_assert_ptr_null(ac_runtime_new(&(ac_config_t){.loops = 257}));
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+START_TEST(listen_on_a_path_that_is_not_a_socket_is_esys_and_keeps_the_file)
+{
+	ac_listener_t *l2;
+	ac_conn_cbs_t cbs = {0};
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	/* A stale socket file is replaced, but a regular file never is. */
+	FILE *f = fopen("/tmp/ac-test-notasocket", "w");
+	fclose(f);
+	ck_assert_int_eq(ac_listen(th_srv.rt, "unix:/tmp/ac-test-notasocket",
+				   &cbs, NULL, NULL, &l2),
+			 AC_ESYS);
+	ck_assert_int_eq(access("/tmp/ac-test-notasocket", F_OK), 0);
+	unlink("/tmp/ac-test-notasocket");
+	finish();
+}
+END_TEST
+
+/* ---- closing inside callbacks --------------------------------------------- */
+
+static void close_on_quit(ac_conn_t *c, const void *data, size_t len)
+{
+	if (len == 4 && memcmp(data, "quit", 4) == 0) {
+		ac_conn_write(c, "bye\n", 4);
+		ac_conn_close(c, AC_CLOSE_FLUSH);
+		/* Still inside the callback: the connection is closing but its
+		 * memory is valid, writes are refused, close is idempotent. */
+		ck_assert_int_eq(ac_conn_write(c, "x", 1), AC_ESTATE);
+		ac_conn_close(c, AC_CLOSE_FLUSH);
+		ck_assert_int_eq(th_srv.close_count[(intptr_t)ac_conn_data(c)], 0);
+		return;
+	}
+	th_echo(c, data, len);
+}
+
+START_TEST(close_inside_on_frame_flushes_and_stops_frames)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
+	char buf[16];
+	int fd;
+
+	th_srv.on_frame = close_on_quit;
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	/* Frames after "quit" in the same read must not be delivered. */
+	th_write_all(fd, "a\nquit\nb\nc\n", 11);
+	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LINE, buf, 16, 0), 1);
+	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LINE, buf, 16, 0), 3);
+	ck_assert(memcmp(buf, "bye", 3) == 0);
+	ck_assert(th_wait_eof(fd, 5000));
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert_int_eq(th_srv.frames, 2);
+	ck_assert_int_eq(th_srv.reasons[0], 0);
+	ck_assert_int_eq(th_srv.close_count[0], 1);
+	close(fd);
+	finish();
+}
+END_TEST
+
+static void abort_in_open(ac_conn_t *c)
+{
+	ac_conn_close(c, AC_CLOSE_ABORT);
+}
+
+START_TEST(close_inside_on_open_still_gets_one_on_close)
+{
+	int fd;
+
+	th_srv.on_open = abort_in_open;
+	th_server_start(1, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait_eof(fd, 5000));
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert_int_eq(th_srv.close_count[0], 1);
+	ck_assert_int_eq(th_srv.reasons[0], 0);
+	close(fd);
+	finish();
+}
+END_TEST
+
+/* ---- peers that vanish --------------------------------------------------- */
+
+static void flood(ac_conn_t *c, const void *data, size_t len)
+{
+	static char chunk[65536];
+
+	/* Answer every frame with 8 MiB the peer never reads. */
+	for (int i = 0; i < 128; i++)
+		if (ac_conn_write(c, chunk, sizeof(chunk)))
+			break;
+}
+
+START_TEST(peer_vanishing_mid_write_is_an_error_not_sigpipe)
+{
+	int fd;
+
+	/* Default SIGPIPE disposition: a write without MSG_NOSIGNAL would
+	 * kill this test process. */
+	signal(SIGPIPE, SIG_DFL);
+	th_srv.on_frame = flood;
+	th_server_start(1, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	th_write_all(fd, "go", 2);
+	usleep(50000);
+	/* Reset: unread data plus SO_LINGER 0. */
+	struct linger lg = {1, 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert_msg(th_srv.reasons[0] == AC_ERESET ||
+			      th_srv.reasons[0] == AC_EEOF,
+		      "reason %s", ac_err_name(th_srv.reasons[0]));
+	finish();
+}
+END_TEST
+
+/* ---- messages from other threads ------------------------------------------ */
+
+static int64_t told, dropped_payloads;
+
+static void on_message(ac_conn_t *c, int kind, void *payload)
+{
+	ck_assert_int_eq(kind, 7);
+	ac_conn_write(c, payload, strlen(payload));
+	free(payload);
+	__atomic_fetch_add(&told, 1, __ATOMIC_RELEASE);
+}
+
+static void drop_payload(void *p)
+{
+	free(p);
+	__atomic_fetch_add(&dropped_payloads, 1, __ATOMIC_RELEASE);
+}
+
+START_TEST(send_and_tell_from_foreign_thread_reach_the_peer)
+{
+	ac_handle_t h;
+	char buf[32];
+	int fd;
+
+	th_srv.on_message = on_message;
+	th_server_start(2, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	h = th_srv.handles[0];
+	ck_assert_int_eq(ac_send(th_srv.rt, h, "abc", 3), 0);
+	ck_assert_int_eq(ac_tell(th_srv.rt, h, 7, strdup("def"), drop_payload),
+			 0);
+	/* Same producer, same order. */
+	ck_assert(th_read_full(fd, buf, 6));
+	ck_assert(memcmp(buf, "abcdef", 6) == 0);
+	ck_assert_int_eq(told, 1);
+
+	ck_assert_int_eq(ac_close(th_srv.rt, h, AC_CLOSE_FLUSH), 0);
+	ck_assert(th_wait_eof(fd, 5000));
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	/* Refused after close: nothing runs, the caller keeps payload. */
+	char *p = strdup("x");
+	ck_assert_int_eq(ac_tell(th_srv.rt, h, 7, p, drop_payload), AC_ESTALE);
+	free(p);
+	close(fd);
+	finish();
+	ck_assert_int_eq(dropped_payloads, 0);
+}
+END_TEST
+
+START_TEST(tell_without_on_message_is_dropped_once)
+{
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert_int_eq(ac_tell(th_srv.rt, th_srv.handles[0], 1, strdup("p"),
+				 drop_payload),
+			 0);
+	ck_assert(th_wait_ge(&dropped_payloads, 1, 5000));
+	close(fd);
+	finish();
+	ck_assert_int_eq(dropped_payloads, 1);
+}
+END_TEST
+
+START_TEST(listener_close_stops_accepting_but_keeps_connections)
+{
+	char buf[4];
+	int fd;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ac_listener_close(th_srv.l);
+	usleep(100000);
+	/* New connections are refused... */
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)th_srv.port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ck_assert_int_ne(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	close(s);
+	/* ...and the open one still echoes. */
+	th_write_all(fd, "ping", 4);
+	ck_assert(th_read_full(fd, buf, 4));
+	close(fd);
+	finish();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("conn");
+	TCase *tc = tcase_create("conn");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, echo_tcp_raw);
+	tcase_add_test(tc, echo_tcp_line);
+	tcase_add_test(tc, echo_tcp_len32);
+	tcase_add_test(tc, echo_unix_raw);
+	tcase_add_test(tc, echo_unix_line);
+	tcase_add_test(tc, echo_unix_len32);
+	tcase_add_test(tc, echo_ipv6_loopback);
+	tcase_add_test(tc, frames_split_across_reads_and_coalesced_in_one_read);
+	tcase_add_test(tc, large_frame_echoes_through_partial_writes);
+	tcase_add_test(tc, oversized_len32_frame_closes_with_eframe);
+	tcase_add_test(tc, oversized_line_closes_with_eframe);
+	tcase_add_test(tc, frame_at_limit_is_delivered);
+	tcase_add_test(tc, bad_arguments_are_refused);
+	tcase_add_test(tc, listen_on_a_path_that_is_not_a_socket_is_esys_and_keeps_the_file);
+	tcase_add_test(tc, close_inside_on_frame_flushes_and_stops_frames);
+	tcase_add_test(tc, close_inside_on_open_still_gets_one_on_close);
+	tcase_add_test(tc, peer_vanishing_mid_write_is_an_error_not_sigpipe);
+	tcase_add_test(tc, send_and_tell_from_foreign_thread_reach_the_peer);
+	tcase_add_test(tc, tell_without_on_message_is_dropped_once);
+	tcase_add_test(tc, listener_close_stops_accepting_but_keeps_connections);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}

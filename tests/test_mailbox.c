@@ -1,0 +1,250 @@
+/* test_mailbox.c: order, no loss, full mailboxes, overflow, posts. */
+#include "testhelp.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdlib.h>
+
+/* ---- two producer threads, one loop, 1,000,000 messages ---------------- */
+
+#define PRODUCERS 2
+#define PER_PRODUCER 500000
+
+static int64_t got[PRODUCERS];       /* written by the loop only */
+static int64_t out_of_order;         /* written by the loop only */
+static int64_t total;                /* atomic */
+static int64_t eagain_seen;          /* atomic */
+
+static void consume(void *arg)
+{
+	uintptr_t v = (uintptr_t)arg;
+	int p = (int)(v >> 32);
+	int64_t seq = (int64_t)(v & 0xffffffffu);
+
+	if (seq != got[p])
+		out_of_order++;
+	got[p] = seq + 1;
+	__atomic_fetch_add(&total, 1, __ATOMIC_RELEASE);
+}
+
+struct producer {
+	ac_runtime_t *rt;
+	int id;
+};
+
+static void *produce(void *arg)
+{
+	struct producer *pr = arg;
+
+	for (uintptr_t seq = 0; seq < PER_PRODUCER;) {
+		void *m = (void *)(((uintptr_t)pr->id << 32) | seq);
+		int err = ac_loop_post(pr->rt, 0, consume, m);
+
+		if (err == AC_EAGAIN) {
+			__atomic_fetch_add(&eagain_seen, 1, __ATOMIC_RELAXED);
+			sched_yield();
+			continue;
+		}
+		ck_assert_int_eq(err, 0);
+		seq++;
+	}
+	return NULL;
+}
+
+START_TEST(two_producers_one_loop_million_messages_in_order_no_loss)
+{
+	ac_config_t cfg = {.loops = 1, .mailbox_capacity = 1024};
+	ac_runtime_t *rt = ac_runtime_new(&cfg);
+	struct producer pr[PRODUCERS];
+	pthread_t t[PRODUCERS];
+
+	ck_assert_ptr_nonnull(rt);
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	for (int i = 0; i < PRODUCERS; i++) {
+		pr[i] = (struct producer){rt, i};
+		pthread_create(&t[i], NULL, produce, &pr[i]);
+	}
+	for (int i = 0; i < PRODUCERS; i++)
+		pthread_join(t[i], NULL);
+	ck_assert(th_wait_ge(&total, PRODUCERS * PER_PRODUCER, 60000));
+	ac_runtime_stop(rt, 0);
+	ck_assert_int_eq(total, PRODUCERS * PER_PRODUCER);
+	ck_assert_int_eq(out_of_order, 0);
+	for (int i = 0; i < PRODUCERS; i++)
+		ck_assert_int_eq(got[i], PER_PRODUCER);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+/* ---- full mailbox --------------------------------------------------------- */
+
+static sem_t gate;          /* holds loop 0 inside a callback */
+static sem_t gate_entered;
+static int64_t from_loop1;  /* messages loop 0 got from loop 1 */
+static int64_t loop1_order_errors;
+static int64_t loop1_sent, loop1_errors;
+static int64_t foreign_got;
+
+static void block_loop(void *arg)
+{
+	sem_post(&gate_entered);
+	sem_wait(&gate);
+}
+
+static void count_foreign(void *arg)
+{
+	__atomic_fetch_add(&foreign_got, 1, __ATOMIC_RELEASE);
+}
+
+static void count_from_loop1(void *arg)
+{
+	if ((int64_t)(uintptr_t)arg != from_loop1)
+		loop1_order_errors++;
+	__atomic_fetch_add(&from_loop1, 1, __ATOMIC_RELEASE);
+}
+
+#define LOOP1_MESSAGES 1000
+
+static void send_from_loop1(void *arg)
+{
+	ac_runtime_t *rt = arg;
+
+	for (uintptr_t i = 0; i < LOOP1_MESSAGES; i++) {
+		/* The ring holds 15: the rest must overflow, not fail. */
+		if (ac_loop_post(rt, 0, count_from_loop1, (void *)i))
+			loop1_errors++;
+	}
+	__atomic_store_n(&loop1_sent, 1, __ATOMIC_RELEASE);
+}
+
+START_TEST(full_mailbox_gives_eagain_to_foreign_and_loses_nothing_from_loop)
+{
+	ac_config_t cfg = {.loops = 2, .mailbox_capacity = 16};
+	ac_runtime_t *rt = ac_runtime_new(&cfg);
+	int64_t accepted = 0;
+	int err = 0;
+
+	sem_init(&gate, 0, 0);
+	sem_init(&gate_entered, 0, 0);
+	ck_assert_ptr_nonnull(rt);
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, 0, block_loop, NULL), 0);
+	sem_wait(&gate_entered);
+
+	/* Loop 0 is stuck: the foreign ring fills and then refuses. */
+	for (int i = 0; i < 100 && err == 0; i++) {
+		err = ac_loop_post(rt, 0, count_foreign, NULL);
+		if (err == 0)
+			accepted++;
+	}
+	ck_assert_int_eq(err, AC_EAGAIN);
+	ck_assert_int_eq(accepted, 15); /* a ring of 16 holds 15 */
+
+	/* A loop producer never gets EAGAIN: its excess waits in overflow. */
+	ck_assert_int_eq(ac_loop_post(rt, 1, send_from_loop1, rt), 0);
+	ck_assert(th_wait_ge(&loop1_sent, 1, 10000));
+	ck_assert_int_eq(loop1_errors, 0);
+
+	sem_post(&gate);
+	ck_assert(th_wait_ge(&foreign_got, accepted, 10000));
+	ck_assert(th_wait_ge(&from_loop1, LOOP1_MESSAGES, 10000));
+	ck_assert_int_eq(loop1_order_errors, 0);
+
+	/* With room again, the foreign thread is accepted. */
+	ck_assert_int_eq(ac_loop_post(rt, 0, count_foreign, NULL), 0);
+	ck_assert(th_wait_ge(&foreign_got, accepted + 1, 10000));
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+/* ---- posts and shutdown ----------------------------------------------------- */
+
+static int64_t ran_on[4];
+static int64_t ran_off_loop;
+
+static void note_loop(void *arg)
+{
+	int idx = ac_loop_index();
+
+	/* Count where it ran, under the loop it was posted to. */
+	if (idx != (int)(intptr_t)arg)
+		__atomic_fetch_add(&ran_off_loop, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_add(&ran_on[idx], 1, __ATOMIC_RELAXED);
+}
+
+START_TEST(post_runs_on_the_named_loop)
+{
+	ac_config_t cfg = {.loops = 3};
+	ac_runtime_t *rt = ac_runtime_new(&cfg);
+
+	ck_assert_int_eq(ac_loop_index(), -1);
+	ck_assert_int_eq(ac_runtime_loops(rt), 3);
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ac_loop_post(rt, i, note_loop,
+					      (void *)(intptr_t)i),
+				 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert(th_wait_ge(&ran_on[i], 1, 5000));
+	ck_assert_int_eq(ac_loop_post(rt, 3, note_loop, NULL), AC_EINVAL);
+	ck_assert_int_eq(ac_loop_post(rt, -1, note_loop, NULL), AC_EINVAL);
+	ck_assert_int_eq(ac_loop_post(rt, 0, NULL, NULL), AC_EINVAL);
+	ac_runtime_free(rt);
+	ck_assert_int_eq(ran_off_loop, 0);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+static void free_arg(void *arg)
+{
+	free(arg);
+	__atomic_fetch_add(&ran_off_loop, 1, __ATOMIC_RELAXED);
+}
+
+START_TEST(posts_before_start_run_once_even_if_never_started)
+{
+	ac_config_t cfg = {.loops = 2};
+	ac_runtime_t *rt = ac_runtime_new(&cfg);
+
+	/* Never started: each post still runs exactly once, at stop, so the
+	 * argument it owns is not leaked (valgrind would see it). */
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(ac_loop_post(rt, i % 2, free_arg, malloc(8)), 0);
+	ac_runtime_free(rt);
+	ck_assert_int_eq(ran_off_loop, 10);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+START_TEST(post_after_stop_is_eshutdown)
+{
+	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 1});
+
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	ck_assert_int_eq(ac_runtime_stop(rt, 0), 0);
+	ck_assert_int_eq(ac_loop_post(rt, 0, note_loop, NULL), AC_ESHUTDOWN);
+	ck_assert_int_eq(ac_runtime_stop(rt, 0), 0); /* twice is harmless */
+	ck_assert_int_eq(ac_runtime_start(rt), AC_ESTATE);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("mailbox");
+	TCase *tc = tcase_create("mailbox");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, two_producers_one_loop_million_messages_in_order_no_loss);
+	tcase_add_test(tc, full_mailbox_gives_eagain_to_foreign_and_loses_nothing_from_loop);
+	tcase_add_test(tc, post_runs_on_the_named_loop);
+	tcase_add_test(tc, posts_before_start_run_once_even_if_never_started);
+	tcase_add_test(tc, post_after_stop_is_eshutdown);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}

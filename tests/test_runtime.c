@@ -1,0 +1,201 @@
+/* test_runtime.c: lifecycle, stop under load, thread rules, counters. */
+#include "testhelp.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static bool opened_ge(void *arg)
+{
+	return __atomic_load_n(&th_srv.opened, __ATOMIC_ACQUIRE) >=
+	       (int64_t)(intptr_t)arg;
+}
+
+START_TEST(new_and_free_without_start_leaves_nothing)
+{
+	ac_runtime_t *rt = ac_runtime_new(NULL);
+	ac_listener_t *l;
+	ac_conn_cbs_t cbs = {0};
+
+	ck_assert_ptr_nonnull(rt);
+	ck_assert_int_ge(ac_runtime_loops(rt), 1);
+	/* A listener made before start and never closed is freed too. */
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs, NULL, NULL, &l), 0);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+START_TEST(start_twice_is_estate_and_pinning_works)
+{
+	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 2, .pin_cpus = 1});
+
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	ck_assert_int_eq(ac_runtime_start(rt), AC_ESTATE);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+static int64_t stop_result = 1;
+
+static void stop_from_loop(void *arg)
+{
+	__atomic_store_n(&stop_result, ac_runtime_stop(arg, 0),
+			 __ATOMIC_RELEASE);
+}
+
+START_TEST(stop_from_a_loop_is_ethread)
+{
+	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 1});
+
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, 0, stop_from_loop, rt), 0);
+	for (int i = 0; i < 5000 && __atomic_load_n(&stop_result, __ATOMIC_ACQUIRE) == 1; i++)
+		usleep(1000);
+	ck_assert_int_eq(stop_result, AC_ETHREAD);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+/* ---- stop with traffic in flight --------------------------------------- */
+
+#define CLIENTS 16
+#define SENDERS 4
+
+static void *client(void *arg)
+{
+	int fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	char buf[4096];
+
+	memset(buf, 'c', sizeof(buf));
+	/* Write and read until the server goes away under us. */
+	for (;;) {
+		if (send(fd, buf, sizeof(buf), MSG_NOSIGNAL) <= 0)
+			break;
+		if (recv(fd, buf, sizeof(buf), 0) <= 0)
+			break;
+	}
+	close(fd);
+	return NULL;
+}
+
+static int64_t sends_ok;
+
+static void *sender(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+
+	/* ac_send from foreign threads to live and closing handles until the
+	 * runtime refuses. */
+	for (;;) {
+		int64_t n = __atomic_load_n(&th_srv.opened, __ATOMIC_ACQUIRE);
+		ac_handle_t h = n ? th_srv.handles[rand_r(&seed) % n]
+				  : AC_HANDLE_NONE;
+		int err = ac_send(th_srv.rt, h, "from-sender", 11);
+
+		if (err == AC_ESHUTDOWN)
+			break;
+		if (err == 0)
+			__atomic_fetch_add(&sends_ok, 1, __ATOMIC_RELAXED);
+		else
+			ck_assert_msg(err == AC_ESTALE || err == AC_EAGAIN ||
+					      err == AC_EINVAL,
+				      "%s", ac_err_name(err));
+	}
+	return NULL;
+}
+
+START_TEST(stop_with_traffic_in_flight_leaves_counters_at_zero)
+{
+	pthread_t c[CLIENTS], s[SENDERS];
+	ac_debug_counts_t d;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	for (int i = 0; i < CLIENTS; i++)
+		pthread_create(&c[i], NULL, client, NULL);
+	ck_assert(th_wait(opened_ge, (void *)CLIENTS, 10000));
+	for (int i = 0; i < SENDERS; i++)
+		pthread_create(&s[i], NULL, sender, (void *)(uintptr_t)(i + 1));
+	usleep(300000); /* let traffic build up */
+	ck_assert_int_eq(ac_runtime_stop(th_srv.rt, 200), 0);
+	for (int i = 0; i < SENDERS; i++)
+		pthread_join(s[i], NULL);
+	for (int i = 0; i < CLIENTS; i++)
+		pthread_join(c[i], NULL);
+	ck_assert_int_eq(th_srv.closed, th_srv.opened);
+	for (int i = 0; i < CLIENTS; i++) {
+		ck_assert_int_eq(th_srv.close_count[i], 1);
+		ck_assert_int_eq(th_srv.reasons[i], AC_ESHUTDOWN);
+	}
+	ck_assert_int_gt(sends_ok, 0);
+	ac_runtime_free(th_srv.rt);
+	ac_debug_counts(&d);
+	ck_assert_int_ge(d.dropped, 0);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+START_TEST(stop_flushes_pending_output_within_grace)
+{
+	char buf[6];
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert_int_eq(ac_send(th_srv.rt, th_srv.handles[0], "bye!\n", 5), 0);
+	ck_assert_int_eq(ac_runtime_stop(th_srv.rt, 1000), 0);
+	/* What was accepted before the stop reached the peer, then EOF. */
+	ck_assert(th_read_full(fd, buf, 5));
+	ck_assert(memcmp(buf, "bye!\n", 5) == 0);
+	ck_assert(th_wait_eof(fd, 5000));
+	ck_assert_int_eq(th_srv.reasons[0], AC_ESHUTDOWN);
+	close(fd);
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+START_TEST(grace_expiry_aborts_a_peer_that_never_reads)
+{
+	static char chunk[1 << 16];
+	uint64_t t0;
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	/* 16 MiB the client never reads: cannot drain within the grace. */
+	for (int i = 0; i < 256; i++) {
+		int err = ac_send(th_srv.rt, th_srv.handles[0], chunk,
+				  sizeof(chunk));
+		ck_assert(err == 0 || err == AC_EAGAIN);
+	}
+	t0 = th_now_ms();
+	ck_assert_int_eq(ac_runtime_stop(th_srv.rt, 200), 0);
+	ck_assert_uint_lt(th_now_ms() - t0, 5000);
+	ck_assert_int_eq(th_srv.close_count[0], 1);
+	ck_assert_int_eq(th_srv.reasons[0], AC_ESHUTDOWN);
+	close(fd);
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("runtime");
+	TCase *tc = tcase_create("runtime");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, new_and_free_without_start_leaves_nothing);
+	tcase_add_test(tc, start_twice_is_estate_and_pinning_works);
+	tcase_add_test(tc, stop_from_a_loop_is_ethread);
+	tcase_add_test(tc, stop_with_traffic_in_flight_leaves_counters_at_zero);
+	tcase_add_test(tc, stop_flushes_pending_output_within_grace);
+	tcase_add_test(tc, grace_expiry_aborts_a_peer_that_never_reads);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}

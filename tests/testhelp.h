@@ -1,0 +1,65 @@
+/* testhelp.h: small blocking clients and waiting helpers for the suites. */
+#ifndef AC_TESTHELP_H
+#define AC_TESTHELP_H
+
+#include <check.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* Blocking client sockets with a receive timeout of 10 s. */
+int th_connect_tcp(const char *host, int port);
+int th_connect_unix(const char *path);
+void th_write_all(int fd, const void *buf, size_t len);
+/* Reads exactly len bytes; returns false on EOF, error or timeout. */
+bool th_read_full(int fd, void *buf, size_t len);
+/* Reads until EOF or error; returns true if the peer closed within ms. */
+bool th_wait_eof(int fd, int ms);
+
+/* Polls pred(arg) every millisecond for up to ms; returns its last value. */
+bool th_wait(bool (*pred)(void *), void *arg, int ms);
+/* Waits until *p >= want (atomic loads), up to ms. */
+bool th_wait_ge(const int64_t *p, int64_t want, int ms);
+
+/* Asserts that every live-object count is zero. */
+void th_assert_no_live_objects(void);
+
+/* A per-suite Check runner: runs s, prints the summary, returns exit code. */
+int th_run(Suite *s);
+
+uint64_t th_now_ms(void);
+
+#endif
+
+/*
+ * A recording server shared by the suites (tests are forked, so one global
+ * instance is enough). Each connection's index is its ac_conn_data; by
+ * default it echoes frames back in the listener's framing.
+ */
+#define TH_MAX_CONNS 4096
+struct th_server {
+	ac_runtime_t *rt;
+	ac_listener_t *l;
+	int port;
+	int framing;
+	int64_t opened, closed, frames; /* atomic */
+	ac_handle_t handles[TH_MAX_CONNS]; /* by open order */
+	int reasons[TH_MAX_CONNS];
+	int64_t close_count[TH_MAX_CONNS];
+	/* optional: replaces the echo */
+	void (*on_frame)(ac_conn_t *c, const void *data, size_t len);
+	void (*on_open)(ac_conn_t *c);
+	void (*on_message)(ac_conn_t *c, int kind, void *payload);
+};
+extern struct th_server th_srv;
+
+/* Creates and starts a runtime with `loops` loops listening on addr. */
+void th_server_start(int loops, const char *addr, const ac_conn_opts_t *opts);
+/* Writes a frame in framing f on a client socket. */
+void th_send_frame(int fd, int f, const void *data, size_t len);
+/* Reads one frame in framing f (raw: exactly want bytes) into buf. */
+size_t th_recv_frame(int fd, int f, void *buf, size_t cap, size_t want);
+/* The echo the default server does, usable from a custom on_frame. */
+void th_echo(ac_conn_t *c, const void *data, size_t len);
