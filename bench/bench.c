@@ -69,7 +69,7 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* ---- options ---------------------------------------------------------------
+/* ---- options ----------------------------------------------------------------
  * One getopt table for every subcommand; each subcommand lists the options it
  * accepts as a bit mask and brings its own defaults. A new option is a new
  * bit, a new struct field and a new line in long_opts.
@@ -172,7 +172,7 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 	return 0;
 }
 
-/* ---- table output ---------------------------------------------------------- */
+/* ---- table output -------------------------------------------------------- */
 
 struct col {
 	const char *title;
@@ -209,7 +209,7 @@ static void fmt_rate(char *buf, size_t n, double v)
 		snprintf(buf, n, "%.1fk", v / 1e3);
 }
 
-/* ---- JSON output -------------------------------------------------------------
+/* ---- JSON output ------------------------------------------------------------
  * Just enough to write {"name": [{...}, {...}]} with flat objects.
  */
 struct json {
@@ -302,7 +302,7 @@ static int json_close(struct json *j)
 	return 0;
 }
 
-/* ==== mailbox ====================================================================
+/* ==== mailbox ================================================================
  *
  * Both sides run the same consume() on the consuming thread, so they differ
  * only in how a message gets there. The consumer state is global because
@@ -405,6 +405,8 @@ struct run {
 	double rate;       /* messages per second */
 	long long retries; /* foreign EAGAIN, or baseline full-queue waits */
 	long long peak;    /* loop producer: longest overflow list seen */
+	double produced;   /* loop producer: share of the run spent before the
+			      last message was posted (0..1) */
 };
 
 static void stalled(const char *what, long long sent)
@@ -429,14 +431,14 @@ static void check_count(const char *what)
 		    g_cons.n);
 }
 
-/* ---- actorconn: loop -> loop ---------------------------------------------- */
+/* ---- actorconn: loop -> loop --------------------------------------------- */
 
 struct loop_producer {
 	ac_runtime_t *rt;
 	long long n;
 	long long sent; /* stored relaxed: read by main in a stall report */
 	int batch;
-	double start;
+	double start, done; /* first and last producer callback */
 	long long peak;
 };
 
@@ -463,7 +465,9 @@ static void produce(void *arg)
 	 * list; its length says how far the producer outran the consumer. */
 	if ((long long)ac__tls_loop->ovf_count > p->peak)
 		p->peak = ac__tls_loop->ovf_count;
-	if (p->sent < p->n && (err = ac_loop_post(p->rt, 0, produce, p)))
+	if (p->sent == p->n)
+		p->done = now_s();
+	else if ((err = ac_loop_post(p->rt, 0, produce, p)))
 		consumer_signal(err);
 }
 
@@ -505,14 +509,15 @@ static struct run ac_loop_to_loop(long long n, int batch)
 	r.rate = (double)n / (g_cons.end - p.start);
 	ac_runtime_stop(p.rt, 0);
 	/* The last producer callback may still have been running when the
-	 * consumer finished: read its peak after the loops are joined. */
+	 * consumer finished: read its figures after the loops are joined. */
 	r.peak = p.peak;
+	r.produced = (p.done - p.start) / (g_cons.end - p.start);
 	ac_runtime_free(p.rt);
 	check_count("actorconn loop -> loop");
 	return r;
 }
 
-/* ---- actorconn: foreign thread -> loop -------------------------------------- */
+/* ---- actorconn: foreign thread -> loop ----------------------------------- */
 
 struct foreign_producer {
 	ac_runtime_t *rt;
@@ -573,7 +578,7 @@ static struct run ac_foreign_to_loop(long long n)
 	return r;
 }
 
-/* ---- baseline: mutex-protected ring + eventfd --------------------------------
+/* ---- baseline: mutex-protected ring + eventfd -------------------------------
  * The classic design (memcached's connection queues, Envoy's dispatcher
  * post()): a locked queue, and an eventfd written only on the empty ->
  * non-empty transition, so a busy consumer is not woken again.
@@ -689,9 +694,9 @@ static struct run mq_run(long long n, int batch)
 		die("pthread_create: %s", strerror(err));
 	if (consumer_wait())
 		die("mutex+eventfd baseline: no progress for %d s: consumed "
-		    "%lld of %lld (sent %lld)",
-		    MB_STALL_S, __atomic_load_n(&g_cons.count, __ATOMIC_RELAXED),
-		    n, __atomic_load_n(&q->sent, __ATOMIC_RELAXED));
+		    "%lld of %lld (sent %lld)", MB_STALL_S,
+		    __atomic_load_n(&g_cons.count, __ATOMIC_RELAXED), n,
+		    __atomic_load_n(&q->sent, __ATOMIC_RELAXED));
 	pthread_join(prod, NULL);
 	pthread_join(cons, NULL);
 	r.rate = (double)n / (g_cons.end - q->start);
@@ -703,7 +708,7 @@ static struct run mq_run(long long n, int batch)
 	return r;
 }
 
-/* ---- the mailbox subcommand ---------------------------------------------------- */
+/* ---- the mailbox subcommand ---------------------------------------------- */
 
 enum mb_path { MB_LOOP, MB_FOREIGN };
 
@@ -714,6 +719,7 @@ struct mb_case {
 	/* medians over the reps */
 	double ac_rate, base_rate;
 	long long ac_retries, base_retries, ac_peak;
+	double ac_produced;
 };
 
 static long long median_ll(long long *v, int n)
@@ -746,21 +752,22 @@ static void mb_print(const struct mb_case *cs, int ncase,
 			 cs[i].ac_rate / cs[i].base_rate);
 		table_row(cols, 5, cells);
 	}
-	/* What explains the figures; medians like the rates. */
-	printf("ratio = actorconn / mutex+eventfd (higher: actorconn "
-	       "faster)\n");
+	/* What explains the figures (medians, like the rates): how far a
+	 * loop producer ran ahead into its overflow list, and how often a
+	 * thread producer found the queue full. */
+	printf("ratio = actorconn / mutex+eventfd; ring and queue: %u slots\n",
+	       MB_CAPACITY);
 	for (int i = 0; i < ncase; i++) {
+		printf("  %-17s %-3d actorconn: ", cs[i].path, cs[i].batch);
 		if (cs[i].kind == MB_LOOP)
-			printf("loop -> loop, batch %d: overflow list peak "
-			       "%lld messages (ring %u)\n",
-			       cs[i].batch, cs[i].ac_peak, MB_CAPACITY);
+			printf("overflow peak %lld, last post at %.0f%% of "
+			       "the run", cs[i].ac_peak,
+			       cs[i].ac_produced * 100);
 		else
-			printf("foreign -> loop: %lld AC_EAGAIN retries "
-			       "(actorconn)\n", cs[i].ac_retries);
+			printf("%lld AC_EAGAIN retries", cs[i].ac_retries);
+		printf("; mutex+eventfd: %lld full-queue retries\n",
+		       cs[i].base_retries);
 	}
-	for (int i = 0; i < ncase; i++)
-		printf("mutex+eventfd, batch %d: %lld queue-full "
-		       "retries\n", cs[i].batch, cs[i].base_retries);
 }
 
 static int mb_json(const struct mb_case *cs, int ncase, const char *path)
@@ -776,10 +783,13 @@ static int mb_json(const struct mb_case *cs, int ncase, const char *path)
 		json_num(&j, "actorconn_msgs_per_s", cs[i].ac_rate, 0);
 		json_num(&j, "baseline_msgs_per_s", cs[i].base_rate, 0);
 		json_num(&j, "ratio", cs[i].ac_rate / cs[i].base_rate, 3);
-		if (cs[i].kind == MB_LOOP)
+		if (cs[i].kind == MB_LOOP) {
 			json_int(&j, "actorconn_overflow_peak", cs[i].ac_peak);
-		else
+			json_num(&j, "actorconn_produced_fraction",
+				 cs[i].ac_produced, 3);
+		} else {
 			json_int(&j, "actorconn_retries", cs[i].ac_retries);
+		}
 		json_int(&j, "baseline_retries", cs[i].base_retries);
 		json_obj_end(&j);
 	}
@@ -794,7 +804,7 @@ static int cmd_mailbox(const struct opts *o)
 		{.path = "foreign -> loop", .kind = MB_FOREIGN, .batch = 1},
 	};
 	const int ncase = (int)(sizeof(cs) / sizeof(cs[0]));
-	double ac[1000], base[1000];
+	double ac[1000], base[1000], prod[1000];
 	long long ac_n[1000], base_n[1000];
 
 	consumer_init();
@@ -805,6 +815,7 @@ static int cmd_mailbox(const struct opts *o)
 			if (cs[c].kind == MB_LOOP) {
 				a = ac_loop_to_loop(o->messages, cs[c].batch);
 				ac_n[r] = a.peak;
+				prod[r] = a.produced;
 			} else {
 				a = ac_foreign_to_loop(o->messages);
 				ac_n[r] = a.retries;
@@ -816,10 +827,12 @@ static int cmd_mailbox(const struct opts *o)
 		}
 		cs[c].ac_rate = median(ac, o->reps);
 		cs[c].base_rate = median(base, o->reps);
-		if (cs[c].kind == MB_LOOP)
+		if (cs[c].kind == MB_LOOP) {
 			cs[c].ac_peak = median_ll(ac_n, o->reps);
-		else
+			cs[c].ac_produced = median(prod, o->reps);
+		} else {
 			cs[c].ac_retries = median_ll(ac_n, o->reps);
+		}
 		cs[c].base_retries = median_ll(base_n, o->reps);
 	}
 	mb_print(cs, ncase, o);
@@ -828,7 +841,7 @@ static int cmd_mailbox(const struct opts *o)
 	return 0;
 }
 
-/* ==== handle =========================================================================
+/* ==== handle =================================================================
  *
  * The cost of making a weak reference usable for a moment and letting go,
  * from threads that are not the owner: actorconn's hazard-pointer pin
@@ -1151,7 +1164,7 @@ static int cmd_handle(const struct opts *o)
 	return 0;
 }
 
-/* ==== main ========================================================================== */
+/* ==== main ================================================================ */
 
 static const struct subcmd subcmds[] = {
 	{"mailbox", "[--messages N] [--reps R] [--json FILE]",
