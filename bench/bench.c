@@ -101,6 +101,7 @@ struct subcmd {
 	const char *args;    /* usage line after the name */
 	const char *summary;
 	unsigned accepts;    /* O_* bits */
+	long long min_count; /* smallest --messages / --iterations */
 	struct opts defaults;
 	int (*run)(const struct opts *o);
 };
@@ -134,27 +135,34 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 		['m'] = O_MESSAGES, ['i'] = O_ITERATIONS, ['r'] = O_REPS,
 		['j'] = O_JSON};
 	long long v;
-	int c;
+	int c, li;
 
 	*o = sc->defaults;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+	opterr = 0; /* our messages name the subcommand, not argv[0] */
+	while ((c = getopt_long(argc, argv, ":h", long_opts, &li)) != -1) {
 		if (c == 'h')
 			return 1;
-		if (c < 0 || c >= 128 || !(sc->accepts & bit_of[c])) {
-			if (c != '?') /* getopt has already complained */
-				fprintf(stderr, PROG " %s: option '%s' "
-					"does not apply\n", sc->name,
-					argv[optind - 1]);
+		if (c == ':' || c == '?') {
+			fprintf(stderr, PROG " %s: %s '%s'\n", sc->name,
+				c == ':' ? "missing value for" : "unknown option",
+				argv[optind - 1]);
+			return -1;
+		}
+		if (c >= 128 || !(sc->accepts & bit_of[c])) {
+			fprintf(stderr, PROG " %s: --%s does not apply\n",
+				sc->name, long_opts[li].name);
 			return -1;
 		}
 		if (c == 'j') {
 			o->json = optarg;
 			continue;
 		}
-		if (parse_count(optarg, &v) ||
+		/* At most 1000 reps: the medians use fixed arrays. */
+		if (parse_count(optarg, &v) || v < sc->min_count ||
 		    (c == 'r' && v > 1000)) {
-			fprintf(stderr, PROG ": bad number '%s'\n", optarg);
+			fprintf(stderr, PROG " %s: bad value '%s' for --%s\n",
+				sc->name, optarg, long_opts[li].name);
 			return -1;
 		}
 		if (c == 'm')
@@ -1127,8 +1135,6 @@ static int cmd_handle(const struct opts *o)
 	double v[H_KINDS][1000];
 	int fd;
 
-	if (o->iterations < H_MAX_THREADS)
-		die("--iterations must be at least %d", H_MAX_THREADS);
 	if (posix_memalign((void **)&sh, AC__CACHELINE, sizeof(*sh)))
 		die("out of memory");
 	memset(sh, 0, sizeof(*sh));
@@ -1169,12 +1175,12 @@ static int cmd_handle(const struct opts *o)
 static const struct subcmd subcmds[] = {
 	{"mailbox", "[--messages N] [--reps R] [--json FILE]",
 	 "messages/s through the mailboxes vs a mutex+eventfd queue",
-	 O_MESSAGES | O_REPS | O_JSON,
+	 O_MESSAGES | O_REPS | O_JSON, 1,
 	 {.messages = 5000000, .reps = 3},
 	 cmd_mailbox},
 	{"handle", "[--iterations N] [--reps R] [--json FILE]",
 	 "ns per weak-handle pin+unpin vs a locked and an atomic refcount",
-	 O_ITERATIONS | O_REPS | O_JSON,
+	 O_ITERATIONS | O_REPS | O_JSON, H_MAX_THREADS,
 	 {.iterations = 20000000, .reps = 3},
 	 cmd_handle},
 };
@@ -1189,9 +1195,9 @@ static void usage(FILE *f)
 	fprintf(f, "\n");
 	for (int i = 0; i < NSUBCMDS; i++)
 		fprintf(f, "  %-8s %s\n", subcmds[i].name, subcmds[i].summary);
-	fprintf(f, "\nN accepts k, M and G suffixes (powers of 1000). "
-		   "Each figure is the median of R runs;\n--json FILE also "
-		   "writes the figures as JSON.\n");
+	fprintf(f, "\nN accepts k, M and G suffixes (powers of 1000). Each "
+		   "figure is the median\nof R runs; --json FILE also writes "
+		   "the figures as JSON.\n");
 }
 
 int main(int argc, char **argv)

@@ -1,4 +1,6 @@
-/* testhelp.h: small blocking clients and waiting helpers for the suites. */
+/* testhelp.h: small blocking clients and waiting helpers for the suites.
+ * The suites rely on Check running each test in its own fork (the default;
+ * never CK_FORK=no): the recording server and counters are globals. */
 #ifndef AC_TESTHELP_H
 #define AC_TESTHELP_H
 
