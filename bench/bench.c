@@ -145,7 +145,8 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 			return 1;
 		if (c == ':' || c == '?') {
 			fprintf(stderr, PROG " %s: %s '%s'\n", sc->name,
-				c == ':' ? "missing value for" : "unknown option",
+				c == ':' ? "missing value for"
+					 : "unknown option",
 				argv[optind - 1]);
 			return -1;
 		}
@@ -159,8 +160,8 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 			continue;
 		}
 		/* At most 1000 reps: the medians use fixed arrays. */
-		if (parse_count(optarg, &v) || v < sc->min_count ||
-		    (c == 'r' && v > 1000)) {
+		if (parse_count(optarg, &v) ||
+		    (c == 'r' ? v > 1000 : v < sc->min_count)) {
 			fprintf(stderr, PROG " %s: bad value '%s' for --%s\n",
 				sc->name, optarg, long_opts[li].name);
 			return -1;
@@ -450,8 +451,14 @@ struct loop_producer {
 	long long peak;
 };
 
-/* On loop 0: posts one batch to loop 1, then re-posts itself so that the
- * loop returns to its drain cycle between batches, as a real actor would. */
+/*
+ * On loop 0: posts one batch to loop 1, then re-posts itself so that the
+ * loop returns to its drain cycle between batches, as a real actor would.
+ * The library sends its deferred wake-ups when the outermost library
+ * callback ends, which here is the drain cycle running up to 1024 of
+ * these callbacks back to back, so loop 1 hears of up to 1024 * batch
+ * messages at once.
+ */
 static void produce(void *arg)
 {
 	struct loop_producer *p = arg;
@@ -533,7 +540,6 @@ struct foreign_producer {
 	long long sent;    /* atomic: read by main in a stall report */
 	long long retries;
 	double start;
-	int err;
 };
 
 static void *foreign_main(void *arg)
@@ -552,7 +558,6 @@ static void *foreign_main(void *arg)
 			p->retries++;
 			sched_yield();
 		} else {
-			p->err = err;
 			consumer_signal(err);
 			break;
 		}
@@ -695,8 +700,8 @@ static struct run mq_run(long long n, int batch)
 	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		die("eventfd: %s", strerror(errno));
 	consumer_reset(n);
-	/* The consumer first, so that it is asleep in poll() as a loop
-	 * would be when the first message arrives. */
+	/* The consumer first: like an idle loop, it should be waiting in
+	 * poll() when the first message arrives. */
 	if ((err = pthread_create(&cons, NULL, mq_consumer, q)) ||
 	    (err = pthread_create(&prod, NULL, mq_producer, q)))
 		die("pthread_create: %s", strerror(err));
@@ -778,30 +783,26 @@ static void mb_print(const struct mb_case *cs, int ncase,
 	}
 }
 
-static int mb_json(const struct mb_case *cs, int ncase, const char *path)
+static int mb_json(const struct mb_case *cs, int ncase, struct json *j)
 {
-	struct json j;
-
-	if (json_open(&j, path, "mailbox"))
-		return -1;
 	for (int i = 0; i < ncase; i++) {
-		json_obj_begin(&j);
-		json_str(&j, "path", cs[i].path);
-		json_int(&j, "batch", cs[i].batch);
-		json_num(&j, "actorconn_msgs_per_s", cs[i].ac_rate, 0);
-		json_num(&j, "baseline_msgs_per_s", cs[i].base_rate, 0);
-		json_num(&j, "ratio", cs[i].ac_rate / cs[i].base_rate, 3);
+		json_obj_begin(j);
+		json_str(j, "path", cs[i].path);
+		json_int(j, "batch", cs[i].batch);
+		json_num(j, "actorconn_msgs_per_s", cs[i].ac_rate, 0);
+		json_num(j, "baseline_msgs_per_s", cs[i].base_rate, 0);
+		json_num(j, "ratio", cs[i].ac_rate / cs[i].base_rate, 3);
 		if (cs[i].kind == MB_LOOP) {
-			json_int(&j, "actorconn_overflow_peak", cs[i].ac_peak);
-			json_num(&j, "actorconn_produced_fraction",
+			json_int(j, "actorconn_overflow_peak", cs[i].ac_peak);
+			json_num(j, "actorconn_produced_fraction",
 				 cs[i].ac_produced, 3);
 		} else {
-			json_int(&j, "actorconn_retries", cs[i].ac_retries);
+			json_int(j, "actorconn_retries", cs[i].ac_retries);
 		}
-		json_int(&j, "baseline_retries", cs[i].base_retries);
-		json_obj_end(&j);
+		json_int(j, "baseline_retries", cs[i].base_retries);
+		json_obj_end(j);
 	}
-	return json_close(&j);
+	return json_close(j);
 }
 
 static int cmd_mailbox(const struct opts *o)
@@ -814,7 +815,11 @@ static int cmd_mailbox(const struct opts *o)
 	const int ncase = (int)(sizeof(cs) / sizeof(cs[0]));
 	double ac[1000], base[1000], prod[1000];
 	long long ac_n[1000], base_n[1000];
+	struct json j;
 
+	/* Open the output first: a bad path should not cost a whole run. */
+	if (o->json && json_open(&j, o->json, "mailbox"))
+		return 1;
 	consumer_init();
 	for (int c = 0; c < ncase; c++) {
 		for (int r = 0; r < o->reps; r++) {
@@ -844,7 +849,7 @@ static int cmd_mailbox(const struct opts *o)
 		cs[c].base_retries = median_ll(base_n, o->reps);
 	}
 	mb_print(cs, ncase, o);
-	if (o->json && mb_json(cs, ncase, o->json))
+	if (o->json && mb_json(cs, ncase, &j))
 		return 1;
 	return 0;
 }
@@ -953,6 +958,7 @@ struct h_worker {
 	long long iters;
 	double start, end;
 	long long failed; /* pins that returned NULL */
+	uintptr_t sum;    /* of the pinned pointers */
 	pthread_t th;
 } AC__ALIGNED;
 
@@ -1005,7 +1011,7 @@ static void *h_main(void *arg)
 	}
 	w->end = now_s();
 	w->failed = failed;
-	h_sink += sum;
+	w->sum = sum;
 	return NULL;
 }
 
@@ -1029,6 +1035,7 @@ static double h_run(struct h_shared *sh, enum h_kind kind, int nthreads,
 	}
 	for (int i = 0; i < nthreads; i++) {
 		pthread_join(w[i].th, NULL);
+		h_sink += w[i].sum;
 		if (w[i].failed)
 			die("%s, %d threads: %lld of %lld pins failed on a "
 			    "live handle",
@@ -1111,21 +1118,17 @@ static void h_print(const struct h_row *rows, int nrows,
 	       "thread does N/threads\n");
 }
 
-static int h_json(const struct h_row *rows, int nrows, const char *path)
+static int h_json(const struct h_row *rows, int nrows, struct json *j)
 {
-	struct json j;
-
-	if (json_open(&j, path, "handle"))
-		return -1;
 	for (int i = 0; i < nrows; i++) {
-		json_obj_begin(&j);
-		json_int(&j, "threads", rows[i].threads);
-		json_num(&j, "actorconn_ns", rows[i].ns[H_AC], 3);
-		json_num(&j, "mutex_ns", rows[i].ns[H_MUTEX], 3);
-		json_num(&j, "atomic_ns", rows[i].ns[H_ATOMIC], 3);
-		json_obj_end(&j);
+		json_obj_begin(j);
+		json_int(j, "threads", rows[i].threads);
+		json_num(j, "actorconn_ns", rows[i].ns[H_AC], 3);
+		json_num(j, "mutex_ns", rows[i].ns[H_MUTEX], 3);
+		json_num(j, "atomic_ns", rows[i].ns[H_ATOMIC], 3);
+		json_obj_end(j);
 	}
-	return json_close(&j);
+	return json_close(j);
 }
 
 static int cmd_handle(const struct opts *o)
@@ -1133,8 +1136,11 @@ static int cmd_handle(const struct opts *o)
 	struct h_shared *sh;
 	struct h_row rows[H_MAX_THREADS];
 	double v[H_KINDS][1000];
+	struct json j;
 	int fd;
 
+	if (o->json && json_open(&j, o->json, "handle"))
+		return 1;
 	if (posix_memalign((void **)&sh, AC__CACHELINE, sizeof(*sh)))
 		die("out of memory");
 	memset(sh, 0, sizeof(*sh));
@@ -1165,7 +1171,7 @@ static int cmd_handle(const struct opts *o)
 	free(sh);
 
 	h_print(rows, H_MAX_THREADS, o);
-	if (o->json && h_json(rows, H_MAX_THREADS, o->json))
+	if (o->json && h_json(rows, H_MAX_THREADS, &j))
 		return 1;
 	return 0;
 }

@@ -72,7 +72,7 @@ static void echo_test(int framing, bool use_unix)
 		/* Round robin over 2 loops: both loops own connections. */
 		int on[2] = {0, 0};
 		for (int i = 0; i < 4; i++)
-			on[AC_HANDLE_LOOP(th_srv.handles[i])]++;
+			on[AC_HANDLE_LOOP(th_handle(i))]++;
 		ck_assert_int_eq(on[0], 2);
 		ck_assert_int_eq(on[1], 2);
 	}
@@ -375,7 +375,7 @@ START_TEST(send_and_tell_from_foreign_thread_reach_the_peer)
 	th_server_start(2, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(opened_ge, (void *)1, 5000));
-	h = th_srv.handles[0];
+	h = th_handle(0);
 	ck_assert_int_eq(ac_send(th_srv.rt, h, "abc", 3), 0);
 	ck_assert_int_eq(ac_tell(th_srv.rt, h, 7, strdup("def"), drop_payload),
 			 0);
@@ -404,7 +404,7 @@ START_TEST(tell_without_on_message_is_dropped_once)
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(opened_ge, (void *)1, 5000));
-	ck_assert_int_eq(ac_tell(th_srv.rt, th_srv.handles[0], 1, strdup("p"),
+	ck_assert_int_eq(ac_tell(th_srv.rt, th_handle(0), 1, strdup("p"),
 				 drop_payload),
 			 0);
 	ck_assert(th_wait_ge(&dropped_payloads, 1, 5000));

@@ -33,7 +33,7 @@ START_TEST(handle_goes_stale_on_close)
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(opened_ge, (void *)1, 5000));
-	h = th_srv.handles[0];
+	h = th_handle(0);
 	ck_assert_int_eq(ac_handle_info(th_srv.rt, h, &info), 0);
 	ck_assert_int_eq(ac_send(th_srv.rt, h, "x", 1), 0);
 	close(fd);
@@ -56,13 +56,13 @@ START_TEST(recycled_slot_never_resolves_old_handle)
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(opened_ge, (void *)1, 5000));
-	old = th_srv.handles[0];
+	old = th_handle(0);
 	close(fd);
 	ck_assert(th_wait(closed_ge, (void *)1, 5000));
 
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(opened_ge, (void *)2, 5000));
-	fresh = th_srv.handles[1];
+	fresh = th_handle(1);
 	/* Same loop, same slot, next generation. */
 	ck_assert_uint_eq(ac__handle_slot(old), ac__handle_slot(fresh));
 	ck_assert_uint_ne(old, fresh);
@@ -104,8 +104,8 @@ START_TEST(handle_info_reports_peer_owner_and_bytes)
 	th_write_all(fd, "hello", 5);
 	ck_assert(th_read_full(fd, buf, 5));
 	ck_assert(th_wait(opened_ge, (void *)1, 5000));
-	ck_assert_int_eq(ac_handle_info(th_srv.rt, th_srv.handles[0], &info), 0);
-	ck_assert_int_eq(info.loop, AC_HANDLE_LOOP(th_srv.handles[0]));
+	ck_assert_int_eq(ac_handle_info(th_srv.rt, th_handle(0), &info), 0);
+	ck_assert_int_eq(info.loop, AC_HANDLE_LOOP(th_handle(0)));
 	ck_assert_int_eq(info.family, AF_INET);
 	ck_assert_uint_eq(info.bytes_in, 5);
 	ck_assert_uint_eq(info.bytes_out, 5);
@@ -175,7 +175,7 @@ START_TEST(pin_versus_close_storm_never_touches_freed_memory)
 		ck_assert(th_wait(opened_ge, (void *)(intptr_t)(i + 1), 5000));
 		/* Close from this (foreign) thread through the handle, while
 		 * the pinners hammer it; the client side then goes too. */
-		ck_assert_int_eq(ac_close(th_srv.rt, th_srv.handles[i],
+		ck_assert_int_eq(ac_close(th_srv.rt, th_handle(i),
 					  i % 2 ? AC_CLOSE_ABORT : AC_CLOSE_FLUSH),
 				 0);
 		ck_assert(th_wait_eof(fd, 5000));

@@ -91,7 +91,7 @@ static void *sender(void *arg)
 	 * runtime refuses. */
 	for (;;) {
 		int64_t n = __atomic_load_n(&th_srv.opened, __ATOMIC_ACQUIRE);
-		ac_handle_t h = n ? th_srv.handles[rand_r(&seed) % n]
+		ac_handle_t h = n ? th_handle(rand_r(&seed) % n)
 				  : AC_HANDLE_NONE;
 		int err = ac_send(th_srv.rt, h, "from-sender", 11);
 
@@ -145,7 +145,7 @@ START_TEST(stop_flushes_pending_output_within_grace)
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(opened_ge, (void *)1, 5000));
-	ck_assert_int_eq(ac_send(th_srv.rt, th_srv.handles[0], "bye!\n", 5), 0);
+	ck_assert_int_eq(ac_send(th_srv.rt, th_handle(0), "bye!\n", 5), 0);
 	ck_assert_int_eq(ac_runtime_stop(th_srv.rt, 1000), 0);
 	/* What was accepted before the stop reached the peer, then EOF. */
 	ck_assert(th_read_full(fd, buf, 5));
@@ -169,7 +169,7 @@ START_TEST(grace_expiry_aborts_a_peer_that_never_reads)
 	ck_assert(th_wait(opened_ge, (void *)1, 5000));
 	/* 16 MiB the client never reads: cannot drain within the grace. */
 	for (int i = 0; i < 256; i++) {
-		int err = ac_send(th_srv.rt, th_srv.handles[0], chunk,
+		int err = ac_send(th_srv.rt, th_handle(0), chunk,
 				  sizeof(chunk));
 		ck_assert(err == 0 || err == AC_EAGAIN);
 	}

@@ -231,6 +231,18 @@ void th_server_start(int loops, const char *addr, const ac_conn_opts_t *opts)
 	ck_assert_int_eq(ac_runtime_start(th_srv.rt), 0);
 }
 
+ac_handle_t th_handle(int i)
+{
+	uint64_t end = th_now_ms() + 5000;
+	ac_handle_t h;
+
+	while (!(h = __atomic_load_n(&th_srv.handles[i], __ATOMIC_ACQUIRE)) &&
+	       th_now_ms() < end)
+		usleep(1000);
+	ck_assert_msg(h != AC_HANDLE_NONE, "connection %d never opened", i);
+	return h;
+}
+
 void th_send_frame(int fd, int f, const void *data, size_t len)
 {
 	if (f == AC_FRAME_LEN32) {

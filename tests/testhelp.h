@@ -59,6 +59,9 @@ extern struct th_server th_srv;
 
 /* Creates and starts a runtime with `loops` loops listening on addr. */
 void th_server_start(int loops, const char *addr, const ac_conn_opts_t *opts);
+/* The handle of the i-th connection opened, waiting up to 5 s for it to be
+ * published (opened is counted before the handle is stored). */
+ac_handle_t th_handle(int i);
 /* Writes a frame in framing f on a client socket. */
 void th_send_frame(int fd, int f, const void *data, size_t len);
 /* Reads one frame in framing f (raw: exactly want bytes) into buf. */
