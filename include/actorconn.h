@@ -40,8 +40,19 @@ extern "C" {
 /* ---- errors and close reasons -------------------------------------------
  *
  * One table makes the codes, their names and their messages. The same codes
- * are the close reasons passed to on_close; 0 there means "closed by this
- * side" (ac_conn_close or ac_close).
+ * are the close reasons passed to on_close and counted in ac_stats:
+ *
+ *   0              closed by this side (ac_conn_close, ac_close)
+ *   AC_EEOF        the peer closed
+ *   AC_ERESET      the peer reset the connection
+ *   AC_ETIMEDOUT   idle timeout: nothing received for idle_timeout_ms
+ *   AC_EWTIMEDOUT  write timeout: output stuck for write_timeout_ms
+ *   AC_EFRAME      malformed or oversized frame
+ *   AC_ESLOW       slow consumer: output over its hard or soft limit
+ *   AC_ELIMIT      over max_conns (accepted and closed at once)
+ *   AC_ESHUTDOWN   the runtime stopped
+ *   AC_ESYS        another socket error (ac_conn_errno tells which)
+ *   AC_ENOMEM      the library could not allocate for this connection
  */
 #define AC_ERRNO_MAP(XX)                                                     \
 	XX(EINVAL, -1, "invalid argument")                                   \
@@ -58,7 +69,9 @@ extern "C" {
 	XX(ETIMEDOUT, -12, "timed out")                                      \
 	XX(ESLOW, -13, "slow consumer: output limit exceeded")               \
 	XX(ELIMIT, -14, "limit reached")                                     \
-	XX(ETHREAD, -15, "called from a thread that may not make this call")
+	XX(ETHREAD, -15, "called from a thread that may not make this call") \
+	XX(EEXIST, -16, "key already present")                               \
+	XX(EWTIMEDOUT, -17, "pending output made no progress in time")
 
 enum ac_errno {
 	AC_OK = 0,
@@ -93,7 +106,14 @@ typedef struct ac_config {
 	int pin_cpus;              /* nonzero: pin loop i to CPU i mod CPUs */
 	unsigned mailbox_capacity; /* messages per mailbox ring, rounded up to
 				      a power of two; 0: 4096 */
+	unsigned max_conns;        /* open connections, all loops; 0: no limit */
+	/* Diagnostics (accept back-off and the like). Called on the loop that
+	   saw the condition; NULL: one line on stderr. */
+	void (*log)(int level, const char *msg, void *arg);
+	void *log_arg;
 } ac_config_t;
+
+enum ac_log_level { AC_LOG_ERROR = 0, AC_LOG_WARN = 1, AC_LOG_INFO = 2 };
 
 /* Framing: how the byte stream is cut into on_frame calls. */
 enum ac_framing {
@@ -140,6 +160,27 @@ typedef struct ac_conn_opts {
 	size_t max_frame;     /* largest frame accepted; 0: 1 MiB */
 	unsigned linger_ms;   /* longest wait for output to drain in an
 				 AC_CLOSE_FLUSH close; 0: 5000 */
+
+	/* Liveness; 0 disables each. */
+	unsigned idle_timeout_ms;  /* nothing received this long: close with
+				      AC_ETIMEDOUT */
+	unsigned heartbeat_ms;     /* period of on_heartbeat, or of writing
+				      ping when on_heartbeat is NULL */
+	const void *ping;          /* heartbeat payload (copied at listen) */
+	size_t ping_len;
+	unsigned write_timeout_ms; /* pending output that makes no progress
+				      this long: close with AC_EWTIMEDOUT */
+
+	/* Output bounds (bytes queued but not yet taken by the kernel). */
+	size_t out_low;            /* on_drain below this; 0: 64 KiB */
+	size_t out_high;           /* ac_conn_writable false above; 0: 256 KiB */
+	size_t out_hard_limit;     /* over it: close with AC_ESLOW; 0: 8 MiB */
+	size_t out_soft_limit;     /* over it for out_soft_ms: AC_ESLOW;
+				      0: 1 MiB */
+	unsigned out_soft_ms;      /* 0: 10000 */
+
+	/* Listeners only: open connections from this listener; 0: no limit. */
+	unsigned max_conns;
 } ac_conn_opts_t;
 
 /*
@@ -155,6 +196,10 @@ typedef struct ac_conn_cbs {
 	void (*on_frame)(ac_conn_t *c, const void *data, size_t len);
 	/* a message from ac_tell; the callee owns payload */
 	void (*on_message)(ac_conn_t *c, int kind, void *payload);
+	/* output fell below out_low after having gone above out_high */
+	void (*on_drain)(ac_conn_t *c);
+	/* every heartbeat_ms while open */
+	void (*on_heartbeat)(ac_conn_t *c);
 	/* the end: reason is 0 (closed by this side) or an AC_E* code.
 	   Writes are refused from here on; ac_conn_data still works. */
 	void (*on_close)(ac_conn_t *c, int reason);
@@ -261,6 +306,43 @@ AC_EXPORT void ac_conn_set_data(ac_conn_t *c, void *data);
 AC_EXPORT ac_runtime_t *ac_conn_runtime(const ac_conn_t *c);
 /* Owner loop. The errno behind an AC_ESYS or AC_ERESET close, else 0. */
 AC_EXPORT int ac_conn_errno(const ac_conn_t *c);
+/* Owner loop. False while queued output is above out_high (or closing):
+   keep producing and the connection may be closed with AC_ESLOW. */
+AC_EXPORT int ac_conn_writable(const ac_conn_t *c);
+/* Owner loop. Bytes queued for c and not yet taken by the kernel. */
+AC_EXPORT size_t ac_conn_out_bytes(const ac_conn_t *c);
+
+/* ---- timers ---------------------------------------------------------------- */
+
+typedef struct ac_timer_s ac_timer_t;
+
+/*
+ * A loop. Runs fn(arg) on the calling loop after ms, then every ms if
+ * repeat. Timers with the same ms share a libevent common timeout, so
+ * thousands of them cost O(1) per operation. A one-shot timer is freed
+ * right after fn returns; a repeating one when cancelled or when the
+ * runtime stops. Returns NULL (errno EINVAL, ENOMEM, or EPERM off-loop).
+ */
+AC_EXPORT ac_timer_t *ac_timer_start(ac_runtime_t *rt, unsigned ms,
+				     int repeat, void (*fn)(void *arg),
+				     void *arg);
+
+/*
+ * The timer's loop. Cancels t; fn will not run again. t must not have
+ * been freed (a one-shot timer is freed once its fn has returned;
+ * cancelling it from inside its own fn is allowed and does nothing).
+ */
+AC_EXPORT void ac_timer_cancel(ac_timer_t *t);
+
+/*
+ * Owner loop. A timer owned by c: fn(c, arg) runs on c's loop after ms
+ * (then every ms if repeat) and the timer is cancelled automatically when
+ * c closes, before on_close, so it can never outlive c. NULL on failure
+ * (errno ENOMEM, or EPIPE if c is closing).
+ */
+AC_EXPORT ac_timer_t *ac_conn_timer(ac_conn_t *c, unsigned ms, int repeat,
+				    void (*fn)(ac_conn_t *c, void *arg),
+				    void *arg);
 
 /* ---- from any thread, through a weak handle ----------------------------- */
 
@@ -310,6 +392,121 @@ AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 
 /* The loop that owns h (no check that h is live). */
 #define AC_HANDLE_LOOP(h) ((int)((uint64_t)(h) >> 56))
+
+/* ---- watchers ------------------------------------------------------------------ *
+ * The C form of a weakref callback or an Erlang monitor. */
+
+typedef void (*ac_watch_fn)(ac_handle_t h, int reason, void *arg);
+
+/*
+ * Any thread. fn(h, reason, arg) runs exactly once, on loop `loop` (-1:
+ * the calling loop, or loop 0 from a thread that is not a loop), when the
+ * connection closes, with its close reason; if h is already stale it
+ * still runs once, soon, with AC_ESTALE; if the runtime stops first, with
+ * AC_ESHUTDOWN (possibly on the stopping thread). Watching never keeps a
+ * connection alive. *id (may be NULL) names the watch for ac_unwatch.
+ * Returns 0, AC_EINVAL, AC_ENOMEM, AC_EAGAIN (mailbox full) or
+ * AC_ESHUTDOWN; on error fn never runs.
+ */
+AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
+		       ac_watch_fn fn, void *arg, uint64_t *id);
+
+/*
+ * Any thread. Cancels a watch. Returns 0 if it was cancelled: fn will not
+ * run. Returns AC_ESTALE if fn already ran; if fn is running on another
+ * thread at that moment, waits for it to return first. Either way, after
+ * ac_unwatch returns, fn does not run.
+ */
+AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id);
+
+/* ---- weak-value registry -------------------------------------------------- *
+ * The C form of a WeakValueDictionary: key bytes -> handle. An entry
+ * disappears by itself when its connection closes. Readers are lock-free
+ * (hazard pointers); writers take a short per-shard mutex. */
+
+typedef struct ac_registry_s ac_registry_t;
+
+enum ac_registry_flags {
+	AC_REG_REPLACE = 0, /* put replaces an existing entry */
+	AC_REG_EXCL = 1     /* put fails with AC_EEXIST if present */
+};
+
+/* Control thread or a loop. NULL on allocation failure (errno ENOMEM). */
+AC_EXPORT ac_registry_t *ac_registry_new(ac_runtime_t *rt);
+/* Any thread. Maps key to h (h must be live: else AC_ESTALE). */
+AC_EXPORT int ac_registry_put(ac_registry_t *reg, const void *key,
+			      size_t len, ac_handle_t h, int flags);
+/* Any thread, lock-free. 0 and *out, or AC_ESTALE when absent. */
+AC_EXPORT int ac_registry_get(ac_registry_t *reg, const void *key,
+			      size_t len, ac_handle_t *out);
+/* Any thread. 0, or AC_ESTALE when absent. */
+AC_EXPORT int ac_registry_del(ac_registry_t *reg, const void *key,
+			      size_t len);
+/* Any thread. Entries now (closing connections leave soon after). */
+AC_EXPORT size_t ac_registry_count(ac_registry_t *reg);
+/* Control thread, no other use concurrent; before ac_runtime_free. */
+AC_EXPORT void ac_registry_free(ac_registry_t *reg);
+
+/* ---- statistics ---------------------------------------------------------- */
+
+/* Close reasons as counted in ac_stats_t.closed[]. */
+enum ac_close_reason {
+	AC_CR_LOCAL,    /* 0 */
+	AC_CR_EOF,      /* AC_EEOF */
+	AC_CR_RESET,    /* AC_ERESET */
+	AC_CR_IDLE,     /* AC_ETIMEDOUT */
+	AC_CR_WTIMEOUT, /* AC_EWTIMEDOUT */
+	AC_CR_FRAME,    /* AC_EFRAME */
+	AC_CR_SLOW,     /* AC_ESLOW */
+	AC_CR_LIMIT,    /* AC_ELIMIT */
+	AC_CR_SHUTDOWN, /* AC_ESHUTDOWN */
+	AC_CR_ERROR,    /* AC_ESYS, AC_ENOMEM and anything else */
+	AC_CR_COUNT
+};
+
+/* Any thread. The ac_close_reason index of an on_close reason code. */
+AC_EXPORT int ac_close_reason_index(int reason);
+/* Any thread. A short name for a reason index ("eof", "idle", ...). */
+AC_EXPORT const char *ac_close_reason_name(int index);
+
+typedef struct ac_stats {
+	uint64_t conns_open;        /* gauge */
+	uint64_t accepted;
+	uint64_t connected;         /* outbound connections established */
+	uint64_t rejected;          /* accepted over max_conns and closed */
+	uint64_t accept_pauses;     /* accept back-offs (EMFILE and kin) */
+	uint64_t closed[AC_CR_COUNT];
+	uint64_t bytes_in, bytes_out;
+	uint64_t frames_in;
+	uint64_t writes;            /* ac_conn_write calls accepted */
+	uint64_t mailbox_received;  /* messages dispatched on this loop */
+	uint64_t mailbox_full;      /* AC_EAGAIN returned for this loop */
+	uint64_t mailbox_overflowed;/* messages this loop put in overflow */
+	uint64_t mailbox_max_depth; /* deepest ring seen at a drain */
+	uint64_t dropped;           /* accepted messages never delivered */
+	uint64_t handles_live;      /* gauge */
+	uint64_t hp_pending;        /* gauge: retired, not yet reclaimed */
+	uint64_t timers_live;       /* gauge */
+	uint64_t heap_bytes;        /* tcmalloc allocated bytes, process-wide
+				       (totals only; 0 without tcmalloc) */
+} ac_stats_t;
+
+/*
+ * Any thread, no lock. Fills *total with the sums over all loops and,
+ * when per_loop is not NULL, per_loop[i] for i < min(n, loops). Counters
+ * are per-loop, each on its own cache lines, read with relaxed loads: a
+ * snapshot, not an atomic cut. Returns the number of loops.
+ */
+AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
+		       ac_stats_t *per_loop, int n);
+
+/*
+ * Any thread. Renders the statistics in the Prometheus text exposition
+ * format (HELP and TYPE lines, per-loop samples labelled loop="i") into
+ * buf. Returns the length written (without the NUL), or, like snprintf,
+ * the length needed if len was too small; negative AC_EINVAL on bad args.
+ */
+AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len);
 
 /* ---- debugging --------------------------------------------------------------- */
 

@@ -232,6 +232,7 @@ struct ac__loop {
 	struct ac__ovf *ovf;     /* [nloops]: messages this loop could not place */
 	unsigned ovf_count;
 	uint8_t *wake_mark;      /* [nloops]: consumer already in wake_list */
+	unsigned *unsignalled;   /* [nloops]: messages put since the last wake */
 	int *wake_list;          /* consumers to wake when the callback ends */
 	int nwake;
 	int depth;               /* library callback nesting */

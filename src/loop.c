@@ -303,14 +303,19 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 	    !(loop->in = ac__calloc(AC__K_OTHER, n, sizeof(*loop->in))) ||
 	    !(loop->ovf = ac__calloc(AC__K_OTHER, n, sizeof(*loop->ovf))) ||
 	    !(loop->wake_mark = ac__calloc(AC__K_OTHER, n, 1)) ||
+	    !(loop->unsignalled =
+		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->unsignalled))) ||
 	    !(loop->wake_list =
 		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->wake_list))) ||
 	    !(loop->scratch = ac__malloc(AC__K_OTHER, AC__READ_CHUNK)))
 		goto fail;
 
-	/* One base per loop, owned by one thread: no libevent locking. */
+	/* One base per loop, owned by one thread: no libevent locking. The
+	 * precise timer: the coarse clock ticks every 4 ms here, which would
+	 * stretch the 500 us overflow retry eightfold. */
 	if (!(ecfg = event_config_new()) ||
-	    event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK) ||
+	    event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK |
+						EVENT_BASE_FLAG_PRECISE_TIMER) ||
 	    !(loop->base = event_base_new_with_config(ecfg)))
 		goto fail;
 	event_config_free(ecfg);
@@ -352,6 +357,7 @@ void ac__loop_free(ac__loop_t *loop)
 	ac__free(AC__K_OTHER, loop->in);
 	ac__free(AC__K_OTHER, loop->ovf);
 	ac__free(AC__K_OTHER, loop->wake_mark);
+	ac__free(AC__K_OTHER, loop->unsignalled);
 	ac__free(AC__K_OTHER, loop->wake_list);
 	ac__free(AC__K_OTHER, loop->scratch);
 	ac__htab_destroy(&loop->htab);

@@ -77,9 +77,19 @@ void ac__wake(ac__loop_t *loop)
 	}
 }
 
-/* Loop producer: remember to wake `dest` when the current callback ends. */
+/*
+ * Loop producer: remember to wake `dest` when the current callback ends.
+ * A callback can be long (a drain cycle runs up to a thousand posted
+ * functions), so once an eighth of a ring has gone unsignalled the wake-up
+ * is sent at once: the consumer starts draining before the ring fills.
+ */
 static void defer_wake(ac__loop_t *self, int dest)
 {
+	if (++self->unsignalled[dest] >= self->rt->mailbox_size / 8) {
+		self->unsignalled[dest] = 0;
+		ac__wake(self->rt->loops[dest]);
+		return;
+	}
 	if (!self->wake_mark[dest]) {
 		self->wake_mark[dest] = 1;
 		self->wake_list[self->nwake++] = dest;
@@ -122,33 +132,34 @@ static struct ac__ring *ring_to(ac__loop_t *self, ac__loop_t *dst)
 	return r;
 }
 
-/*
- * Owner loop `self`: moves as much of the overflow lists into the rings as
- * fits, in order. Returns the number of messages still waiting.
- */
+/* Owner loop `self`: moves what fits of the overflow list for consumer d
+ * into its ring, in order. Returns true when the list is empty. */
+static bool retry_dest(ac__loop_t *self, int d)
+{
+	struct ac__ovf *o = &self->ovf[d];
+	struct ac__ring *r = ring_to(self, self->rt->loops[d]);
+
+	while (r && o->head) {
+		struct ac__ovf_node *n = o->head;
+		if (!ck_ring_enqueue_spsc_acmsg(&r->ring, r->slots, &n->msg))
+			break;
+		o->head = n->next;
+		ac__free(AC__K_MSG, n);
+		self->ovf_count--;
+		defer_wake(self, d);
+	}
+	if (!o->head)
+		o->tail = NULL;
+	return o->head == NULL;
+}
+
+/* Owner loop `self`: retries every overflow list. Returns the number of
+ * messages still waiting. */
 unsigned ac__mailbox_retry(ac__loop_t *self)
 {
-	ac_runtime_t *rt = self->rt;
-
-	for (int d = 0; d < rt->nloops && self->ovf_count; d++) {
-		struct ac__ovf *o = &self->ovf[d];
-		struct ac__ring *r;
-
-		if (!o->head || !(r = ring_to(self, rt->loops[d])))
-			continue;
-		while (o->head) {
-			struct ac__ovf_node *n = o->head;
-			if (!ck_ring_enqueue_spsc_acmsg(&r->ring, r->slots,
-							&n->msg))
-				break;
-			o->head = n->next;
-			ac__free(AC__K_MSG, n);
-			self->ovf_count--;
-			defer_wake(self, d);
-		}
-		if (!o->head)
-			o->tail = NULL;
-	}
+	for (int d = 0; d < self->rt->nloops && self->ovf_count; d++)
+		if (self->ovf[d].head)
+			retry_dest(self, d);
 	return self->ovf_count;
 }
 
@@ -158,6 +169,7 @@ void ac__mailbox_flush_wakes(ac__loop_t *self)
 	for (int i = 0; i < self->nwake; i++) {
 		int d = self->wake_list[i];
 		self->wake_mark[d] = 0;
+		self->unsignalled[d] = 0;
 		ac__wake(self->rt->loops[d]);
 	}
 	self->nwake = 0;
@@ -175,7 +187,10 @@ int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
 	if (self && self->rt == rt) {
 		struct ac__ring *r;
 
-		if (AC__UNLIKELY(self->ovf[dest].head != NULL))
+		/* Behind a waiting overflow list only if it cannot drain now:
+		 * per-producer order. */
+		if (AC__UNLIKELY(self->ovf[dest].head != NULL) &&
+		    !retry_dest(self, dest))
 			return ovf_push(self, dest, m);
 		if (AC__UNLIKELY(!(r = ring_to(self, dst))))
 			return AC_ENOMEM;
