@@ -520,6 +520,9 @@ typedef struct ac_debug_counts {
 	int64_t handles;    /* handle slots in use */
 	int64_t messages;   /* ac_send copies and overflow nodes */
 	int64_t listeners;  /* listener objects */
+	int64_t timers;     /* timers */
+	int64_t watches;    /* watches not yet fired or cancelled */
+	int64_t registry;   /* registry entries and tables */
 	int64_t other;      /* runtimes, loops, rings, tables, buffers */
 	int64_t allocs;     /* allocations made, ever (not a live count) */
 	int64_t dropped;    /* accepted messages dropped, ever */

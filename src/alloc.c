@@ -43,7 +43,11 @@ void ac__count(enum ac__kind k, int delta)
 
 void ac__count_dropped(void)
 {
+	ac__loop_t *loop = ac__tls_loop;
+
 	__atomic_fetch_add(&shard()->dropped, 1, __ATOMIC_RELAXED);
+	if (loop)
+		AC__STAT_ADD(loop, dropped, 1);
 }
 
 static void *counted(enum ac__kind k, void *p)
@@ -115,6 +119,9 @@ AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)
 	out->handles = sum[AC__K_HANDLE];
 	out->messages = sum[AC__K_MSG];
 	out->listeners = sum[AC__K_LISTENER];
+	out->timers = sum[AC__K_TIMER];
+	out->watches = sum[AC__K_WATCH];
+	out->registry = sum[AC__K_REG];
 	out->other = sum[AC__K_OTHER];
 	out->allocs = allocs;
 	out->dropped = dropped;

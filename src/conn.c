@@ -67,9 +67,33 @@ ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
 		o.max_frame = AC__DEFAULT_MAX_FRAME;
 	if (!o.linger_ms)
 		o.linger_ms = AC__DEFAULT_LINGER_MS;
+	if (!o.out_low)
+		o.out_low = AC__DEFAULT_OUT_LOW;
+	if (!o.out_high)
+		o.out_high = AC__DEFAULT_OUT_HIGH;
+	if (!o.out_hard_limit)
+		o.out_hard_limit = AC__DEFAULT_OUT_HARD;
+	if (!o.out_soft_limit)
+		o.out_soft_limit = AC__DEFAULT_OUT_SOFT;
+	if (!o.out_soft_ms)
+		o.out_soft_ms = AC__DEFAULT_OUT_SOFT_MS;
+	if (o.out_low > o.out_high || (o.ping_len && !o.ping)) {
+		*err = AC_EINVAL;
+		return NULL;
+	}
 	if (!(p = ac__calloc(AC__K_OTHER, 1, sizeof(*p)))) {
 		*err = AC_ENOMEM;
 		return NULL;
+	}
+	if (o.ping_len) {
+		/* Our own copy: the caller's buffer need not outlive listen. */
+		if (!(p->ping = ac__malloc(AC__K_OTHER, o.ping_len))) {
+			ac__free(AC__K_OTHER, p);
+			*err = AC_ENOMEM;
+			return NULL;
+		}
+		memcpy(p->ping, o.ping, o.ping_len);
+		o.ping = p->ping;
 	}
 	if (cbs)
 		p->cbs = *cbs;
@@ -88,8 +112,10 @@ void ac__proto_ref(ac__proto_t *p)
 void ac__proto_unref(ac__proto_t *p)
 {
 	/* Acq-rel: every holder's last use happens before the free. */
-	if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0)
+	if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		ac__free(AC__K_OTHER, p->ping);
 		ac__free(AC__K_OTHER, p);
+	}
 }
 
 /* ---- queues of deferred work --------------------------------------------- */
@@ -138,7 +164,106 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 	ac__loop_leave(loop);
 }
 
+/* ---- liveness timers ------------------------------------------------------ */
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac_conn_t *c = arg;
+	ac__loop_t *loop = c->loop;
+
+	ac__loop_enter(loop);
+	ac__conn_fail(c, AC_ETIMEDOUT, 0);
+	ac__loop_leave(loop);
+}
+
+static void wto_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac_conn_t *c = arg;
+	ac__loop_t *loop = c->loop;
+
+	ac__loop_enter(loop);
+	ac__conn_fail(c, AC_EWTIMEDOUT, 0);
+	ac__loop_leave(loop);
+}
+
+static void soft_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac_conn_t *c = arg;
+	ac__loop_t *loop = c->loop;
+
+	ac__loop_enter(loop);
+	/* Armed when output went over the soft limit and disarmed when it
+	 * came back under: still over after out_soft_ms. */
+	ac__conn_fail(c, AC_ESLOW, 0);
+	ac__loop_leave(loop);
+}
+
+static void hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac_conn_t *c = arg;
+	ac__loop_t *loop = c->loop;
+	const ac__proto_t *p = c->proto;
+
+	ac__loop_enter(loop);
+	if (c->state == AC__C_OPEN) {
+		if (p->cbs.on_heartbeat)
+			p->cbs.on_heartbeat(c);
+		else if (p->opts.ping_len)
+			ac_conn_write(c, p->opts.ping, p->opts.ping_len);
+	}
+	ac__loop_leave(loop);
+}
+
+/* (Re)arms one of c's timer events for ms, making it on first use. */
+static int arm(ac_conn_t *c, struct event **ev, unsigned ms, short flags,
+	       event_callback_fn cb)
+{
+	struct timeval fallback;
+
+	if (!*ev && !(*ev = event_new(c->loop->base, -1, flags, cb, c)))
+		return AC_ENOMEM;
+	return event_add(*ev, ac__loop_timeout(c->loop, ms, &fallback))
+		       ? AC_ENOMEM
+		       : 0;
+}
+
+static void disarm(struct event *ev)
+{
+	if (ev)
+		event_del(ev);
+}
+
 /* ---- open ------------------------------------------------------------------ */
+
+/*
+ * Takes a place under the runtime's and the listener's max_conns. Returns
+ * false when either is full (nothing taken).
+ */
+static bool take_place(ac_runtime_t *rt, ac__proto_t *p)
+{
+	unsigned lmax = p->opts.max_conns;
+
+	if (rt->max_conns &&
+	    __atomic_add_fetch(&rt->nconns, 1, __ATOMIC_RELAXED) > rt->max_conns) {
+		__atomic_sub_fetch(&rt->nconns, 1, __ATOMIC_RELAXED);
+		return false;
+	}
+	if (lmax && __atomic_add_fetch(&p->nconns, 1, __ATOMIC_RELAXED) > lmax) {
+		__atomic_sub_fetch(&p->nconns, 1, __ATOMIC_RELAXED);
+		if (rt->max_conns)
+			__atomic_sub_fetch(&rt->nconns, 1, __ATOMIC_RELAXED);
+		return false;
+	}
+	return true;
+}
+
+static void give_place(ac_runtime_t *rt, ac__proto_t *p)
+{
+	if (rt->max_conns)
+		__atomic_sub_fetch(&rt->nconns, 1, __ATOMIC_RELAXED);
+	if (p->opts.max_conns)
+		__atomic_sub_fetch(&p->nconns, 1, __ATOMIC_RELAXED);
+}
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 {
@@ -151,12 +276,21 @@ int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 		close(fd);
 		return AC_ESHUTDOWN;
 	}
+	if (!take_place(loop->rt, proto)) {
+		/* Over max_conns: accepted and closed at once, never left to
+		 * rot in the backlog. */
+		close(fd);
+		AC__STAT_ADD(loop, rejected, 1);
+		return AC_ELIMIT;
+	}
 	if (!(c = ac__calloc(AC__K_CONN, 1, sizeof(*c)))) {
 		close(fd);
+		give_place(loop->rt, proto);
 		return AC_ENOMEM;
 	}
 	if ((err = ac__htab_alloc(&loop->htab, &idx, &gen))) {
 		close(fd);
+		give_place(loop->rt, proto);
 		ac__free(AC__K_CONN, c);
 		return err;
 	}
@@ -179,13 +313,21 @@ int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
+	c->hp.kind = AC__HP_CONN;
 	if (!(c->rev = event_new(loop->base, fd, EV_READ | EV_PERSIST, read_cb,
 				 c)) ||
-	    event_add(c->rev, NULL)) {
-		if (c->rev)
-			event_free(c->rev);
+	    event_add(c->rev, NULL) ||
+	    (proto->opts.idle_timeout_ms &&
+	     arm(c, &c->idle_ev, proto->opts.idle_timeout_ms, 0, idle_cb)) ||
+	    (proto->opts.heartbeat_ms &&
+	     arm(c, &c->hb_ev, proto->opts.heartbeat_ms, EV_PERSIST, hb_cb))) {
+		struct event *evs[] = {c->rev, c->idle_ev, c->hb_ev};
+		for (unsigned i = 0; i < 3; i++)
+			if (evs[i])
+				event_free(evs[i]);
 		ac__htab_release(&loop->htab, idx);
 		close(fd);
+		give_place(loop->rt, proto);
 		ac__free(AC__K_CONN, c);
 		return AC_ENOMEM;
 	}
@@ -195,6 +337,9 @@ int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 		loop->conns->prev = c;
 	loop->conns = c;
 	loop->nconns++;
+	AC__STAT_ADD(loop, accepted, 1);
+	AC__STAT_SET(loop, conns_open, loop->nconns);
+	AC__STAT_SET(loop, handles_live, loop->htab.live);
 	/* Release: a thread that sees c in the slot sees its facts. */
 	__atomic_store_n(&ac__htab_slot(&loop->htab, idx)->conn, c,
 			 __ATOMIC_RELEASE);
@@ -262,18 +407,21 @@ AC_EXPORT void ac_conn_close(ac_conn_t *c, int how)
 void ac__conn_finalize(ac_conn_t *c)
 {
 	ac__loop_t *loop = c->loop;
+	struct event **evs[] = {&c->rev,    &c->wev,   &c->linger_ev,
+				&c->idle_ev, &c->hb_ev, &c->wto_ev,
+				&c->soft_ev};
 
 	c->state = AC__C_DEAD;
 	/* 1. The handle goes stale before anything is torn down. */
 	ac__htab_release(&loop->htab, ac__handle_slot(c->handle));
-	/* 2. The socket and its events. */
-	if (c->rev)
-		event_free(c->rev);
-	if (c->wev)
-		event_free(c->wev);
-	if (c->linger_ev)
-		event_free(c->linger_ev);
-	c->rev = c->wev = c->linger_ev = NULL;
+	/* 2. Owned timers, the socket and its events: nothing of c can
+	 * fire after this (rule 6). */
+	ac__timers_cancel_conn(c);
+	for (unsigned i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (*evs[i]) {
+			event_free(*evs[i]);
+			*evs[i] = NULL;
+		}
 	close(c->fd);
 	c->fd = -1;
 	if (c->prev)
@@ -283,9 +431,14 @@ void ac__conn_finalize(ac_conn_t *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	loop->nconns--;
-	/* 3. The user hears of it, exactly once. */
+	give_place(loop->rt, c->proto);
+	AC__STAT_ADD(loop, closed[ac__close_index(c->reason)], 1);
+	AC__STAT_SET(loop, conns_open, loop->nconns);
+	AC__STAT_SET(loop, handles_live, loop->htab.live);
+	/* 3. The user hears of it, exactly once; then the watchers. */
 	if (c->proto->cbs.on_close)
 		c->proto->cbs.on_close(c, c->reason);
+	ac__watch_conn_closed(c);
 	/* 4. Buffers, then the memory itself, once no pin holds it. */
 	if (c->out)
 		evbuffer_free(c->out);
@@ -294,25 +447,74 @@ void ac__conn_finalize(ac_conn_t *c)
 	c->in.p = NULL;
 	ac__proto_unref(c->proto);
 	c->proto = NULL;
-	ck_hp_free(&loop->hp, &c->hazard, c, c);
+	ac__hp_retire(&loop->hp, &c->hp, AC__HP_CONN);
+	AC__STAT_SET(loop, hp_pending, loop->hp.n_pending);
 }
 
 /* ---- write ---------------------------------------------------------------- */
 
+/* Output went up to `len` bytes: watermarks and the soft limit. */
+static void output_grew(ac_conn_t *c, size_t len)
+{
+	const ac_conn_opts_t *o = &c->proto->opts;
+
+	if (len > o->out_high)
+		c->above_high = 1;
+	if (len > o->out_soft_limit &&
+	    (!c->soft_ev || !evtimer_pending(c->soft_ev, NULL)) &&
+	    arm(c, &c->soft_ev, o->out_soft_ms, 0, soft_cb))
+		ac__conn_fail(c, AC_ENOMEM, 0);
+}
+
+/* Output fell to `len` bytes. */
+static void output_shrank(ac_conn_t *c, size_t len)
+{
+	const ac__proto_t *p = c->proto;
+
+	if (len <= p->opts.out_soft_limit)
+		disarm(c->soft_ev);
+	if (c->above_high && len < p->opts.out_low) {
+		c->above_high = 0;
+		if (p->cbs.on_drain && c->state == AC__C_OPEN)
+			p->cbs.on_drain(c);
+	}
+}
+
 AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
 {
+	size_t have;
+
 	if (!c || (!buf && len))
 		return AC_EINVAL;
 	if (c->state != AC__C_OPEN)
 		return AC_ESTATE;
 	if (!len)
 		return 0;
+	have = out_len(c);
+	if (have + len > c->proto->opts.out_hard_limit) {
+		/* Checked before queueing: queued output never exceeds the
+		 * hard limit, whatever the peer does. */
+		ac__conn_fail(c, AC_ESLOW, 0);
+		return AC_ESLOW;
+	}
 	if (!c->out && !(c->out = evbuffer_new()))
 		return AC_ENOMEM;
 	if (evbuffer_add(c->out, buf, len))
 		return AC_ENOMEM;
+	AC__STAT_ADD(c->loop, writes, 1);
+	output_grew(c, have + len);
 	queue_flush(c);
 	return 0;
+}
+
+AC_EXPORT int ac_conn_writable(const ac_conn_t *c)
+{
+	return c && c->state == AC__C_OPEN && !c->above_high;
+}
+
+AC_EXPORT size_t ac_conn_out_bytes(const ac_conn_t *c)
+{
+	return c ? out_len(c) : 0;
 }
 
 static void arm_write(ac_conn_t *c)
@@ -325,8 +527,15 @@ static void arm_write(ac_conn_t *c)
 			return;
 		}
 	}
-	if (!c->writing && event_add(c->wev, NULL) == 0)
+	if (!c->writing && event_add(c->wev, NULL) == 0) {
 		c->writing = 1;
+		/* Output is stuck on the socket: the write timeout runs from
+		 * here, and is re-armed by every write that makes progress. */
+		if (c->proto->opts.write_timeout_ms &&
+		    arm(c, &c->wto_ev, c->proto->opts.write_timeout_ms, 0,
+			wto_cb))
+			ac__conn_fail(c, AC_ENOMEM, 0);
+	}
 }
 
 static void disarm_write(ac_conn_t *c)
@@ -334,6 +543,7 @@ static void disarm_write(ac_conn_t *c)
 	if (c->writing) {
 		event_del(c->wev);
 		c->writing = 0;
+		disarm(c->wto_ev);
 	}
 }
 
@@ -374,9 +584,16 @@ void ac__conn_flush(ac_conn_t *c)
 		evbuffer_drain(c->out, (size_t)w);
 		__atomic_store_n(&c->bytes_out, c->bytes_out + (uint64_t)w,
 				 __ATOMIC_RELAXED);
+		AC__STAT_ADD(c->loop, bytes_out, w);
+		if (c->writing && c->wto_ev)
+			arm(c, &c->wto_ev, c->proto->opts.write_timeout_ms, 0,
+			    wto_cb); /* progress: the timeout starts over */
+		output_shrank(c, out_len(c));
 		if ((size_t)w < want)
 			break; /* the socket is full: wait for writability */
 	}
+	if (c->close_queued)
+		return; /* on_drain closed it */
 	if (out_len(c) > 0) {
 		arm_write(c);
 		return;
@@ -422,6 +639,7 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
 			ac__conn_fail(c, AC_EFRAME, 0);
 			return -1;
 		}
+		AC__STAT_ADD(c->loop, frames_in, 1);
 		if (pr->cbs.on_frame)
 			pr->cbs.on_frame(c, p + pos + f.off, f.len);
 		pos += f.consumed;
@@ -483,6 +701,17 @@ static void on_read_error(ac_conn_t *c, ssize_t n)
 	}
 }
 
+/* Bytes arrived: account for them and restart the idle clock. */
+static void got_bytes(ac_conn_t *c, ssize_t n)
+{
+	__atomic_store_n(&c->bytes_in, c->bytes_in + (uint64_t)n,
+			 __ATOMIC_RELAXED);
+	AC__STAT_ADD(c->loop, bytes_in, n);
+	if (c->idle_ev &&
+	    arm(c, &c->idle_ev, c->proto->opts.idle_timeout_ms, 0, idle_cb))
+		ac__conn_fail(c, AC_ENOMEM, 0);
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	ac_conn_t *c = arg;
@@ -500,8 +729,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 			on_read_error(c, n);
 			goto out;
 		}
-		__atomic_store_n(&c->bytes_in, c->bytes_in + (uint64_t)n,
-				 __ATOMIC_RELAXED);
+		got_bytes(c, n);
 		used = dispatch(c, loop->scratch, (size_t)n);
 		if (used >= 0 && used < n && c->state == AC__C_OPEN &&
 		    keep_tail(c, loop->scratch + used, (size_t)(n - used)))
@@ -517,8 +745,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		on_read_error(c, n);
 		goto out;
 	}
-	__atomic_store_n(&c->bytes_in, c->bytes_in + (uint64_t)n,
-			 __ATOMIC_RELAXED);
+	got_bytes(c, n);
 	in->len += (size_t)n;
 	if (c->need && in->len < c->need)
 		goto out; /* the decoder said: not before `need` bytes */

@@ -14,22 +14,13 @@
 
 /* ---- the slot table ------------------------------------------------------ */
 
-static void seg_locate(uint32_t idx, unsigned *seg, uint32_t *off)
-{
-	uint32_t v = idx + (1u << AC__SEG_BASE_SHIFT);
-	unsigned top = 31u - (unsigned)__builtin_clz(v);
-
-	*seg = top - AC__SEG_BASE_SHIFT;
-	*off = v - (1u << top);
-}
-
 struct ac__slot *ac__htab_slot(struct ac__htab *t, uint32_t idx)
 {
 	unsigned s;
 	uint32_t off;
 	struct ac__slot *seg;
 
-	seg_locate(idx, &s, &off);
+	ac__seg_locate(idx, AC__SEG_BASE_SHIFT, &s, &off);
 	if (s >= AC__SEGMENTS)
 		return NULL;
 	/* Acquire pairs with the release in ac__htab_alloc. */
@@ -53,7 +44,7 @@ int ac__htab_alloc(struct ac__htab *t, uint32_t *idx, uint32_t *gen)
 		if (t->nslots >= AC__MAX_SLOTS)
 			return AC_ELIMIT;
 		*idx = t->nslots;
-		seg_locate(*idx, &s, &off);
+		ac__seg_locate(*idx, AC__SEG_BASE_SHIFT, &s, &off);
 		if (!t->seg[s]) {
 			struct ac__slot *seg = ac__calloc(
 				AC__K_OTHER, (size_t)1 << (AC__SEG_BASE_SHIFT + s),
@@ -157,13 +148,31 @@ ac_conn_t *ac__pin(ac_runtime_t *rt, ck_hp_record_t *rec, ac_handle_t h)
 	return c;
 }
 
-/* Reclaims a retired connection. The memory is poisoned first, so that a
- * use after free is loud even without a sanitizer (the pin tests check the
- * connection's handle field, which poisoning makes wrong). */
-void ac__hp_destroy_cb(void *conn)
+/* Retires o: it is destroyed once no hazard pointer holds it. */
+void ac__hp_retire(ck_hp_record_t *rec, struct ac__hpobj *o, int kind)
 {
-	memset(conn, 0xdd, sizeof(ac_conn_t));
-	ac__free(AC__K_CONN, conn);
+	o->kind = kind;
+	ck_hp_free(rec, &o->hazard, o, o);
+}
+
+/* ck_hp's destroy callback for everything retired through ac__hp_retire.
+ * A connection is poisoned first, so that a use after free is loud even
+ * without a sanitizer (the pin tests check the connection's handle field,
+ * which poisoning makes wrong). */
+void ac__hp_destroy_cb(void *p)
+{
+	switch (((struct ac__hpobj *)p)->kind) {
+	case AC__HP_CONN:
+		memset(p, 0xdd, sizeof(ac_conn_t));
+		ac__free(AC__K_CONN, p);
+		break;
+	case AC__HP_REGNODE:
+		ac__regnode_destroy(p);
+		break;
+	case AC__HP_REGTABLE:
+		ac__regtable_destroy(p);
+		break;
+	}
 }
 
 /* ---- hazard records for threads that are not loops ---------------------- *

@@ -44,6 +44,11 @@
 #define AC__DEFAULT_MAILBOX 4096u
 #define AC__DEFAULT_MAX_FRAME ((size_t)1 << 20)
 #define AC__DEFAULT_LINGER_MS 5000u
+#define AC__DEFAULT_OUT_LOW ((size_t)64 << 10)
+#define AC__DEFAULT_OUT_HIGH ((size_t)256 << 10)
+#define AC__DEFAULT_OUT_HARD ((size_t)8 << 20)
+#define AC__DEFAULT_OUT_SOFT ((size_t)1 << 20)
+#define AC__DEFAULT_OUT_SOFT_MS 10000u
 #define AC__READ_CHUNK 65536u     /* one recv() per readiness event */
 #define AC__DRAIN_BUDGET 4096u    /* messages per drain cycle before I/O */
 #define AC__OVERFLOW_RETRY_US 500 /* overflow retry period */
@@ -59,6 +64,9 @@ enum ac__kind {
 	AC__K_HANDLE, /* counted, not allocated: a slot in use */
 	AC__K_MSG,
 	AC__K_LISTENER,
+	AC__K_TIMER,
+	AC__K_WATCH,  /* counted, not allocated: a watch slot in use */
+	AC__K_REG,    /* registry entries and tables */
 	AC__K_OTHER,
 	AC__K_COUNT
 };
@@ -72,6 +80,19 @@ void ac__count(enum ac__kind k, int delta);
 void ac__count_dropped(void);
 char *ac__strdup(const char *s);
 
+/* ---- segmented tables ------------------------------------------------------
+ * Tables that grow without moving: segment s holds (1 << shift) << s
+ * entries. Index idx lives in segment *seg at offset *off. */
+static inline void ac__seg_locate(uint32_t idx, unsigned shift, unsigned *seg,
+				  uint32_t *off)
+{
+	uint64_t v = (uint64_t)idx + (1ull << shift);
+	unsigned top = 63u - (unsigned)__builtin_clzll(v);
+
+	*seg = top - shift;
+	*off = (uint32_t)(v - (1ull << top));
+}
+
 /* ---- time ------------------------------------------------------------------ */
 uint64_t ac__wall_ms(void);
 
@@ -84,7 +105,9 @@ enum ac__msg_kind {
 	AC__MSG_SEND,     /* write blob to h */
 	AC__MSG_TELL,     /* on_message(h, i, b) or drop(b) */
 	AC__MSG_CLOSE,    /* close h, how = i */
-	AC__MSG_ADOPT     /* adopt fd i for listener b */
+	AC__MSG_ADOPT,    /* adopt fd i for listener b */
+	AC__MSG_WATCH,    /* watch h, watch id in b */
+	AC__MSG_FIRE      /* run watch id b with reason i */
 };
 
 /* A message lives by value in a ring slot: 32 bytes, no allocation. */
@@ -171,7 +194,16 @@ void ac__htab_release(struct ac__htab *t, uint32_t idx);
 void ac__htab_destroy(struct ac__htab *t);
 
 /* ---- hazard pointers (handle.c) ---------------------------------------- */
-#define AC__HP_DEGREE 1
+#define AC__HP_DEGREE 3 /* pin uses slot 0; registry readers 0..2 */
+
+/* Everything retired through ck_hp starts with this, so the one destroy
+ * callback knows what it frees. */
+enum ac__hp_kind { AC__HP_CONN = 1, AC__HP_REGNODE, AC__HP_REGTABLE };
+struct ac__hpobj {
+	ck_hp_hazard_t hazard;
+	int kind;
+};
+void ac__hp_retire(ck_hp_record_t *rec, struct ac__hpobj *o, int kind);
 
 /* A hazard record for a thread that is not a loop; owned by the runtime. */
 struct ac__hprec {
@@ -205,12 +237,38 @@ struct ac__accept {
 	ac_listener_t *l;
 	int fd;
 	struct event *ev;
+	struct event *backoff_ev; /* resumes accepting after EMFILE & co */
+	unsigned backoff_ms;      /* 0 while accepting normally */
 };
+
+/*
+ * Per-loop counters. Only the owner writes them, with relaxed atomic
+ * stores of (value + n), so readers on other threads take no lock and see
+ * no torn values; the block starts on its own cache line.
+ */
+struct ac__lstats {
+	uint64_t accepted, connected, rejected, accept_pauses;
+	uint64_t closed[AC_CR_COUNT];
+	uint64_t bytes_in, bytes_out, frames_in, writes;
+	uint64_t mailbox_received, mailbox_overflowed, mailbox_max_depth;
+	uint64_t dropped;
+	uint64_t conns_open, handles_live, hp_pending, timers_live;
+};
+
+#define AC__STAT_ADD(loop, field, n)                                         \
+	__atomic_store_n(&(loop)->st.field, (loop)->st.field + (uint64_t)(n), \
+			 __ATOMIC_RELAXED)
+#define AC__STAT_SET(loop, field, v)                                         \
+	__atomic_store_n(&(loop)->st.field, (uint64_t)(v), __ATOMIC_RELAXED)
 
 struct ac__loop {
 	/* Written by every producer (CAS 0 -> 1) and by the owner (-> 0): on
 	 * its own cache line so producers do not bounce the fields below. */
 	int wake_pending AC__ALIGNED;
+	/* Foreign producers that found the mailbox full (atomic add). */
+	uint64_t mailbox_full AC__ALIGNED;
+
+	struct ac__lstats st AC__ALIGNED;
 
 	/* Set before the thread starts; read by producers. */
 	ac_runtime_t *rt AC__ALIGNED;
@@ -241,6 +299,12 @@ struct ac__loop {
 	ac_conn_t *close_head, *close_tail; /* to finalize at callback end */
 	ac_conn_t *flush_head;   /* to flush at callback end */
 	struct ac__accept *accepts;
+	struct ac_timer_s *timers; /* every live timer of this loop */
+	struct ac__ctimeout {
+		unsigned ms;
+		const struct timeval *tv;
+	} common[16];            /* libevent common timeouts by duration */
+	int ncommon;
 	int stopping;
 	int exited;
 	unsigned char *scratch;  /* AC__READ_CHUNK bytes for reads */
@@ -270,7 +334,7 @@ void ac__wake(ac__loop_t *loop);
 /* Dispatch one mailbox message on its consumer loop. */
 void ac__dispatch(ac__loop_t *loop, struct ac__msg *m);
 /* Settle a message that can no longer be delivered (after shutdown). */
-void ac__settle(struct ac__msg *m);
+void ac__settle(ac_runtime_t *rt, struct ac__msg *m);
 
 /* ---- runtime (runtime.c) -------------------------------------------------- */
 
@@ -294,7 +358,15 @@ struct ac_runtime_s {
 	ac_listener_t *listeners;
 	struct ac__hprec *foreign_recs;
 	unsigned rr;           /* round robin for foreign posts */
+	unsigned max_conns;
+	unsigned nconns;       /* atomic: open connections, all loops */
+	void (*log)(int level, const char *msg, void *arg);
+	void *log_arg;
+	struct ac__wtab *watches;
 };
+
+void ac__log(ac_runtime_t *rt, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static inline int ac__rt_state(const ac_runtime_t *rt)
 {
@@ -344,6 +416,8 @@ struct ac__proto {
 	ac_decode_fn decode;
 	void *ud;
 	int refs;            /* atomic: listeners and connections */
+	unsigned nconns;     /* atomic: open connections (max_conns) */
+	void *ping;          /* heartbeat payload, owned */
 };
 
 ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
@@ -362,8 +436,12 @@ struct ac__inbuf {
 	size_t off, len, cap;
 };
 
+struct ac__wentry {
+	uint64_t id; /* watch id */
+};
+
 struct ac_conn_s {
-	ck_hp_hazard_t hazard; /* retirement through ck_hp_free */
+	struct ac__hpobj hp;   /* retirement through ck_hp (first member) */
 	ac__loop_t *loop;
 	ac__proto_t *proto;
 	ac_handle_t handle;
@@ -373,10 +451,16 @@ struct ac_conn_s {
 	uint8_t close_queued;
 	uint8_t flush_queued;
 	uint8_t writing; /* write event armed */
+	uint8_t above_high; /* output went over out_high; on_drain pending */
+	uint8_t counted;    /* holds a place in the max_conns counters */
 	int reason;      /* close reason, fixed by the first close */
 	int err;         /* errno behind reason */
 	size_t need;     /* input length worth decoding again */
 	struct event *rev, *wev, *linger_ev;
+	struct event *idle_ev, *hb_ev, *wto_ev, *soft_ev; /* lazily made */
+	struct ac_timer_s *timers;  /* conn-owned timers */
+	struct ac__wentry *watches; /* watchers to fire at close */
+	unsigned nwatches, capwatches;
 	struct ac__inbuf in;
 	struct evbuffer *out;
 	ac_conn_t *prev, *next;  /* loop->conns */
@@ -393,6 +477,7 @@ struct ac_conn_s {
 };
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto);
+int ac__close_index(int reason);
 void ac__conn_fail(ac_conn_t *c, int reason, int err);
 void ac__conn_shutdown(ac_conn_t *c);
 void ac__conn_finalize(ac_conn_t *c);
@@ -426,6 +511,42 @@ void ac__listener_unref(ac_listener_t *l);
 void ac__listener_release_user(ac_listener_t *l);
 void ac__listener_adopt(ac__loop_t *loop, int fd, ac_listener_t *l);
 void ac__accept_drop_all(ac__loop_t *loop);
+
+/* ---- timers (timer.c) ------------------------------------------------------ */
+
+struct ac_timer_s {
+	ac__loop_t *loop;
+	struct event *ev;
+	void (*fn)(void *arg);
+	void (*cfn)(ac_conn_t *c, void *arg);
+	void *arg;
+	ac_conn_t *conn;                  /* owner of a connection timer */
+	struct ac_timer_s *prev, *next;   /* loop->timers */
+	struct ac_timer_s *cprev, *cnext; /* conn->timers */
+	struct timeval tv;                /* when no common timeout is left */
+	uint8_t repeat, firing, cancelled;
+};
+
+/* The (common, when possible) timeval for ms on this loop. */
+const struct timeval *ac__loop_timeout(ac__loop_t *loop, unsigned ms,
+				       struct timeval *fallback);
+void ac__timers_cancel_conn(ac_conn_t *c);
+void ac__timers_free_loop(ac__loop_t *loop);
+
+/* ---- watchers (watch.c) ---------------------------------------------------- */
+
+int ac__wtab_new(ac_runtime_t *rt);
+void ac__wtab_free(ac_runtime_t *rt);
+/* Owner loop: a WATCH message arrived for m->h. */
+void ac__watch_register(ac__loop_t *loop, struct ac__msg *m);
+/* Owner loop, finalize: post every watcher of c with c's reason. */
+void ac__watch_conn_closed(ac_conn_t *c);
+/* Any thread: run watch id's fn with reason, once. */
+void ac__watch_fire(ac_runtime_t *rt, uint64_t id, int reason);
+
+/* ---- registry (registry.c) -------------------------------------------------- */
+void ac__regnode_destroy(void *p);
+void ac__regtable_destroy(void *p);
 
 /* ---- addresses (addr.c) ------------------------------------------------- */
 

@@ -19,12 +19,15 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define AC__ACCEPT_BATCH 64 /* accepts per readiness event */
 #define AC__BACKLOG 4096
+#define AC__BACKOFF_MIN_MS 100u
+#define AC__BACKOFF_MAX_MS 1000u
 
 static void listener_ref(ac_listener_t *l)
 {
@@ -89,6 +92,43 @@ void ac__listener_adopt(ac__loop_t *loop, int fd, ac_listener_t *l)
 	ac__listener_unref(l);
 }
 
+static void backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ac__accept *e = arg;
+	ac__loop_t *loop = ac__tls_loop;
+
+	ac__loop_enter(loop);
+	if (!loop->stopping && e->ev)
+		event_add(e->ev, NULL); /* try again; failing doubles the wait */
+	ac__loop_leave(loop);
+}
+
+/*
+ * accept() is out of descriptors or memory. With a level-triggered poller
+ * the pending connection would wake us again at once, forever: stop
+ * watching the socket for a while instead (100 ms, doubling to 1 s),
+ * say so once per pause, and resume by ourselves.
+ */
+static void pause_accepting(ac__loop_t *loop, struct ac__accept *e, int err)
+{
+	struct timeval tv;
+
+	e->backoff_ms = e->backoff_ms ? e->backoff_ms * 2 : AC__BACKOFF_MIN_MS;
+	if (e->backoff_ms > AC__BACKOFF_MAX_MS)
+		e->backoff_ms = AC__BACKOFF_MAX_MS;
+	tv.tv_sec = e->backoff_ms / 1000;
+	tv.tv_usec = (e->backoff_ms % 1000) * 1000;
+	if (!e->backoff_ev &&
+	    !(e->backoff_ev = evtimer_new(loop->base, backoff_cb, e)))
+		return; /* cannot pause: keep accepting rather than stop */
+	event_del(e->ev);
+	evtimer_add(e->backoff_ev, &tv);
+	AC__STAT_ADD(loop, accept_pauses, 1);
+	ac__log(loop->rt, AC_LOG_WARN,
+		"loop %d: accept: %s; pausing this listener for %u ms",
+		loop->index, strerror(err), e->backoff_ms);
+}
+
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct ac__accept *e = arg;
@@ -100,12 +140,19 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
+			int err = errno;
+			if (err == EINTR || err == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				perror("actorconn: accept");
+			if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+			    err == ENOMEM)
+				pause_accepting(loop, e, err);
+			else if (err != EAGAIN && err != EWOULDBLOCK)
+				ac__log(loop->rt, AC_LOG_ERROR,
+					"loop %d: accept: %s", loop->index,
+					strerror(err));
 			break;
 		}
+		e->backoff_ms = 0;
 		if (l->is_unix)
 			hand_out(loop, l, fd);
 		else
@@ -118,7 +165,9 @@ static void drop_entry(struct ac__accept *e)
 {
 	if (e->ev)
 		event_free(e->ev);
-	e->ev = NULL;
+	if (e->backoff_ev)
+		event_free(e->backoff_ev);
+	e->ev = e->backoff_ev = NULL;
 	ac__listener_unref(e->l);
 }
 

@@ -108,6 +108,7 @@ static bool drain(ac__loop_t *loop, unsigned batch)
 {
 	struct ac__msg m;
 	bool more = false;
+	uint64_t got = 0, depth;
 
 	for (int j = 0; j < loop->rt->nloops; j++) {
 		/* Acquire pairs with the producer's release in ring_to. */
@@ -117,20 +118,33 @@ static bool drain(ac__loop_t *loop, unsigned batch)
 
 		if (!r)
 			continue;
+		depth = ck_ring_size(&r->ring);
+		if (depth > loop->st.mailbox_max_depth)
+			AC__STAT_SET(loop, mailbox_max_depth, depth);
 		while (n < batch &&
 		       ck_ring_dequeue_spsc_acmsg(&r->ring, r->slots, &m)) {
 			ac__dispatch(loop, &m);
 			n++;
 		}
 		more |= n == batch;
+		got += n;
 	}
-	for (unsigned n = 0; n < batch; n++) {
+	depth = ck_ring_size(&loop->foreign->ring);
+	if (depth > loop->st.mailbox_max_depth)
+		AC__STAT_SET(loop, mailbox_max_depth, depth);
+	for (unsigned n = 0;; n++) {
+		if (n == batch) {
+			more = true;
+			break;
+		}
 		if (!ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
 						loop->foreign->slots, &m))
-			return more;
+			break;
 		ac__dispatch(loop, &m);
+		got++;
 	}
-	return true;
+	AC__STAT_ADD(loop, mailbox_received, got);
+	return more;
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -175,6 +189,12 @@ void ac__dispatch(ac__loop_t *loop, struct ac__msg *m)
 		break;
 	case AC__MSG_ADOPT:
 		ac__listener_adopt(loop, m->i, m->b);
+		break;
+	case AC__MSG_WATCH:
+		ac__watch_register(loop, m);
+		break;
+	case AC__MSG_FIRE:
+		ac__watch_fire(loop->rt, (uint64_t)(uintptr_t)m->b, m->i);
 		break;
 	default:
 		ac__conn_deliver(loop, m);
@@ -230,12 +250,12 @@ void ac__loop_settle(ac__loop_t *loop)
 	for (int j = 0; j < loop->rt->nloops; j++) {
 		struct ac__ring *r = loop->in[j];
 		while (r && ck_ring_dequeue_spsc_acmsg(&r->ring, r->slots, &m))
-			ac__settle(&m);
+			ac__settle(loop->rt, &m);
 		struct ac__ovf *o = &loop->ovf[j];
 		while (o->head) {
 			struct ac__ovf_node *n = o->head;
 			o->head = n->next;
-			ac__settle(&n->msg);
+			ac__settle(loop->rt, &n->msg);
 			ac__free(AC__K_MSG, n);
 		}
 		o->tail = NULL;
@@ -243,7 +263,7 @@ void ac__loop_settle(ac__loop_t *loop)
 	loop->ovf_count = 0;
 	while (ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
 					  loop->foreign->slots, &m))
-		ac__settle(&m);
+		ac__settle(loop->rt, &m);
 }
 
 /* ---- thread ------------------------------------------------------------------ */
@@ -265,6 +285,9 @@ static void *loop_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
 	event_base_loop(loop->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	/* Loop timers nobody cancelled stop with the loop (connection timers
+	 * went with their connections). */
+	ac__timers_free_loop(loop);
 	__atomic_store_n(&loop->exited, 1, __ATOMIC_RELEASE);
 	ac__tls_loop = NULL;
 	return NULL;

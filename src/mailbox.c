@@ -105,6 +105,7 @@ static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
 		return AC_ENOMEM;
 	n->next = NULL;
 	n->msg = *m;
+	AC__STAT_ADD(self, mailbox_overflowed, 1);
 	if (o->tail)
 		o->tail->next = n;
 	else
@@ -201,8 +202,10 @@ int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
 		return 0;
 	}
 	if (AC__UNLIKELY(!ck_ring_enqueue_mpsc_acmsg(&dst->foreign->ring,
-						     dst->foreign->slots, m)))
+						     dst->foreign->slots, m))) {
+		__atomic_fetch_add(&dst->mailbox_full, 1, __ATOMIC_RELAXED);
 		return AC_EAGAIN;
+	}
 	ac__wake(dst);
 	return 0;
 }
@@ -300,7 +303,7 @@ AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how)
  * Settle a message that will never reach its loop (the loop has exited).
  * Runs on the thread stopping or freeing the runtime.
  */
-void ac__settle(struct ac__msg *m)
+void ac__settle(ac_runtime_t *rt, struct ac__msg *m)
 {
 	switch (m->kind) {
 	case AC__MSG_POST:
@@ -318,6 +321,12 @@ void ac__settle(struct ac__msg *m)
 	case AC__MSG_ADOPT:
 		close(m->i);
 		ac__listener_unref(m->b);
+		break;
+	case AC__MSG_WATCH: /* the owner loop is gone: so is the connection */
+		ac__watch_fire(rt, (uint64_t)(uintptr_t)m->b, AC_ESHUTDOWN);
+		break;
+	case AC__MSG_FIRE:
+		ac__watch_fire(rt, (uint64_t)(uintptr_t)m->b, m->i);
 		break;
 	default: /* AC__MSG_CLOSE: nothing left to close */
 		break;

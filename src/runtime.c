@@ -11,12 +11,29 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #define AC__HP_THRESHOLD 64 /* retired connections per loop before a scan */
 
 static uint64_t next_rt_id = 1;
+
+void ac__log(ac_runtime_t *rt, int level, const char *fmt, ...)
+{
+	static const char *const names[] = {"error", "warning", "info"};
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (rt->log)
+		rt->log(level, msg, rt->log_arg);
+	else
+		fprintf(stderr, "actorconn: %s: %s\n",
+			names[level >= 0 && level <= 2 ? level : 0], msg);
+}
 
 static unsigned round_pow2(unsigned v)
 {
@@ -52,12 +69,15 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 					      ? cfg->mailbox_capacity
 					      : AC__DEFAULT_MAILBOX);
 	rt->pin_cpus = cfg->pin_cpus;
+	rt->max_conns = cfg->max_conns;
+	rt->log = cfg->log;
+	rt->log_arg = cfg->log_arg;
 	rt->state = AC__RT_NEW;
 	rt->id = __atomic_fetch_add(&next_rt_id, 1, __ATOMIC_RELAXED);
 	pthread_mutex_init(&rt->lock, NULL);
 	ck_hp_init(&rt->hp, AC__HP_DEGREE, AC__HP_THRESHOLD,
 		   ac__hp_destroy_cb);
-	if (ac__hp_runtime_born(rt))
+	if (ac__hp_runtime_born(rt) || ac__wtab_new(rt))
 		goto fail;
 	if (!(rt->loops = ac__calloc(AC__K_OTHER, (size_t)rt->nloops,
 				     sizeof(*rt->loops))))
@@ -171,13 +191,19 @@ AC_EXPORT void ac_runtime_free(ac_runtime_t *rt)
 	 * a scan reads every record. */
 	if (rt->loops) {
 		for (int i = 0; i < rt->nloops; i++)
-			if (rt->loops[i])
+			if (rt->loops[i]) {
+				ac__timers_free_loop(rt->loops[i]);
 				ck_hp_purge(&rt->loops[i]->hp);
+			}
+		/* Foreign threads retire registry entries too. */
+		for (struct ac__hprec *r = rt->foreign_recs; r; r = r->next)
+			ck_hp_purge(&r->rec);
 		for (int i = 0; i < rt->nloops; i++)
 			ac__loop_free(rt->loops[i]);
 		ac__free(AC__K_OTHER, rt->loops);
 	}
 	ac__hp_runtime_gone(rt);
+	ac__wtab_free(rt);
 	while (rt->foreign_recs) {
 		struct ac__hprec *r = rt->foreign_recs;
 		rt->foreign_recs = r->next;

@@ -161,10 +161,13 @@ END_TEST
 START_TEST(grace_expiry_aborts_a_peer_that_never_reads)
 {
 	static char chunk[1 << 16];
+	/* Limits above what we queue: this is about the grace, not AC_ESLOW. */
+	ac_conn_opts_t o = {.out_hard_limit = 64 << 20,
+			    .out_soft_limit = 64 << 20};
 	uint64_t t0;
 	int fd;
 
-	th_server_start(1, "127.0.0.1:0", NULL);
+	th_server_start(1, "127.0.0.1:0", &o);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(opened_ge, (void *)1, 5000));
 	/* 16 MiB the client never reads: cannot drain within the grace. */

@@ -146,6 +146,9 @@ void th_assert_no_live_objects(void)
 	ck_assert_int_eq(d.handles, 0);
 	ck_assert_int_eq(d.messages, 0);
 	ck_assert_int_eq(d.listeners, 0);
+	ck_assert_int_eq(d.timers, 0);
+	ck_assert_int_eq(d.watches, 0);
+	ck_assert_int_eq(d.registry, 0);
 	ck_assert_int_eq(d.other, 0);
 }
 

@@ -1,0 +1,229 @@
+/*
+ * stats.c: counters, read without locks, and their Prometheus text form.
+ *
+ * Each loop writes only its own struct ac__lstats (relaxed atomic stores,
+ * owner only), on its own cache lines; a reader sums relaxed loads. The
+ * result is a snapshot, not an atomic cut across loops.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#ifdef AC_HAVE_TCMALLOC
+#include <gperftools/malloc_extension_c.h>
+#endif
+
+static const char *const reason_names[AC_CR_COUNT] = {
+	"local", "eof",   "reset", "idle",     "write_timeout",
+	"frame", "slow",  "limit", "shutdown", "error"};
+
+AC_EXPORT int ac_close_reason_index(int reason)
+{
+	switch (reason) {
+	case 0:
+		return AC_CR_LOCAL;
+	case AC_EEOF:
+		return AC_CR_EOF;
+	case AC_ERESET:
+		return AC_CR_RESET;
+	case AC_ETIMEDOUT:
+		return AC_CR_IDLE;
+	case AC_EWTIMEDOUT:
+		return AC_CR_WTIMEOUT;
+	case AC_EFRAME:
+		return AC_CR_FRAME;
+	case AC_ESLOW:
+		return AC_CR_SLOW;
+	case AC_ELIMIT:
+		return AC_CR_LIMIT;
+	case AC_ESHUTDOWN:
+		return AC_CR_SHUTDOWN;
+	default:
+		return AC_CR_ERROR;
+	}
+}
+
+int ac__close_index(int reason)
+{
+	return ac_close_reason_index(reason);
+}
+
+AC_EXPORT const char *ac_close_reason_name(int index)
+{
+	return index >= 0 && index < AC_CR_COUNT ? reason_names[index] : "?";
+}
+
+#define LD(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
+
+static void loop_snapshot(ac__loop_t *loop, ac_stats_t *o)
+{
+	const struct ac__lstats *s = &loop->st;
+
+	memset(o, 0, sizeof(*o));
+	o->conns_open = LD(s->conns_open);
+	o->accepted = LD(s->accepted);
+	o->connected = LD(s->connected);
+	o->rejected = LD(s->rejected);
+	o->accept_pauses = LD(s->accept_pauses);
+	for (int i = 0; i < AC_CR_COUNT; i++)
+		o->closed[i] = LD(s->closed[i]);
+	o->bytes_in = LD(s->bytes_in);
+	o->bytes_out = LD(s->bytes_out);
+	o->frames_in = LD(s->frames_in);
+	o->writes = LD(s->writes);
+	o->mailbox_received = LD(s->mailbox_received);
+	o->mailbox_full = LD(loop->mailbox_full);
+	o->mailbox_overflowed = LD(s->mailbox_overflowed);
+	o->mailbox_max_depth = LD(s->mailbox_max_depth);
+	o->dropped = LD(s->dropped);
+	o->handles_live = LD(s->handles_live);
+	o->hp_pending = LD(s->hp_pending);
+	o->timers_live = LD(s->timers_live);
+}
+
+static void add(ac_stats_t *t, const ac_stats_t *s)
+{
+	uint64_t *d = (uint64_t *)t;
+	const uint64_t *x = (const uint64_t *)s;
+
+	/* Every field is a uint64_t; depth is a maximum, not a sum. */
+	for (size_t i = 0; i < sizeof(*t) / sizeof(uint64_t); i++)
+		d[i] += x[i];
+	t->mailbox_max_depth -= s->mailbox_max_depth;
+	if (s->mailbox_max_depth > t->mailbox_max_depth)
+		t->mailbox_max_depth = s->mailbox_max_depth;
+}
+
+static uint64_t heap_bytes(void)
+{
+#ifdef AC_HAVE_TCMALLOC
+	size_t v = 0;
+	if (MallocExtension_GetNumericProperty(
+		    "generic.current_allocated_bytes", &v))
+		return v;
+#endif
+	return 0;
+}
+
+AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
+		       ac_stats_t *per_loop, int n)
+{
+	ac_stats_t one;
+
+	if (!rt || !total)
+		return AC_EINVAL;
+	memset(total, 0, sizeof(*total));
+	for (int i = 0; i < rt->nloops; i++) {
+		loop_snapshot(rt->loops[i], &one);
+		add(total, &one);
+		if (per_loop && i < n)
+			per_loop[i] = one;
+	}
+	total->heap_bytes = heap_bytes();
+	return rt->nloops;
+}
+
+/* ---- Prometheus text exposition format ----------------------------------- */
+
+struct out {
+	char *buf;
+	size_t len, used; /* used may exceed len: the length needed */
+};
+
+static void put(struct out *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void put(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	size_t room = o->used < o->len ? o->len - o->used : 0;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(room ? o->buf + o->used : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->used += (size_t)n;
+}
+
+struct metric {
+	const char *name, *type, *help;
+	size_t off; /* offset of the field in ac_stats_t */
+};
+
+#define M(name, type, field, help)                                           \
+	{"actorconn_" name, type, help, offsetof(ac_stats_t, field)}
+
+static const struct metric metrics[] = {
+	M("conns_open", "gauge", conns_open, "Open connections."),
+	M("conns_accepted_total", "counter", accepted,
+	  "Connections accepted."),
+	M("conns_connected_total", "counter", connected,
+	  "Outbound connections established."),
+	M("conns_rejected_total", "counter", rejected,
+	  "Connections accepted over max_conns and closed at once."),
+	M("accept_pauses_total", "counter", accept_pauses,
+	  "Accept back-offs after EMFILE, ENFILE, ENOBUFS or ENOMEM."),
+	M("bytes_in_total", "counter", bytes_in, "Bytes read."),
+	M("bytes_out_total", "counter", bytes_out, "Bytes written."),
+	M("frames_in_total", "counter", frames_in, "Frames decoded."),
+	M("writes_total", "counter", writes, "Writes queued."),
+	M("mailbox_received_total", "counter", mailbox_received,
+	  "Mailbox messages dispatched."),
+	M("mailbox_full_total", "counter", mailbox_full,
+	  "Messages refused with AC_EAGAIN (mailbox full)."),
+	M("mailbox_overflowed_total", "counter", mailbox_overflowed,
+	  "Messages a loop kept in its overflow list."),
+	M("mailbox_max_depth", "gauge", mailbox_max_depth,
+	  "Deepest mailbox ring seen at a drain."),
+	M("messages_dropped_total", "counter", dropped,
+	  "Accepted messages whose connection was gone on delivery."),
+	M("handles_live", "gauge", handles_live, "Handle slots in use."),
+	M("hp_pending", "gauge", hp_pending,
+	  "Objects retired but not yet reclaimed (hazard pointers)."),
+	M("timers_live", "gauge", timers_live, "Live timers."),
+};
+
+static uint64_t field(const ac_stats_t *s, size_t off)
+{
+	return *(const uint64_t *)((const char *)s + off);
+}
+
+AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len)
+{
+	ac_stats_t total, *per;
+	struct out o = {buf, len, 0};
+	int n;
+
+	if (!rt || (!buf && len))
+		return AC_EINVAL;
+	if (!(per = ac__malloc(AC__K_OTHER, sizeof(*per) * (size_t)rt->nloops)))
+		return AC_ENOMEM;
+	n = ac_stats(rt, &total, per, rt->nloops);
+	if (len)
+		buf[0] = 0;
+	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+		const struct metric *mt = &metrics[m];
+
+		put(&o, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
+		    mt->name, mt->type);
+		for (int i = 0; i < n; i++)
+			put(&o, "%s{loop=\"%d\"} %llu\n", mt->name, i,
+			    (unsigned long long)field(&per[i], mt->off));
+	}
+	put(&o, "# HELP actorconn_conns_closed_total Connections closed, by "
+		"reason.\n# TYPE actorconn_conns_closed_total counter\n");
+	for (int i = 0; i < n; i++)
+		for (int r = 0; r < AC_CR_COUNT; r++)
+			put(&o,
+			    "actorconn_conns_closed_total{loop=\"%d\",reason=\"%s\"} "
+			    "%llu\n",
+			    i, reason_names[r],
+			    (unsigned long long)per[i].closed[r]);
+	put(&o, "# HELP actorconn_heap_bytes Bytes allocated in the process "
+		"(tcmalloc; 0 without it).\n# TYPE actorconn_heap_bytes gauge\n"
+		"actorconn_heap_bytes %llu\n",
+	    (unsigned long long)total.heap_bytes);
+	ac__free(AC__K_OTHER, per);
+	return o.used > (size_t)INT32_MAX ? INT32_MAX : (int)o.used;
+}

@@ -1,0 +1,324 @@
+/*
+ * watch.c: watchers, the C form of a weakref callback.
+ *
+ * A watch is a slot in a per-runtime table; its id is (generation, index),
+ * so a stale id is recognised, never dereferenced. The slot's state word
+ * (generation << 32 | state) moves by compare-and-swap:
+ *
+ *   ARMED ──fire (one thread wins)──► FIRING ──fn returned──► FREE, gen+1
+ *     └────────ac_unwatch───────────────────────────────────► FREE, gen+1
+ *
+ * so fn runs at most once, and exactly once unless cancelled first. The
+ * connection keeps only the ids of its watches; when it closes it posts a
+ * FIRE message with each id to the loop that watch names. A cancelled
+ * watch's id simply fails the compare-and-swap there.
+ *
+ * Slots never move or go away while the runtime lives (segments, like the
+ * handle table). Allocating and freeing a slot takes the table's mutex: a
+ * short critical section on a path that is not hot.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#define AC__WSEG_SHIFT 8 /* segment s holds 256 << s slots */
+#define AC__WSEGMENTS 24
+
+enum { W_FREE = 0, W_ARMED = 1, W_FIRING = 2 };
+
+struct ac__wslot {
+	uint64_t word;     /* gen << 32 | state; atomic */
+	ac_watch_fn fn;
+	void *arg;
+	ac_handle_t h;
+	int loop;          /* where fn runs */
+	uint32_t next_free; /* index + 1; under the table lock */
+	uintptr_t firer;   /* thread running fn; atomic */
+};
+
+struct ac__wtab {
+	pthread_mutex_t lock; /* guards nslots, free_head, new segments */
+	struct ac__wslot *seg[AC__WSEGMENTS]; /* published with release */
+	uint32_t nslots;
+	uint32_t free_head;
+};
+
+static uint32_t id_index(uint64_t id) { return (uint32_t)id; }
+static uint32_t id_gen(uint64_t id) { return (uint32_t)(id >> 32); }
+static uint64_t word(uint32_t gen, int state)
+{
+	return (uint64_t)gen << 32 | (uint64_t)state;
+}
+
+static struct ac__wslot *wslot(struct ac__wtab *t, uint32_t idx)
+{
+	unsigned s;
+	uint32_t off;
+	struct ac__wslot *seg;
+
+	ac__seg_locate(idx, AC__WSEG_SHIFT, &s, &off);
+	if (s >= AC__WSEGMENTS)
+		return NULL;
+	seg = __atomic_load_n(&t->seg[s], __ATOMIC_ACQUIRE);
+	return seg ? &seg[off] : NULL;
+}
+
+int ac__wtab_new(ac_runtime_t *rt)
+{
+	struct ac__wtab *t = ac__calloc(AC__K_OTHER, 1, sizeof(*t));
+
+	if (!t)
+		return AC_ENOMEM;
+	pthread_mutex_init(&t->lock, NULL);
+	rt->watches = t;
+	return 0;
+}
+
+void ac__wtab_free(ac_runtime_t *rt)
+{
+	struct ac__wtab *t = rt->watches;
+
+	if (!t)
+		return;
+	/* Watches still armed here were never fired nor cancelled: their
+	 * connections' loops were never started. Uncount them. */
+	for (uint32_t i = 0; i < t->nslots; i++)
+		if ((wslot(t, i)->word & 3) != W_FREE)
+			ac__count(AC__K_WATCH, -1);
+	for (unsigned s = 0; s < AC__WSEGMENTS; s++)
+		ac__free(AC__K_OTHER, t->seg[s]);
+	pthread_mutex_destroy(&t->lock);
+	ac__free(AC__K_OTHER, t);
+	rt->watches = NULL;
+}
+
+/* Any thread: takes a slot and arms it. */
+static int wslot_alloc(struct ac__wtab *t, ac_watch_fn fn, void *arg,
+		       ac_handle_t h, int loop, uint64_t *id)
+{
+	struct ac__wslot *sl;
+	uint32_t idx, gen;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->free_head) {
+		idx = t->free_head - 1;
+		sl = wslot(t, idx);
+		t->free_head = sl->next_free;
+	} else {
+		unsigned s;
+		uint32_t off;
+
+		idx = t->nslots;
+		ac__seg_locate(idx, AC__WSEG_SHIFT, &s, &off);
+		if (s >= AC__WSEGMENTS) {
+			pthread_mutex_unlock(&t->lock);
+			return AC_ELIMIT;
+		}
+		if (!t->seg[s]) {
+			size_t n = (size_t)1 << (AC__WSEG_SHIFT + s);
+			struct ac__wslot *seg =
+				ac__calloc(AC__K_OTHER, n, sizeof(*seg));
+			if (!seg) {
+				pthread_mutex_unlock(&t->lock);
+				return AC_ENOMEM;
+			}
+			for (size_t i = 0; i < n; i++)
+				seg[i].word = word(1, W_FREE);
+			__atomic_store_n(&t->seg[s], seg, __ATOMIC_RELEASE);
+		}
+		t->nslots++;
+		sl = wslot(t, idx);
+	}
+	pthread_mutex_unlock(&t->lock);
+
+	gen = (uint32_t)(sl->word >> 32);
+	sl->fn = fn;
+	sl->arg = arg;
+	sl->h = h;
+	sl->loop = loop;
+	/* Release: whoever sees ARMED sees fn, arg, h and loop. */
+	__atomic_store_n(&sl->word, word(gen, W_ARMED), __ATOMIC_RELEASE);
+	ac__count(AC__K_WATCH, 1);
+	*id = (uint64_t)gen << 32 | idx;
+	return 0;
+}
+
+/* Any thread, the state's owner: frees a slot taken out of ARMED/FIRING. */
+static void wslot_release(struct ac__wtab *t, struct ac__wslot *sl,
+			  uint32_t idx, uint32_t gen)
+{
+	uint32_t next = gen + 1 ? gen + 1 : 1;
+
+	pthread_mutex_lock(&t->lock);
+	__atomic_store_n(&sl->word, word(next, W_FREE), __ATOMIC_RELEASE);
+	sl->next_free = t->free_head;
+	t->free_head = idx + 1;
+	pthread_mutex_unlock(&t->lock);
+	ac__count(AC__K_WATCH, -1);
+}
+
+void ac__watch_fire(ac_runtime_t *rt, uint64_t id, int reason)
+{
+	struct ac__wtab *t = rt->watches;
+	struct ac__wslot *sl = wslot(t, id_index(id));
+	uint64_t expect = word(id_gen(id), W_ARMED);
+
+	if (!sl)
+		return;
+	__atomic_store_n(&sl->firer, (uintptr_t)pthread_self(),
+			 __ATOMIC_RELAXED);
+	/* Acq-rel: we read fn/arg after winning; ac_unwatch, seeing FIRING
+	 * with acquire, sees firer. */
+	if (!__atomic_compare_exchange_n(&sl->word, &expect,
+					 word(id_gen(id), W_FIRING), false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return; /* cancelled, or already fired */
+	sl->fn(sl->h, reason, sl->arg);
+	wslot_release(t, sl, id_index(id), id_gen(id));
+}
+
+/* Posts FIRE(id, reason) to the watch's loop; fires here if that fails. */
+static void post_fire(ac_runtime_t *rt, uint64_t id, int loop, int reason)
+{
+	struct ac__msg m = {.kind = AC__MSG_FIRE, .i = reason,
+			    .b = (void *)(uintptr_t)id};
+
+	if (ac__mailbox_put(rt, loop, &m))
+		ac__watch_fire(rt, id, reason); /* out of memory: run now */
+}
+
+AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
+		       ac_watch_fn fn, void *arg, uint64_t *id)
+{
+	struct ac__msg m = {.h = h};
+	uint64_t wid;
+	int err;
+
+	if (!rt || !fn || h == AC_HANDLE_NONE || loop >= rt->nloops)
+		return AC_EINVAL;
+	if (ac__rt_state(rt) == AC__RT_STOPPED)
+		return AC_ESHUTDOWN;
+	if (loop < 0)
+		loop = ac__tls_loop && ac__tls_loop->rt == rt
+			       ? ac__tls_loop->index
+			       : 0;
+	if ((err = wslot_alloc(rt->watches, fn, arg, h, loop, &wid)))
+		return err;
+	m.b = (void *)(uintptr_t)wid;
+	if (ac__handle_live(rt, h)) {
+		/* The owner loop decides: watch, or fire at once if the
+		 * connection closed meanwhile. */
+		m.kind = AC__MSG_WATCH;
+		err = ac__mailbox_put(rt, AC_HANDLE_LOOP(h), &m);
+	} else {
+		m.kind = AC__MSG_FIRE;
+		m.i = AC_ESTALE;
+		err = ac__mailbox_put(rt, loop, &m);
+	}
+	if (err) {
+		struct ac__wslot *sl = wslot(rt->watches, id_index(wid));
+		wslot_release(rt->watches, sl, id_index(wid), id_gen(wid));
+		return err;
+	}
+	if (id)
+		*id = wid;
+	return 0;
+}
+
+AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id)
+{
+	struct ac__wslot *sl;
+
+	if (!rt || !(sl = wslot(rt->watches, id_index(id))))
+		return AC_EINVAL;
+	for (;;) {
+		uint64_t w = __atomic_load_n(&sl->word, __ATOMIC_ACQUIRE);
+
+		if ((uint32_t)(w >> 32) != id_gen(id))
+			return AC_ESTALE; /* ran and was freed (or never was) */
+		switch ((int)(w & 3)) {
+		case W_ARMED:
+			if (__atomic_compare_exchange_n(&sl->word, &w,
+							word(id_gen(id), W_FIRING),
+							false, __ATOMIC_ACQ_REL,
+							__ATOMIC_ACQUIRE)) {
+				wslot_release(rt->watches, sl, id_index(id),
+					      id_gen(id));
+				return 0;
+			}
+			break;
+		case W_FIRING:
+			/* fn is running. From inside fn itself, waiting would
+			 * deadlock; anywhere else, wait for it to return. */
+			if (__atomic_load_n(&sl->firer, __ATOMIC_RELAXED) ==
+			    (uintptr_t)pthread_self())
+				return AC_ESTALE;
+			sched_yield();
+			break;
+		default:
+			return AC_ESTALE;
+		}
+	}
+}
+
+/* ---- the owner loop's side ------------------------------------------------ */
+
+static bool id_live(struct ac__wtab *t, uint64_t id)
+{
+	struct ac__wslot *sl = wslot(t, id_index(id));
+
+	return sl && (uint32_t)(__atomic_load_n(&sl->word, __ATOMIC_ACQUIRE) >>
+				32) == id_gen(id);
+}
+
+void ac__watch_register(ac__loop_t *loop, struct ac__msg *m)
+{
+	ac_runtime_t *rt = loop->rt;
+	ac_conn_t *c = ac__handle_local(loop, m->h);
+	uint64_t id = (uint64_t)(uintptr_t)m->b;
+	struct ac__wslot *sl = wslot(rt->watches, id_index(id));
+	unsigned n = 0;
+
+	if (!c || c->state == AC__C_DEAD) {
+		post_fire(rt, id, sl->loop, AC_ESTALE);
+		return;
+	}
+	/* Drop ids that were cancelled since: a connection watched and
+	 * unwatched over and over does not grow its list. */
+	for (unsigned i = 0; i < c->nwatches; i++)
+		if (id_live(rt->watches, c->watches[i].id))
+			c->watches[n++] = c->watches[i];
+	c->nwatches = n;
+	if (c->nwatches == c->capwatches) {
+		unsigned cap = c->capwatches ? c->capwatches * 2 : 2;
+		struct ac__wentry *w =
+			realloc(c->watches, cap * sizeof(*c->watches));
+		if (!w) {
+			post_fire(rt, id, sl->loop, AC_ENOMEM);
+			return;
+		}
+		if (!c->watches)
+			ac__count(AC__K_OTHER, 1);
+		c->watches = w;
+		c->capwatches = cap;
+	}
+	c->watches[c->nwatches++].id = id;
+}
+
+void ac__watch_conn_closed(ac_conn_t *c)
+{
+	ac_runtime_t *rt = c->loop->rt;
+
+	for (unsigned i = 0; i < c->nwatches; i++) {
+		uint64_t id = c->watches[i].id;
+		struct ac__wslot *sl = wslot(rt->watches, id_index(id));
+
+		if (id_live(rt->watches, id))
+			post_fire(rt, id, sl->loop, c->reason);
+	}
+	ac__free(AC__K_OTHER, c->watches);
+	c->watches = NULL;
+	c->nwatches = c->capwatches = 0;
+}
