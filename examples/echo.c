@@ -2,9 +2,12 @@
  * actorconn-echo: echoes every frame back with the same framing.
  *
  *   actorconn-echo [--listen ADDR] [--threads N] [--framing raw|line|len32]
+ *                  [--idle-timeout MS] [--metrics ADDR]
  *
  * The smallest complete libactorconn server: a listener, one callback, and
- * a clean stop on SIGINT/SIGTERM. See actorconn-echo(1).
+ * a clean stop on SIGINT/SIGTERM. With --metrics it also answers HTTP
+ * requests on ADDR with the runtime's statistics in the Prometheus text
+ * format, served by the library itself. See actorconn-echo(1).
  */
 #include <actorconn.h>
 
@@ -33,10 +36,41 @@ static void on_frame(ac_conn_t *c, const void *data, size_t len)
 	}
 }
 
+/*
+ * The metrics endpoint: a minimal HTTP/1.0 responder. Request lines are
+ * read as line frames; the empty line that ends the headers gets the
+ * answer, whatever the path, and the connection closes once it is sent.
+ */
+static void metrics_frame(ac_conn_t *c, const void *data, size_t len)
+{
+	static const char head[] =
+		"HTTP/1.0 200 OK\r\n"
+		"Content-Type: text/plain; version=0.0.4\r\n"
+		"Content-Length: %d\r\n\r\n";
+	ac_runtime_t *rt = ac_conn_runtime(c);
+	char hdr[128];
+	char *body;
+	int n;
+
+	if (len > 0)
+		return; /* request line or header: wait for the blank line */
+	n = ac_stats_prometheus(rt, NULL, 0);
+	if (n < 0 || !(body = malloc((size_t)n + 1))) {
+		ac_conn_close(c, AC_CLOSE_ABORT);
+		return;
+	}
+	n = ac_stats_prometheus(rt, body, (size_t)n + 1);
+	ac_conn_write(c, hdr, (size_t)snprintf(hdr, sizeof(hdr), head, n));
+	ac_conn_write(c, body, (size_t)n);
+	free(body);
+	ac_conn_close(c, AC_CLOSE_FLUSH);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: actorconn-echo [--listen ADDR] [--threads N] "
-		   "[--framing raw|line|len32]\n");
+		   "[--framing raw|line|len32]\n"
+		   "                      [--idle-timeout MS] [--metrics ADDR]\n");
 }
 
 int main(int argc, char **argv)
@@ -45,9 +79,11 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"threads", required_argument, NULL, 't'},
 		{"framing", required_argument, NULL, 'f'},
+		{"idle-timeout", required_argument, NULL, 'i'},
+		{"metrics", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
-	const char *addr = "127.0.0.1:7000", *fname = "raw";
+	const char *addr = "127.0.0.1:7000", *fname = "raw", *maddr = NULL;
 	ac_config_t cfg = {0};
 	ac_conn_opts_t opts = {0};
 	ac_conn_cbs_t cbs = {.on_frame = on_frame};
@@ -56,7 +92,8 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	int opt, err, sig;
 
-	while ((opt = getopt_long(argc, argv, "l:t:f:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "l:t:f:i:m:h", longopts, NULL)) !=
+	       -1) {
 		switch (opt) {
 		case 'l':
 			addr = optarg;
@@ -70,6 +107,12 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			fname = optarg;
+			break;
+		case 'i':
+			opts.idle_timeout_ms = (unsigned)atoi(optarg);
+			break;
+		case 'm':
+			maddr = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -112,6 +155,23 @@ int main(int argc, char **argv)
 			addr, err == AC_ESYS ? strerror(errno) : ac_strerror(err));
 		ac_runtime_free(rt);
 		return 1;
+	}
+	if (maddr) {
+		static const ac_conn_cbs_t mcbs = {.on_frame = metrics_frame};
+		ac_conn_opts_t mo = {.framing = AC_FRAME_LINE,
+				     .max_frame = 8192,
+				     .idle_timeout_ms = 10000};
+		ac_listener_t *ml;
+
+		if ((err = ac_listen(rt, maddr, &mcbs, &mo, NULL, &ml))) {
+			fprintf(stderr, "actorconn-echo: cannot serve metrics on "
+					"%s: %s\n",
+				maddr,
+				err == AC_ESYS ? strerror(errno) : ac_strerror(err));
+			ac_runtime_free(rt);
+			return 1;
+		}
+		printf("actorconn-echo: metrics on http://%s/metrics\n", maddr);
 	}
 	if ((err = ac_runtime_start(rt))) {
 		fprintf(stderr, "actorconn-echo: start: %s\n", ac_strerror(err));

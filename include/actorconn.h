@@ -49,7 +49,9 @@ extern "C" {
  *   AC_EWTIMEDOUT  write timeout: output stuck for write_timeout_ms
  *   AC_EFRAME      malformed or oversized frame
  *   AC_ESLOW       slow consumer: output over its hard or soft limit
- *   AC_ELIMIT      over max_conns (accepted and closed at once)
+ *   AC_ELIMIT      over max_conns: accepted and closed at once, before
+ *                  on_open, so no callback sees it; counted in
+ *                  ac_stats rejected and closed[AC_CR_LIMIT]
  *   AC_ESHUTDOWN   the runtime stopped
  *   AC_ESYS        another socket error (ac_conn_errno tells which)
  *   AC_ENOMEM      the library could not allocate for this connection
@@ -281,7 +283,9 @@ AC_EXPORT void ac_listener_close(ac_listener_t *l);
 
 /*
  * Owner loop. Queues a copy of buf; output is flushed when the current
- * callback returns. Returns 0, AC_ESTATE (closing or closed) or AC_ENOMEM.
+ * callback returns. Returns 0, AC_ESTATE (closing or closed), AC_ENOMEM,
+ * or AC_ESLOW when queued output would pass out_hard_limit (nothing is
+ * queued and the connection is being closed with AC_ESLOW).
  */
 AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len);
 
@@ -306,7 +310,8 @@ AC_EXPORT void ac_conn_set_data(ac_conn_t *c, void *data);
 AC_EXPORT ac_runtime_t *ac_conn_runtime(const ac_conn_t *c);
 /* Owner loop. The errno behind an AC_ESYS or AC_ERESET close, else 0. */
 AC_EXPORT int ac_conn_errno(const ac_conn_t *c);
-/* Owner loop. False while queued output is above out_high (or closing):
+/* Owner loop. False from the moment queued output goes above out_high
+   until it falls below out_low (when on_drain runs), and while closing:
    keep producing and the connection may be closed with AC_ESLOW. */
 AC_EXPORT int ac_conn_writable(const ac_conn_t *c);
 /* Owner loop. Bytes queued for c and not yet taken by the kernel. */
@@ -338,7 +343,7 @@ AC_EXPORT void ac_timer_cancel(ac_timer_t *t);
  * Owner loop. A timer owned by c: fn(c, arg) runs on c's loop after ms
  * (then every ms if repeat) and the timer is cancelled automatically when
  * c closes, before on_close, so it can never outlive c. NULL on failure
- * (errno ENOMEM, or EPIPE if c is closing).
+ * (errno EINVAL, ENOMEM, or EPIPE if c is closing).
  */
 AC_EXPORT ac_timer_t *ac_conn_timer(ac_conn_t *c, unsigned ms, int repeat,
 				    void (*fn)(ac_conn_t *c, void *arg),
@@ -384,8 +389,9 @@ typedef struct ac_conn_info {
 
 /*
  * Any thread. Pins h with a hazard pointer and copies the connection's
- * stable facts into *out. Returns 0, AC_ESTALE or AC_EINVAL. Lock-free and
- * allocation-free after the calling thread's first call.
+ * stable facts into *out. Returns 0, AC_ESTALE, AC_EINVAL, or AC_ENOMEM
+ * (the calling thread's first call, which allocates its hazard record).
+ * Lock-free and allocation-free after that first call.
  */
 AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 			     ac_conn_info_t *out);
@@ -403,10 +409,11 @@ typedef void (*ac_watch_fn)(ac_handle_t h, int reason, void *arg);
  * the calling loop, or loop 0 from a thread that is not a loop), when the
  * connection closes, with its close reason; if h is already stale it
  * still runs once, soon, with AC_ESTALE; if the runtime stops first, with
- * AC_ESHUTDOWN (possibly on the stopping thread). Watching never keeps a
+ * AC_ESHUTDOWN (possibly on the stopping thread); with AC_ENOMEM if the
+ * owner loop could not record the watch. Watching never keeps a
  * connection alive. *id (may be NULL) names the watch for ac_unwatch.
- * Returns 0, AC_EINVAL, AC_ENOMEM, AC_EAGAIN (mailbox full) or
- * AC_ESHUTDOWN; on error fn never runs.
+ * Returns 0, AC_EINVAL, AC_ENOMEM, AC_EAGAIN (mailbox full), AC_ELIMIT
+ * (2^32 watches at once) or AC_ESHUTDOWN; on error fn never runs.
  */
 AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
 		       ac_watch_fn fn, void *arg, uint64_t *id);
@@ -415,7 +422,8 @@ AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
  * Any thread. Cancels a watch. Returns 0 if it was cancelled: fn will not
  * run. Returns AC_ESTALE if fn already ran; if fn is running on another
  * thread at that moment, waits for it to return first. Either way, after
- * ac_unwatch returns, fn does not run.
+ * ac_unwatch returns, fn does not run. AC_EINVAL for an id that was never
+ * issued by rt.
  */
 AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id);
 
@@ -431,12 +439,16 @@ enum ac_registry_flags {
 	AC_REG_EXCL = 1     /* put fails with AC_EEXIST if present */
 };
 
-/* Control thread or a loop. NULL on allocation failure (errno ENOMEM). */
+/* Control thread or a loop. NULL with errno EINVAL (no rt) or ENOMEM. */
 AC_EXPORT ac_registry_t *ac_registry_new(ac_runtime_t *rt);
-/* Any thread. Maps key to h (h must be live: else AC_ESTALE). */
+/* Any thread. Maps key to h. Returns 0, AC_ESTALE (h is not live),
+   AC_EEXIST (AC_REG_EXCL and present), AC_EINVAL, AC_ENOMEM, or the
+   errors of ac_watch (AC_EAGAIN after waiting a moment for a full
+   mailbox, AC_ESHUTDOWN). The key is copied. */
 AC_EXPORT int ac_registry_put(ac_registry_t *reg, const void *key,
 			      size_t len, ac_handle_t h, int flags);
-/* Any thread, lock-free. 0 and *out, or AC_ESTALE when absent. */
+/* Any thread, lock-free. 0 and *out, AC_ESTALE when absent, AC_EINVAL,
+   or AC_ENOMEM (first call on a thread: its hazard record). */
 AC_EXPORT int ac_registry_get(ac_registry_t *reg, const void *key,
 			      size_t len, ac_handle_t *out);
 /* Any thread. 0, or AC_ESTALE when absent. */
@@ -466,7 +478,8 @@ enum ac_close_reason {
 
 /* Any thread. The ac_close_reason index of an on_close reason code. */
 AC_EXPORT int ac_close_reason_index(int reason);
-/* Any thread. A short name for a reason index ("eof", "idle", ...). */
+/* Any thread. A short name for a reason index ("eof", "idle", ...), or
+   "?" for an index out of range. */
 AC_EXPORT const char *ac_close_reason_name(int index);
 
 typedef struct ac_stats {
@@ -495,7 +508,9 @@ typedef struct ac_stats {
  * Any thread, no lock. Fills *total with the sums over all loops and,
  * when per_loop is not NULL, per_loop[i] for i < min(n, loops). Counters
  * are per-loop, each on its own cache lines, read with relaxed loads: a
- * snapshot, not an atomic cut. Returns the number of loops.
+ * snapshot, not an atomic cut. In *total every field is the sum over
+ * loops except mailbox_max_depth, the largest. Returns the number of
+ * loops, or AC_EINVAL.
  */
 AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
 		       ac_stats_t *per_loop, int n);
@@ -504,7 +519,8 @@ AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
  * Any thread. Renders the statistics in the Prometheus text exposition
  * format (HELP and TYPE lines, per-loop samples labelled loop="i") into
  * buf. Returns the length written (without the NUL), or, like snprintf,
- * the length needed if len was too small; negative AC_EINVAL on bad args.
+ * the length needed if len was too small (buf is then truncated and
+ * NUL-terminated; buf may be NULL when len is 0); AC_EINVAL or AC_ENOMEM.
  */
 AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len);
 

@@ -281,6 +281,7 @@ int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 		 * rot in the backlog. */
 		close(fd);
 		AC__STAT_ADD(loop, rejected, 1);
+		AC__STAT_ADD(loop, closed[AC_CR_LIMIT], 1);
 		return AC_ELIMIT;
 	}
 	if (!(c = ac__calloc(AC__K_CONN, 1, sizeof(*c)))) {

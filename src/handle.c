@@ -216,8 +216,13 @@ static void tls_exit(void *p)
 	pthread_mutex_lock(&live_lock);
 	for (; e; e = next) {
 		next = e->next;
-		if (rt_alive_locked(e->rt_id))
+		if (rt_alive_locked(e->rt_id)) {
+			/* ck_hp_unregister forgets the record's pending list:
+			 * reclaim what this thread retired first (readers hold
+			 * hazards only briefly, so this ends soon). */
+			ck_hp_purge(e->rec);
 			ck_hp_unregister(e->rec);
+		}
 		ac__free(AC__K_OTHER, e);
 	}
 	pthread_mutex_unlock(&live_lock);

@@ -20,10 +20,12 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #define AC__REG_SHARDS 64
 #define AC__REG_BUCKETS0 16 /* buckets per shard at first */
+#define AC__REG_EAGAIN_TRIES 10000 /* yields before a put gives up */
 
 struct ac__regkey {
 	ac_registry_t *reg;
@@ -350,9 +352,16 @@ AC_EXPORT int ac_registry_put(ac_registry_t *reg, const void *key,
 		return AC_ENOMEM;
 	}
 	/* Watch first, on the connection's own loop, so that the watch id is
-	 * known before anyone can find the entry. */
-	if ((err = ac_watch(reg->rt, h, AC_HANDLE_LOOP(h), entry_died, rk,
-			    &rk->watch))) {
+	 * known before anyone can find the entry. A full mailbox is waited
+	 * out for a moment: a burst of puts from one thread is normal use. */
+	for (int tries = 0;; tries++) {
+		err = ac_watch(reg->rt, h, AC_HANDLE_LOOP(h), entry_died, rk,
+			       &rk->watch);
+		if (err != AC_EAGAIN || tries == AC__REG_EAGAIN_TRIES)
+			break;
+		sched_yield();
+	}
+	if (err) {
 		ac__free(AC__K_REG, n);
 		ac__free(AC__K_REG, rk);
 		return err;

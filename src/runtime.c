@@ -186,6 +186,9 @@ AC_EXPORT void ac_runtime_free(ac_runtime_t *rt)
 		}
 		settle_all(rt);
 	}
+	/* From here no exiting thread hands a record back (that purges it),
+	 * so the purges below have the records to themselves. */
+	ac__hp_runtime_gone(rt);
 	/* Every retired connection is reclaimed: no thread holds a hazard
 	 * pointer any more. Purge all records before freeing any loop, since
 	 * a scan reads every record. */
@@ -202,7 +205,6 @@ AC_EXPORT void ac_runtime_free(ac_runtime_t *rt)
 			ac__loop_free(rt->loops[i]);
 		ac__free(AC__K_OTHER, rt->loops);
 	}
-	ac__hp_runtime_gone(rt);
 	ac__wtab_free(rt);
 	while (rt->foreign_recs) {
 		struct ac__hprec *r = rt->foreign_recs;

@@ -1,0 +1,227 @@
+/* test_registry.c: the weak-value map. */
+#include "testhelp.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static bool closed_ge(void *arg)
+{
+	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
+	       (int64_t)(intptr_t)arg;
+}
+
+static void finish(ac_registry_t *reg)
+{
+	ac_registry_free(reg);
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+
+static bool count_is_zero(void *reg)
+{
+	return ac_registry_count(reg) == 0;
+}
+
+START_TEST(put_get_del_and_exclusive_put)
+{
+	ac_registry_t *reg;
+	ac_handle_t h0, h1, got;
+	int fd0, fd1;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	reg = ac_registry_new(th_srv.rt);
+	fd0 = th_connect_tcp("127.0.0.1", th_srv.port);
+	fd1 = th_connect_tcp("127.0.0.1", th_srv.port);
+	h0 = th_handle(0);
+	h1 = th_handle(1);
+	ck_assert_int_eq(ac_registry_get(reg, "alice", 5, &got), AC_ESTALE);
+	ck_assert_int_eq(ac_registry_put(reg, "alice", 5, h0, AC_REG_EXCL), 0);
+	ck_assert_int_eq(ac_registry_get(reg, "alice", 5, &got), 0);
+	ck_assert_uint_eq(got, h0);
+	ck_assert_int_eq(ac_registry_put(reg, "alice", 5, h1, AC_REG_EXCL),
+			 AC_EEXIST);
+	ck_assert_int_eq(ac_registry_put(reg, "alice", 5, h1, AC_REG_REPLACE), 0);
+	ck_assert_int_eq(ac_registry_get(reg, "alice", 5, &got), 0);
+	ck_assert_uint_eq(got, h1);
+	ck_assert_uint_eq(ac_registry_count(reg), 1);
+	/* Empty keys are keys too. */
+	ck_assert_int_eq(ac_registry_put(reg, "", 0, h0, 0), 0);
+	ck_assert_int_eq(ac_registry_del(reg, "", 0), 0);
+	ck_assert_int_eq(ac_registry_del(reg, "alice", 5), 0);
+	ck_assert_int_eq(ac_registry_del(reg, "alice", 5), AC_ESTALE);
+	ck_assert_int_eq(ac_registry_get(reg, "alice", 5, &got), AC_ESTALE);
+	ck_assert_uint_eq(ac_registry_count(reg), 0);
+	ck_assert_int_eq(ac_registry_put(reg, "x", 1, h0, 99), AC_EINVAL);
+	close(fd0);
+	close(fd1);
+	finish(reg);
+}
+END_TEST
+
+START_TEST(entry_disappears_when_its_connection_closes)
+{
+	ac_registry_t *reg;
+	ac_handle_t h, got;
+	int fd;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	reg = ac_registry_new(th_srv.rt);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	h = th_handle(0);
+	ck_assert_int_eq(ac_registry_put(reg, "bob", 3, h, 0), 0);
+	ck_assert_int_eq(ac_registry_put(reg, "bob2", 4, h, 0), 0);
+	close(fd);
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(count_is_zero, reg, 5000));
+	ck_assert_int_eq(ac_registry_get(reg, "bob", 3, &got), AC_ESTALE);
+	/* A stale handle cannot be put. */
+	ck_assert_int_eq(ac_registry_put(reg, "bob", 3, h, 0), AC_ESTALE);
+	finish(reg);
+}
+END_TEST
+
+START_TEST(many_keys_grow_the_table_and_stay_findable)
+{
+	enum { N = 20000 };
+	ac_registry_t *reg;
+	ac_handle_t h, got;
+	char key[32];
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	reg = ac_registry_new(th_srv.rt);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	h = th_handle(0);
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(key, sizeof(key), "user:%d", i);
+		ck_assert_int_eq(ac_registry_put(reg, key, (size_t)n, h, 0), 0);
+	}
+	ck_assert_uint_eq(ac_registry_count(reg), N);
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(key, sizeof(key), "user:%d", i);
+		ck_assert_int_eq(ac_registry_get(reg, key, (size_t)n, &got), 0);
+		ck_assert_uint_eq(got, h);
+	}
+	for (int i = 0; i < N; i += 2) {
+		int n = snprintf(key, sizeof(key), "user:%d", i);
+		ck_assert_int_eq(ac_registry_del(reg, key, (size_t)n), 0);
+	}
+	ck_assert_uint_eq(ac_registry_count(reg), N / 2);
+	/* The rest leave with their connection. */
+	close(fd);
+	ck_assert(th_wait(count_is_zero, reg, 10000));
+	finish(reg);
+}
+END_TEST
+
+/* ---- concurrent put/get/del while connections close ---------------------- */
+
+#define THREADS 4
+#define OPS 50000
+#define KEYS 64
+#define CONNS 32
+
+static ac_registry_t *creg;
+static int64_t gets_ok, stop_flag;
+
+static void *worker(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	char key[16];
+
+	for (int i = 0; i < OPS; i++) {
+		int k = (int)(rand_r(&seed) % KEYS);
+		int n = snprintf(key, sizeof(key), "k%d", k);
+		ac_handle_t h = th_handle((int)(rand_r(&seed) % CONNS)), got;
+		int r = (int)(rand_r(&seed) % 10), err;
+
+		if (r < 5) {
+			err = ac_registry_get(creg, key, (size_t)n, &got);
+			ck_assert(err == 0 || err == AC_ESTALE);
+			if (err == 0) {
+				ck_assert_uint_ne(got, AC_HANDLE_NONE);
+				__atomic_fetch_add(&gets_ok, 1, __ATOMIC_RELAXED);
+			}
+		} else if (r < 8) {
+			err = ac_registry_put(creg, key, (size_t)n, h,
+					      r == 7 ? AC_REG_EXCL : 0);
+			ck_assert(err == 0 || err == AC_ESTALE ||
+				  err == AC_EEXIST || err == AC_EAGAIN);
+		} else {
+			err = ac_registry_del(creg, key, (size_t)n);
+			ck_assert(err == 0 || err == AC_ESTALE);
+		}
+	}
+	return NULL;
+}
+
+START_TEST(concurrent_put_get_del_while_connections_close)
+{
+	pthread_t t[THREADS];
+	int fds[CONNS];
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	creg = ac_registry_new(th_srv.rt);
+	for (int i = 0; i < CONNS; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	for (int i = 0; i < CONNS; i++)
+		th_handle(i);
+	for (int i = 0; i < THREADS; i++)
+		pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1));
+	/* Close connections underneath the workers. */
+	for (int i = 0; i < CONNS; i++) {
+		usleep(2000);
+		close(fds[i]);
+	}
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	ck_assert(th_wait(closed_ge, (void *)CONNS, 10000));
+	/* Every connection is gone, so every entry must go too. */
+	ck_assert(th_wait(count_is_zero, creg, 10000));
+	ck_assert_int_gt(gets_ok, 0);
+	(void)stop_flag;
+	finish(creg);
+}
+END_TEST
+
+START_TEST(free_with_live_entries_cancels_their_watches)
+{
+	ac_registry_t *reg;
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	reg = ac_registry_new(th_srv.rt);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	for (int i = 0; i < 100; i++) {
+		char key[8];
+		int n = snprintf(key, sizeof(key), "%d", i);
+		ck_assert_int_eq(ac_registry_put(reg, key, (size_t)n, th_handle(0), 0),
+				 0);
+	}
+	usleep(20000);
+	ac_registry_free(reg);
+	/* The connection outlives the registry; closing it later must not
+	 * touch the freed registry. */
+	close(fd);
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	usleep(20000);
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("registry");
+	TCase *tc = tcase_create("registry");
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, put_get_del_and_exclusive_put);
+	tcase_add_test(tc, entry_disappears_when_its_connection_closes);
+	tcase_add_test(tc, many_keys_grow_the_table_and_stay_findable);
+	tcase_add_test(tc, concurrent_put_get_del_while_connections_close);
+	tcase_add_test(tc, free_with_live_entries_cancels_their_watches);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}

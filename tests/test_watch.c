@@ -1,0 +1,266 @@
+/* test_watch.c: watchers fire exactly once, where asked, never after
+ * ac_unwatch returns. */
+#include "testhelp.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static bool closed_ge(void *arg)
+{
+	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
+	       (int64_t)(intptr_t)arg;
+}
+
+static void finish(void)
+{
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+
+struct seen {
+	int64_t calls;
+	int reason;
+	int loop;
+	ac_handle_t h;
+};
+
+static void record(ac_handle_t h, int reason, void *arg)
+{
+	struct seen *s = arg;
+
+	s->reason = reason;
+	s->loop = ac_loop_index();
+	s->h = h;
+	__atomic_fetch_add(&s->calls, 1, __ATOMIC_RELEASE);
+}
+
+START_TEST(watch_fires_once_with_the_close_reason_on_the_named_loop)
+{
+	struct seen a = {0}, b = {0};
+	ac_handle_t h;
+	uint64_t ida, idb;
+	int fd;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	h = th_handle(0);
+	/* Default from a foreign thread: loop 0. Named: loop 1. */
+	ck_assert_int_eq(ac_watch(th_srv.rt, h, -1, record, &a, &ida), 0);
+	ck_assert_int_eq(ac_watch(th_srv.rt, h, 1, record, &b, &idb), 0);
+	usleep(20000);
+	ck_assert_int_eq(a.calls + b.calls, 0); /* watching keeps nothing */
+	close(fd);
+	ck_assert(th_wait_ge(&a.calls, 1, 5000));
+	ck_assert(th_wait_ge(&b.calls, 1, 5000));
+	usleep(20000);
+	ck_assert_int_eq(a.calls, 1);
+	ck_assert_int_eq(b.calls, 1);
+	ck_assert_int_eq(a.reason, AC_EEOF);
+	ck_assert_int_eq(a.loop, 0);
+	ck_assert_int_eq(b.loop, 1);
+	ck_assert_uint_eq(a.h, h);
+	/* Fired: unwatching now says so, harmlessly. */
+	ck_assert_int_eq(ac_unwatch(th_srv.rt, ida), AC_ESTALE);
+	finish();
+}
+END_TEST
+
+START_TEST(watching_a_stale_handle_fires_estale_soon)
+{
+	struct seen a = {0};
+	ac_handle_t h;
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	h = th_handle(0);
+	close(fd);
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert_int_eq(ac_watch(th_srv.rt, h, -1, record, &a, NULL), 0);
+	ck_assert(th_wait_ge(&a.calls, 1, 5000));
+	ck_assert_int_eq(a.reason, AC_ESTALE);
+	ck_assert_int_eq(ac_watch(th_srv.rt, AC_HANDLE_NONE, -1, record, &a,
+				  NULL),
+			 AC_EINVAL);
+	ck_assert_int_eq(ac_watch(th_srv.rt, h, 7, record, &a, NULL), AC_EINVAL);
+	finish();
+}
+END_TEST
+
+START_TEST(unwatch_before_close_means_it_never_fires)
+{
+	struct seen a = {0};
+	uint64_t id;
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), -1, record, &a, &id), 0);
+	ck_assert_int_eq(ac_unwatch(th_srv.rt, id), 0);
+	ck_assert_int_eq(ac_unwatch(th_srv.rt, id), AC_ESTALE);
+	close(fd);
+	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	usleep(50000);
+	ck_assert_int_eq(a.calls, 0);
+	finish();
+}
+END_TEST
+
+START_TEST(watches_left_at_stop_fire_with_the_shutdown_reason)
+{
+	struct seen a = {0};
+	int fd;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), 1, record, &a, NULL), 0);
+	usleep(20000);
+	ac_runtime_stop(th_srv.rt, 0);
+	ck_assert_int_eq(a.calls, 1);
+	ck_assert_int_eq(a.reason, AC_ESHUTDOWN);
+	close(fd);
+	finish();
+}
+END_TEST
+
+/* ---- the race: 100,000 watches against closes from another thread ------- */
+
+#define BATCHES 10
+#define CONNS 100
+#define PER_CONN 100 /* 10 x 100 x 100 = 100,000 watches */
+
+struct w {
+	int64_t fired;    /* fn calls */
+	int cancelled;    /* ac_unwatch returned 0 */
+	int late;         /* fn ran after ac_unwatch said it was done */
+};
+
+static struct w ws[CONNS * PER_CONN];
+static int64_t in_fn;
+
+static void count(ac_handle_t h, int reason, void *arg)
+{
+	struct w *w = arg;
+
+	__atomic_fetch_add(&in_fn, 1, __ATOMIC_ACQ_REL);
+	/* Stay a little, so unwatchers do meet a running fn. */
+	if ((w - ws) % 64 == 0)
+		sched_yield();
+	if (__atomic_load_n(&w->cancelled, __ATOMIC_ACQUIRE))
+		w->late = 1;
+	__atomic_fetch_add(&w->fired, 1, __ATOMIC_ACQ_REL);
+	__atomic_fetch_sub(&in_fn, 1, __ATOMIC_ACQ_REL);
+}
+
+struct closer {
+	ac_handle_t *hs;
+	int64_t go;
+};
+
+static void *close_all(void *arg)
+{
+	struct closer *cl = arg;
+
+	while (!__atomic_load_n(&cl->go, __ATOMIC_ACQUIRE))
+		sched_yield();
+	for (int i = 0; i < CONNS; i++) {
+		int err = ac_close(th_srv.rt, cl->hs[i], AC_CLOSE_ABORT);
+		ck_assert(err == 0 || err == AC_EAGAIN || err == AC_ESTALE);
+		if (err == AC_EAGAIN)
+			i--; /* mailbox full: try again */
+	}
+	return NULL;
+}
+
+START_TEST(watchers_fire_exactly_once_racing_close_and_never_after_unwatch)
+{
+	unsigned seed = 42;
+	int64_t total_fired = 0, total_cancelled = 0;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	for (int b = 0; b < BATCHES; b++) {
+		int fds[CONNS];
+		ac_handle_t hs[CONNS];
+		struct closer cl = {hs, 0};
+		pthread_t t;
+
+		memset(ws, 0, sizeof(ws));
+		for (int i = 0; i < CONNS; i++) {
+			fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+			hs[i] = th_handle(b * CONNS + i);
+		}
+		pthread_create(&t, NULL, close_all, &cl);
+		for (int i = 0; i < CONNS; i++)
+			for (int k = 0; k < PER_CONN; k++) {
+				struct w *w = &ws[i * PER_CONN + k];
+				uint64_t id;
+				int err;
+
+				if (i == 0 && k == PER_CONN / 2)
+					__atomic_store_n(&cl.go, 1, __ATOMIC_RELEASE);
+				do
+					err = ac_watch(th_srv.rt, hs[i], k % 2,
+						       count, w, &id);
+				while (err == AC_EAGAIN);
+				ck_assert_int_eq(err, 0);
+				if (rand_r(&seed) % 3)
+					continue;
+				/* Unwatch a third of them, at random moments
+				 * of the race. */
+				err = ac_unwatch(th_srv.rt, id);
+				if (err == 0) {
+					__atomic_store_n(&w->cancelled, 1,
+							 __ATOMIC_RELEASE);
+				} else {
+					ck_assert_int_eq(err, AC_ESTALE);
+					/* "After it returns, fn has run." */
+					ck_assert_int_eq(__atomic_load_n(&w->fired,
+									 __ATOMIC_ACQUIRE),
+							 1);
+				}
+			}
+		pthread_join(t, NULL);
+		ck_assert(th_wait(closed_ge, (void *)(intptr_t)((b + 1) * CONNS),
+				  10000));
+		/* Let every posted fire run, then check each watch. */
+		for (int i = 0; i < 5000; i++) {
+			int64_t pending = 0;
+			for (int k = 0; k < CONNS * PER_CONN; k++)
+				pending += !ws[k].cancelled && !ws[k].fired;
+			if (!pending && !__atomic_load_n(&in_fn, __ATOMIC_ACQUIRE))
+				break;
+			usleep(1000);
+		}
+		for (int k = 0; k < CONNS * PER_CONN; k++) {
+			struct w *w = &ws[k];
+			ck_assert_int_eq(w->late, 0);
+			ck_assert_int_eq(w->fired, w->cancelled ? 0 : 1);
+			total_fired += w->fired;
+			total_cancelled += w->cancelled;
+		}
+		for (int i = 0; i < CONNS; i++)
+			close(fds[i]);
+	}
+	ck_assert_int_eq(total_fired + total_cancelled,
+			 BATCHES * CONNS * PER_CONN);
+	ck_assert_int_gt(total_cancelled, 0);
+	finish();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("watch");
+	TCase *tc = tcase_create("watch");
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, watch_fires_once_with_the_close_reason_on_the_named_loop);
+	tcase_add_test(tc, watching_a_stale_handle_fires_estale_soon);
+	tcase_add_test(tc, unwatch_before_close_means_it_never_fires);
+	tcase_add_test(tc, watches_left_at_stop_fire_with_the_shutdown_reason);
+	tcase_add_test(tc, watchers_fire_exactly_once_racing_close_and_never_after_unwatch);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}
