@@ -443,8 +443,8 @@ enum ac_registry_flags {
 AC_EXPORT ac_registry_t *ac_registry_new(ac_runtime_t *rt);
 /* Any thread. Maps key to h. Returns 0, AC_ESTALE (h is not live),
    AC_EEXIST (AC_REG_EXCL and present), AC_EINVAL, AC_ENOMEM, or the
-   errors of ac_watch (AC_EAGAIN after waiting a moment for a full
-   mailbox, AC_ESHUTDOWN). The key is copied. */
+   errors of ac_watch (AC_EAGAIN after waiting up to 1 s for room in a
+   full mailbox, AC_ESHUTDOWN). The key is copied. */
 AC_EXPORT int ac_registry_put(ac_registry_t *reg, const void *key,
 			      size_t len, ac_handle_t h, int flags);
 /* Any thread, lock-free. 0 and *out, AC_ESTALE when absent, AC_EINVAL,

@@ -95,6 +95,13 @@ char *ac__strdup(const char *s)
 	return d;
 }
 
+uint64_t ac__mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 uint64_t ac__wall_ms(void)
 {
 	struct timespec ts;

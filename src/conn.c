@@ -279,9 +279,11 @@ int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 	if (!take_place(loop->rt, proto)) {
 		/* Over max_conns: accepted and closed at once, never left to
 		 * rot in the backlog. */
-		close(fd);
+		/* Counted before closing: once the peer sees the close, the
+		 * statistics already show why. */
 		AC__STAT_ADD(loop, rejected, 1);
 		AC__STAT_ADD(loop, closed[AC_CR_LIMIT], 1);
+		close(fd);
 		return AC_ELIMIT;
 	}
 	if (!(c = ac__calloc(AC__K_CONN, 1, sizeof(*c)))) {

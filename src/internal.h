@@ -95,6 +95,7 @@ static inline void ac__seg_locate(uint32_t idx, unsigned shift, unsigned *seg,
 
 /* ---- time ------------------------------------------------------------------ */
 uint64_t ac__wall_ms(void);
+uint64_t ac__mono_ms(void);
 
 struct ac__loop;
 

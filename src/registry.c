@@ -25,7 +25,7 @@
 
 #define AC__REG_SHARDS 64
 #define AC__REG_BUCKETS0 16 /* buckets per shard at first */
-#define AC__REG_EAGAIN_TRIES 10000 /* yields before a put gives up */
+#define AC__REG_EAGAIN_MS 1000 /* a put waits this long for a full mailbox */
 
 struct ac__regkey {
 	ac_registry_t *reg;
@@ -354,10 +354,14 @@ AC_EXPORT int ac_registry_put(ac_registry_t *reg, const void *key,
 	/* Watch first, on the connection's own loop, so that the watch id is
 	 * known before anyone can find the entry. A full mailbox is waited
 	 * out for a moment: a burst of puts from one thread is normal use. */
-	for (int tries = 0;; tries++) {
+	for (uint64_t start = 0;;) {
 		err = ac_watch(reg->rt, h, AC_HANDLE_LOOP(h), entry_died, rk,
 			       &rk->watch);
-		if (err != AC_EAGAIN || tries == AC__REG_EAGAIN_TRIES)
+		if (err != AC_EAGAIN)
+			break;
+		if (!start)
+			start = ac__mono_ms();
+		else if (ac__mono_ms() - start > AC__REG_EAGAIN_MS)
 			break;
 		sched_yield();
 	}

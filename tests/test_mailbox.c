@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* ---- two producer threads, one loop, 1,000,000 messages ---------------- */
 
@@ -234,6 +235,70 @@ START_TEST(post_after_stop_is_eshutdown)
 }
 END_TEST
 
+/* ---- hot paths allocate nothing ----------------------------------------- */
+
+static int64_t hot_count, hot_loop_done;
+
+static void hot_consume(void *arg) { __atomic_fetch_add(&hot_count, 1, __ATOMIC_RELEASE); }
+
+static void hot_from_loop(void *arg)
+{
+	ac_runtime_t *rt = arg;
+
+	/* Loop to loop, under the ring's capacity: no overflow node. */
+	for (int i = 0; i < 1000; i++)
+		ck_assert_int_eq(ac_loop_post(rt, 0, hot_consume, NULL), 0);
+	__atomic_fetch_add(&hot_loop_done, 1, __ATOMIC_RELEASE);
+}
+
+static void hot_pin_open(ac_conn_t *c) { (void)c; }
+
+START_TEST(post_and_pin_allocate_nothing)
+{
+	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 2});
+	ac_conn_cbs_t cbs = {.on_open = hot_pin_open};
+	ac_debug_counts_t before, after;
+	ac_listener_t *l;
+	ck_hp_record_t *rec;
+	ac_handle_t h = AC_HANDLE_NONE;
+	int fd;
+
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs, NULL, NULL, &l), 0);
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	fd = th_connect_tcp("127.0.0.1", ac_listener_port(l));
+	for (int i = 0; i < 5000 && h == AC_HANDLE_NONE; i++) {
+		for (int lp = 0; lp < 2; lp++)
+			if (ac__handle_live(rt, ac__handle_make(lp, 0, 1)))
+				h = ac__handle_make(lp, 0, 1);
+		usleep(1000);
+	}
+	ck_assert_uint_ne(h, AC_HANDLE_NONE);
+	/* Warm up: this thread's hazard record, loop 1's ring to loop 0. */
+	rec = ac__hp_record(rt);
+	ck_assert_int_eq(ac_loop_post(rt, 1, hot_from_loop, rt), 0);
+	ck_assert(th_wait_ge(&hot_loop_done, 1, 5000));
+	ck_assert(th_wait_ge(&hot_count, 1000, 5000));
+
+	ac_debug_counts(&before);
+	for (int i = 0; i < 100; i++) {
+		ck_assert_int_eq(ac_loop_post(rt, 1, hot_from_loop, rt), 0);
+		for (int k = 0; k < 1000; k++) {
+			ac_conn_t *c = ac__pin(rt, rec, h);
+			ck_assert_ptr_nonnull(c);
+			ac__unpin(rec);
+		}
+		ck_assert(th_wait_ge(&hot_loop_done, i + 2, 5000));
+	}
+	ck_assert(th_wait_ge(&hot_count, 101000, 5000));
+	ac_debug_counts(&after);
+	/* 100,100 posts (foreign and loop to loop) and 100,000 pins. */
+	ck_assert_int_eq(after.allocs, before.allocs);
+	close(fd);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mailbox");
@@ -245,6 +310,7 @@ int main(void)
 	tcase_add_test(tc, post_runs_on_the_named_loop);
 	tcase_add_test(tc, posts_before_start_run_once_even_if_never_started);
 	tcase_add_test(tc, post_after_stop_is_eshutdown);
+	tcase_add_test(tc, post_and_pin_allocate_nothing);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
