@@ -150,6 +150,7 @@ int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m);
 unsigned ac__mailbox_retry(struct ac__loop *self);
 void ac__mailbox_flush_wakes(struct ac__loop *self);
 struct ac__ring *ac__ring_new(unsigned capacity);
+unsigned ac__ring_take(struct ac__ring *r, struct ac__msg *out, unsigned max);
 void ac__ring_free(struct ac__ring *r);
 
 /* ---- handle table (handle.c) ----------------------------------------------

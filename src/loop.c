@@ -102,47 +102,47 @@ void ac__loop_run_ctl(ac__loop_t *loop)
 
 /* ---- the drain cycle ----------------------------------------------------- */
 
+#define AC__TAKE 64 /* messages copied out of a ring at a time */
+
+/* Dispatches up to about `batch` messages from one ring; returns the
+ * number dispatched. */
+static unsigned drain_ring(ac__loop_t *loop, struct ac__ring *r,
+			   unsigned batch)
+{
+	struct ac__msg m[AC__TAKE];
+	unsigned got = 0, n;
+	uint64_t depth = ck_ring_size(&r->ring);
+
+	if (depth > loop->st.mailbox_max_depth)
+		AC__STAT_SET(loop, mailbox_max_depth, depth);
+	while (got < batch && (n = ac__ring_take(r, m, AC__TAKE))) {
+		for (unsigned i = 0; i < n; i++)
+			ac__dispatch(loop, &m[i]);
+		got += n;
+	}
+	return got;
+}
+
 /* Dispatches up to `batch` messages from each ring. Returns true when a
- * ring still had messages after its batch. */
+ * ring may still have messages after its batch. */
 static bool drain(ac__loop_t *loop, unsigned batch)
 {
-	struct ac__msg m;
+	uint64_t got = 0;
 	bool more = false;
-	uint64_t got = 0, depth;
+	unsigned n;
 
 	for (int j = 0; j < loop->rt->nloops; j++) {
 		/* Acquire pairs with the producer's release in ring_to. */
 		struct ac__ring *r =
 			__atomic_load_n(&loop->in[j], __ATOMIC_ACQUIRE);
-		unsigned n = 0;
 
-		if (!r)
-			continue;
-		depth = ck_ring_size(&r->ring);
-		if (depth > loop->st.mailbox_max_depth)
-			AC__STAT_SET(loop, mailbox_max_depth, depth);
-		while (n < batch &&
-		       ck_ring_dequeue_spsc_acmsg(&r->ring, r->slots, &m)) {
-			ac__dispatch(loop, &m);
-			n++;
+		if (r) {
+			got += n = drain_ring(loop, r, batch);
+			more |= n >= batch;
 		}
-		more |= n == batch;
-		got += n;
 	}
-	depth = ck_ring_size(&loop->foreign->ring);
-	if (depth > loop->st.mailbox_max_depth)
-		AC__STAT_SET(loop, mailbox_max_depth, depth);
-	for (unsigned n = 0;; n++) {
-		if (n == batch) {
-			more = true;
-			break;
-		}
-		if (!ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
-						loop->foreign->slots, &m))
-			break;
-		ac__dispatch(loop, &m);
-		got++;
-	}
+	got += n = drain_ring(loop, loop->foreign, batch);
+	more |= n >= batch;
 	AC__STAT_ADD(loop, mailbox_received, got);
 	return more;
 }

@@ -50,6 +50,35 @@ void ac__ring_free(struct ac__ring *r)
 	}
 }
 
+/*
+ * The consumer of r (one thread): copies up to max messages out and hands
+ * their slots back with a single store. ck_ring dequeues one message at a
+ * time, reading the producer's tail and writing the consumer's head each
+ * time, which bounces both cache lines between the threads per message;
+ * taking a batch bounces them once per batch. The ordering is ck_ring's
+ * own single-consumer dequeue (the struct is public in ck_ring.h), for
+ * SPSC and MPSC rings alike: MPSC producers publish p_tail in ticket order.
+ */
+unsigned ac__ring_take(struct ac__ring *r, struct ac__msg *out, unsigned max)
+{
+	ck_ring_t *ring = &r->ring;
+	unsigned c = ring->c_head; /* written by us only */
+	unsigned n = ck_pr_load_uint(&ring->p_tail) - c;
+
+	if (n == 0)
+		return 0;
+	if (n > max)
+		n = max;
+	/* The slots are read after our snapshot of the producer's tail. */
+	ck_pr_fence_load();
+	for (unsigned i = 0; i < n; i++)
+		out[i] = r->slots[(c + i) & ring->mask];
+	/* The copies are complete before the producer may reuse the slots. */
+	ck_pr_fence_store();
+	ck_pr_store_uint(&ring->c_head, c + n);
+	return n;
+}
+
 /* Any thread: tell `loop` that its mailbox has work. */
 void ac__wake(ac__loop_t *loop)
 {
