@@ -166,36 +166,31 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- liveness timers ------------------------------------------------------ */
 
-static void idle_cb(evutil_socket_t fd, short what, void *arg)
+/* A liveness timer ran out: close c with reason, in a library callback. */
+static void expire(ac_conn_t *c, int reason)
 {
-	ac_conn_t *c = arg;
 	ac__loop_t *loop = c->loop;
 
 	ac__loop_enter(loop);
-	ac__conn_fail(c, AC_ETIMEDOUT, 0);
+	ac__conn_fail(c, reason, 0);
 	ac__loop_leave(loop);
 }
 
-static void wto_cb(evutil_socket_t fd, short what, void *arg)
+static void idle_cb(evutil_socket_t fd, short what, void *c)
 {
-	ac_conn_t *c = arg;
-	ac__loop_t *loop = c->loop;
-
-	ac__loop_enter(loop);
-	ac__conn_fail(c, AC_EWTIMEDOUT, 0);
-	ac__loop_leave(loop);
+	expire(c, AC_ETIMEDOUT);
 }
 
-static void soft_cb(evutil_socket_t fd, short what, void *arg)
+static void wto_cb(evutil_socket_t fd, short what, void *c)
 {
-	ac_conn_t *c = arg;
-	ac__loop_t *loop = c->loop;
+	expire(c, AC_EWTIMEDOUT);
+}
 
-	ac__loop_enter(loop);
-	/* Armed when output went over the soft limit and disarmed when it
-	 * came back under: still over after out_soft_ms. */
-	ac__conn_fail(c, AC_ESLOW, 0);
-	ac__loop_leave(loop);
+/* Armed when output went over the soft limit and disarmed when it came
+ * back under: still over after out_soft_ms. */
+static void soft_cb(evutil_socket_t fd, short what, void *c)
+{
+	expire(c, AC_ESLOW);
 }
 
 static void hb_cb(evutil_socket_t fd, short what, void *arg)

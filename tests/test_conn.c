@@ -6,24 +6,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static bool closed_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
-static bool opened_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.opened, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
-static void finish(void)
-{
-	ac_runtime_free(th_srv.rt);
-	th_assert_no_live_objects();
-}
-
 static const char *unix_path(void)
 {
 	static char path[64];
@@ -78,12 +60,12 @@ static void echo_test(int framing, bool use_unix)
 	}
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
-	ck_assert(th_wait(closed_ge, (void *)4, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)4, 5000));
 	for (int i = 0; i < 4; i++) {
 		ck_assert_int_eq(th_srv.reasons[i], AC_EEOF);
 		ck_assert_int_eq(th_srv.close_count[i], 1);
 	}
-	finish();
+	th_finish();
 	if (use_unix)
 		ck_assert_int_ne(access(unix_path(), F_OK), 0); /* unlinked */
 }
@@ -107,7 +89,7 @@ START_TEST(echo_ipv6_loopback)
 	int fd = th_connect_tcp("::1", th_srv.port);
 	echo_roundtrips(AC_FRAME_LINE, fd);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -140,7 +122,7 @@ START_TEST(frames_split_across_reads_and_coalesced_in_one_read)
 	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LEN32, buf, 16, 0), 10);
 	ck_assert_int_eq(buf[9], '0');
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -161,7 +143,7 @@ START_TEST(large_frame_echoes_through_partial_writes)
 	close(fd);
 	free(msg);
 	free(got);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -178,11 +160,11 @@ static void oversized(int framing)
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	th_send_frame(fd, framing, junk, 65);
 	ck_assert(th_wait_eof(fd, 5000));
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_int_eq(th_srv.reasons[0], AC_EFRAME);
 	ck_assert_int_eq(th_srv.frames, 0);
 	close(fd);
-	finish();
+	th_finish();
 }
 
 START_TEST(oversized_len32_frame_closes_with_eframe) { oversized(AC_FRAME_LEN32); }
@@ -202,7 +184,7 @@ START_TEST(frame_at_limit_is_delivered)
 	th_send_frame(fd, AC_FRAME_LEN32, msg, 64);
 	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LEN32, buf, 64, 0), 64);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -245,7 +227,7 @@ START_TEST(listen_on_a_path_that_is_not_a_socket_is_esys_and_keeps_the_file)
 			 AC_ESYS);
 	ck_assert_int_eq(access("/tmp/ac-test-notasocket", F_OK), 0);
 	unlink("/tmp/ac-test-notasocket");
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -281,12 +263,12 @@ START_TEST(close_inside_on_frame_flushes_and_stops_frames)
 	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LINE, buf, 16, 0), 3);
 	ck_assert(memcmp(buf, "bye", 3) == 0);
 	ck_assert(th_wait_eof(fd, 5000));
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_int_eq(th_srv.frames, 2);
 	ck_assert_int_eq(th_srv.reasons[0], 0);
 	ck_assert_int_eq(th_srv.close_count[0], 1);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -303,11 +285,11 @@ START_TEST(close_inside_on_open_still_gets_one_on_close)
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait_eof(fd, 5000));
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_int_eq(th_srv.close_count[0], 1);
 	ck_assert_int_eq(th_srv.reasons[0], 0);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -339,11 +321,11 @@ START_TEST(peer_vanishing_mid_write_is_an_error_not_sigpipe)
 	struct linger lg = {1, 0};
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(fd);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_msg(th_srv.reasons[0] == AC_ERESET ||
 			      th_srv.reasons[0] == AC_EEOF,
 		      "reason %s", ac_err_name(th_srv.reasons[0]));
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -374,7 +356,7 @@ START_TEST(send_and_tell_from_foreign_thread_reach_the_peer)
 	th_srv.on_message = on_message;
 	th_server_start(2, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	h = th_handle(0);
 	ck_assert_int_eq(ac_send(th_srv.rt, h, "abc", 3), 0);
 	ck_assert_int_eq(ac_tell(th_srv.rt, h, 7, strdup("def"), drop_payload),
@@ -386,13 +368,13 @@ START_TEST(send_and_tell_from_foreign_thread_reach_the_peer)
 
 	ck_assert_int_eq(ac_close(th_srv.rt, h, AC_CLOSE_FLUSH), 0);
 	ck_assert(th_wait_eof(fd, 5000));
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	/* Refused after close: nothing runs, the caller keeps payload. */
 	char *p = strdup("x");
 	ck_assert_int_eq(ac_tell(th_srv.rt, h, 7, p, drop_payload), AC_ESTALE);
 	free(p);
 	close(fd);
-	finish();
+	th_finish();
 	ck_assert_int_eq(dropped_payloads, 0);
 }
 END_TEST
@@ -403,13 +385,13 @@ START_TEST(tell_without_on_message_is_dropped_once)
 
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	ck_assert_int_eq(ac_tell(th_srv.rt, th_handle(0), 1, strdup("p"),
 				 drop_payload),
 			 0);
 	ck_assert(th_wait_ge(&dropped_payloads, 1, 5000));
 	close(fd);
-	finish();
+	th_finish();
 	ck_assert_int_eq(dropped_payloads, 1);
 }
 END_TEST
@@ -421,7 +403,7 @@ START_TEST(listener_close_stops_accepting_but_keeps_connections)
 
 	th_server_start(2, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	ac_listener_close(th_srv.l);
 	usleep(100000);
 	/* New connections are refused... */
@@ -435,7 +417,7 @@ START_TEST(listener_close_stops_accepting_but_keeps_connections)
 	th_write_all(fd, "ping", 4);
 	ck_assert(th_read_full(fd, buf, 4));
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 

@@ -6,24 +6,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static bool closed_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
-static bool opened_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.opened, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
-static void finish(void)
-{
-	ac_runtime_free(th_srv.rt);
-	th_assert_no_live_objects();
-}
-
 START_TEST(handle_goes_stale_on_close)
 {
 	ac_conn_info_t info;
@@ -32,7 +14,7 @@ START_TEST(handle_goes_stale_on_close)
 
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	h = th_handle(0);
 	ck_assert_int_eq(ac_handle_info(th_srv.rt, h, &info), 0);
 	ck_assert_int_eq(ac_send(th_srv.rt, h, "x", 1), 0);
@@ -41,13 +23,13 @@ START_TEST(handle_goes_stale_on_close)
 	char x;
 	ck_assert(th_read_full(fd, &x, 1));
 	close(fd);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_int_eq(th_srv.reasons[0], AC_EEOF);
 	ck_assert_int_eq(ac_handle_info(th_srv.rt, h, &info), AC_ESTALE);
 	ck_assert_int_eq(ac_send(th_srv.rt, h, "x", 1), AC_ESTALE);
 	ck_assert_int_eq(ac_tell(th_srv.rt, h, 1, NULL, NULL), AC_ESTALE);
 	ck_assert_int_eq(ac_close(th_srv.rt, h, AC_CLOSE_ABORT), AC_ESTALE);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -59,13 +41,13 @@ START_TEST(recycled_slot_never_resolves_old_handle)
 
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	old = th_handle(0);
 	close(fd);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(opened_ge, (void *)2, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)2, 5000));
 	fresh = th_handle(1);
 	/* Same loop, same slot, next generation. */
 	ck_assert_uint_eq(ac__handle_slot(old), ac__handle_slot(fresh));
@@ -74,7 +56,7 @@ START_TEST(recycled_slot_never_resolves_old_handle)
 	ck_assert_int_eq(ac_send(th_srv.rt, old, "x", 1), AC_ESTALE);
 	ck_assert_int_eq(ac_handle_info(th_srv.rt, fresh, &info), 0);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -93,7 +75,7 @@ START_TEST(invalid_handles_are_refused)
 	ck_assert_int_eq(ac_handle_info(th_srv.rt, AC_HANDLE_NONE, &info),
 			 AC_ESTALE);
 	ck_assert_int_eq(ac_close(th_srv.rt, bogus_loop, 7), AC_EINVAL);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -107,7 +89,7 @@ START_TEST(handle_info_reports_peer_owner_and_bytes)
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	th_write_all(fd, "hello", 5);
 	ck_assert(th_read_full(fd, buf, 5));
-	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	/* The peer can see the echo a moment before the owner loop records
 	 * the bytes it wrote: poll until the counters catch up. */
 	for (int i = 0; i < 5000; i++) {
@@ -124,7 +106,7 @@ START_TEST(handle_info_reports_peer_owner_and_bytes)
 		      info.peer_str);
 	ck_assert_uint_gt(info.opened_ms, 1600000000000ull);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -183,7 +165,7 @@ START_TEST(pin_versus_close_storm_never_touches_freed_memory)
 	for (int i = 0; i < STORM_CLOSES; i++) {
 		int fd = th_connect_tcp("127.0.0.1", th_srv.port);
 
-		ck_assert(th_wait(opened_ge, (void *)(intptr_t)(i + 1), 5000));
+		ck_assert(th_wait(th_opened_ge, (void *)(intptr_t)(i + 1), 5000));
 		/* Close from this (foreign) thread through the handle, while
 		 * the pinners hammer it; the client side then goes too. */
 		ck_assert_int_eq(ac_close(th_srv.rt, th_handle(i),
@@ -197,7 +179,7 @@ START_TEST(pin_versus_close_storm_never_touches_freed_memory)
 	__atomic_store_n(&churn_done, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < STORM_PINNERS; i++)
 		pthread_join(t[i], NULL);
-	ck_assert(th_wait(closed_ge, (void *)(intptr_t)STORM_CLOSES, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)(intptr_t)STORM_CLOSES, 5000));
 	ck_assert_int_ge(pins_total, STORM_PINS);
 	ck_assert_int_gt(pins_ok, 0);
 	ck_assert_int_eq(canary_bad, 0);
@@ -205,7 +187,7 @@ START_TEST(pin_versus_close_storm_never_touches_freed_memory)
 		ck_assert_int_eq(th_srv.close_count[i], 1);
 		ck_assert_int_eq(th_srv.reasons[i], 0);
 	}
-	finish();
+	th_finish();
 }
 END_TEST
 

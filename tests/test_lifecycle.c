@@ -8,18 +8,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static bool closed_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
-static void finish(void)
-{
-	ac_runtime_free(th_srv.rt);
-	th_assert_no_live_objects();
-}
-
 static ac_stats_t stats(void)
 {
 	ac_stats_t st;
@@ -43,11 +31,11 @@ START_TEST(slowloris_client_is_closed_at_the_idle_timeout)
 	took = th_now_ms() - t0;
 	ck_assert_msg(took >= 300 && took <= 500, "closed after %llu ms",
 		      (unsigned long long)took);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_int_eq(th_srv.reasons[0], AC_ETIMEDOUT);
 	ck_assert_uint_eq(stats().closed[AC_CR_IDLE], 1);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -68,7 +56,7 @@ START_TEST(bytes_received_restart_the_idle_clock)
 	ck_assert(th_wait_eof(fd, 5000));
 	ck_assert_int_eq(th_srv.reasons[0], AC_ETIMEDOUT);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -114,7 +102,7 @@ START_TEST(heartbeat_without_callback_writes_the_ping)
 	ck_assert(th_read_full(fd, buf, 15));
 	ck_assert(memcmp(buf, "PING\nPING\nPING\n", 15) == 0);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -142,12 +130,12 @@ START_TEST(connection_timer_stops_when_its_connection_closes)
 	ck_assert(th_wait_ge(&ticks, 5, 5000));
 	ck_assert_uint_eq(stats().timers_live, 1);
 	close(fd);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	at_close = __atomic_load_n(&ticks, __ATOMIC_RELAXED);
 	usleep(100000);
 	ck_assert_int_eq(__atomic_load_n(&ticks, __ATOMIC_RELAXED), at_close);
 	ck_assert_uint_eq(stats().timers_live, 0);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -237,14 +225,14 @@ START_TEST(slow_consumer_is_closed_with_eslow_at_the_hard_limit)
 	th_srv.on_open = start_pouring;
 	th_server_start(1, "127.0.0.1:0", &o);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(closed_ge, (void *)1, 10000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 10000));
 	ck_assert_int_eq(th_srv.reasons[0], AC_ESLOW);
 	ck_assert_int_eq(write_err, AC_ESLOW);
 	/* Queued output never went past the hard limit plus one write. */
 	ck_assert_uint_le(max_out, (1u << 20) + CHUNK);
 	ck_assert_uint_eq(stats().closed[AC_CR_SLOW], 1);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -275,11 +263,11 @@ START_TEST(output_over_the_soft_limit_for_too_long_is_eslow)
 				.sin_port = htons((uint16_t)th_srv.port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_uint_ge(th_now_ms() - t0, 250);
 	ck_assert_int_eq(th_srv.reasons[0], AC_ESLOW);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -337,12 +325,12 @@ START_TEST(stuck_output_is_closed_at_the_write_timeout)
 	th_server_start(1, "127.0.0.1:0", &o);
 	t0 = th_now_ms();
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_uint_ge(th_now_ms() - t0, 250);
 	ck_assert_int_eq(th_srv.reasons[0], AC_EWTIMEDOUT);
 	ck_assert_uint_eq(stats().closed[AC_CR_WTIMEOUT], 1);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 

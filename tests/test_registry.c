@@ -5,12 +5,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static bool closed_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
 static void finish(ac_registry_t *reg)
 {
 	ac_registry_free(reg);
@@ -72,7 +66,7 @@ START_TEST(entry_disappears_when_its_connection_closes)
 	ck_assert_int_eq(ac_registry_put(reg, "bob", 3, h, 0), 0);
 	ck_assert_int_eq(ac_registry_put(reg, "bob2", 4, h, 0), 0);
 	close(fd);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert(th_wait(count_is_zero, reg, 5000));
 	ck_assert_int_eq(ac_registry_get(reg, "bob", 3, &got), AC_ESTALE);
 	/* A stale handle cannot be put. */
@@ -176,7 +170,7 @@ START_TEST(concurrent_put_get_del_while_connections_close)
 	}
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	ck_assert(th_wait(closed_ge, (void *)CONNS, 10000));
+	ck_assert(th_wait(th_closed_ge, (void *)CONNS, 10000));
 	/* Every connection is gone, so every entry must go too. */
 	ck_assert(th_wait(count_is_zero, creg, 10000));
 	ck_assert_int_gt(gets_ok, 0);
@@ -204,7 +198,7 @@ START_TEST(free_with_live_entries_cancels_their_watches)
 	/* The connection outlives the registry; closing it later must not
 	 * touch the freed registry. */
 	close(fd);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	usleep(20000);
 	ac_runtime_free(th_srv.rt);
 	th_assert_no_live_objects();

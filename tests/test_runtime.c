@@ -5,12 +5,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static bool opened_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.opened, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
 START_TEST(new_and_free_without_start_leaves_nothing)
 {
 	ac_runtime_t *rt = ac_runtime_new(NULL);
@@ -115,7 +109,7 @@ START_TEST(stop_with_traffic_in_flight_leaves_counters_at_zero)
 	th_server_start(2, "127.0.0.1:0", NULL);
 	for (int i = 0; i < CLIENTS; i++)
 		pthread_create(&c[i], NULL, client, NULL);
-	ck_assert(th_wait(opened_ge, (void *)CLIENTS, 10000));
+	ck_assert(th_wait(th_opened_ge, (void *)CLIENTS, 10000));
 	for (int i = 0; i < SENDERS; i++)
 		pthread_create(&s[i], NULL, sender, (void *)(uintptr_t)(i + 1));
 	usleep(300000); /* let traffic build up */
@@ -144,7 +138,7 @@ START_TEST(stop_flushes_pending_output_within_grace)
 
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	ck_assert_int_eq(ac_send(th_srv.rt, th_handle(0), "bye!\n", 5), 0);
 	ck_assert_int_eq(ac_runtime_stop(th_srv.rt, 1000), 0);
 	/* What was accepted before the stop reached the peer, then EOF. */
@@ -169,7 +163,7 @@ START_TEST(grace_expiry_aborts_a_peer_that_never_reads)
 
 	th_server_start(1, "127.0.0.1:0", &o);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(opened_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	/* 16 MiB the client never reads: cannot drain within the grace. */
 	for (int i = 0; i < 256; i++) {
 		int err = ac_send(th_srv.rt, th_handle(0), chunk,

@@ -5,12 +5,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static bool closed_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
 START_TEST(counters_follow_traffic_and_totals_sum_the_loops)
 {
 	ac_stats_t total, per[2], sum = {0};
@@ -25,7 +19,7 @@ START_TEST(counters_follow_traffic_and_totals_sum_the_loops)
 	}
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
-	ck_assert(th_wait(closed_ge, (void *)4, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)4, 5000));
 	usleep(10000);
 	ck_assert_int_eq(ac_stats(th_srv.rt, &total, per, 2), 2);
 	ck_assert_uint_eq(total.accepted, 4);

@@ -7,18 +7,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static bool closed_ge(void *arg)
-{
-	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
-	       (int64_t)(intptr_t)arg;
-}
-
-static void finish(void)
-{
-	ac_runtime_free(th_srv.rt);
-	th_assert_no_live_objects();
-}
-
 struct seen {
 	int64_t calls;
 	int reason;
@@ -63,7 +51,7 @@ START_TEST(watch_fires_once_with_the_close_reason_on_the_named_loop)
 	ck_assert_uint_eq(a.h, h);
 	/* Fired: unwatching now says so, harmlessly. */
 	ck_assert_int_eq(ac_unwatch(th_srv.rt, ida), AC_ESTALE);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -77,7 +65,7 @@ START_TEST(watching_a_stale_handle_fires_estale_soon)
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	h = th_handle(0);
 	close(fd);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_int_eq(ac_watch(th_srv.rt, h, -1, record, &a, NULL), 0);
 	ck_assert(th_wait_ge(&a.calls, 1, 5000));
 	ck_assert_int_eq(a.reason, AC_ESTALE);
@@ -85,7 +73,7 @@ START_TEST(watching_a_stale_handle_fires_estale_soon)
 				  NULL),
 			 AC_EINVAL);
 	ck_assert_int_eq(ac_watch(th_srv.rt, h, 7, record, &a, NULL), AC_EINVAL);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -101,10 +89,10 @@ START_TEST(unwatch_before_close_means_it_never_fires)
 	ck_assert_int_eq(ac_unwatch(th_srv.rt, id), 0);
 	ck_assert_int_eq(ac_unwatch(th_srv.rt, id), AC_ESTALE);
 	close(fd);
-	ck_assert(th_wait(closed_ge, (void *)1, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	usleep(50000);
 	ck_assert_int_eq(a.calls, 0);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -121,7 +109,7 @@ START_TEST(watches_left_at_stop_fire_with_the_shutdown_reason)
 	ck_assert_int_eq(a.calls, 1);
 	ck_assert_int_eq(a.reason, AC_ESHUTDOWN);
 	close(fd);
-	finish();
+	th_finish();
 }
 END_TEST
 
@@ -222,7 +210,7 @@ START_TEST(watchers_fire_exactly_once_racing_close_and_never_after_unwatch)
 				}
 			}
 		pthread_join(t, NULL);
-		ck_assert(th_wait(closed_ge, (void *)(intptr_t)((b + 1) * CONNS),
+		ck_assert(th_wait(th_closed_ge, (void *)(intptr_t)((b + 1) * CONNS),
 				  10000));
 		/* Let every posted fire run, then check each watch. */
 		for (int i = 0; i < 5000; i++) {
@@ -246,7 +234,7 @@ START_TEST(watchers_fire_exactly_once_racing_close_and_never_after_unwatch)
 	ck_assert_int_eq(total_fired + total_cancelled,
 			 BATCHES * CONNS * PER_CONN);
 	ck_assert_int_gt(total_cancelled, 0);
-	finish();
+	th_finish();
 }
 END_TEST
 

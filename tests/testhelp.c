@@ -234,6 +234,24 @@ void th_server_start(int loops, const char *addr, const ac_conn_opts_t *opts)
 	ck_assert_int_eq(ac_runtime_start(th_srv.rt), 0);
 }
 
+bool th_opened_ge(void *n)
+{
+	return __atomic_load_n(&th_srv.opened, __ATOMIC_ACQUIRE) >=
+	       (int64_t)(intptr_t)n;
+}
+
+bool th_closed_ge(void *n)
+{
+	return __atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE) >=
+	       (int64_t)(intptr_t)n;
+}
+
+void th_finish(void)
+{
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+
 ac_handle_t th_handle(int i)
 {
 	uint64_t end = th_now_ms() + 5000;

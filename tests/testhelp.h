@@ -62,6 +62,11 @@ void th_server_start(int loops, const char *addr, const ac_conn_opts_t *opts);
 /* The handle of the i-th connection opened, waiting up to 5 s for it to be
  * published (opened is counted before the handle is stored). */
 ac_handle_t th_handle(int i);
+/* th_wait predicates: at least (intptr_t)n connections opened / closed. */
+bool th_opened_ge(void *n);
+bool th_closed_ge(void *n);
+/* Frees the recording server's runtime and asserts nothing is left. */
+void th_finish(void);
 /* Writes a frame in framing f on a client socket. */
 void th_send_frame(int fd, int f, const void *data, size_t len);
 /* Reads one frame in framing f (raw: exactly want bytes) into buf. */
