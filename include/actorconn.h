@@ -317,6 +317,30 @@ AC_EXPORT int ac_conn_writable(const ac_conn_t *c);
 /* Owner loop. Bytes queued for c and not yet taken by the kernel. */
 AC_EXPORT size_t ac_conn_out_bytes(const ac_conn_t *c);
 
+/* ---- shared buffers ----------------------------------------------------------
+ * An immutable, reference-counted byte buffer: write the same bytes to many
+ * connections without copying them. */
+
+typedef struct ac_buf_s ac_buf_t;
+
+/* Any thread. A buffer holding a copy of data; one reference, the
+   caller's. NULL (errno ENOMEM) on failure. */
+AC_EXPORT ac_buf_t *ac_buf_new(const void *data, size_t len);
+/* Any thread. One more reference; returns b. */
+AC_EXPORT ac_buf_t *ac_buf_ref(ac_buf_t *b);
+/* Any thread. Drops a reference; the last one frees b. */
+AC_EXPORT void ac_buf_unref(ac_buf_t *b);
+/* Any thread. The bytes, valid while a reference is held. */
+AC_EXPORT const void *ac_buf_data(const ac_buf_t *b);
+AC_EXPORT size_t ac_buf_len(const ac_buf_t *b);
+
+/*
+ * Owner loop. Queues b without copying (the output buffer holds its own
+ * reference until the bytes are written); the caller keeps its reference.
+ * Returns as ac_conn_write.
+ */
+AC_EXPORT int ac_conn_write_buf(ac_conn_t *c, ac_buf_t *b);
+
 /* ---- timers ---------------------------------------------------------------- */
 
 typedef struct ac_timer_s ac_timer_t;
@@ -372,6 +396,12 @@ AC_EXPORT int ac_send(ac_runtime_t *rt, ac_handle_t h, const void *buf,
 AC_EXPORT int ac_tell(ac_runtime_t *rt, ac_handle_t h, int kind,
 		      void *payload, void (*drop)(void *));
 
+/*
+ * Any thread. As ac_send, without copying: the message holds its own
+ * reference to b until written or dropped; the caller keeps its own.
+ */
+AC_EXPORT int ac_send_buf(ac_runtime_t *rt, ac_handle_t h, ac_buf_t *b);
+
 /* Any thread. Asks the owner loop to close the connection (reason 0). */
 AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how);
 
@@ -426,6 +456,41 @@ AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
  * issued by rt.
  */
 AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id);
+
+/* ---- broadcast groups ----------------------------------------------------------
+ * A set of connections across loops. Each loop keeps its own members; a
+ * publish sends one mailbox message per loop that has members, and that
+ * loop writes the same shared buffer to each of its members. Membership is
+ * weak: a member that closes leaves by itself. */
+
+typedef struct ac_group_s ac_group_t;
+
+/* Control thread or a loop. NULL (errno EINVAL or ENOMEM) on failure. */
+AC_EXPORT ac_group_t *ac_group_new(ac_runtime_t *rt);
+/* Owner loop of c. Adds c; AC_EEXIST if already a member, AC_ESTATE if c
+   is closing, AC_ENOMEM. */
+AC_EXPORT int ac_group_join(ac_group_t *g, ac_conn_t *c);
+/* Owner loop of c. Removes c; AC_ESTALE if it was not a member. */
+AC_EXPORT int ac_group_leave(ac_group_t *g, ac_conn_t *c);
+/* Any thread. Members now, over all loops (a snapshot). */
+AC_EXPORT size_t ac_group_size(ac_group_t *g);
+/*
+ * Any thread. Queues b for every member: one message per loop with
+ * members, in order with the caller's other messages. A member whose
+ * output is over its hard limit is closed with AC_ESLOW; the rest still
+ * get b. Returns the number of members it was queued for at the time of
+ * the call (0 for an empty group), or AC_EAGAIN when a foreign caller
+ * found every needed mailbox full for 1 s (loops that did take it still
+ * deliver), AC_ENOMEM, AC_EINVAL or AC_ESHUTDOWN. The caller keeps its
+ * reference to b.
+ */
+AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b);
+/*
+ * Any thread, once, with no other call on g at the same time. Dissolves
+ * the group: members leave (their connections stay open), messages already
+ * published are still delivered, and the memory goes once they are.
+ */
+AC_EXPORT void ac_group_free(ac_group_t *g);
 
 /* ---- weak-value registry -------------------------------------------------- *
  * The C form of a WeakValueDictionary: key bytes -> handle. An entry
@@ -539,6 +604,8 @@ typedef struct ac_debug_counts {
 	int64_t timers;     /* timers */
 	int64_t watches;    /* watches not yet fired or cancelled */
 	int64_t registry;   /* registry entries and tables */
+	int64_t buffers;    /* shared buffers */
+	int64_t groups;     /* groups and their per-loop member arrays */
 	int64_t other;      /* runtimes, loops, rings, tables, buffers */
 	int64_t allocs;     /* allocations made, ever (not a live count) */
 	int64_t dropped;    /* accepted messages dropped, ever */

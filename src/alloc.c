@@ -129,6 +129,8 @@ AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)
 	out->timers = sum[AC__K_TIMER];
 	out->watches = sum[AC__K_WATCH];
 	out->registry = sum[AC__K_REG];
+	out->buffers = sum[AC__K_BUF];
+	out->groups = sum[AC__K_GROUP];
 	out->other = sum[AC__K_OTHER];
 	out->allocs = allocs;
 	out->dropped = dropped;

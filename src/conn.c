@@ -436,6 +436,7 @@ void ac__conn_finalize(ac_conn_t *c)
 	/* 3. The user hears of it, exactly once; then the watchers. */
 	if (c->proto->cbs.on_close)
 		c->proto->cbs.on_close(c, c->reason);
+	ac__groups_conn_closed(c); /* after on_close: it may leave by itself */
 	ac__watch_conn_closed(c);
 	/* 4. Buffers, then the memory itself, once no pin holds it. */
 	if (c->out)
@@ -478,30 +479,44 @@ static void output_shrank(ac_conn_t *c, size_t len)
 	}
 }
 
-AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
+/*
+ * Owner loop: checks that len more bytes may be queued on c and makes the
+ * output buffer. Returns 0, AC_ESTATE, AC_ENOMEM, or AC_ESLOW (then c is
+ * being closed): queued output never passes the hard limit.
+ */
+int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 {
-	size_t have;
-
-	if (!c || (!buf && len))
-		return AC_EINVAL;
 	if (c->state != AC__C_OPEN)
 		return AC_ESTATE;
-	if (!len)
-		return 0;
-	have = out_len(c);
-	if (have + len > c->proto->opts.out_hard_limit) {
-		/* Checked before queueing: queued output never exceeds the
-		 * hard limit, whatever the peer does. */
+	if (out_len(c) + len > c->proto->opts.out_hard_limit) {
 		ac__conn_fail(c, AC_ESLOW, 0);
 		return AC_ESLOW;
 	}
 	if (!c->out && !(c->out = evbuffer_new()))
 		return AC_ENOMEM;
+	return 0;
+}
+
+/* Owner loop: len bytes were queued on c. */
+void ac__conn_out_added(ac_conn_t *c, size_t len)
+{
+	AC__STAT_ADD(c->loop, writes, 1);
+	output_grew(c, out_len(c));
+	queue_flush(c);
+	(void)len;
+}
+
+AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
+{
+	int err;
+
+	if (!c || (!buf && len))
+		return AC_EINVAL;
+	if ((err = ac__conn_out_reserve(c, len)) || !len)
+		return err;
 	if (evbuffer_add(c->out, buf, len))
 		return AC_ENOMEM;
-	AC__STAT_ADD(c->loop, writes, 1);
-	output_grew(c, have + len);
-	queue_flush(c);
+	ac__conn_out_added(c, len);
 	return 0;
 }
 
@@ -777,6 +792,11 @@ void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m)
 		ac__free(AC__K_MSG, b);
 		break;
 	}
+	case AC__MSG_SENDBUF:
+		if (!live || ac_conn_write_buf(c, m->b))
+			ac__count_dropped();
+		ac_buf_unref(m->b);
+		break;
 	case AC__MSG_TELL:
 		if (live && c->proto->cbs.on_message) {
 			c->proto->cbs.on_message(c, m->i, m->b);

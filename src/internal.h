@@ -67,6 +67,8 @@ enum ac__kind {
 	AC__K_TIMER,
 	AC__K_WATCH,  /* counted, not allocated: a watch slot in use */
 	AC__K_REG,    /* registry entries and tables */
+	AC__K_BUF,    /* shared buffers */
+	AC__K_GROUP,  /* groups and their member arrays */
 	AC__K_OTHER,
 	AC__K_COUNT
 };
@@ -108,7 +110,10 @@ enum ac__msg_kind {
 	AC__MSG_CLOSE,    /* close h, how = i */
 	AC__MSG_ADOPT,    /* adopt fd i for listener b */
 	AC__MSG_WATCH,    /* watch h, watch id in b */
-	AC__MSG_FIRE      /* run watch id b with reason i */
+	AC__MSG_FIRE,     /* run watch id b with reason i */
+	AC__MSG_SENDBUF,  /* write shared buffer b to h */
+	AC__MSG_PUBLISH,  /* write shared buffer b to group a.p's members */
+	AC__MSG_DISSOLVE  /* group a.p's members on this loop leave it */
 };
 
 /* A message lives by value in a ring slot: 32 bytes, no allocation. */
@@ -336,7 +341,7 @@ void ac__wake(ac__loop_t *loop);
 /* Dispatch one mailbox message on its consumer loop. */
 void ac__dispatch(ac__loop_t *loop, struct ac__msg *m);
 /* Settle a message that can no longer be delivered (after shutdown). */
-void ac__settle(ac_runtime_t *rt, struct ac__msg *m);
+void ac__settle(ac__loop_t *loop, struct ac__msg *m);
 
 /* ---- runtime (runtime.c) -------------------------------------------------- */
 
@@ -442,6 +447,11 @@ struct ac__wentry {
 	uint64_t id; /* watch id */
 };
 
+struct ac__gentry {
+	ac_group_t *g;
+	uint32_t idx; /* c's place in g's member array on c's loop */
+};
+
 struct ac_conn_s {
 	struct ac__hpobj hp;   /* retirement through ck_hp (first member) */
 	ac__loop_t *loop;
@@ -463,6 +473,8 @@ struct ac_conn_s {
 	struct ac_timer_s *timers;  /* conn-owned timers */
 	struct ac__wentry *watches; /* watchers to fire at close */
 	unsigned nwatches, capwatches;
+	struct ac__gentry *groups;  /* groups c is a member of */
+	unsigned ngroups, capgroups;
 	struct ac__inbuf in;
 	struct evbuffer *out;
 	ac_conn_t *prev, *next;  /* loop->conns */
@@ -479,6 +491,8 @@ struct ac_conn_s {
 };
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto);
+int ac__conn_out_reserve(ac_conn_t *c, size_t len);
+void ac__conn_out_added(ac_conn_t *c, size_t len);
 int ac__close_index(int reason);
 void ac__conn_fail(ac_conn_t *c, int reason, int err);
 void ac__conn_shutdown(ac_conn_t *c);
@@ -545,6 +559,12 @@ void ac__watch_register(ac__loop_t *loop, struct ac__msg *m);
 void ac__watch_conn_closed(ac_conn_t *c);
 /* Any thread: run watch id's fn with reason, once. */
 void ac__watch_fire(ac_runtime_t *rt, uint64_t id, int reason);
+
+/* ---- groups (group.c) ----------------------------------------------------------- */
+void ac__group_deliver(ac__loop_t *loop, struct ac__msg *m);
+void ac__group_settle(struct ac__msg *m);
+void ac__group_dissolve(ac__loop_t *loop, struct ac__msg *m);
+void ac__groups_conn_closed(ac_conn_t *c);
 
 /* ---- registry (registry.c) -------------------------------------------------- */
 void ac__regnode_destroy(void *p);

@@ -196,6 +196,12 @@ void ac__dispatch(ac__loop_t *loop, struct ac__msg *m)
 	case AC__MSG_FIRE:
 		ac__watch_fire(loop->rt, (uint64_t)(uintptr_t)m->b, m->i);
 		break;
+	case AC__MSG_PUBLISH:
+		ac__group_deliver(loop, m);
+		break;
+	case AC__MSG_DISSOLVE:
+		ac__group_dissolve(loop, m);
+		break;
 	default:
 		ac__conn_deliver(loop, m);
 		break;
@@ -250,12 +256,12 @@ void ac__loop_settle(ac__loop_t *loop)
 	for (int j = 0; j < loop->rt->nloops; j++) {
 		struct ac__ring *r = loop->in[j];
 		while (r && ck_ring_dequeue_spsc_acmsg(&r->ring, r->slots, &m))
-			ac__settle(loop->rt, &m);
+			ac__settle(loop, &m);
 		struct ac__ovf *o = &loop->ovf[j];
-		while (o->head) {
+		while (o->head) { /* bound for loop j */
 			struct ac__ovf_node *n = o->head;
 			o->head = n->next;
-			ac__settle(loop->rt, &n->msg);
+			ac__settle(loop->rt->loops[j], &n->msg);
 			ac__free(AC__K_MSG, n);
 		}
 		o->tail = NULL;
@@ -263,7 +269,7 @@ void ac__loop_settle(ac__loop_t *loop)
 	loop->ovf_count = 0;
 	while (ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
 					  loop->foreign->slots, &m))
-		ac__settle(loop->rt, &m);
+		ac__settle(loop, &m);
 }
 
 /* ---- thread ------------------------------------------------------------------ */

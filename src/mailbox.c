@@ -310,6 +310,21 @@ AC_EXPORT int ac_send(ac_runtime_t *rt, ac_handle_t h, const void *buf,
 	return err;
 }
 
+AC_EXPORT int ac_send_buf(ac_runtime_t *rt, ac_handle_t h, ac_buf_t *b)
+{
+	struct ac__msg m = {.kind = AC__MSG_SENDBUF, .h = h, .b = b};
+	int err;
+
+	if (!b)
+		return AC_EINVAL;
+	if ((err = check_handle(rt, h)))
+		return err;
+	ac_buf_ref(b); /* the message's own */
+	if ((err = ac__mailbox_put(rt, AC_HANDLE_LOOP(h), &m)))
+		ac_buf_unref(b);
+	return err;
+}
+
 AC_EXPORT int ac_tell(ac_runtime_t *rt, ac_handle_t h, int kind,
 		      void *payload, void (*drop)(void *))
 {
@@ -332,8 +347,10 @@ AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how)
  * Settle a message that will never reach its loop (the loop has exited).
  * Runs on the thread stopping or freeing the runtime.
  */
-void ac__settle(ac_runtime_t *rt, struct ac__msg *m)
+void ac__settle(ac__loop_t *loop, struct ac__msg *m)
 {
+	ac_runtime_t *rt = loop->rt;
+
 	switch (m->kind) {
 	case AC__MSG_POST:
 		m->a.fn(m->b);
@@ -356,6 +373,16 @@ void ac__settle(ac_runtime_t *rt, struct ac__msg *m)
 		break;
 	case AC__MSG_FIRE:
 		ac__watch_fire(rt, (uint64_t)(uintptr_t)m->b, m->i);
+		break;
+	case AC__MSG_SENDBUF:
+		ac_buf_unref(m->b);
+		ac__count_dropped();
+		break;
+	case AC__MSG_PUBLISH:
+		ac__group_settle(m);
+		break;
+	case AC__MSG_DISSOLVE: /* the loop's members are gone already */
+		ac__group_dissolve(loop, m);
 		break;
 	default: /* AC__MSG_CLOSE: nothing left to close */
 		break;

@@ -149,6 +149,8 @@ void th_assert_no_live_objects(void)
 	ck_assert_int_eq(d.timers, 0);
 	ck_assert_int_eq(d.watches, 0);
 	ck_assert_int_eq(d.registry, 0);
+	ck_assert_int_eq(d.buffers, 0);
+	ck_assert_int_eq(d.groups, 0);
 	ck_assert_int_eq(d.other, 0);
 }
 

@@ -1,0 +1,283 @@
+/*
+ * group.c: broadcast groups across loops.
+ *
+ * Each loop keeps its own member array for a group, touched only by that
+ * loop; a connection remembers its place in each group it joined, so that
+ * leaving is O(1) (swap with the last member) and a closing connection
+ * leaves everything by itself. A publish sends one message per loop that
+ * has members, holding one reference to the buffer and one to the group;
+ * the loop writes the same buffer to each local member.
+ *
+ * References on a group: the user's (until ac_group_free), one per
+ * PUBLISH message in flight, one per dissolve operation in flight. The
+ * last one frees it, so a publish racing the free is still delivered.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#define AC__GROUP_EAGAIN_MS 1000 /* a foreign publisher waits this long */
+
+struct ac__gloop {
+	ac_conn_t **m; /* members on this loop; this loop only */
+	uint32_t n, cap;
+	uint64_t count; /* n, mirrored with relaxed stores for readers */
+} AC__ALIGNED;
+
+struct ac_group_s {
+	ac_runtime_t *rt;
+	int refs;                /* atomic */
+	struct ac__ctl *dissolve; /* [nloops] */
+	struct ac__gloop loops[];
+};
+
+static void group_unref(ac_group_t *g)
+{
+	if (__atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	for (int i = 0; i < g->rt->nloops; i++)
+		ac__free(AC__K_GROUP, g->loops[i].m);
+	ac__free(AC__K_GROUP, g->dissolve);
+	ac__free(AC__K_GROUP, g);
+}
+
+AC_EXPORT ac_group_t *ac_group_new(ac_runtime_t *rt)
+{
+	ac_group_t *g;
+	size_t size;
+
+	if (!rt) {
+		errno = EINVAL;
+		return NULL;
+	}
+	size = sizeof(*g) + (size_t)rt->nloops * sizeof(g->loops[0]);
+	if (posix_memalign((void **)&g, AC__CACHELINE, size)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ac__count(AC__K_GROUP, 1);
+	memset(g, 0, size);
+	g->rt = rt;
+	g->refs = 1;
+	if (!(g->dissolve = ac__calloc(AC__K_GROUP, (size_t)rt->nloops,
+				       sizeof(*g->dissolve)))) {
+		ac__free(AC__K_GROUP, g);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return g;
+}
+
+/* ---- membership, on the member's loop ------------------------------------- */
+
+static struct ac__gentry *entry_of(ac_conn_t *c, ac_group_t *g)
+{
+	for (unsigned i = 0; i < c->ngroups; i++)
+		if (c->groups[i].g == g)
+			return &c->groups[i];
+	return NULL;
+}
+
+AC_EXPORT int ac_group_join(ac_group_t *g, ac_conn_t *c)
+{
+	struct ac__gloop *gl;
+
+	if (!g || !c || c->loop->rt != g->rt)
+		return AC_EINVAL;
+	if (c->state != AC__C_OPEN)
+		return AC_ESTATE;
+	if (entry_of(c, g))
+		return AC_EEXIST;
+	gl = &g->loops[c->loop->index];
+	if (gl->n == gl->cap) {
+		uint32_t cap = gl->cap ? gl->cap * 2 : 4;
+		ac_conn_t **m = realloc(gl->m, cap * sizeof(*m));
+		if (!m)
+			return AC_ENOMEM;
+		if (!gl->m)
+			ac__count(AC__K_GROUP, 1);
+		gl->m = m;
+		gl->cap = cap;
+	}
+	if (c->ngroups == c->capgroups) {
+		unsigned cap = c->capgroups ? c->capgroups * 2 : 2;
+		struct ac__gentry *e = realloc(c->groups, cap * sizeof(*e));
+		if (!e)
+			return AC_ENOMEM;
+		if (!c->groups)
+			ac__count(AC__K_GROUP, 1);
+		c->groups = e;
+		c->capgroups = cap;
+	}
+	c->groups[c->ngroups++] = (struct ac__gentry){g, gl->n};
+	gl->m[gl->n++] = c;
+	__atomic_store_n(&gl->count, gl->n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Removes c from g's array on its loop, and g from c's list. */
+static void remove_member(ac_group_t *g, ac_conn_t *c, struct ac__gentry *e)
+{
+	struct ac__gloop *gl = &g->loops[c->loop->index];
+	ac_conn_t *last = gl->m[--gl->n];
+
+	if (last != c) {
+		gl->m[e->idx] = last;
+		entry_of(last, g)->idx = e->idx;
+	}
+	__atomic_store_n(&gl->count, gl->n, __ATOMIC_RELAXED);
+	*e = c->groups[--c->ngroups];
+}
+
+AC_EXPORT int ac_group_leave(ac_group_t *g, ac_conn_t *c)
+{
+	struct ac__gentry *e;
+
+	if (!g || !c)
+		return AC_EINVAL;
+	if (!(e = entry_of(c, g)))
+		return AC_ESTALE;
+	remove_member(g, c, e);
+	return 0;
+}
+
+/* Finalize, after on_close: c leaves every group it is still in. */
+void ac__groups_conn_closed(ac_conn_t *c)
+{
+	while (c->ngroups)
+		remove_member(c->groups[0].g, c, &c->groups[0]);
+	ac__free(AC__K_GROUP, c->groups);
+	c->groups = NULL;
+	c->capgroups = 0;
+}
+
+AC_EXPORT size_t ac_group_size(ac_group_t *g)
+{
+	size_t n = 0;
+
+	if (!g)
+		return 0;
+	for (int i = 0; i < g->rt->nloops; i++)
+		n += __atomic_load_n(&g->loops[i].count, __ATOMIC_RELAXED);
+	return n;
+}
+
+/* ---- publishing ------------------------------------------------------------ */
+
+AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b)
+{
+	ac_runtime_t *rt;
+	int total = 0, err = 0;
+
+	if (!g || !b)
+		return AC_EINVAL;
+	rt = g->rt;
+	if (ac__rt_state(rt) == AC__RT_STOPPED)
+		return AC_ESHUTDOWN;
+	for (int i = 0; i < rt->nloops; i++) {
+		uint64_t n = __atomic_load_n(&g->loops[i].count, __ATOMIC_RELAXED);
+		struct ac__msg m = {.kind = AC__MSG_PUBLISH, .b = b};
+		uint64_t start = 0;
+		int e;
+
+		if (!n)
+			continue;
+		m.a.p = g;
+		__atomic_fetch_add(&g->refs, 1, __ATOMIC_RELAXED);
+		ac_buf_ref(b);
+		/* A loop caller never sees EAGAIN; a foreign one waits a
+		 * moment for room rather than drop part of a broadcast. */
+		while ((e = ac__mailbox_put(rt, i, &m)) == AC_EAGAIN) {
+			if (!start)
+				start = ac__mono_ms();
+			else if (ac__mono_ms() - start > AC__GROUP_EAGAIN_MS)
+				break;
+			sched_yield();
+		}
+		if (e) {
+			ac_buf_unref(b);
+			group_unref(g);
+			err = e;
+			continue;
+		}
+		total += (int)n;
+	}
+	return total || !err ? total : err;
+}
+
+/* On loop: write the buffer to every local member. */
+void ac__group_deliver(ac__loop_t *loop, struct ac__msg *m)
+{
+	ac_group_t *g = m->a.p;
+	struct ac__gloop *gl = &g->loops[loop->index];
+
+	/* A member over its hard limit is failed (closed later, at the end
+	 * of this callback), so the array does not change under us. */
+	for (uint32_t i = 0; i < gl->n; i++)
+		if (ac_conn_write_buf(gl->m[i], m->b))
+			ac__count_dropped();
+	ac_buf_unref(m->b);
+	group_unref(g);
+}
+
+void ac__group_settle(struct ac__msg *m)
+{
+	ac_buf_unref(m->b);
+	group_unref(m->a.p);
+	ac__count_dropped();
+}
+
+/* ---- dissolving ------------------------------------------------------------ */
+
+/* On each loop: its members leave; the loop's array goes with the group. */
+static void dissolve_op(ac__loop_t *loop, void *arg)
+{
+	ac_group_t *g = arg;
+	struct ac__gloop *gl = &g->loops[loop->index];
+
+	while (gl->n) {
+		ac_conn_t *c = gl->m[gl->n - 1];
+		remove_member(g, c, entry_of(c, g));
+	}
+	group_unref(g);
+}
+
+void ac__group_dissolve(ac__loop_t *loop, struct ac__msg *m)
+{
+	dissolve_op(loop, m->a.p);
+}
+
+/*
+ * The dissolve travels through the mailbox, behind the caller's own
+ * publishes, so those are delivered first. A mailbox that stays full for
+ * a second is bypassed through the control list, which cannot fail (the
+ * caller's last publishes to that loop may then find no members).
+ */
+AC_EXPORT void ac_group_free(ac_group_t *g)
+{
+	if (!g)
+		return;
+	for (int i = 0; i < g->rt->nloops; i++) {
+		struct ac__msg m = {.kind = AC__MSG_DISSOLVE};
+		uint64_t start = 0;
+		int e;
+
+		m.a.p = g;
+		__atomic_fetch_add(&g->refs, 1, __ATOMIC_RELAXED);
+		while ((e = ac__mailbox_put(g->rt, i, &m)) == AC_EAGAIN) {
+			if (!start)
+				start = ac__mono_ms();
+			else if (ac__mono_ms() - start > AC__GROUP_EAGAIN_MS)
+				break;
+			sched_yield();
+		}
+		if (e) {
+			g->dissolve[i].fn = dissolve_op;
+			g->dissolve[i].arg = g;
+			ac__loop_ctl_node(g->rt->loops[i], &g->dissolve[i]);
+		}
+	}
+	group_unref(g);
+}

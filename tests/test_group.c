@@ -1,0 +1,235 @@
+/* test_group.c: shared buffers and broadcast groups. */
+#include "testhelp.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static ac_group_t *grp;
+
+static void join_group(ac_conn_t *c)
+{
+	ck_assert_int_eq(ac_group_join(grp, c), 0);
+	ck_assert_int_eq(ac_group_join(grp, c), AC_EEXIST);
+}
+
+static bool size_is(void *n)
+{
+	return ac_group_size(grp) == (size_t)(intptr_t)n;
+}
+
+#define MEMBERS 8
+#define MESSAGES 1000
+
+struct publisher {
+	int id;
+	int64_t refused;
+};
+
+static void *publish_all(void *arg)
+{
+	struct publisher *p = arg;
+	char msg[64];
+
+	for (int i = 0; i < MESSAGES; i++) {
+		int n = snprintf(msg, sizeof(msg), "p%d:%d\n", p->id, i);
+		ac_buf_t *b = ac_buf_new(msg, (size_t)n);
+		int got = ac_group_publish(grp, b);
+
+		ck_assert_int_eq(got, MEMBERS);
+		ac_buf_unref(b); /* the group keeps its own references */
+	}
+	return NULL;
+}
+
+START_TEST(publish_from_foreign_threads_reaches_every_member_once_in_order)
+{
+	struct publisher pubs[2] = {{0, 0}, {1, 0}};
+	pthread_t t[2];
+	int fds[MEMBERS];
+	int on[2] = {0, 0};
+
+	th_srv.on_open = join_group;
+	th_server_start(2, "127.0.0.1:0", &(ac_conn_opts_t){.framing = AC_FRAME_LINE});
+	grp = ac_group_new(th_srv.rt);
+	for (int i = 0; i < MEMBERS; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)MEMBERS, 5000));
+	for (int i = 0; i < MEMBERS; i++)
+		on[AC_HANDLE_LOOP(th_handle(i))]++;
+	ck_assert_msg(on[0] && on[1], "members on both loops (%d, %d)", on[0], on[1]);
+
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, publish_all, &pubs[i]);
+	/* Every member gets every message once; each publisher's in order. */
+	for (int k = 0; k < MEMBERS; k++) {
+		int next[2] = {0, 0};
+		char line[64];
+
+		for (int i = 0; i < 2 * MESSAGES; i++) {
+			int p, seq;
+			size_t n = th_recv_frame(fds[k], AC_FRAME_LINE, line,
+						 sizeof(line) - 1, 0);
+			line[n] = 0;
+			ck_assert_int_eq(sscanf(line, "p%d:%d", &p, &seq), 2);
+			ck_assert_int_eq(seq, next[p]);
+			next[p]++;
+		}
+		ck_assert_int_eq(next[0], MESSAGES);
+		ck_assert_int_eq(next[1], MESSAGES);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < MEMBERS; i++)
+		close(fds[i]);
+	ck_assert(th_wait(th_closed_ge, (void *)MEMBERS, 5000));
+	ck_assert_uint_eq(ac_group_size(grp), 0);
+	ac_group_free(grp);
+	th_finish();
+}
+END_TEST
+
+START_TEST(members_that_close_leave_by_themselves)
+{
+	int fds[4];
+	ac_buf_t *b = ac_buf_new("x\n", 2);
+
+	th_srv.on_open = join_group;
+	th_server_start(2, "127.0.0.1:0", NULL);
+	grp = ac_group_new(th_srv.rt);
+	for (int i = 0; i < 4; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)4, 5000));
+	close(fds[0]);
+	close(fds[1]);
+	ck_assert(th_wait(size_is, (void *)2, 5000));
+	ck_assert_int_eq(ac_group_publish(grp, b), 2);
+	char got[2];
+	ck_assert(th_read_full(fds[2], got, 2));
+	ck_assert(th_read_full(fds[3], got, 2));
+	ac_buf_unref(b);
+	close(fds[2]);
+	close(fds[3]);
+	ck_assert(th_wait(size_is, (void *)0, 5000));
+	ck_assert_int_eq(ac_group_publish(grp, b = ac_buf_new("y", 1)), 0);
+	ac_buf_unref(b);
+	ac_group_free(grp);
+	th_finish();
+}
+END_TEST
+
+START_TEST(slow_member_is_dropped_while_the_others_receive)
+{
+	/* 256 KiB hard limit; 4 MiB published; one member never reads. */
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE, .out_hard_limit = 256 << 10,
+			    .out_soft_limit = 256 << 10};
+	static char chunk[16 << 10];
+	int fast[3], slow, small = 4096;
+	pthread_t dummy;
+	(void)dummy;
+
+	memset(chunk, 'z', sizeof(chunk) - 1);
+	chunk[sizeof(chunk) - 1] = '\n';
+	th_srv.on_open = join_group;
+	th_server_start(2, "127.0.0.1:0", &o);
+	grp = ac_group_new(th_srv.rt);
+	slow = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)th_srv.port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ck_assert_int_eq(connect(slow, (struct sockaddr *)&a, sizeof(a)), 0);
+	for (int i = 0; i < 3; i++)
+		fast[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)4, 5000));
+
+	ac_buf_t *b = ac_buf_new(chunk, sizeof(chunk));
+	static char sink[16 << 10];
+	for (int i = 0; i < 256; i++) {
+		ck_assert_int_ge(ac_group_publish(grp, b), 3);
+		/* The fast members keep up. */
+		for (int k = 0; k < 3; k++)
+			ck_assert(th_read_full(fast[k], sink, sizeof(sink)));
+	}
+	ac_buf_unref(b);
+	ck_assert(th_wait(size_is, (void *)3, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	int slow_idx = -1;
+	for (int i = 0; i < 4; i++)
+		if (th_srv.close_count[i])
+			slow_idx = i;
+	ck_assert_int_ge(slow_idx, 0);
+	ck_assert_int_eq(th_srv.reasons[slow_idx], AC_ESLOW);
+	for (int k = 0; k < 3; k++)
+		close(fast[k]);
+	close(slow);
+	ac_group_free(grp);
+	th_finish();
+}
+END_TEST
+
+START_TEST(send_buf_shares_one_buffer_and_frees_it)
+{
+	char got[5];
+	int fds[3];
+	ac_buf_t *b = ac_buf_new("hello", 5);
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	for (int i = 0; i < 3; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ac_send_buf(th_srv.rt, th_handle(i), b), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert(th_read_full(fds[i], got, 5));
+		ck_assert(memcmp(got, "hello", 5) == 0);
+	}
+	ck_assert_uint_eq(ac_buf_len(b), 5);
+	ck_assert(memcmp(ac_buf_data(b), "hello", 5) == 0);
+	ac_buf_unref(b);
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	ck_assert_int_eq(ac_send_buf(th_srv.rt, AC_HANDLE_NONE, b), AC_EINVAL);
+	th_finish();
+}
+END_TEST
+
+START_TEST(group_freed_with_members_and_messages_in_flight_leaks_nothing)
+{
+	int fds[4];
+
+	th_srv.on_open = join_group;
+	th_server_start(2, "127.0.0.1:0", NULL);
+	grp = ac_group_new(th_srv.rt);
+	for (int i = 0; i < 4; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)4, 5000));
+	for (int i = 0; i < 100; i++) {
+		ac_buf_t *b = ac_buf_new("m", 1);
+		ck_assert_int_eq(ac_group_publish(grp, b), 4);
+		ac_buf_unref(b);
+	}
+	ac_group_free(grp); /* members stay connected */
+	char got[100];
+	for (int i = 0; i < 4; i++)
+		ck_assert(th_read_full(fds[i], got, 100));
+	ck_assert(!th_wait_eof(fds[0], 50));
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	th_finish();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("group");
+	TCase *tc = tcase_create("group");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, publish_from_foreign_threads_reaches_every_member_once_in_order);
+	tcase_add_test(tc, members_that_close_leave_by_themselves);
+	tcase_add_test(tc, slow_member_is_dropped_while_the_others_receive);
+	tcase_add_test(tc, send_buf_shares_one_buffer_and_frees_it);
+	tcase_add_test(tc, group_freed_with_members_and_messages_in_flight_leaks_nothing);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}
