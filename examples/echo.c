@@ -7,7 +7,7 @@
  * The smallest complete libactorconn server: a listener, one callback, and
  * a clean stop on SIGINT/SIGTERM. With --metrics it also answers HTTP
  * requests on ADDR with the runtime's statistics in the Prometheus text
- * format, served by the library itself. See actorconn-echo(1).
+ * format (ac_metrics_listen). See actorconn-echo(1).
  */
 #include <actorconn.h>
 
@@ -34,36 +34,6 @@ static void on_frame(ac_conn_t *c, const void *data, size_t len)
 	} else {
 		ac_conn_write(c, data, len);
 	}
-}
-
-/*
- * The metrics endpoint: a minimal HTTP/1.0 responder. Request lines are
- * read as line frames; the empty line that ends the headers gets the
- * answer, whatever the path, and the connection closes once it is sent.
- */
-static void metrics_frame(ac_conn_t *c, const void *data, size_t len)
-{
-	static const char head[] =
-		"HTTP/1.0 200 OK\r\n"
-		"Content-Type: text/plain; version=0.0.4\r\n"
-		"Content-Length: %d\r\n\r\n";
-	ac_runtime_t *rt = ac_conn_runtime(c);
-	char hdr[128];
-	char *body;
-	int n;
-
-	if (len > 0)
-		return; /* request line or header: wait for the blank line */
-	n = ac_stats_prometheus(rt, NULL, 0);
-	if (n < 0 || !(body = malloc((size_t)n + 1))) {
-		ac_conn_close(c, AC_CLOSE_ABORT);
-		return;
-	}
-	n = ac_stats_prometheus(rt, body, (size_t)n + 1);
-	ac_conn_write(c, hdr, (size_t)snprintf(hdr, sizeof(hdr), head, n));
-	ac_conn_write(c, body, (size_t)n);
-	free(body);
-	ac_conn_close(c, AC_CLOSE_FLUSH);
 }
 
 static void usage(FILE *f)
@@ -157,13 +127,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (maddr) {
-		static const ac_conn_cbs_t mcbs = {.on_frame = metrics_frame};
-		ac_conn_opts_t mo = {.framing = AC_FRAME_LINE,
-				     .max_frame = 8192,
-				     .idle_timeout_ms = 10000};
 		ac_listener_t *ml;
 
-		if ((err = ac_listen(rt, maddr, &mcbs, &mo, NULL, &ml))) {
+		if ((err = ac_metrics_listen(rt, maddr, &ml))) {
 			fprintf(stderr, "actorconn-echo: cannot serve metrics on "
 					"%s: %s\n",
 				maddr,

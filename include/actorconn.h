@@ -589,6 +589,16 @@ AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
  */
 AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len);
 
+/*
+ * Control thread or a loop. Serves ac_stats_prometheus over HTTP/1.0 on
+ * addr (any path; "curl http://ADDR/metrics"), from the runtime's own
+ * loops: a listener like any other (close it with ac_listener_close), at
+ * most 64 connections, each closed after 10 s idle or once answered.
+ * Returns as ac_listen.
+ */
+AC_EXPORT int ac_metrics_listen(ac_runtime_t *rt, const char *addr,
+				ac_listener_t **out);
+
 /* ---- debugging --------------------------------------------------------------- */
 
 /*
