@@ -1,0 +1,235 @@
+/* test_broker.c: actorconn-broker as a process, driven by a small RESP
+ * client: subscribers on several connections, publishes, errors. */
+#include "testhelp.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pid_t broker;
+static int port;
+
+/* Starts the broker on a free port; its first line tells which. */
+static void start_broker(void)
+{
+	const char *bin = getenv("BROKER_BIN");
+	int pfd[2];
+	char line[256] = {0};
+	FILE *f;
+
+	ck_assert_msg(bin != NULL, "BROKER_BIN not set");
+	ck_assert_int_eq(pipe(pfd), 0);
+	broker = fork();
+	ck_assert_int_ge(broker, 0);
+	if (broker == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl(bin, bin, "--listen", "127.0.0.1:0", "--threads", "2",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	ck_assert(fgets(line, sizeof(line), f) != NULL);
+	ck_assert_msg(sscanf(line, "actorconn-broker: listening on 127.0.0.1:%d",
+			     &port) == 1,
+		      "%s", line);
+	fclose(f);
+}
+
+static void stop_broker(void)
+{
+	int status;
+
+	kill(broker, SIGTERM);
+	ck_assert_int_eq(waitpid(broker, &status, 0), broker);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+
+/* ---- a tiny RESP client ---------------------------------------------------- */
+
+static void send_cmd(int fd, int argc, ...)
+{
+	char buf[4096];
+	int n = snprintf(buf, sizeof(buf), "*%d\r\n", argc);
+	va_list ap;
+
+	va_start(ap, argc);
+	for (int i = 0; i < argc; i++) {
+		const char *a = va_arg(ap, const char *);
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "$%zu\r\n%s\r\n",
+			      strlen(a), a);
+	}
+	va_end(ap);
+	th_write_all(fd, buf, (size_t)n);
+}
+
+static void read_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	for (;;) {
+		ck_assert(th_read_full(fd, buf + n, 1));
+		if (buf[n] == '\n') {
+			ck_assert(n > 0 && buf[n - 1] == '\r');
+			buf[n - 1] = 0;
+			return;
+		}
+		ck_assert_uint_lt(++n, cap - 1);
+	}
+}
+
+/* Reads one reply and flattens it: "+OK", ":3", "$x", "*3 $message $ch $m". */
+static void read_reply(int fd, char *out, size_t cap)
+{
+	char line[1024];
+
+	read_line(fd, line, sizeof(line));
+	if (line[0] == '$') {
+		long len = atol(line + 1);
+		if (len < 0) {
+			snprintf(out, cap, "$nil");
+			return;
+		}
+		char *b = malloc((size_t)len + 2);
+		ck_assert(th_read_full(fd, b, (size_t)len + 2));
+		snprintf(out, cap, "$%.*s", (int)len, b);
+		free(b);
+	} else if (line[0] == '*') {
+		long n = atol(line + 1);
+		size_t used = (size_t)snprintf(out, cap, "*%ld", n);
+		for (long i = 0; i < n; i++) {
+			char item[1024];
+			read_reply(fd, item, sizeof(item));
+			used += (size_t)snprintf(out + used, cap - used, " %s", item);
+		}
+	} else {
+		snprintf(out, cap, "%s", line);
+	}
+}
+
+static void expect(int fd, const char *want)
+{
+	char got[4096];
+
+	read_reply(fd, got, sizeof(got));
+	ck_assert_str_eq(got, want);
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+#define MESSAGES 200
+
+START_TEST(subscribers_on_several_connections_get_every_message_once)
+{
+	int sub[4], pat, pub;
+	char want[256], msg[32];
+
+	start_broker();
+	for (int i = 0; i < 4; i++) {
+		sub[i] = th_connect_tcp("127.0.0.1", port);
+		send_cmd(sub[i], 2, "SUBSCRIBE", "news");
+		expect(sub[i], "*3 $subscribe $news :1");
+	}
+	pat = th_connect_tcp("127.0.0.1", port);
+	send_cmd(pat, 2, "PSUBSCRIBE", "ne*");
+	expect(pat, "*3 $psubscribe $ne* :1");
+	pub = th_connect_tcp("127.0.0.1", port);
+	send_cmd(pub, 2, "PUBSUB", "NUMPAT");
+	expect(pub, ":1");
+	send_cmd(pub, 3, "PUBSUB", "NUMSUB", "news");
+	expect(pub, "*2 $news :4");
+
+	for (int i = 0; i < MESSAGES; i++) {
+		snprintf(msg, sizeof(msg), "m%d", i);
+		send_cmd(pub, 3, "PUBLISH", "news", msg);
+		expect(pub, ":5");
+	}
+	/* Every subscriber: each message once, in publish order, and then
+	 * nothing more (a PING's pong comes next, not a duplicate). */
+	for (int i = 0; i < 4; i++) {
+		for (int k = 0; k < MESSAGES; k++) {
+			snprintf(want, sizeof(want), "*3 $message $news $m%d", k);
+			expect(sub[i], want);
+		}
+		send_cmd(sub[i], 1, "PING");
+		expect(sub[i], "*2 $pong $");
+	}
+	for (int k = 0; k < MESSAGES; k++) {
+		snprintf(want, sizeof(want), "*4 $pmessage $ne* $news $m%d", k);
+		expect(pat, want);
+	}
+	/* Subscribers that leave are no longer counted. */
+	close(sub[0]);
+	send_cmd(sub[1], 1, "UNSUBSCRIBE");
+	expect(sub[1], "*3 $unsubscribe $news :0");
+	for (int tries = 0; tries < 100; tries++) {
+		char got[256];
+		send_cmd(pub, 3, "PUBSUB", "NUMSUB", "news");
+		read_reply(pub, got, sizeof(got));
+		if (!strcmp(got, "*2 $news :2"))
+			break;
+		ck_assert_int_lt(tries, 99);
+		usleep(10000);
+	}
+	send_cmd(pub, 3, "PUBLISH", "news", "last");
+	expect(pub, ":3");
+	for (int i = 1; i < 4; i++)
+		close(sub[i]);
+	close(pat);
+	close(pub);
+	stop_broker();
+}
+END_TEST
+
+START_TEST(errors_keep_or_close_the_connection_as_redis_does)
+{
+	int fd;
+
+	start_broker();
+	fd = th_connect_tcp("127.0.0.1", port);
+	send_cmd(fd, 2, "NOSUCH", "arg");
+	expect(fd, "-ERR unknown command 'NOSUCH', with args beginning with: 'arg' ");
+	send_cmd(fd, 1, "PUBLISH");
+	expect(fd, "-ERR wrong number of arguments for 'publish' command");
+	send_cmd(fd, 2, "SUBSCRIBE", "x");
+	expect(fd, "*3 $subscribe $x :1");
+	send_cmd(fd, 2, "ECHO", "no");
+	expect(fd, "-ERR Can't execute 'echo': only (P|S)SUBSCRIBE / "
+		   "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+		   "this context");
+	send_cmd(fd, 1, "RESET");
+	expect(fd, "+RESET");
+	th_write_all(fd, "PING\r\n", 6); /* inline */
+	expect(fd, "+PONG");
+	send_cmd(fd, 2, "HELLO", "3");
+	expect(fd, "-NOPROTO sorry, this protocol version is not supported.");
+	send_cmd(fd, 3, "CLIENT", "SETNAME", "tester");
+	expect(fd, "+OK");
+	send_cmd(fd, 2, "CLIENT", "GETNAME");
+	expect(fd, "$tester");
+	/* Malformed protocol: the error, then the close. */
+	th_write_all(fd, "*1\r\n$x\r\n", 8);
+	expect(fd, "-ERR Protocol error: invalid bulk length");
+	ck_assert(th_wait_eof(fd, 2000));
+	close(fd);
+	stop_broker();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("broker");
+	TCase *tc = tcase_create("broker");
+
+	signal(SIGPIPE, SIG_IGN);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, subscribers_on_several_connections_get_every_message_once);
+	tcase_add_test(tc, errors_keep_or_close_the_connection_as_redis_does);
+	suite_add_tcase(s, tc);
+	return th_run(s);
+}
