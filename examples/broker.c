@@ -586,9 +586,13 @@ static void cmd_client(ARGS)
 static void cmd_command(ARGS);
 static void cmd_config(ARGS)
 {
-	/* redis-benchmark asks; there is nothing to configure at run time. */
-	if (is(argv[1], argl[1], "GET") && argc == 3)
-		out(c, "*0\r\n", 4);
+	/* redis-benchmark asks for "save" and "appendonly": answer as a
+	 * Redis without persistence would. Nothing else is configurable. */
+	if (is(argv[1], argl[1], "GET") && argc == 3) {
+		out(c, "*2\r\n", 4);
+		bulk(c, argv[2], argl[2]);
+		bulk_str(c, is(argv[2], argl[2], "appendonly") ? "no" : "");
+	}
 	else
 		outs(c, "-ERR CONFIG is limited to GET in actorconn-broker\r\n");
 }

@@ -258,7 +258,8 @@ AC_EXPORT int ac_loop_index(void);
 /*
  * Control thread or any loop. Listens on addr: "127.0.0.1:PORT",
  * "[::1]:PORT", "HOST:PORT" (resolved now, blocking) or "unix:/path". Port
- * 0 picks a free port (see ac_listener_port). TCP listeners open one
+ * 0 picks a free port (see ac_listener_port); a port another socket holds
+ * is AC_ESYS with errno EADDRINUSE, even one opened with SO_REUSEPORT. TCP listeners open one
  * SO_REUSEPORT socket per loop, so a connection belongs to the loop that
  * accepted it; a Unix listener accepts on loop 0 and hands connections out
  * round-robin. cbs and opts are copied; ud is each connection's initial
@@ -283,7 +284,8 @@ AC_EXPORT void ac_listener_close(ac_listener_t *l);
 
 /*
  * Owner loop. Queues a copy of buf; output is flushed when the current
- * callback returns. Returns 0, AC_ESTATE (closing or closed), AC_ENOMEM,
+ * callback returns. Returns 0, AC_EINVAL (NULL c, or NULL buf with len),
+ * AC_ESTATE (closing or closed), AC_ENOMEM,
  * or AC_ESLOW when queued output would pass out_hard_limit (nothing is
  * queued and the connection is being closed with AC_ESLOW).
  */

@@ -285,6 +285,15 @@ static int open_sockets(ac_listener_t *l, const struct ac__addr *a)
 	port = ntohs(a->family == AF_INET
 			     ? ((const struct sockaddr_in *)&a->ss)->sin_port
 			     : ((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	/* SO_REUSEPORT would let us share a port another listener holds
+	 * (same user) and silently split its connections with it: first
+	 * make sure the port is free with a plain socket. */
+	if (port) {
+		int probe = open_socket(a, port, 0);
+		if (probe < 0)
+			return AC_ESYS;
+		close(probe);
+	}
 	for (int i = 0; i < l->nfds; i++) {
 		if ((l->fds[i] = open_socket(a, port, 1)) < 0)
 			return AC_ESYS;

@@ -1,6 +1,7 @@
 /* test_conn.c: servers, framing, writes, closes, messages. */
 #include "testhelp.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -231,6 +232,27 @@ START_TEST(listen_on_a_path_that_is_not_a_socket_is_esys_and_keeps_the_file)
 }
 END_TEST
 
+START_TEST(listen_on_a_port_in_use_is_eaddrinuse_despite_reuseport)
+{
+	ac_runtime_t *rt2 = ac_runtime_new(&(ac_config_t){.loops = 2});
+	ac_conn_cbs_t cbs = {0};
+	ac_listener_t *l2;
+	char addr[32];
+
+	/* Regression: with SO_REUSEPORT alone, a second listener of the same
+	 * user on the same port succeeded and silently took half of the
+	 * first one's connections. */
+	th_server_start(2, "127.0.0.1:0", NULL);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", th_srv.port);
+	errno = 0;
+	ck_assert_int_eq(ac_listen(rt2, addr, &cbs, NULL, NULL, &l2), AC_ESYS);
+	ck_assert_int_eq(errno, EADDRINUSE);
+	ck_assert_int_eq(ac_listen(th_srv.rt, addr, &cbs, NULL, NULL, &l2), AC_ESYS);
+	ac_runtime_free(rt2);
+	th_finish();
+}
+END_TEST
+
 /* ---- closing inside callbacks --------------------------------------------- */
 
 static void close_on_quit(ac_conn_t *c, const void *data, size_t len)
@@ -441,6 +463,7 @@ int main(void)
 	tcase_add_test(tc, frame_at_limit_is_delivered);
 	tcase_add_test(tc, bad_arguments_are_refused);
 	tcase_add_test(tc, listen_on_a_path_that_is_not_a_socket_is_esys_and_keeps_the_file);
+	tcase_add_test(tc, listen_on_a_port_in_use_is_eaddrinuse_despite_reuseport);
 	tcase_add_test(tc, close_inside_on_frame_flushes_and_stops_frames);
 	tcase_add_test(tc, close_inside_on_open_still_gets_one_on_close);
 	tcase_add_test(tc, peer_vanishing_mid_write_is_an_error_not_sigpipe);
