@@ -15,7 +15,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 
 #define AC__GROUP_EAGAIN_MS 1000 /* a foreign publisher waits this long */
@@ -179,7 +178,6 @@ AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b)
 	for (int i = 0; i < rt->nloops; i++) {
 		uint64_t n = __atomic_load_n(&g->loops[i].count, __ATOMIC_RELAXED);
 		struct ac__msg m = {.kind = AC__MSG_PUBLISH, .b = b};
-		uint64_t start = 0;
 		int e;
 
 		if (!n)
@@ -189,14 +187,7 @@ AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b)
 		ac_buf_ref(b);
 		/* A loop caller never sees EAGAIN; a foreign one waits a
 		 * moment for room rather than drop part of a broadcast. */
-		while ((e = ac__mailbox_put(rt, i, &m)) == AC_EAGAIN) {
-			if (!start)
-				start = ac__mono_ms();
-			else if (ac__mono_ms() - start > AC__GROUP_EAGAIN_MS)
-				break;
-			sched_yield();
-		}
-		if (e) {
+		if ((e = ac__mailbox_put_wait(rt, i, &m, AC__GROUP_EAGAIN_MS))) {
 			ac_buf_unref(b);
 			group_unref(g);
 			err = e;
@@ -261,19 +252,10 @@ AC_EXPORT void ac_group_free(ac_group_t *g)
 		return;
 	for (int i = 0; i < g->rt->nloops; i++) {
 		struct ac__msg m = {.kind = AC__MSG_DISSOLVE};
-		uint64_t start = 0;
-		int e;
 
 		m.a.p = g;
 		__atomic_fetch_add(&g->refs, 1, __ATOMIC_RELAXED);
-		while ((e = ac__mailbox_put(g->rt, i, &m)) == AC_EAGAIN) {
-			if (!start)
-				start = ac__mono_ms();
-			else if (ac__mono_ms() - start > AC__GROUP_EAGAIN_MS)
-				break;
-			sched_yield();
-		}
-		if (e) {
+		if (ac__mailbox_put_wait(g->rt, i, &m, AC__GROUP_EAGAIN_MS)) {
 			g->dissolve[i].fn = dissolve_op;
 			g->dissolve[i].arg = g;
 			ac__loop_ctl_node(g->rt->loops[i], &g->dissolve[i]);

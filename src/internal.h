@@ -152,6 +152,8 @@ struct ac__ovf {
 };
 
 int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m);
+int ac__mailbox_put_wait(ac_runtime_t *rt, int dest, struct ac__msg *m,
+			 unsigned ms);
 unsigned ac__mailbox_retry(struct ac__loop *self);
 void ac__mailbox_flush_wakes(struct ac__loop *self);
 struct ac__ring *ac__ring_new(unsigned capacity);

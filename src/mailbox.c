@@ -23,6 +23,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -237,6 +238,28 @@ int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
 	}
 	ac__wake(dst);
 	return 0;
+}
+
+/*
+ * Any thread: as ac__mailbox_put, but a foreign caller that finds the ring
+ * full waits up to ms for room (yielding) before giving up with
+ * AC_EAGAIN. For calls where a partial failure would be worse than a
+ * short wait: a broadcast, a group's dissolution.
+ */
+int ac__mailbox_put_wait(ac_runtime_t *rt, int dest, struct ac__msg *m,
+			 unsigned ms)
+{
+	uint64_t start = 0;
+	int err;
+
+	while ((err = ac__mailbox_put(rt, dest, m)) == AC_EAGAIN) {
+		if (!start)
+			start = ac__mono_ms();
+		else if (ac__mono_ms() - start > ms)
+			break;
+		sched_yield();
+	}
+	return err;
 }
 
 /* ---- the public senders ---------------------------------------------------- */
