@@ -54,6 +54,8 @@ START_TEST(bytes_received_restart_the_idle_clock)
 	}
 	ck_assert_int_eq(th_srv.closed, 0);
 	ck_assert(th_wait_eof(fd, 5000));
+	/* The peer sees EOF a moment before on_close records the reason. */
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_int_eq(th_srv.reasons[0], AC_ETIMEDOUT);
 	close(fd);
 	th_finish();
