@@ -78,6 +78,6 @@ AC_EXPORT int ac_conn_write_buf(ac_conn_t *c, ac_buf_t *b)
 		ac_buf_unref(b);
 		return AC_ENOMEM;
 	}
-	ac__conn_out_added(c, b->len);
+	ac__conn_out_added(c);
 	return 0;
 }

@@ -430,7 +430,7 @@ void ac__conn_finalize(ac_conn_t *c)
 		c->next->prev = c->prev;
 	loop->nconns--;
 	give_place(loop->rt, c->proto);
-	AC__STAT_ADD(loop, closed[ac__close_index(c->reason)], 1);
+	AC__STAT_ADD(loop, closed[ac_close_reason_index(c->reason)], 1);
 	AC__STAT_SET(loop, conns_open, loop->nconns);
 	AC__STAT_SET(loop, handles_live, loop->htab.live);
 	/* 3. The user hears of it, exactly once; then the watchers. */
@@ -497,13 +497,12 @@ int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 	return 0;
 }
 
-/* Owner loop: len bytes were queued on c. */
-void ac__conn_out_added(ac_conn_t *c, size_t len)
+/* Owner loop: bytes were queued on c. */
+void ac__conn_out_added(ac_conn_t *c)
 {
 	AC__STAT_ADD(c->loop, writes, 1);
 	output_grew(c, out_len(c));
 	queue_flush(c);
-	(void)len;
 }
 
 AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
@@ -516,7 +515,7 @@ AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
 		return err;
 	if (evbuffer_add(c->out, buf, len))
 		return AC_ENOMEM;
-	ac__conn_out_added(c, len);
+	ac__conn_out_added(c);
 	return 0;
 }
 

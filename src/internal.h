@@ -494,8 +494,7 @@ struct ac_conn_s {
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto);
 int ac__conn_out_reserve(ac_conn_t *c, size_t len);
-void ac__conn_out_added(ac_conn_t *c, size_t len);
-int ac__close_index(int reason);
+void ac__conn_out_added(ac_conn_t *c);
 void ac__conn_fail(ac_conn_t *c, int reason, int err);
 void ac__conn_shutdown(ac_conn_t *c);
 void ac__conn_finalize(ac_conn_t *c);

@@ -44,11 +44,6 @@ AC_EXPORT int ac_close_reason_index(int reason)
 	}
 }
 
-int ac__close_index(int reason)
-{
-	return ac_close_reason_index(reason);
-}
-
 AC_EXPORT const char *ac_close_reason_name(int index)
 {
 	return index >= 0 && index < AC_CR_COUNT ? reason_names[index] : "?";
