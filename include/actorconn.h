@@ -55,6 +55,10 @@ extern "C" {
  *   AC_ESHUTDOWN   the runtime stopped
  *   AC_ESYS        another socket error (ac_conn_errno tells which)
  *   AC_ENOMEM      the library could not allocate for this connection
+ *   AC_ECONNECT    outbound: the connection attempt failed; ac_conn_errno
+ *                  says why (ECONNREFUSED, ENETUNREACH, ETIMEDOUT for the
+ *                  connect timeout, ...)
+ *   AC_ENAME       outbound: the host name could not be resolved
  */
 #define AC_ERRNO_MAP(XX)                                                     \
 	XX(EINVAL, -1, "invalid argument")                                   \
@@ -73,7 +77,9 @@ extern "C" {
 	XX(ELIMIT, -14, "limit reached")                                     \
 	XX(ETHREAD, -15, "called from a thread that may not make this call") \
 	XX(EEXIST, -16, "key already present")                               \
-	XX(EWTIMEDOUT, -17, "pending output made no progress in time")
+	XX(EWTIMEDOUT, -17, "pending output made no progress in time")      \
+	XX(ECONNECT, -18, "connection attempt failed (see errno)")           \
+	XX(ENAME, -19, "host name could not be resolved")
 
 enum ac_errno {
 	AC_OK = 0,
@@ -113,6 +119,10 @@ typedef struct ac_config {
 	   saw the condition; NULL: one line on stderr. */
 	void (*log)(int level, const char *msg, void *arg);
 	void *log_arg;
+	/* Resolver configuration for ac_connect host names, in resolv.conf
+	   form ("nameserver IP[:PORT]" lines); NULL: /etc/resolv.conf. Names
+	   in /etc/hosts resolve without a query either way. */
+	const char *resolv_conf;
 } ac_config_t;
 
 enum ac_log_level { AC_LOG_ERROR = 0, AC_LOG_WARN = 1, AC_LOG_INFO = 2 };
@@ -183,7 +193,19 @@ typedef struct ac_conn_opts {
 
 	/* Listeners only: open connections from this listener; 0: no limit. */
 	unsigned max_conns;
+
+	/* Outbound only (ac_connect, pools). */
+	int loop;                  /* owner loop as AC_LOOP(i); 0: the calling
+				      loop, or round robin off-loop */
+	unsigned connect_timeout_ms; /* name lookup plus connect; 0: 10000 */
+	unsigned reconnect_min_ms; /* first back-off; 0: never reconnect */
+	unsigned reconnect_max_ms; /* largest back-off; 0: 30000 */
+	unsigned reconnect_max_attempts; /* failed attempts in a row before
+					    the final close; 0: no limit */
 } ac_conn_opts_t;
+
+/* ac_conn_opts_t.loop for loop i. */
+#define AC_LOOP(i) ((i) + 1)
 
 /*
  * Connection callbacks. All run on the owner loop. Every connection that
@@ -279,6 +301,140 @@ AC_EXPORT int ac_listener_port(const ac_listener_t *l);
  * connections stay open. l is invalid after the call.
  */
 AC_EXPORT void ac_listener_close(ac_listener_t *l);
+
+/* ---- outbound connections ------------------------------------------------------ */
+
+/*
+ * A loop (its own connections) or a control thread (any loop). Connects to
+ * addr: "IP:PORT", "[v6]:PORT", "unix:/path", or "HOST:PORT", where HOST
+ * is resolved on the owner loop without blocking it (libevent's evdns,
+ * /etc/hosts first). The owner loop is opts->loop (AC_LOOP(i)); by default
+ * the calling loop, or round robin from a control thread. A loop may only
+ * connect on itself (AC_ETHREAD otherwise; post to the other loop). A
+ * control thread waits until the owner loop has registered the
+ * connection, not for the connect itself.
+ *
+ * *out is the handle; it names the logical connection and stays the same
+ * across reconnects. on_open runs on each successful connect. Every
+ * attempt ends with exactly one on_close: a failure before on_open is
+ * AC_ECONNECT (ac_conn_errno: ECONNREFUSED, ETIMEDOUT after
+ * connect_timeout_ms, ...) or AC_ENAME. With reconnect_min_ms set, the
+ * library then waits (exponential back-off with jitter, see
+ * ac_connect(3)) and tries again; inside on_close ac_conn_reconnecting(c)
+ * says whether it will. It gives up after reconnect_max_attempts failed
+ * attempts in a row, when the connection is closed by this side
+ * (ac_conn_close, ac_close; also while waiting, which ends with
+ * on_close(c, 0)) and at shutdown; that on_close is the final one, and
+ * the handle is stale after it. Watchers fire and registry entries go at
+ * the final close only; groups and connection timers end with each
+ * attempt. Writes are refused (AC_ESTATE) while not open; ac_send and
+ * ac_tell messages arriving then are dropped and counted.
+ *
+ * cbs and opts are copied; ud is the initial ac_conn_data. Returns 0,
+ * AC_EINVAL, AC_EADDR (malformed addr), AC_ETHREAD, AC_ESTATE (runtime
+ * not started), AC_ESHUTDOWN, AC_EAGAIN (the owner's mailbox is full) or
+ * AC_ENOMEM. On error no callback runs.
+ */
+AC_EXPORT int ac_connect(ac_runtime_t *rt, const char *addr,
+			 const ac_conn_cbs_t *cbs, const ac_conn_opts_t *opts,
+			 void *ud, ac_handle_t *out);
+
+/* Owner loop. Nonzero when c will try to connect again: inside on_close,
+   that this close is not the final one. */
+AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c);
+
+/* ---- connection pools -------------------------------------------------------------
+ * Pools of outbound connections to one address, one sub-pool per loop:
+ * acquiring on a loop takes no lock and only ever hands out that loop's
+ * connections. */
+
+typedef struct ac_pool_s ac_pool_t;
+
+typedef struct ac_pool_opts {
+	unsigned max_per_loop;       /* connections per loop; 0: 8 */
+	unsigned min_idle_per_loop;  /* kept connected and idle; 0: none */
+	unsigned acquire_timeout_ms; /* 0: 5000 */
+	unsigned idle_ttl_ms;        /* idle longer: closed (above
+					min_idle_per_loop); 0: never */
+	unsigned max_lifetime_ms;    /* older: closed when idle or released;
+					0: no limit */
+	unsigned max_waiters;        /* waiting acquires per loop; 0: 1024 */
+	/* Options of every connection. Heartbeats and idle_timeout_ms are
+	   the health check of idle connections; reconnect_min_ms and
+	   reconnect_max_ms pace refills after failed connects (defaults
+	   100 ms and 5 s); opts.loop is ignored. */
+	ac_conn_opts_t conn;
+	/* Callbacks for borrowed connections: on_frame, on_message,
+	   on_drain and on_close run only while a connection is borrowed
+	   (frames arriving on idle connections, such as heartbeat replies,
+	   are dropped); on_heartbeat runs for every connection of the pool;
+	   on_open is not used. */
+	ac_conn_cbs_t cbs;
+	void *ud;                    /* each connection's ac_conn_data */
+} ac_pool_opts_t;
+
+enum ac_pool_release_how {
+	AC_POOL_REUSE = 0,  /* back to the pool, if still open and healthy */
+	AC_POOL_DISCARD = 1 /* close it (pending output is flushed) */
+};
+
+/*
+ * Runs exactly once per accepted acquire, on the loop that called
+ * ac_pool_acquire: with a borrowed connection and err 0, or with c NULL
+ * and err AC_ETIMEDOUT (acquire_timeout_ms passed), AC_ELIMIT (too many
+ * waiters), AC_ESHUTDOWN (pool freed or runtime stopping), or the close
+ * reason of a failed connect (AC_ECONNECT, AC_ENAME, ...).
+ */
+typedef void (*ac_pool_cb)(ac_conn_t *c, int err, void *arg);
+
+/*
+ * Control thread or a loop. A pool of connections to addr (as for
+ * ac_connect); opts may be NULL. Loops pre-connect min_idle_per_loop
+ * connections each as soon as they run. NULL with errno EINVAL (bad
+ * argument or malformed addr) or ENOMEM.
+ */
+AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
+				 const ac_pool_opts_t *opts);
+
+/*
+ * A loop (AC_EINVAL from any other thread; nothing runs then). Asks for a
+ * connection of this loop's sub-pool; cb runs later, never inside this
+ * call, exactly once. Waiters are served first in, first out. A failed
+ * connect fails every waiter of that loop with its reason rather than
+ * leaving them to time out. Returns 0 or AC_EINVAL.
+ */
+AC_EXPORT int ac_pool_acquire(ac_pool_t *p, ac_pool_cb cb, void *arg);
+
+/*
+ * Owner loop of c. Gives back a borrowed connection, before or inside its
+ * on_close (never after: c is gone then). A connection that is closing,
+ * past max_lifetime_ms, or released with AC_POOL_DISCARD is closed instead
+ * of reused. Returns 0, AC_EINVAL (not borrowed from p), or AC_ETHREAD.
+ */
+AC_EXPORT int ac_pool_release(ac_pool_t *p, ac_conn_t *c, int how);
+
+typedef struct ac_pool_stats {
+	uint64_t idle;       /* gauge: open, waiting to be borrowed */
+	uint64_t busy;       /* gauge: borrowed */
+	uint64_t connecting; /* gauge */
+	uint64_t waiting;    /* gauge: acquires waiting for a connection */
+	uint64_t connects;   /* connections established, ever */
+	uint64_t failures;   /* connect attempts that failed, ever */
+	uint64_t timeouts;   /* acquires that timed out, ever */
+} ac_pool_stats_t;
+
+/* Any thread, no lock. Sums over the pool's loops (a snapshot). The same
+   figures, summed over all pools, are in ac_stats and its Prometheus form.
+   Returns 0 or AC_EINVAL. */
+AC_EXPORT int ac_pool_stats(ac_pool_t *p, ac_pool_stats_t *out);
+
+/*
+ * Any thread, once; before ac_runtime_free (which frees pools left over).
+ * Waiting acquires fail with AC_ESHUTDOWN, idle connections close, and the
+ * pool's memory goes once every borrowed connection has been released or
+ * has closed. p must not be used after the call.
+ */
+AC_EXPORT void ac_pool_free(ac_pool_t *p);
 
 /* ---- on the owner loop ------------------------------------------------------ */
 
@@ -539,6 +695,7 @@ enum ac_close_reason {
 	AC_CR_SLOW,     /* AC_ESLOW */
 	AC_CR_LIMIT,    /* AC_ELIMIT */
 	AC_CR_SHUTDOWN, /* AC_ESHUTDOWN */
+	AC_CR_CONNECT,  /* AC_ECONNECT, AC_ENAME: an outbound attempt failed */
 	AC_CR_ERROR,    /* AC_ESYS, AC_ENOMEM and anything else */
 	AC_CR_COUNT
 };
@@ -567,6 +724,11 @@ typedef struct ac_stats {
 	uint64_t handles_live;      /* gauge */
 	uint64_t hp_pending;        /* gauge: retired, not yet reclaimed */
 	uint64_t timers_live;       /* gauge */
+	uint64_t pool_idle;         /* gauge: pooled connections idle */
+	uint64_t pool_busy;         /* gauge: pooled connections borrowed */
+	uint64_t pool_waiting;      /* gauge: acquires waiting */
+	uint64_t pool_connects;     /* pooled connections established */
+	uint64_t pool_failures;     /* pooled connect attempts that failed */
 	uint64_t heap_bytes;        /* tcmalloc allocated bytes, process-wide
 				       (totals only; 0 without tcmalloc) */
 } ac_stats_t;
@@ -618,6 +780,7 @@ typedef struct ac_debug_counts {
 	int64_t registry;   /* registry entries and tables */
 	int64_t buffers;    /* shared buffers */
 	int64_t groups;     /* groups and their per-loop member arrays */
+	int64_t pools;      /* pools, sub-pools and waiting acquires */
 	int64_t other;      /* runtimes, loops, rings, tables, buffers */
 	int64_t allocs;     /* allocations made, ever (not a live count) */
 	int64_t dropped;    /* accepted messages dropped, ever */

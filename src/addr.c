@@ -24,15 +24,15 @@ static int parse_port(const char *s, int *port)
 }
 
 /*
- * Fills *out from s. Numeric hosts need no lookup; a name is resolved with
- * getaddrinfo (blocking), and the first address is used.
+ * Splits s. A unix path or a numeric host fills *out (out->family set);
+ * anything else is a name, left in host[hostlen] with its port in *port
+ * (out->family 0). No lookup.
  */
-int ac__addr_parse(const char *s, struct ac__addr *out)
+int ac__addr_split(const char *s, struct ac__addr *out, char *host,
+		   size_t hostlen, int *port)
 {
-	char host[256];
 	const char *colon;
 	size_t hlen;
-	int port;
 
 	memset(out, 0, sizeof(*out));
 	if (!s)
@@ -56,7 +56,7 @@ int ac__addr_parse(const char *s, struct ac__addr *out)
 		if (!rb || rb[1] != ':')
 			return AC_EADDR;
 		hlen = (size_t)(rb - s - 1);
-		if (hlen == 0 || hlen >= sizeof(host))
+		if (hlen == 0 || hlen >= hostlen)
 			return AC_EADDR;
 		memcpy(host, s + 1, hlen);
 		host[hlen] = 0;
@@ -66,35 +66,51 @@ int ac__addr_parse(const char *s, struct ac__addr *out)
 		if (!colon)
 			return AC_EADDR;
 		hlen = (size_t)(colon - s);
-		if (hlen == 0 || hlen >= sizeof(host) ||
-		    memchr(s, ':', hlen))
+		if (hlen == 0 || hlen >= hostlen || memchr(s, ':', hlen))
 			return AC_EADDR;
 		memcpy(host, s, hlen);
 		host[hlen] = 0;
 	}
-	if (parse_port(colon + 1, &port))
+	if (parse_port(colon + 1, port))
 		return AC_EADDR;
 
 	struct sockaddr_in *in4 = (struct sockaddr_in *)&out->ss;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
 	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
 		in4->sin_family = AF_INET;
-		in4->sin_port = htons((uint16_t)port);
+		in4->sin_port = htons((uint16_t)*port);
 		out->family = AF_INET;
 		out->len = sizeof(*in4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
 		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)port);
+		in6->sin6_port = htons((uint16_t)*port);
 		out->family = AF_INET6;
 		out->len = sizeof(*in6);
-		return 0;
 	}
+	return 0;
+}
 
+/*
+ * Fills *out from s. Numeric hosts need no lookup; a name is resolved with
+ * getaddrinfo (blocking), and the first address is used.
+ */
+int ac__addr_parse(const char *s, struct ac__addr *out)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&out->ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+	char host[256];
+	int port, err;
+
+	if ((err = ac__addr_split(s, out, host, sizeof(host), &port)) ||
+	    out->family)
+		return err;
 	if (getaddrinfo(host, NULL, &hints, &res) || !res)
 		return AC_EADDR;
+	if (res->ai_addrlen > sizeof(out->ss)) {
+		freeaddrinfo(res);
+		return AC_EADDR;
+	}
 	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
 	out->len = res->ai_addrlen;
 	out->family = res->ai_family;

@@ -131,6 +131,7 @@ AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)
 	out->registry = sum[AC__K_REG];
 	out->buffers = sum[AC__K_BUF];
 	out->groups = sum[AC__K_GROUP];
+	out->pools = sum[AC__K_POOL];
 	out->other = sum[AC__K_OTHER];
 	out->allocs = allocs;
 	out->dropped = dropped;

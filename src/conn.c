@@ -252,19 +252,146 @@ static bool take_place(ac_runtime_t *rt, ac__proto_t *p)
 	return true;
 }
 
-static void give_place(ac_runtime_t *rt, ac__proto_t *p)
+static void give_place(ac_conn_t *c)
 {
+	ac_runtime_t *rt = c->loop->rt;
+
+	if (!c->counted)
+		return;
+	c->counted = 0;
 	if (rt->max_conns)
 		__atomic_sub_fetch(&rt->nconns, 1, __ATOMIC_RELAXED);
-	if (p->opts.max_conns)
-		__atomic_sub_fetch(&p->nconns, 1, __ATOMIC_RELAXED);
+	if (c->proto->opts.max_conns)
+		__atomic_sub_fetch(&c->proto->nconns, 1, __ATOMIC_RELAXED);
+}
+
+/* Owner loop: takes c's place under max_conns; false when full. */
+bool ac__conn_take_place(ac_conn_t *c)
+{
+	if (!c->counted && take_place(c->loop->rt, c->proto))
+		c->counted = 1;
+	return c->counted;
+}
+
+/*
+ * Owner loop. A connection object without a socket: allocated, given a
+ * handle slot, on the loop's list and published, so its handle is live
+ * from here on. NULL with *err set on failure.
+ */
+ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err)
+{
+	ac_conn_t *c;
+	uint32_t idx, gen;
+
+	if (!(c = ac__calloc(AC__K_CONN, 1, sizeof(*c)))) {
+		*err = AC_ENOMEM;
+		return NULL;
+	}
+	if ((*err = ac__htab_alloc(&loop->htab, &idx, &gen))) {
+		ac__free(AC__K_CONN, c);
+		return NULL;
+	}
+	c->hp.kind = AC__HP_CONN;
+	c->loop = loop;
+	c->fd = -1;
+	c->proto = proto;
+	c->data = proto->ud;
+	c->handle = ac__handle_make(loop->index, idx, gen);
+	c->opened_ms = ac__wall_ms();
+	ac__proto_ref(proto);
+	c->next = loop->conns;
+	if (loop->conns)
+		loop->conns->prev = c;
+	loop->conns = c;
+	loop->nconns++;
+	AC__STAT_SET(loop, handles_live, loop->htab.live);
+	/* Release: a thread that sees c in the slot sees its facts. */
+	__atomic_store_n(&ac__htab_slot(&loop->htab, idx)->conn, c,
+			 __ATOMIC_RELEASE);
+	return c;
+}
+
+static void unlink_conn(ac_conn_t *c)
+{
+	ac__loop_t *loop = c->loop;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		loop->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	loop->nconns--;
+}
+
+/* Owner loop: undoes ac__conn_new for a connection nobody has heard of.
+ * Another thread may have pinned it already, so it is retired, not
+ * freed. */
+void ac__conn_discard(ac_conn_t *c)
+{
+	ac__loop_t *loop = c->loop;
+
+	c->state = AC__C_DEAD;
+	ac__htab_release(&loop->htab, ac__handle_slot(c->handle));
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	unlink_conn(c);
+	give_place(c);
+	AC__STAT_SET(loop, handles_live, loop->htab.live);
+	ac__proto_unref(c->proto);
+	c->proto = NULL;
+	ac__hp_retire(&loop->hp, &c->hp, AC__HP_CONN);
+}
+
+/*
+ * Owner loop. c->fd is a connected socket: records the peer, starts
+ * reading and the liveness timers, and counts c as open. AC_ENOMEM when
+ * an event could not be made (nothing is left armed then).
+ */
+int ac__conn_ready(ac_conn_t *c)
+{
+	ac__loop_t *loop = c->loop;
+	const ac__proto_t *proto = c->proto;
+	socklen_t len = sizeof(c->peer);
+
+	if (getpeername(c->fd, (struct sockaddr *)&c->peer, &len) == 0 &&
+	    len <= sizeof(c->peer)) {
+		c->family = c->peer.sin6_family;
+		c->peer_len = len;
+	} else {
+		c->family = AF_UNIX; /* unix peers do not fit; nor matter */
+		c->peer_len = 0;
+	}
+	if (c->family == AF_INET || c->family == AF_INET6) {
+		int one = 1;
+		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (!(c->rev = event_new(loop->base, c->fd, EV_READ | EV_PERSIST,
+				 read_cb, c)) ||
+	    event_add(c->rev, NULL) ||
+	    (proto->opts.idle_timeout_ms &&
+	     arm(c, &c->idle_ev, proto->opts.idle_timeout_ms, 0, idle_cb)) ||
+	    (proto->opts.heartbeat_ms &&
+	     arm(c, &c->hb_ev, proto->opts.heartbeat_ms, EV_PERSIST, hb_cb))) {
+		struct event **evs[] = {&c->rev, &c->idle_ev, &c->hb_ev};
+		for (unsigned i = 0; i < 3; i++)
+			if (*evs[i]) {
+				event_free(*evs[i]);
+				*evs[i] = NULL;
+			}
+		return AC_ENOMEM;
+	}
+	c->state = AC__C_OPEN;
+	c->is_open = 1;
+	loop->nopen++;
+	AC__STAT_SET(loop, conns_open, loop->nopen);
+	return 0;
 }
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 {
 	ac_conn_t *c;
-	uint32_t idx, gen;
-	socklen_t len;
 	int err;
 
 	if (loop->stopping) {
@@ -281,66 +408,22 @@ int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 		close(fd);
 		return AC_ELIMIT;
 	}
-	if (!(c = ac__calloc(AC__K_CONN, 1, sizeof(*c)))) {
+	if (!(c = ac__conn_new(loop, proto, &err))) {
 		close(fd);
-		give_place(loop->rt, proto);
-		return AC_ENOMEM;
-	}
-	if ((err = ac__htab_alloc(&loop->htab, &idx, &gen))) {
-		close(fd);
-		give_place(loop->rt, proto);
-		ac__free(AC__K_CONN, c);
+		if (loop->rt->max_conns)
+			__atomic_sub_fetch(&loop->rt->nconns, 1,
+					   __ATOMIC_RELAXED);
+		if (proto->opts.max_conns)
+			__atomic_sub_fetch(&proto->nconns, 1, __ATOMIC_RELAXED);
 		return err;
 	}
-	c->loop = loop;
+	c->counted = 1;
 	c->fd = fd;
-	c->proto = proto;
-	c->data = proto->ud;
-	c->handle = ac__handle_make(loop->index, idx, gen);
-	c->opened_ms = ac__wall_ms();
-	len = sizeof(c->peer);
-	if (getpeername(fd, (struct sockaddr *)&c->peer, &len) == 0 &&
-	    len <= sizeof(c->peer)) {
-		c->family = c->peer.sin6_family;
-		c->peer_len = len;
-	} else {
-		c->family = AF_UNIX; /* unix peers do not fit; nor matter */
-		c->peer_len = 0;
+	if ((err = ac__conn_ready(c))) {
+		ac__conn_discard(c);
+		return err;
 	}
-	if (c->family == AF_INET || c->family == AF_INET6) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
-	c->hp.kind = AC__HP_CONN;
-	if (!(c->rev = event_new(loop->base, fd, EV_READ | EV_PERSIST, read_cb,
-				 c)) ||
-	    event_add(c->rev, NULL) ||
-	    (proto->opts.idle_timeout_ms &&
-	     arm(c, &c->idle_ev, proto->opts.idle_timeout_ms, 0, idle_cb)) ||
-	    (proto->opts.heartbeat_ms &&
-	     arm(c, &c->hb_ev, proto->opts.heartbeat_ms, EV_PERSIST, hb_cb))) {
-		struct event *evs[] = {c->rev, c->idle_ev, c->hb_ev};
-		for (unsigned i = 0; i < 3; i++)
-			if (evs[i])
-				event_free(evs[i]);
-		ac__htab_release(&loop->htab, idx);
-		close(fd);
-		give_place(loop->rt, proto);
-		ac__free(AC__K_CONN, c);
-		return AC_ENOMEM;
-	}
-	ac__proto_ref(proto);
-	c->next = loop->conns;
-	if (loop->conns)
-		loop->conns->prev = c;
-	loop->conns = c;
-	loop->nconns++;
 	AC__STAT_ADD(loop, accepted, 1);
-	AC__STAT_SET(loop, conns_open, loop->nconns);
-	AC__STAT_SET(loop, handles_live, loop->htab.live);
-	/* Release: a thread that sees c in the slot sees its facts. */
-	__atomic_store_n(&ac__htab_slot(&loop->htab, idx)->conn, c,
-			 __ATOMIC_RELEASE);
 	if (proto->cbs.on_open)
 		proto->cbs.on_open(c);
 	return 0;
@@ -357,8 +440,22 @@ static void stop_reading(ac_conn_t *c)
 /* Begin closing with reason; FLUSH keeps pending output going out. */
 static void begin_close(ac_conn_t *c, int how, int reason, int err)
 {
-	if (c->state == AC__C_DEAD || c->close_queued)
+	if (c->state == AC__C_DEAD)
 		return;
+	/* Closed by this side, or shutdown: an outbound connection stops
+	 * reconnecting, even if it already failed in this callback. */
+	if (c->ob && (reason == 0 || reason == AC_ESHUTDOWN))
+		c->ob->stop = 1;
+	if (c->close_queued)
+		return;
+	if (c->state == AC__C_CONNECTING || c->state == AC__C_WAITING) {
+		c->reason = reason;
+		c->err = err;
+		c->state = AC__C_CLOSING;
+		ac__outbound_close(c);
+		queue_close(c);
+		return;
+	}
 	if (c->state == AC__C_OPEN) {
 		c->reason = reason;
 		c->err = err;
@@ -408,46 +505,71 @@ void ac__conn_finalize(ac_conn_t *c)
 	struct event **evs[] = {&c->rev,    &c->wev,   &c->linger_ev,
 				&c->idle_ev, &c->hb_ev, &c->wto_ev,
 				&c->soft_ev};
+	/* An outbound connection that will try again keeps its handle and
+	 * its watchers: they follow the logical connection. */
+	bool again = c->ob && ac__outbound_again(c);
 
-	c->state = AC__C_DEAD;
 	/* 1. The handle goes stale before anything is torn down. */
-	ac__htab_release(&loop->htab, ac__handle_slot(c->handle));
-	/* 2. Owned timers, the socket and its events: nothing of c can
-	 * fire after this (rule 6). */
+	if (!again) {
+		c->state = AC__C_DEAD;
+		ac__htab_release(&loop->htab, ac__handle_slot(c->handle));
+	}
+	/* 2. Owned timers, the socket and its events: nothing of this
+	 * connection can fire after this (rule 6). */
 	ac__timers_cancel_conn(c);
 	for (unsigned i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (*evs[i]) {
 			event_free(*evs[i]);
 			*evs[i] = NULL;
 		}
-	close(c->fd);
+	if (c->ob)
+		ac__outbound_end_attempt(c);
+	if (c->fd >= 0)
+		close(c->fd);
 	c->fd = -1;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		loop->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	loop->nconns--;
-	give_place(loop->rt, c->proto);
+	if (c->is_open) {
+		c->is_open = 0;
+		loop->nopen--;
+	}
+	give_place(c);
+	if (!again)
+		unlink_conn(c);
 	AC__STAT_ADD(loop, closed[ac_close_reason_index(c->reason)], 1);
-	AC__STAT_SET(loop, conns_open, loop->nconns);
+	AC__STAT_SET(loop, conns_open, loop->nopen);
 	AC__STAT_SET(loop, handles_live, loop->htab.live);
-	/* 3. The user hears of it, exactly once; then the watchers. */
+	/* 3. The user hears of it, exactly once per connection (per attempt
+	 * for an outbound one); then groups and, at the end, the watchers. */
+	if (again) {
+		c->state = AC__C_WAITING; /* ac_conn_reconnecting is true */
+		c->close_queued = 0;
+	}
 	if (c->proto->cbs.on_close)
 		c->proto->cbs.on_close(c, c->reason);
 	ac__groups_conn_closed(c); /* after on_close: it may leave by itself */
-	ac__watch_conn_closed(c);
 	/* 4. Buffers, then the memory itself, once no pin holds it. */
 	if (c->out)
 		evbuffer_free(c->out);
 	c->out = NULL;
 	ac__free(AC__K_OTHER, c->in.p);
-	c->in.p = NULL;
+	memset(&c->in, 0, sizeof(c->in));
+	if (again) {
+		c->need = 0;
+		c->above_high = 0;
+		c->writing = 0;
+		return;
+	}
+	ac__watch_conn_closed(c);
+	if (c->ob)
+		ac__outbound_free(c);
 	ac__proto_unref(c->proto);
 	c->proto = NULL;
 	ac__hp_retire(&loop->hp, &c->hp, AC__HP_CONN);
 	AC__STAT_SET(loop, hp_pending, loop->hp.n_pending);
+}
+
+AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c)
+{
+	return c && c->state == AC__C_WAITING && !c->close_queued;
 }
 
 /* ---- write ---------------------------------------------------------------- */

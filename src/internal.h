@@ -31,6 +31,7 @@
 #include <ck_hp.h>
 #include <ck_ring.h>
 #include <event2/event.h>
+#include <event2/util.h>
 
 #include "actorconn.h"
 
@@ -69,6 +70,7 @@ enum ac__kind {
 	AC__K_REG,    /* registry entries and tables */
 	AC__K_BUF,    /* shared buffers */
 	AC__K_GROUP,  /* groups and their member arrays */
+	AC__K_POOL,   /* pools, sub-pools, waiting acquires */
 	AC__K_OTHER,
 	AC__K_COUNT
 };
@@ -262,6 +264,8 @@ struct ac__lstats {
 	uint64_t mailbox_received, mailbox_overflowed, mailbox_max_depth;
 	uint64_t dropped;
 	uint64_t conns_open, handles_live, hp_pending, timers_live;
+	uint64_t pool_idle, pool_busy, pool_waiting; /* over the loop's pools */
+	uint64_t pool_connects, pool_failures;
 };
 
 #define AC__STAT_ADD(loop, field, n)                                         \
@@ -303,8 +307,13 @@ struct ac__loop {
 	int *wake_list;          /* consumers to wake when the callback ends */
 	int nwake;
 	int depth;               /* library callback nesting */
-	ac_conn_t *conns;        /* every open connection of this loop */
+	ac_conn_t *conns;        /* every connection of this loop, outbound
+				    ones connecting or waiting included */
 	unsigned nconns;
+	unsigned nopen;          /* of which open (conns_open) */
+	struct evdns_base *dns;  /* made on the first name lookup */
+	struct ac__subpool *pools; /* sub-pools served by this loop */
+	uint64_t rng;            /* back-off jitter (xorshift) */
 	ac_conn_t *close_head, *close_tail; /* to finalize at callback end */
 	ac_conn_t *flush_head;   /* to flush at callback end */
 	struct ac__accept *accepts;
@@ -371,6 +380,8 @@ struct ac_runtime_s {
 	unsigned nconns;       /* atomic: open connections, all loops */
 	void (*log)(int level, const char *msg, void *arg);
 	void *log_arg;
+	char *resolv_conf;     /* NULL: /etc/resolv.conf */
+	struct ac_pool_s *pools; /* not yet freed, under lock */
 	struct ac__wtab *watches;
 };
 
@@ -436,8 +447,10 @@ void ac__proto_unref(ac__proto_t *p);
 
 enum ac__conn_state {
 	AC__C_OPEN,
-	AC__C_CLOSING, /* flushing before close; no more reading */
-	AC__C_DEAD     /* finalized: only on_close and retirement remain */
+	AC__C_CLOSING,    /* flushing before close; no more reading */
+	AC__C_DEAD,       /* finalized: only on_close and retirement remain */
+	AC__C_CONNECTING, /* outbound: resolving or connecting */
+	AC__C_WAITING     /* outbound: back-off before the next attempt */
 };
 
 struct ac__inbuf {
@@ -467,6 +480,7 @@ struct ac_conn_s {
 	uint8_t writing; /* write event armed */
 	uint8_t above_high; /* output went over out_high; on_drain pending */
 	uint8_t counted;    /* holds a place in the max_conns counters */
+	uint8_t is_open;    /* counted in loop->nopen */
 	int reason;      /* close reason, fixed by the first close */
 	int err;         /* errno behind reason */
 	size_t need;     /* input length worth decoding again */
@@ -479,6 +493,7 @@ struct ac_conn_s {
 	unsigned ngroups, capgroups;
 	struct ac__inbuf in;
 	struct evbuffer *out;
+	struct ac__outbound *ob; /* outbound connections only (connect.c) */
 	ac_conn_t *prev, *next;  /* loop->conns */
 	ac_conn_t *close_next;
 	ac_conn_t *flush_next;
@@ -493,6 +508,10 @@ struct ac_conn_s {
 };
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto);
+ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err);
+int ac__conn_ready(ac_conn_t *c);
+bool ac__conn_take_place(ac_conn_t *c);
+void ac__conn_discard(ac_conn_t *c);
 int ac__conn_out_reserve(ac_conn_t *c, size_t len);
 void ac__conn_out_added(ac_conn_t *c);
 void ac__conn_fail(ac_conn_t *c, int reason, int err);
@@ -500,6 +519,53 @@ void ac__conn_shutdown(ac_conn_t *c);
 void ac__conn_finalize(ac_conn_t *c);
 void ac__conn_flush(ac_conn_t *c);
 void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m);
+
+/* ---- outbound connections (connect.c) ------------------------------------ */
+
+/* Where to connect: a fixed address, or a name resolved on each attempt. */
+struct ac__target {
+	struct ac__addr *addr; /* numeric or unix; NULL when host is set */
+	char *host;            /* a name for evdns */
+	char port[8];
+};
+
+struct ac__outbound {
+	const struct ac__target *t;  /* own, or the pool's */
+	struct ac__target *own;
+	struct evutil_addrinfo *ai, *ai_next; /* this attempt's addresses */
+	struct evdns_getaddrinfo_request *dns;
+	struct event *cto_ev;    /* connect timeout */
+	struct event *retry_ev;  /* back-off */
+	unsigned failures;       /* failed attempts in a row */
+	int last_errno;          /* of the last address tried */
+	uint8_t resolving;
+	uint8_t fixed_left;      /* the fixed address is still to be tried */
+	uint8_t stop;            /* closed by this side or shutdown: final */
+	/* Pool bookkeeping (pool.c) when the connection belongs to a pool. */
+	struct ac__subpool *sp;
+	uint8_t pstate;
+	uint64_t born_ms, idle_ms;
+	ac_conn_t *pnext, *pprev; /* the sub-pool's idle list */
+};
+
+int ac__target_parse(const char *s, struct ac__target *t);
+void ac__target_clear(struct ac__target *t);
+/* Owner loop, inside a callback: a new outbound connection to t (which
+ * must outlive it), not yet started. */
+ac_conn_t *ac__connect_new(ac__loop_t *loop, ac__proto_t *proto,
+			   const struct ac__target *t, int *err);
+void ac__connect_attempt(ac_conn_t *c);
+/* Finalize: true when c should wait and try again (then it is WAITING). */
+bool ac__outbound_again(ac_conn_t *c);
+void ac__outbound_end_attempt(ac_conn_t *c);
+void ac__outbound_free(ac_conn_t *c);
+void ac__outbound_close(ac_conn_t *c);
+unsigned ac__backoff_ms(ac__loop_t *loop, unsigned min_ms, unsigned max_ms,
+			unsigned failures);
+
+/* ---- pools (pool.c) ------------------------------------------------------- */
+void ac__pools_loop_stop(ac__loop_t *loop);
+void ac__pools_runtime_free(ac_runtime_t *rt);
 
 /* ---- listeners (listener.c) ----------------------------------------------- */
 
@@ -581,6 +647,8 @@ struct ac__addr {
 };
 
 int ac__addr_parse(const char *s, struct ac__addr *out);
+int ac__addr_split(const char *s, struct ac__addr *out, char *host,
+		   size_t hostlen, int *port);
 void ac__addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
 		     size_t n);
 

@@ -19,6 +19,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
+
 __thread ac__loop_t *ac__tls_loop;
 
 #define AC__RING_BATCH 1024u /* per ring per cycle: one busy producer
@@ -234,6 +236,7 @@ void ac__loop_begin_stop(ac__loop_t *loop, void *grace_ms)
 	drain(loop, loop->rt->mailbox_size);
 	loop->stopping = 1;
 	ac__accept_drop_all(loop);
+	ac__pools_loop_stop(loop); /* waiters fail with AC_ESHUTDOWN */
 	for (ac_conn_t *c = loop->conns; c; c = c->next)
 		ac__conn_shutdown(c);
 	if (loop->base && loop->nconns)
@@ -375,6 +378,8 @@ void ac__loop_free(ac__loop_t *loop)
 		event_free(loop->ovf_ev);
 	if (loop->grace_ev)
 		event_free(loop->grace_ev);
+	if (loop->dns)
+		evdns_base_free(loop->dns, 0); /* no request is left */
 	if (loop->base)
 		event_base_free(loop->base);
 	if (loop->wake_fd >= 0)

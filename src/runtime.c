@@ -79,6 +79,9 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 		   ac__hp_destroy_cb);
 	if (ac__hp_runtime_born(rt) || ac__wtab_new(rt))
 		goto fail;
+	if (cfg->resolv_conf &&
+	    !(rt->resolv_conf = ac__strdup(cfg->resolv_conf)))
+		goto fail;
 	if (!(rt->loops = ac__calloc(AC__K_OTHER, (size_t)rt->nloops,
 				     sizeof(*rt->loops))))
 		goto fail;
@@ -184,6 +187,7 @@ AC_EXPORT void ac_runtime_free(ac_runtime_t *rt)
 			next = l->next;
 			ac__listener_release_user(l);
 		}
+		ac__pools_runtime_free(rt); /* pools the user never freed */
 		settle_all(rt);
 	}
 	/* From here no exiting thread hands a record back (that purges it),
@@ -212,5 +216,6 @@ AC_EXPORT void ac_runtime_free(ac_runtime_t *rt)
 		ac__free(AC__K_OTHER, r);
 	}
 	pthread_mutex_destroy(&rt->lock);
+	ac__free(AC__K_OTHER, rt->resolv_conf);
 	ac__free(AC__K_OTHER, rt);
 }

@@ -16,7 +16,7 @@
 
 static const char *const reason_names[AC_CR_COUNT] = {
 	"local", "eof",   "reset", "idle",     "write_timeout",
-	"frame", "slow",  "limit", "shutdown", "error"};
+	"frame", "slow",  "limit", "shutdown", "connect", "error"};
 
 AC_EXPORT int ac_close_reason_index(int reason)
 {
@@ -39,6 +39,9 @@ AC_EXPORT int ac_close_reason_index(int reason)
 		return AC_CR_LIMIT;
 	case AC_ESHUTDOWN:
 		return AC_CR_SHUTDOWN;
+	case AC_ECONNECT:
+	case AC_ENAME:
+		return AC_CR_CONNECT;
 	default:
 		return AC_CR_ERROR;
 	}
@@ -75,6 +78,11 @@ static void loop_snapshot(ac__loop_t *loop, ac_stats_t *o)
 	o->handles_live = LD(s->handles_live);
 	o->hp_pending = LD(s->hp_pending);
 	o->timers_live = LD(s->timers_live);
+	o->pool_idle = LD(s->pool_idle);
+	o->pool_busy = LD(s->pool_busy);
+	o->pool_waiting = LD(s->pool_waiting);
+	o->pool_connects = LD(s->pool_connects);
+	o->pool_failures = LD(s->pool_failures);
 }
 
 static void add(ac_stats_t *t, const ac_stats_t *s)
@@ -177,6 +185,14 @@ static const struct metric metrics[] = {
 	M("hp_pending", "gauge", hp_pending,
 	  "Objects retired but not yet reclaimed (hazard pointers)."),
 	M("timers_live", "gauge", timers_live, "Live timers."),
+	M("pool_idle", "gauge", pool_idle, "Pooled connections idle."),
+	M("pool_busy", "gauge", pool_busy, "Pooled connections borrowed."),
+	M("pool_waiting", "gauge", pool_waiting,
+	  "Pool acquires waiting for a connection."),
+	M("pool_connects_total", "counter", pool_connects,
+	  "Pooled connections established."),
+	M("pool_failures_total", "counter", pool_failures,
+	  "Pooled connect attempts that failed."),
 };
 
 static uint64_t field(const ac_stats_t *s, size_t off)
