@@ -151,6 +151,7 @@ void th_assert_no_live_objects(void)
 	ck_assert_int_eq(d.registry, 0);
 	ck_assert_int_eq(d.buffers, 0);
 	ck_assert_int_eq(d.groups, 0);
+	ck_assert_int_eq(d.pools, 0);
 	ck_assert_int_eq(d.other, 0);
 }
 
