@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,8 @@ static struct {
 	uint64_t started_ms;
 	int port;
 	uint64_t commands, next_id; /* atomic */
+	ac_pool_t *up;              /* --upstream: PUBLISH is forwarded */
+	uint64_t fwd_ok, fwd_failed; /* atomic */
 } B;
 
 struct sub {
@@ -426,9 +429,94 @@ static void cmd_punsubscribe(ARGS)
 		unsubscribe(c, cl, 1, argv[i], argl[i], 0);
 }
 
+/* ---- forwarding to an upstream broker (--upstream) ------------------------- *
+ * Each PUBLISH a client sends is also sent upstream through a connection
+ * pool: acquire a connection of this loop, write the command, release it
+ * when the upstream's one-line reply arrives. The client's reply does not
+ * wait for it: it counts local receivers, as without --upstream. */
+
+struct fwd {
+	size_t len;
+	char cmd[]; /* the PUBLISH command, RESP encoded */
+};
+
+static void fwd_acquired(ac_conn_t *c, int err, void *arg)
+{
+	struct fwd *f = arg;
+
+	if (err || ac_conn_write(c, f->cmd, f->len)) {
+		__atomic_fetch_add(&B.fwd_failed, 1, __ATOMIC_RELAXED);
+		if (!err)
+			ac_pool_release(B.up, c, AC_POOL_DISCARD);
+	}
+	free(f);
+}
+
+/* The upstream's reply (":N" or "-ERR ...") on a borrowed connection. */
+static void fwd_reply(ac_conn_t *c, const void *data, size_t len)
+{
+	bool ok = len > 0 && ((const char *)data)[0] == ':';
+
+	__atomic_fetch_add(ok ? &B.fwd_ok : &B.fwd_failed, 1,
+			   __ATOMIC_RELAXED);
+	ac_pool_release(B.up, c, ok ? AC_POOL_REUSE : AC_POOL_DISCARD);
+}
+
+/* A borrowed connection closed before its reply came. */
+static void fwd_lost(ac_conn_t *c, int reason)
+{
+	__atomic_fetch_add(&B.fwd_failed, 1, __ATOMIC_RELAXED);
+}
+
+static void forward(const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+	struct fwd *f = malloc(sizeof(*f) + clen + mlen + 64);
+	char *w;
+
+	if (!f) {
+		__atomic_fetch_add(&B.fwd_failed, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	w = f->cmd + sprintf(f->cmd, "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n", clen);
+	memcpy(w, ch, clen);
+	w += clen;
+	w += sprintf(w, "\r\n$%zu\r\n", mlen);
+	memcpy(w, msg, mlen);
+	w += mlen;
+	memcpy(w, "\r\n", 2);
+	f->len = (size_t)(w + 2 - f->cmd);
+	/* Errors come through fwd_acquired, exactly once. */
+	if (ac_pool_acquire(B.up, fwd_acquired, f)) {
+		__atomic_fetch_add(&B.fwd_failed, 1, __ATOMIC_RELAXED);
+		free(f);
+	}
+}
+
+static ac_pool_t *upstream_pool(const char *addr)
+{
+	static const char ping[] = "PING\r\n";
+	ac_pool_opts_t o = {.max_per_loop = 8,
+			    .min_idle_per_loop = 1,
+			    .acquire_timeout_ms = 2000,
+			    .idle_ttl_ms = 60000,
+			    .cbs = {.on_frame = fwd_reply, .on_close = fwd_lost}};
+
+	/* Replies are single lines. Idle connections send PING every 5 s
+	 * and close after 15 s without a PONG: the health check. */
+	o.conn.framing = AC_FRAME_LINE;
+	o.conn.connect_timeout_ms = 2000;
+	o.conn.heartbeat_ms = 5000;
+	o.conn.idle_timeout_ms = 15000;
+	o.conn.ping = ping;
+	o.conn.ping_len = sizeof(ping) - 1;
+	return ac_pool_new(B.rt, addr, &o);
+}
+
 static void cmd_publish(ARGS)
 {
 	outf(c, ":%ld\r\n", publish(argv[1], argl[1], argv[2], argl[2]));
+	if (B.up)
+		forward(argv[1], argl[1], argv[2], argl[2]);
 }
 
 static void cmd_pubsub(ARGS)
@@ -600,7 +688,7 @@ static void cmd_config(ARGS)
 static void cmd_info(ARGS)
 {
 	ac_stats_t st;
-	char info[2048];
+	char info[3072];
 	size_t nchan = 0, npat;
 	int n;
 
@@ -625,7 +713,10 @@ static void cmd_info(ARGS)
 		     "rejected_connections:%llu\r\npubsub_channels:%zu\r\n"
 		     "pubsub_patterns:%zu\r\nmailbox_messages:%llu\r\n"
 		     "mailbox_overflowed:%llu\r\nmessages_dropped:%llu\r\n"
-		     "slow_consumers_closed:%llu\r\nidle_clients_closed:%llu\r\n",
+		     "slow_consumers_closed:%llu\r\nidle_clients_closed:%llu\r\n"
+		     "\r\n# Upstream\r\nupstream_forwarded:%llu\r\n"
+		     "upstream_failed:%llu\r\nupstream_pool_idle:%llu\r\n"
+		     "upstream_pool_busy:%llu\r\nupstream_connects:%llu\r\n",
 		     VERSION, AC_VERSION_MAJOR, AC_VERSION_MINOR, AC_VERSION_PATCH,
 		     (int)getpid(), B.port,
 		     (unsigned long long)((now_ms() - B.started_ms) / 1000),
@@ -641,7 +732,14 @@ static void cmd_info(ARGS)
 		     (unsigned long long)st.mailbox_overflowed,
 		     (unsigned long long)st.dropped,
 		     (unsigned long long)st.closed[AC_CR_SLOW],
-		     (unsigned long long)st.closed[AC_CR_IDLE]);
+		     (unsigned long long)st.closed[AC_CR_IDLE],
+		     (unsigned long long)__atomic_load_n(&B.fwd_ok,
+							 __ATOMIC_RELAXED),
+		     (unsigned long long)__atomic_load_n(&B.fwd_failed,
+							 __ATOMIC_RELAXED),
+		     (unsigned long long)st.pool_idle,
+		     (unsigned long long)st.pool_busy,
+		     (unsigned long long)st.pool_connects);
 	bulk(c, info, (size_t)(n < (int)sizeof(info) ? n : (int)sizeof(info) - 1));
 }
 
@@ -818,7 +916,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: actorconn-broker [--listen ADDR] [--unix PATH] [--threads N]\n"
 		"         [--idle-timeout MS] [--heartbeat MS] [--max-clients N]\n"
-		"         [--output-limit BYTES] [--max-bulk BYTES] [--metrics ADDR]\n");
+		"         [--output-limit BYTES] [--max-bulk BYTES] [--metrics ADDR]\n"
+		"         [--upstream ADDR]\n");
 }
 
 static unsigned long long number(const char *opt, const char *s)
@@ -852,9 +951,11 @@ int main(int argc, char **argv)
 		{"output-limit", required_argument, NULL, 'o'},
 		{"max-bulk", required_argument, NULL, 'B'},
 		{"metrics", required_argument, NULL, 'm'},
+		{"upstream", required_argument, NULL, 'U'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	const char *addr = "127.0.0.1:6380", *upath = NULL, *maddr = NULL;
+	const char *upstream = NULL;
 	ac_conn_cbs_t cbs = {.on_open = on_open,
 			     .on_frame = on_frame,
 			     .on_heartbeat = on_heartbeat,
@@ -889,6 +990,7 @@ int main(int argc, char **argv)
 			break;
 		case 'B': B.lim.max_bulk = number("--max-bulk", optarg); break;
 		case 'm': maddr = optarg; break;
+		case 'U': upstream = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -938,6 +1040,12 @@ int main(int argc, char **argv)
 		ac_runtime_free(B.rt);
 		return 1;
 	}
+	if (upstream && !(B.up = upstream_pool(upstream))) {
+		fprintf(stderr, "actorconn-broker: bad --upstream '%s': %s\n",
+			upstream, strerror(errno));
+		ac_runtime_free(B.rt);
+		return 1;
+	}
 	if ((err = ac_runtime_start(B.rt))) {
 		fprintf(stderr, "actorconn-broker: start: %s\n", ac_strerror(err));
 		ac_runtime_free(B.rt);
@@ -954,9 +1062,12 @@ int main(int argc, char **argv)
 	printf(" (%d loops)\n", ac_runtime_loops(B.rt));
 	if (maddr)
 		printf("actorconn-broker: metrics on http://%s/metrics\n", maddr);
+	if (upstream)
+		printf("actorconn-broker: forwarding PUBLISH to %s\n", upstream);
 	fflush(stdout);
 
 	sigwait(&sigs, &sig);
+	ac_pool_free(B.up);
 	ac_runtime_stop(B.rt, 1000);
 	ac_runtime_free(B.rt);
 	for (int s = 0; s < SHARDS; s++)

@@ -364,10 +364,10 @@ typedef struct ac_pool_opts {
 	   reconnect_max_ms pace refills after failed connects (defaults
 	   100 ms and 5 s); opts.loop is ignored. */
 	ac_conn_opts_t conn;
-	/* Callbacks for borrowed connections: on_frame, on_message,
-	   on_drain and on_close run only while a connection is borrowed
-	   (frames arriving on idle connections, such as heartbeat replies,
-	   are dropped); on_heartbeat runs for every connection of the pool;
+	/* Callbacks. on_frame and on_close run only for a borrowed
+	   connection (frames arriving on idle ones, such as heartbeat
+	   replies, are dropped; idle ones close silently); on_message,
+	   on_drain and on_heartbeat run for any connection of the pool;
 	   on_open is not used. */
 	ac_conn_cbs_t cbs;
 	void *ud;                    /* each connection's ac_conn_data */
@@ -432,7 +432,8 @@ AC_EXPORT int ac_pool_stats(ac_pool_t *p, ac_pool_stats_t *out);
  * Any thread, once; before ac_runtime_free (which frees pools left over).
  * Waiting acquires fail with AC_ESHUTDOWN, idle connections close, and the
  * pool's memory goes once every borrowed connection has been released or
- * has closed. p must not be used after the call.
+ * has closed. After the call p may only be passed to ac_pool_release, for
+ * connections still borrowed (they are closed, not reused).
  */
 AC_EXPORT void ac_pool_free(ac_pool_t *p);
 
