@@ -325,7 +325,7 @@ AC_EXPORT void ac_listener_close(ac_listener_t *l);
  * attempts in a row, when the connection is closed by this side
  * (ac_conn_close, ac_close; also while waiting, which ends with
  * on_close(c, 0)) and at shutdown; that on_close is the final one, and
- * the handle is stale after it. Watchers fire and registry entries go at
+ * the handle is already stale when it runs. Watchers fire and registry entries go at
  * the final close only; groups and connection timers end with each
  * attempt. Writes are refused (AC_ESTATE) while not open; ac_send and
  * ac_tell messages arriving then are dropped and counted.
@@ -365,10 +365,12 @@ typedef struct ac_pool_opts {
 	   100 ms and 5 s); opts.loop is ignored. */
 	ac_conn_opts_t conn;
 	/* Callbacks. on_frame and on_close run only for a borrowed
-	   connection (frames arriving on idle ones, such as heartbeat
-	   replies, are dropped; idle ones close silently); on_message,
-	   on_drain and on_heartbeat run for any connection of the pool;
-	   on_open is not used. */
+	   connection (idle ones close silently); on_message and on_drain
+	   for any connection of the pool; on_open is not used. Without
+	   on_heartbeat, conn.ping is written on idle connections only, and
+	   one whose reply (the next frame, dropped) is due is not lent
+	   until it arrives; with it, on_heartbeat runs for every
+	   connection and the user owns the protocol. */
 	ac_conn_cbs_t cbs;
 	void *ud;                    /* each connection's ac_conn_data */
 } ac_pool_opts_t;
@@ -401,7 +403,8 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
  * connection of this loop's sub-pool; cb runs later, never inside this
  * call, exactly once. Waiters are served first in, first out. A failed
  * connect fails every waiter of that loop with its reason rather than
- * leaving them to time out. Returns 0 or AC_EINVAL.
+ * leaving them to time out. Returns 0, AC_EINVAL or AC_ENOMEM (the
+ * sub-pool could not be set up, or no memory for the waiter).
  */
 AC_EXPORT int ac_pool_acquire(ac_pool_t *p, ac_pool_cb cb, void *arg);
 
@@ -467,7 +470,8 @@ AC_EXPORT void *ac_conn_data(const ac_conn_t *c);
 AC_EXPORT void ac_conn_set_data(ac_conn_t *c, void *data);
 /* Owner loop. The runtime that owns c. */
 AC_EXPORT ac_runtime_t *ac_conn_runtime(const ac_conn_t *c);
-/* Owner loop. The errno behind an AC_ESYS or AC_ERESET close, else 0. */
+/* Owner loop. The errno behind an AC_ESYS, AC_ERESET or AC_ECONNECT close
+   (ETIMEDOUT: the connect timeout), else 0. */
 AC_EXPORT int ac_conn_errno(const ac_conn_t *c);
 /* Owner loop. False from the moment queued output goes above out_high
    until it falls below out_low (when on_drain runs), and while closing:

@@ -544,6 +544,7 @@ struct ac__outbound {
 	/* Pool bookkeeping (pool.c) when the connection belongs to a pool. */
 	struct ac__subpool *sp;
 	uint8_t pstate;
+	uint8_t ping_due;         /* a heartbeat reply is on its way */
 	uint64_t born_ms, idle_ms;
 	ac_conn_t *pnext, *pprev; /* the sub-pool's idle list */
 };

@@ -268,16 +268,27 @@ static void arm_wait(struct ac__subpool *sp)
 	event_add(sp->wait_ev, &tv);
 }
 
+/* The most recently used idle connection with no heartbeat reply still
+ * due: a borrower must never read the pool's PONG as its own reply. One
+ * whose reply is due is served when it arrives (pool_on_frame). */
+static ac_conn_t *first_ready(struct ac__subpool *sp)
+{
+	ac_conn_t *c;
+
+	for (c = sp->idle_head; c && c->ob->ping_due; c = c->ob->pnext)
+		;
+	return c;
+}
+
 static void serve(struct ac__subpool *sp)
 {
 	struct ac__waiter *w;
+	ac_conn_t *c;
 	unsigned budget = AC__POOL_SERVE_BUDGET;
 
 	while ((w = wq_pop(&sp->done)))
 		answer(sp, w, NULL, w->err);
-	while (sp->waiters.head && sp->idle_head && budget--) {
-		ac_conn_t *c = sp->idle_head;
-
+	while (sp->waiters.head && (c = first_ready(sp)) && budget--) {
 		idle_remove(sp, c);
 		if (c->state != AC__C_OPEN) {
 			/* Flushing towards a close (the peer hung up with
@@ -293,7 +304,7 @@ static void serve(struct ac__subpool *sp)
 	}
 	if (sp->dying)
 		return;
-	if (sp->waiters.head && sp->idle_head)
+	if (sp->waiters.head && first_ready(sp))
 		schedule(sp); /* budget spent: let I/O run first */
 	refill(sp);
 	arm_wait(sp);
@@ -431,9 +442,41 @@ static void pool_on_close(ac_conn_t *c, int reason)
 
 static void pool_on_frame(ac_conn_t *c, const void *data, size_t len)
 {
+	struct ac__outbound *ob = c->ob;
+
+	if (ob->pstate == P_BUSY) {
+		if (ob->sp->pool->user.on_frame)
+			ob->sp->pool->user.on_frame(c, data, len);
+		return;
+	}
 	/* Idle connections only hear heartbeat replies: not the user's. */
-	if (c->ob->pstate == P_BUSY && c->ob->sp->pool->user.on_frame)
-		c->ob->sp->pool->user.on_frame(c, data, len);
+	if (ob->ping_due) {
+		ob->ping_due = 0;
+		if (ob->sp->waiters.head)
+			schedule(ob->sp);
+	}
+}
+
+/*
+ * The health check. The user's on_heartbeat, if any, runs for every
+ * connection. Otherwise only idle connections send the ping: a borrowed
+ * connection's input belongs to its borrower, who must not see a PONG
+ * it did not ask for. An idle connection whose reply is due is not lent
+ * until the reply (one frame) arrives; idle_timeout_ms closes it if none
+ * does.
+ */
+static void pool_on_heartbeat(ac_conn_t *c)
+{
+	struct ac__outbound *ob = c->ob;
+	const ac_pool_t *p = ob->sp->pool;
+
+	if (p->user.on_heartbeat) {
+		p->user.on_heartbeat(c);
+	} else if (ob->pstate == P_IDLE && p->opts.conn.ping_len &&
+		   ac_conn_write(c, p->proto->opts.ping,
+				 p->opts.conn.ping_len) == 0) {
+		ob->ping_due = 1;
+	}
 }
 
 /* ---- sub-pool life -------------------------------------------------------- */
@@ -625,6 +668,7 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 	cbs.on_open = pool_on_open;
 	cbs.on_close = pool_on_close;
 	cbs.on_frame = pool_on_frame;
+	cbs.on_heartbeat = pool_on_heartbeat;
 	if (!(p->proto = ac__proto_new(&cbs, &o.conn, o.ud, &err))) {
 		ac__target_clear(&p->target);
 		ac__free(AC__K_POOL, p);

@@ -348,10 +348,21 @@ START_TEST(frames_reach_the_user_only_on_borrowed_connections)
 	usleep(150000);
 	ck_assert_int_ge(up.lines, 3); /* heartbeats went out and came back */
 	ck_assert_int_eq(got.frames, 0);
-	on_loop(0, acquire_ids, "0-1");
-	ck_assert(th_wait_ge(&got.n, 1, 5000));
-	on_loop(0, say_hi, NULL);
-	ck_assert(th_wait_ge(&got.frames, 1, 5000));
+	/* Borrowed, it sends no pings and never hears a PONG, not even
+	 * one to a ping sent just before it was lent. */
+	for (int i = 0; i < 20; i++) {
+		memset(&got, 0, sizeof(got));
+		on_loop(0, acquire_ids, "0-1");
+		ck_assert(th_wait_ge(&got.n, 1, 5000));
+		usleep(60000);
+		ck_assert_int_eq(got.frames, 0);
+		on_loop(0, say_hi, NULL);
+		ck_assert(th_wait_ge(&got.frames, 1, 5000));
+		usleep(10000);
+		ck_assert_int_eq(got.frames, 1);
+		on_loop(0, release_id, (void *)0);
+		usleep(i * 1000); /* land at varied points of the cadence */
+	}
 	finish();
 }
 END_TEST
