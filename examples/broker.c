@@ -233,7 +233,7 @@ static void del_sub(struct sub *v, size_t *n, struct sub *s)
 
 static size_t nsubs(const struct client *cl)
 {
-	return cl->nchans + cl->npats;
+	return cl ? cl->nchans + cl->npats : 0;
 }
 
 /* "*3 $9 subscribe $len name :count", and the other three kinds. */
@@ -381,6 +381,7 @@ struct cmd {
 	int subscribed; /* allowed in subscribed mode (RESP2) */
 	void (*fn)(ac_conn_t *c, struct client *cl, size_t argc,
 		   const char **argv, const size_t *argl);
+	int state;      /* needs the client's state (else cl may be NULL) */
 };
 
 #define ARGS                                                                 \
@@ -744,21 +745,21 @@ static void cmd_info(ARGS)
 }
 
 static const struct cmd commands[] = {
-	{"ping", -1, 1, cmd_ping},
-	{"echo", 2, 0, cmd_echo},
-	{"subscribe", -2, 1, cmd_subscribe},
-	{"unsubscribe", -1, 1, cmd_unsubscribe},
-	{"psubscribe", -2, 1, cmd_psubscribe},
-	{"punsubscribe", -1, 1, cmd_punsubscribe},
-	{"publish", 3, 0, cmd_publish},
-	{"pubsub", -2, 0, cmd_pubsub},
-	{"quit", -1, 1, cmd_quit},
-	{"reset", 1, 1, cmd_reset},
-	{"hello", -1, 0, cmd_hello},
-	{"client", -2, 0, cmd_client},
-	{"command", -1, 0, cmd_command},
-	{"config", -2, 0, cmd_config},
-	{"info", -1, 0, cmd_info},
+	{"ping", -1, 1, cmd_ping, 0},
+	{"echo", 2, 0, cmd_echo, 0},
+	{"subscribe", -2, 1, cmd_subscribe, 1},
+	{"unsubscribe", -1, 1, cmd_unsubscribe, 1},
+	{"psubscribe", -2, 1, cmd_psubscribe, 1},
+	{"punsubscribe", -1, 1, cmd_punsubscribe, 1},
+	{"publish", 3, 0, cmd_publish, 0},
+	{"pubsub", -2, 0, cmd_pubsub, 0},
+	{"quit", -1, 1, cmd_quit, 0},
+	{"reset", 1, 1, cmd_reset, 1},
+	{"hello", -1, 0, cmd_hello, 1},
+	{"client", -2, 0, cmd_client, 1},
+	{"command", -1, 0, cmd_command, 0},
+	{"config", -2, 0, cmd_config, 0},
+	{"info", -1, 0, cmd_info, 0},
 };
 static const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
 
@@ -801,6 +802,8 @@ static void unknown(ac_conn_t *c, size_t argc, const char **argv,
 	out(c, "\r\n", 2);
 }
 
+static struct client *client_new(ac_conn_t *c);
+
 static void execute(ac_conn_t *c, struct client *cl, size_t argc,
 		    const char **argv, const size_t *argl)
 {
@@ -827,6 +830,8 @@ static void execute(ac_conn_t *c, struct client *cl, size_t argc,
 		     cmd->name);
 		return;
 	}
+	if (!cl && cmd->state && !(cl = client_new(c)))
+		return; /* closing: out of memory */
 	cmd->fn(c, cl, argc, argv, argl);
 }
 
@@ -873,16 +878,21 @@ static void on_frame(ac_conn_t *c, const void *data, size_t len)
 		execute(c, ac_conn_data(c), cmd.argc, argv, argl);
 }
 
-static void on_open(ac_conn_t *c)
+/* A client's state, made by the first command that needs it: a
+ * connection that only publishes or pings costs the broker nothing beyond
+ * the library's own bytes. */
+static struct client *client_new(ac_conn_t *c)
 {
 	struct client *cl = calloc(1, sizeof(*cl));
 
 	if (!cl) {
-		ac_conn_close(c, AC_CLOSE_ABORT);
-		return;
+		outs(c, "-ERR out of memory\r\n");
+		ac_conn_close(c, AC_CLOSE_FLUSH);
+		return NULL;
 	}
 	cl->id = __atomic_add_fetch(&B.next_id, 1, __ATOMIC_RELAXED);
 	ac_conn_set_data(c, cl);
+	return cl;
 }
 
 static void on_heartbeat(ac_conn_t *c)
@@ -956,8 +966,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0}};
 	const char *addr = "127.0.0.1:6380", *upath = NULL, *maddr = NULL;
 	const char *upstream = NULL;
-	ac_conn_cbs_t cbs = {.on_open = on_open,
-			     .on_frame = on_frame,
+	ac_conn_cbs_t cbs = {.on_frame = on_frame,
 			     .on_heartbeat = on_heartbeat,
 			     .on_close = on_close};
 	ac_conn_opts_t opts = {.framing = AC_FRAME_CUSTOM,

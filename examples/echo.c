@@ -137,7 +137,13 @@ int main(int argc, char **argv)
 			ac_runtime_free(rt);
 			return 1;
 		}
-		printf("actorconn-echo: metrics on http://%s/metrics\n", maddr);
+		size_t mlen = strlen(maddr);
+		if (mlen > 2 && !strcmp(maddr + mlen - 2, ":0"))
+			printf("actorconn-echo: metrics on http://%.*s:%d/metrics\n",
+			       (int)(mlen - 2), maddr, ac_listener_port(ml));
+		else
+			printf("actorconn-echo: metrics on http://%s/metrics\n",
+			       maddr);
 	}
 	if ((err = ac_runtime_start(rt))) {
 		fprintf(stderr, "actorconn-echo: start: %s\n", ac_strerror(err));

@@ -18,7 +18,8 @@
  *
  * Output: writes append to an evbuffer and queue the connection for a
  * flush at the end of the callback, so a burst of writes (pipelined
- * replies, a drain of many mailbox messages) costs one sendmsg. sendmsg
+ * replies, a drain of many mailbox messages) costs one sendmsg. The
+ * evbuffer is freed once empty. sendmsg
  * with MSG_NOSIGNAL: a vanished peer is an error code, never SIGPIPE.
  */
 #define _GNU_SOURCE
@@ -733,6 +734,13 @@ void ac__conn_flush(ac_conn_t *c)
 		return;
 	}
 	disarm_write(c);
+	/* All written: the output buffer goes, as the input buffer does, so
+	 * an idle connection holds neither (one allocation per write burst,
+	 * against some 150 bytes on every idle connection). */
+	if (c->out) {
+		evbuffer_free(c->out);
+		c->out = NULL;
+	}
 	if (c->state == AC__C_CLOSING)
 		queue_close(c);
 }

@@ -3,15 +3,18 @@
 # serves Prometheus metrics over HTTP, and exits 0 on SIGTERM.
 set -u
 bin=${ECHO_BIN:-./actorconn-echo}
-port=$((20000 + RANDOM % 20000))
-mport=$((port + 1))
 out=$(mktemp)
-"$bin" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$mport" --framing line >"$out" 2>&1 &
+# Port 0 for both: the echo server says which ports it got (a port picked
+# here could be taken by then).
+"$bin" --listen "127.0.0.1:0" --metrics "127.0.0.1:0" --framing line >"$out" 2>&1 &
 pid=$!
 fail() { echo "FAIL: $*"; cat "$out"; kill "$pid" 2>/dev/null; rm -f "$out"; exit 1; }
 
 for _ in $(seq 100); do grep -q 'listening on' "$out" && break; sleep 0.05; done
-grep -q "listening on 127.0.0.1:$port" "$out" || fail "no listening line"
+port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$out")
+mport=$(sed -n 's|.*metrics on http://127\.0\.0\.1:\([0-9]*\)/metrics.*|\1|p' "$out")
+[ -n "$port" ] && [ "$port" != 0 ] || fail "no listening line"
+[ -n "$mport" ] && [ "$mport" != 0 ] || fail "no metrics line"
 
 exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "connect"
 printf 'hello\n' >&3
