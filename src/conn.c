@@ -36,6 +36,11 @@
 
 #define AC__IOV_MAX 64
 
+/* Idle memory per connection is a target (README, Performance): a field
+ * added here must push something rarely used out to keep this true. */
+_Static_assert(sizeof(struct ac_conn_s) <= 256,
+	       "ac_conn_t outgrew its 256-byte size class");
+
 /* ---- protocol objects --------------------------------------------------- */
 
 ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
@@ -266,6 +271,14 @@ static void give_place(ac_conn_t *c)
 		__atomic_sub_fetch(&c->proto->nconns, 1, __ATOMIC_RELAXED);
 }
 
+/* Any thread holding a pin: the length of c->peer. */
+socklen_t ac__conn_peer_len(const ac_conn_t *c)
+{
+	return c->family == AF_INET    ? sizeof(struct sockaddr_in)
+	       : c->family == AF_INET6 ? sizeof(struct sockaddr_in6)
+				       : 0;
+}
+
 /* Owner loop: takes c's place under max_conns; false when full. */
 bool ac__conn_take_place(ac_conn_t *c)
 {
@@ -292,7 +305,6 @@ ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err)
 		ac__free(AC__K_CONN, c);
 		return NULL;
 	}
-	c->hp.kind = AC__HP_CONN;
 	c->loop = loop;
 	c->fd = -1;
 	c->proto = proto;
@@ -300,10 +312,6 @@ ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err)
 	c->handle = ac__handle_make(loop->index, idx, gen);
 	c->opened_ms = ac__wall_ms();
 	ac__proto_ref(proto);
-	c->next = loop->conns;
-	if (loop->conns)
-		loop->conns->prev = c;
-	loop->conns = c;
 	loop->nconns++;
 	AC__STAT_SET(loop, handles_live, loop->htab.live);
 	/* Release: a thread that sees c in the slot sees its facts. */
@@ -314,15 +322,19 @@ ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err)
 
 static void unlink_conn(ac_conn_t *c)
 {
-	ac__loop_t *loop = c->loop;
+	c->loop->nconns--;
+}
 
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		loop->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	loop->nconns--;
+void ac__loop_each_conn(ac__loop_t *loop, void (*fn)(ac_conn_t *c, int arg),
+			int arg)
+{
+	/* The handle table is the list of connections: a slot holds its
+	 * connection from ac__conn_new to finalize. */
+	for (uint32_t i = 0; i < loop->htab.nslots; i++) {
+		ac_conn_t *c = ac__htab_slot(&loop->htab, i)->conn;
+		if (c && c->state != AC__C_DEAD)
+			fn(c, arg);
+	}
 }
 
 /* Owner loop: undoes ac__conn_new for a connection nobody has heard of.
@@ -359,10 +371,8 @@ int ac__conn_ready(ac_conn_t *c)
 	if (getpeername(c->fd, (struct sockaddr *)&c->peer, &len) == 0 &&
 	    len <= sizeof(c->peer)) {
 		c->family = c->peer.sin6_family;
-		c->peer_len = len;
 	} else {
 		c->family = AF_UNIX; /* unix peers do not fit; nor matter */
-		c->peer_len = 0;
 	}
 	if (c->family == AF_INET || c->family == AF_INET6) {
 		int one = 1;
@@ -486,9 +496,11 @@ void ac__conn_fail(ac_conn_t *c, int reason, int err)
 	begin_close(c, AC_CLOSE_ABORT, reason, err);
 }
 
-void ac__conn_shutdown(ac_conn_t *c)
+/* The stop sequence, for ac__loop_each_conn: flush first, then abort. */
+void ac__conn_stop(ac_conn_t *c, int abort)
 {
-	begin_close(c, AC_CLOSE_FLUSH, AC_ESHUTDOWN, 0);
+	begin_close(c, abort ? AC_CLOSE_ABORT : AC_CLOSE_FLUSH, AC_ESHUTDOWN,
+		    0);
 }
 
 AC_EXPORT void ac_conn_close(ac_conn_t *c, int how)
@@ -551,8 +563,8 @@ void ac__conn_finalize(ac_conn_t *c)
 	if (c->out)
 		evbuffer_free(c->out);
 	c->out = NULL;
-	ac__free(AC__K_OTHER, c->in.p);
-	memset(&c->in, 0, sizeof(c->in));
+	ac__free(AC__K_OTHER, c->in);
+	c->in = NULL;
 	if (again) {
 		c->need = 0;
 		c->above_high = 0;
@@ -792,19 +804,20 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
 /* Keeps the unconsumed tail p[0, n) for the next read. */
 static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n)
 {
-	struct ac__inbuf *in = &c->in;
-	size_t cap = n < 4096 ? 4096 : n;
+	struct ac__inbuf *in = c->in;
 
-	if (in->p && in->p != p) {
-		/* p points into in->p: compact in place. */
-		memmove(in->p, p, n);
-	} else if (!in->p) {
-		if (!(in->p = ac__realloc_bytes(NULL, cap)))
+	if (in) {
+		if (in->data != p) /* p points into it: compact in place */
+			memmove(in->data, p, n);
+	} else {
+		size_t cap = n < 4096 ? 4096 : n;
+
+		if (!(in = ac__realloc_bytes(NULL, sizeof(*in) + cap)))
 			return AC_ENOMEM;
-		memcpy(in->p, p, n);
+		memcpy(in->data, p, n);
 		in->cap = cap;
+		c->in = in;
 	}
-	in->off = 0;
 	in->len = n;
 	return 0;
 }
@@ -812,22 +825,17 @@ static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n)
 /* Makes room for at least one more read chunk, or for `need` bytes. */
 static int grow_input(ac_conn_t *c)
 {
-	struct ac__inbuf *in = &c->in;
+	struct ac__inbuf *in = c->in;
 	size_t want = in->len + AC__READ_CHUNK;
-	unsigned char *np;
 
 	if (c->need > want)
 		want = c->need;
-	if (in->off) {
-		memmove(in->p, in->p + in->off, in->len);
-		in->off = 0;
-	}
 	if (in->cap >= want)
 		return 0;
-	if (!(np = realloc(in->p, want)))
+	if (!(in = realloc(in, sizeof(*in) + want)))
 		return AC_ENOMEM;
-	in->p = np;
 	in->cap = want;
+	c->in = in;
 	return 0;
 }
 
@@ -858,13 +866,13 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	ac_conn_t *c = arg;
 	ac__loop_t *loop = c->loop;
-	struct ac__inbuf *in = &c->in;
+	struct ac__inbuf *in;
 	ssize_t n, used;
 
 	ac__loop_enter(loop);
 	if (c->state != AC__C_OPEN)
 		goto out;
-	if (in->len == 0) {
+	if (!c->in) {
 		/* Fast path: decode straight from the loop's scratch. */
 		n = recv(fd, loop->scratch, AC__READ_CHUNK, 0);
 		if (n <= 0) {
@@ -882,7 +890,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		ac__conn_fail(c, AC_ENOMEM, 0);
 		goto out;
 	}
-	n = recv(fd, in->p + in->len, in->cap - in->len, 0);
+	in = c->in;
+	n = recv(fd, in->data + in->len, in->cap - in->len, 0);
 	if (n <= 0) {
 		on_read_error(c, n);
 		goto out;
@@ -891,16 +900,16 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	in->len += (size_t)n;
 	if (c->need && in->len < c->need)
 		goto out; /* the decoder said: not before `need` bytes */
-	used = dispatch(c, in->p, in->len);
+	used = dispatch(c, in->data, in->len);
 	if (used < 0 || c->state != AC__C_OPEN)
 		goto out;
 	in->len -= (size_t)used;
 	if (in->len == 0) {
 		/* Drop the buffer: idle connections hold no input memory. */
-		ac__free(AC__K_OTHER, in->p);
-		memset(in, 0, sizeof(*in));
+		ac__free(AC__K_OTHER, in);
+		c->in = NULL;
 	} else if (used > 0) {
-		keep_tail(c, in->p + used, in->len);
+		keep_tail(c, in->data + used, in->len);
 	}
 out:
 	ac__loop_leave(loop);

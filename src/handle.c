@@ -349,10 +349,10 @@ AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 	if (c->family == AF_UNIX) {
 		snprintf(out->peer_str, sizeof(out->peer_str), "unix");
 	} else {
-		out->peer_len = c->peer_len;
-		memcpy(&out->peer, &c->peer, c->peer_len);
+		out->peer_len = ac__conn_peer_len(c);
+		memcpy(&out->peer, &c->peer, out->peer_len);
 		ac__addr_format((const struct sockaddr *)&c->peer,
-				c->peer_len, out->peer_str,
+				out->peer_len, out->peer_str,
 				sizeof(out->peer_str));
 	}
 	ac__unpin(rec);

@@ -307,9 +307,8 @@ struct ac__loop {
 	int *wake_list;          /* consumers to wake when the callback ends */
 	int nwake;
 	int depth;               /* library callback nesting */
-	ac_conn_t *conns;        /* every connection of this loop, outbound
-				    ones connecting or waiting included */
-	unsigned nconns;
+	unsigned nconns;         /* connections in htab, outbound ones
+				    connecting or waiting included */
 	unsigned nopen;          /* of which open (conns_open) */
 	struct evdns_base *dns;  /* made on the first name lookup */
 	struct ac__subpool *pools; /* sub-pools served by this loop */
@@ -453,9 +452,11 @@ enum ac__conn_state {
 	AC__C_WAITING     /* outbound: back-off before the next attempt */
 };
 
+/* A connection's input tail, header and bytes in one allocation; only
+ * while a frame is incomplete. */
 struct ac__inbuf {
-	unsigned char *p;
-	size_t off, len, cap;
+	size_t len, cap;
+	unsigned char data[];
 };
 
 struct ac__wentry {
@@ -467,8 +468,21 @@ struct ac__gentry {
 	uint32_t idx; /* c's place in g's member array on c's loop */
 };
 
+/*
+ * A connection. It is kept small (256 bytes, one tcmalloc size class) for
+ * idle memory: what only some connections need is allocated on demand,
+ * and the retirement record overlays event pointers that are all freed
+ * and NULL by the time the connection is retired.
+ */
 struct ac_conn_s {
-	struct ac__hpobj hp;   /* retirement through ck_hp (first member) */
+	union {
+		struct ac__hpobj hp; /* retirement through ck_hp (first) */
+		struct {
+			struct event *rev, *wev, *linger_ev, *idle_ev,
+				*hb_ev;
+		};
+	};
+	struct event *wto_ev, *soft_ev; /* lazily made, like wev and idle_ev */
 	ac__loop_t *loop;
 	ac__proto_t *proto;
 	ac_handle_t handle;
@@ -481,20 +495,18 @@ struct ac_conn_s {
 	uint8_t above_high; /* output went over out_high; on_drain pending */
 	uint8_t counted;    /* holds a place in the max_conns counters */
 	uint8_t is_open;    /* counted in loop->nopen */
+	uint16_t family;    /* AF_INET, AF_INET6, or AF_UNIX (peer unset) */
 	int reason;      /* close reason, fixed by the first close */
 	int err;         /* errno behind reason */
 	size_t need;     /* input length worth decoding again */
-	struct event *rev, *wev, *linger_ev;
-	struct event *idle_ev, *hb_ev, *wto_ev, *soft_ev; /* lazily made */
 	struct ac_timer_s *timers;  /* conn-owned timers */
 	struct ac__wentry *watches; /* watchers to fire at close */
 	unsigned nwatches, capwatches;
 	struct ac__gentry *groups;  /* groups c is a member of */
 	unsigned ngroups, capgroups;
-	struct ac__inbuf in;
-	struct evbuffer *out;
+	struct ac__inbuf *in;    /* NULL unless a frame is incomplete */
+	struct evbuffer *out;    /* NULL unless output is pending */
 	struct ac__outbound *ob; /* outbound connections only (connect.c) */
-	ac_conn_t *prev, *next;  /* loop->conns */
 	ac_conn_t *close_next;
 	ac_conn_t *flush_next;
 
@@ -502,9 +514,8 @@ struct ac_conn_s {
 	 * written by the owner with relaxed atomic stores. */
 	uint64_t opened_ms;
 	uint64_t bytes_in, bytes_out;
-	uint16_t family;
-	socklen_t peer_len;
-	struct sockaddr_in6 peer; /* holds sockaddr_in too */
+	struct sockaddr_in6 peer; /* holds sockaddr_in too; its length
+				     follows from family */
 };
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto);
@@ -512,10 +523,15 @@ ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err);
 int ac__conn_ready(ac_conn_t *c);
 bool ac__conn_take_place(ac_conn_t *c);
 void ac__conn_discard(ac_conn_t *c);
+/* Owner loop: calls fn(c, arg) for every connection of the loop; fn may
+ * close c (not free it: that happens at the outermost leave). */
+void ac__loop_each_conn(ac__loop_t *loop, void (*fn)(ac_conn_t *c, int arg),
+			int arg);
 int ac__conn_out_reserve(ac_conn_t *c, size_t len);
 void ac__conn_out_added(ac_conn_t *c);
 void ac__conn_fail(ac_conn_t *c, int reason, int err);
-void ac__conn_shutdown(ac_conn_t *c);
+void ac__conn_stop(ac_conn_t *c, int abort);
+socklen_t ac__conn_peer_len(const ac_conn_t *c);
 void ac__conn_finalize(ac_conn_t *c);
 void ac__conn_flush(ac_conn_t *c);
 void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m);

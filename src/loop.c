@@ -217,8 +217,7 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 	ac__loop_t *loop = arg;
 
 	ac__loop_enter(loop);
-	for (ac_conn_t *c = loop->conns; c; c = c->next)
-		ac__conn_fail(c, AC_ESHUTDOWN, 0);
+	ac__loop_each_conn(loop, ac__conn_stop, 1);
 	ac__loop_leave(loop);
 }
 
@@ -237,8 +236,7 @@ void ac__loop_begin_stop(ac__loop_t *loop, void *grace_ms)
 	loop->stopping = 1;
 	ac__accept_drop_all(loop);
 	ac__pools_loop_stop(loop); /* waiters fail with AC_ESHUTDOWN */
-	for (ac_conn_t *c = loop->conns; c; c = c->next)
-		ac__conn_shutdown(c);
+	ac__loop_each_conn(loop, ac__conn_stop, 0);
 	if (loop->base && loop->nconns)
 		evtimer_add(loop->grace_ev, &tv);
 	/* The leave of the drain cycle running us breaks the loop once the

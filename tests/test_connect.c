@@ -14,7 +14,8 @@
 /* What the client side saw; one global per forked test. */
 #define MAX_EVENTS 64
 static struct {
-	int64_t opens, closes, lines; /* atomic */
+	int64_t opens, closes, lines; /* atomic: events fully recorded */
+	int64_t open_slot, close_slot; /* atomic: where the next one goes */
 	int reasons[MAX_EVENTS];
 	int errnos[MAX_EVENTS];
 	int reconnecting[MAX_EVENTS];
@@ -25,9 +26,11 @@ static struct {
 	int close_on_line; /* ac_conn_close after the first echoed line */
 } cl;
 
+/* Two loops may call back at once: each takes its own slot first, and
+ * counts itself only once the slot is written. */
 static void cl_open(ac_conn_t *c)
 {
-	int64_t i = __atomic_load_n(&cl.opens, __ATOMIC_RELAXED);
+	int64_t i = __atomic_fetch_add(&cl.open_slot, 1, __ATOMIC_RELAXED);
 
 	if (i < MAX_EVENTS) {
 		cl.open_handles[i] = ac_conn_handle(c);
@@ -47,7 +50,7 @@ static void cl_frame(ac_conn_t *c, const void *data, size_t len)
 
 static void cl_close(ac_conn_t *c, int reason)
 {
-	int64_t i = __atomic_load_n(&cl.closes, __ATOMIC_RELAXED);
+	int64_t i = __atomic_fetch_add(&cl.close_slot, 1, __ATOMIC_RELAXED);
 
 	if (i < MAX_EVENTS) {
 		cl.reasons[i] = reason;
