@@ -1,20 +1,29 @@
 /*
- * actorconn-bench: micro-benchmarks of libactorconn's hot paths, each side
- * by side with the conventional design it replaces.
+ * actorconn-bench: benchmarks of libactorconn, each side by side with a
+ * real alternative measured in the same run on the same machine.
  *
- *   actorconn-bench mailbox [--messages N] [--reps R] [--json FILE]
- *   actorconn-bench handle  [--iterations N] [--reps R] [--json FILE]
+ *   actorconn-bench mailbox  micro: messages/s through the mailboxes
+ *   actorconn-bench handle   micro: ns per weak-handle pin+unpin
+ *   actorconn-bench ping     RESP PING load (reqload.c)
+ *   actorconn-bench echo     len32 echo load (reqload.c)
+ *   actorconn-bench fanout   RESP pub/sub delivery (fanout.c)
+ *   actorconn-bench idle     a server's memory per idle connection (idle.c)
  *
- * Every figure is the median over R repetitions; the library and its
- * baseline alternate within each repetition so that drift on a shared
- * machine hits both alike. The program only prints: it asserts nothing about
- * speed, but it does check that the work was done (every message consumed,
- * every pin successful) and exits 1 if not.
+ * Every figure is a median over --reps repetitions. The micro-benchmarks
+ * alternate the library and its baseline within each repetition so that
+ * drift on a shared machine hits both alike; the network subcommands
+ * measure one server per run, and bench/run.sh (make bench) alternates the
+ * servers. The program only prints: it asserts nothing about speed, but it
+ * does check that the work was done (every message consumed, every pin
+ * successful, every reply correct) and exits 1 if not.
  *
- * It links the library's internals (internal.h) to time ac__pin/ac__unpin
- * directly and to watch the overflow lists.
+ * This file holds the subcommand table, the option parser, the table and
+ * JSON writers, and the two micro-benchmarks, which link the library's
+ * internals (internal.h) to time ac__pin/ac__unpin directly and to watch
+ * the overflow lists.
  */
 #include "internal.h"
+#include "bench.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,17 +34,16 @@
 #include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define PROG "actorconn-bench"
-
 /* ---- small shared helpers ------------------------------------------------ */
 
-static double now_s(void)
+double now_s(void)
 {
 	struct timespec ts;
 
@@ -43,10 +51,19 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void die(const char *fmt, ...)
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void die(const char *fmt, ...)
 {
 	va_list ap;
 
+	fflush(stdout);
 	fprintf(stderr, PROG ": ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -62,39 +79,59 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The median of v[0..n); v is left sorted. */
-static double median(double *v, int n)
+double median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* ---- options ----------------------------------------------------------------
- * One getopt table for every subcommand; each subcommand lists the options it
- * accepts as a bit mask and brings its own defaults. A new option is a new
- * bit, a new struct field and a new line in long_opts.
+ * One table for every subcommand: an option is a name, its O_* bit, how its
+ * value is read, where it goes in struct opts, and its largest value. A
+ * subcommand accepts the options whose bits it lists.
  */
-enum {
-	O_MESSAGES = 1 << 0,
-	O_ITERATIONS = 1 << 1,
-	O_REPS = 1 << 2,
-	O_JSON = 1 << 3,
+enum vkind {
+	V_COUNT,   /* positive integer; k, M, G multiply by powers of 1000 */
+	V_SECONDS, /* a decimal number of seconds */
+	V_STRING,
+	V_PROBE,   /* resp | memcache | len32 | none */
 };
 
-struct opts {
-	long long messages;
-	long long iterations;
-	int reps;
-	const char *json;
+struct optdef {
+	const char *name;
+	unsigned bit;
+	enum vkind kind;
+	size_t off;     /* in struct opts */
+	long long max;  /* V_COUNT, V_SECONDS: largest value accepted */
+	int is_int;     /* V_COUNT: the field is an int, not a long long */
 };
 
-static const struct option long_opts[] = {
-	{"messages", required_argument, NULL, 'm'},
-	{"iterations", required_argument, NULL, 'i'},
-	{"reps", required_argument, NULL, 'r'},
-	{"json", required_argument, NULL, 'j'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0}};
+#define OFF(f) offsetof(struct opts, f)
+static const struct optdef optdefs[] = {
+	{"messages", O_MESSAGES, V_COUNT, OFF(messages), LLONG_MAX, 0},
+	{"iterations", O_ITERATIONS, V_COUNT, OFF(iterations), LLONG_MAX, 0},
+	{"reps", O_REPS, V_COUNT, OFF(reps), MAX_REPS, 1},
+	{"json", O_JSON, V_STRING, OFF(json), 0, 0},
+	{"server", O_SERVER, V_STRING, OFF(server), 0, 0},
+	{"label", O_LABEL, V_STRING, OFF(label), 0, 0},
+	/* One process holds at most about 20,000 descriptors; idle spreads
+	 * its connections over processes, the others do not. */
+	{"connections", O_CONNECTIONS, V_COUNT, OFF(connections), 1000000, 0},
+	{"pipeline", O_PIPELINE, V_COUNT, OFF(pipeline), 4096, 0},
+	{"duration", O_DURATION, V_SECONDS, OFF(duration), 3600, 0},
+	{"warmup", O_WARMUP, V_SECONDS, OFF(warmup), 600, 0},
+	{"threads", O_THREADS, V_COUNT, OFF(threads), 64, 1},
+	/* actorconn-echo's default max_frame is 1 MiB. */
+	{"size", O_SIZE, V_COUNT, OFF(size), 1 << 20, 0},
+	{"subscribers", O_SUBSCRIBERS, V_COUNT, OFF(subscribers), 100000, 0},
+	{"publishers", O_PUBLISHERS, V_COUNT, OFF(publishers), 1000, 0},
+	{"pid", O_PID, V_COUNT, OFF(pid), INT_MAX, 0},
+	{"probe", O_PROBE, V_PROBE, OFF(probe), 0, 0},
+	{"per-process", O_PER_PROCESS, V_COUNT, OFF(per_process), 19000, 0},
+};
+#undef OFF
+#define NOPTS ((int)(sizeof(optdefs) / sizeof(optdefs[0])))
+#define OPT_VAL0 1000 /* getopt_long's val for optdefs[0]; clear of chars */
 
 struct subcmd {
 	const char *name;
@@ -128,19 +165,72 @@ static int parse_count(const char *s, long long *out)
 	return 0;
 }
 
+/* Stores optarg into the field d names; -1 if it is not a valid value. */
+static int set_opt(const struct subcmd *sc, const struct optdef *d,
+		   const char *arg, struct opts *o)
+{
+	char *field = (char *)o + d->off, *end;
+	long long v;
+	double s;
+
+	switch (d->kind) {
+	case V_COUNT:
+		if (parse_count(arg, &v) || v > d->max)
+			return -1;
+		if ((d->bit & (O_MESSAGES | O_ITERATIONS)) && v < sc->min_count)
+			return -1;
+		if (d->is_int)
+			*(int *)(void *)field = (int)v;
+		else
+			*(long long *)(void *)field = v;
+		return 0;
+	case V_SECONDS:
+		errno = 0;
+		s = strtod(arg, &end);
+		/* --warmup may be 0; a run needs some time. */
+		if (errno || end == arg || *end || !(s >= 0) || s > d->max ||
+		    (d->bit == O_DURATION && s <= 0))
+			return -1;
+		*(double *)(void *)field = s;
+		return 0;
+	case V_STRING:
+		*(const char **)(void *)field = arg;
+		return 0;
+	case V_PROBE:
+		if (!strcmp(arg, "resp"))
+			o->probe = PROBE_RESP;
+		else if (!strcmp(arg, "memcache"))
+			o->probe = PROBE_MEMCACHE;
+		else if (!strcmp(arg, "len32"))
+			o->probe = PROBE_LEN32;
+		else if (!strcmp(arg, "none"))
+			o->probe = PROBE_NONE;
+		else
+			return -1;
+		return 0;
+	}
+	return -1;
+}
+
 static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 		      struct opts *o)
 {
-	static const unsigned bit_of[128] = {
-		['m'] = O_MESSAGES, ['i'] = O_ITERATIONS, ['r'] = O_REPS,
-		['j'] = O_JSON};
-	long long v;
+	struct option long_opts[NOPTS + 2];
 	int c, li;
+
+	for (int i = 0; i < NOPTS; i++)
+		long_opts[i] = (struct option){optdefs[i].name,
+					       required_argument, NULL,
+					       OPT_VAL0 + i};
+	long_opts[NOPTS] = (struct option){"help", no_argument, NULL, 'h'};
+	long_opts[NOPTS + 1] = (struct option){NULL, 0, NULL, 0};
 
 	*o = sc->defaults;
 	optind = 1;
 	opterr = 0; /* our messages name the subcommand, not argv[0] */
 	while ((c = getopt_long(argc, argv, ":h", long_opts, &li)) != -1) {
+		const struct optdef *d;
+
 		if (c == 'h')
 			return 1;
 		if (c == ':' || c == '?') {
@@ -150,46 +240,40 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 				argv[optind - 1]);
 			return -1;
 		}
-		if (c >= 128 || !(sc->accepts & bit_of[c])) {
+		d = &optdefs[c - OPT_VAL0];
+		if (!(sc->accepts & d->bit)) {
 			fprintf(stderr, PROG " %s: --%s does not apply\n",
-				sc->name, long_opts[li].name);
+				sc->name, d->name);
 			return -1;
 		}
-		if (c == 'j') {
-			o->json = optarg;
-			continue;
-		}
-		/* At most 1000 reps: the medians use fixed arrays. */
-		if (parse_count(optarg, &v) ||
-		    (c == 'r' ? v > 1000 : v < sc->min_count)) {
+		if (set_opt(sc, d, optarg, o)) {
 			fprintf(stderr, PROG " %s: bad value '%s' for --%s\n",
-				sc->name, optarg, long_opts[li].name);
+				sc->name, optarg, d->name);
 			return -1;
 		}
-		if (c == 'm')
-			o->messages = v;
-		else if (c == 'i')
-			o->iterations = v;
-		else
-			o->reps = (int)v;
 	}
 	if (optind != argc) {
 		fprintf(stderr, PROG " %s: unexpected argument '%s'\n",
 			sc->name, argv[optind]);
 		return -1;
 	}
+	if ((sc->accepts & O_SERVER) && !o->server) {
+		fprintf(stderr, PROG " %s: --server HOST:PORT is required\n",
+			sc->name);
+		return -1;
+	}
+	if ((sc->accepts & O_PID) && !o->pid) {
+		fprintf(stderr, PROG " %s: --pid PID is required\n", sc->name);
+		return -1;
+	}
+	if (!o->label)
+		o->label = o->server;
 	return 0;
 }
 
 /* ---- table output -------------------------------------------------------- */
 
-struct col {
-	const char *title;
-	int width; /* 0: last column, unpadded */
-};
-
-static void table_row(const struct col *cols, int ncols,
-		      const char *const *cells)
+void table_row(const struct col *cols, int ncols, const char *const *cells)
 {
 	for (int i = 0; i < ncols; i++) {
 		if (cols[i].width)
@@ -200,7 +284,7 @@ static void table_row(const struct col *cols, int ncols,
 	putchar('\n');
 }
 
-static void table_header(const struct col *cols, int ncols)
+void table_header(const struct col *cols, int ncols)
 {
 	const char *titles[16];
 
@@ -209,8 +293,7 @@ static void table_header(const struct col *cols, int ncols)
 	table_row(cols, ncols < 16 ? ncols : 16, titles);
 }
 
-/* "12.34M": messages per second, readable at a glance. */
-static void fmt_rate(char *buf, size_t n, double v)
+void fmt_rate(char *buf, size_t n, double v)
 {
 	if (v >= 1e6)
 		snprintf(buf, n, "%.2fM", v / 1e6);
@@ -218,15 +301,7 @@ static void fmt_rate(char *buf, size_t n, double v)
 		snprintf(buf, n, "%.1fk", v / 1e3);
 }
 
-/* ---- JSON output ------------------------------------------------------------
- * Just enough to write {"name": [{...}, {...}]} with flat objects.
- */
-struct json {
-	FILE *f;
-	const char *path;
-	int nobj;   /* objects so far in the array */
-	int nfield; /* fields so far in the current object */
-};
+/* ---- JSON output ------------------------------------------------------------ */
 
 static void json_string(FILE *f, const char *s)
 {
@@ -243,7 +318,7 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static int json_open(struct json *j, const char *path, const char *name)
+int json_open(struct json *j, const char *path, const char *name)
 {
 	memset(j, 0, sizeof(*j));
 	j->path = path;
@@ -257,7 +332,7 @@ static int json_open(struct json *j, const char *path, const char *name)
 	return 0;
 }
 
-static void json_obj_begin(struct json *j)
+void json_obj_begin(struct json *j)
 {
 	fputs(j->nobj++ ? ",\n  {" : "\n  {", j->f);
 	j->nfield = 0;
@@ -271,20 +346,20 @@ static void json_key(struct json *j, const char *k)
 	fputs(": ", j->f);
 }
 
-static void json_str(struct json *j, const char *k, const char *v)
+void json_str(struct json *j, const char *k, const char *v)
 {
 	json_key(j, k);
 	json_string(j->f, v);
 }
 
-static void json_int(struct json *j, const char *k, long long v)
+void json_int(struct json *j, const char *k, long long v)
 {
 	json_key(j, k);
 	fprintf(j->f, "%lld", v);
 }
 
 /* JSON has no NaN or infinity: those become null. */
-static void json_num(struct json *j, const char *k, double v, int decimals)
+void json_num(struct json *j, const char *k, double v, int decimals)
 {
 	json_key(j, k);
 	if (isfinite(v))
@@ -293,12 +368,12 @@ static void json_num(struct json *j, const char *k, double v, int decimals)
 		fputs("null", j->f);
 }
 
-static void json_obj_end(struct json *j)
+void json_obj_end(struct json *j)
 {
 	fputc('}', j->f);
 }
 
-static int json_close(struct json *j)
+int json_close(struct json *j)
 {
 	int bad;
 
@@ -737,7 +812,7 @@ struct mb_case {
 
 static long long median_ll(long long *v, int n)
 {
-	double d[1000];
+	double d[MAX_REPS];
 
 	for (int i = 0; i < n; i++)
 		d[i] = (double)v[i];
@@ -813,8 +888,8 @@ static int cmd_mailbox(const struct opts *o)
 		{.path = "foreign -> loop", .kind = MB_FOREIGN, .batch = 1},
 	};
 	const int ncase = (int)(sizeof(cs) / sizeof(cs[0]));
-	double ac[1000], base[1000], prod[1000];
-	long long ac_n[1000], base_n[1000];
+	double ac[MAX_REPS], base[MAX_REPS], prod[MAX_REPS];
+	long long ac_n[MAX_REPS], base_n[MAX_REPS];
 	struct json j;
 
 	/* Open the output first: a bad path should not cost a whole run. */
@@ -1135,7 +1210,7 @@ static int cmd_handle(const struct opts *o)
 {
 	struct h_shared *sh;
 	struct h_row rows[H_MAX_THREADS];
-	double v[H_KINDS][1000];
+	double v[H_KINDS][MAX_REPS];
 	struct json j;
 	int fd;
 
@@ -1178,6 +1253,9 @@ static int cmd_handle(const struct opts *o)
 
 /* ==== main ================================================================ */
 
+#define NET_COMMON (O_SERVER | O_LABEL | O_DURATION | O_WARMUP | O_THREADS | \
+		    O_REPS | O_JSON)
+
 static const struct subcmd subcmds[] = {
 	{"mailbox", "[--messages N] [--reps R] [--json FILE]",
 	 "messages/s through the mailboxes vs a mutex+eventfd queue",
@@ -1189,21 +1267,67 @@ static const struct subcmd subcmds[] = {
 	 O_ITERATIONS | O_REPS | O_JSON, H_MAX_THREADS,
 	 {.iterations = 20000000, .reps = 3},
 	 cmd_handle},
+	{"ping", "--server HOST:PORT [--connections C] [--pipeline P]\n"
+		 "[--duration S] [--warmup S] [--threads T] [--reps R]\n"
+		 "[--label NAME] [--json FILE]",
+	 "RESP PING requests/s and latency (actorconn-broker, redis-server)",
+	 NET_COMMON | O_CONNECTIONS | O_PIPELINE, 1,
+	 {.connections = 50, .pipeline = 1, .duration = 5, .warmup = 1,
+	  .threads = 1, .reps = 1},
+	 cmd_ping},
+	{"echo", "--server HOST:PORT [--connections C] [--pipeline P]\n"
+		 "[--size B] [--duration S] [--warmup S] [--threads T]\n"
+		 "[--reps R] [--label NAME] [--json FILE]",
+	 "len32 echo requests/s and latency (actorconn-echo, baselines)",
+	 NET_COMMON | O_CONNECTIONS | O_PIPELINE | O_SIZE, 1,
+	 {.connections = 100, .pipeline = 1, .size = 64, .duration = 5,
+	  .warmup = 1, .threads = 1, .reps = 1},
+	 cmd_echo},
+	{"fanout", "--server HOST:PORT [--subscribers S] [--publishers N]\n"
+		   "[--pipeline W] [--size B] [--duration S] [--warmup S]\n"
+		   "[--threads T] [--reps R] [--label NAME] [--json FILE]",
+	 "RESP pub/sub deliveries/s and publish-to-delivery latency",
+	 NET_COMMON | O_SUBSCRIBERS | O_PUBLISHERS | O_PIPELINE | O_SIZE, 1,
+	 {.subscribers = 1000, .publishers = 1, .pipeline = 64, .size = 64,
+	  .duration = 5, .warmup = 1, .threads = 1, .reps = 1},
+	 cmd_fanout},
+	{"idle", "--server HOST:PORT --pid PID [--connections N]\n"
+		 "[--probe resp|memcache|len32|none] [--per-process K]\n"
+		 "[--label NAME] [--json FILE]",
+	 "a server's resident memory per idle connection",
+	 O_SERVER | O_LABEL | O_JSON | O_PID | O_CONNECTIONS | O_PROBE |
+		 O_PER_PROCESS, 1,
+	 {.connections = 10000, .probe = PROBE_RESP, .per_process = 15000},
+	 cmd_idle},
 };
 #define NSUBCMDS ((int)(sizeof(subcmds) / sizeof(subcmds[0])))
+
+/* Prints a usage line of sc; its args wrap at each '\n', under the first. */
+static void usage_line(FILE *f, const char *lead, const struct subcmd *sc)
+{
+	int indent = fprintf(f, "%s" PROG " %-7s ", lead, sc->name);
+
+	for (const char *a = sc->args, *nl; *a; a = nl + 1) {
+		if (!(nl = strchr(a, '\n'))) {
+			fprintf(f, "%s\n", a);
+			break;
+		}
+		fprintf(f, "%.*s\n%*s", (int)(nl - a), a, indent, "");
+	}
+}
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage:\n");
 	for (int i = 0; i < NSUBCMDS; i++)
-		fprintf(f, "  " PROG " %-8s %s\n", subcmds[i].name,
-			subcmds[i].args);
+		usage_line(f, "  ", &subcmds[i]);
 	fprintf(f, "\n");
 	for (int i = 0; i < NSUBCMDS; i++)
 		fprintf(f, "  %-8s %s\n", subcmds[i].name, subcmds[i].summary);
-	fprintf(f, "\nN accepts k, M and G suffixes (powers of 1000). Each "
-		   "figure is the median\nof R runs; --json FILE also writes "
-		   "the figures as JSON.\n");
+	fprintf(f, "\nCounts accept k, M and G suffixes (powers of 1000); "
+		   "S is in seconds.\nEach figure is the median of R runs; "
+		   "--json FILE also writes the figures\nas JSON. See "
+		   "actorconn-bench(1).\n");
 }
 
 int main(int argc, char **argv)
@@ -1227,11 +1351,11 @@ int main(int argc, char **argv)
 	/* The subcommand's arguments, with its name standing in for argv[0]. */
 	rc = parse_opts(sc, argc - 1, argv + 1, &o);
 	if (rc > 0) {
-		printf("usage: " PROG " %s %s\n", sc->name, sc->args);
+		usage_line(stdout, "usage: ", sc);
 		return 0;
 	}
 	if (rc < 0) {
-		fprintf(stderr, "usage: " PROG " %s %s\n", sc->name, sc->args);
+		usage_line(stderr, "usage: ", sc);
 		return 2;
 	}
 	return sc->run(&o);

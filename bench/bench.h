@@ -1,0 +1,107 @@
+/*
+ * bench.h: private to actorconn-bench. The pieces that bench.c (options,
+ * output, the micro-benchmarks) shares with the network load generators
+ * (netload.c, reqload.c, fanout.c, idle.c). Nothing here is library API.
+ */
+#ifndef AC_BENCH_H
+#define AC_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define PROG "actorconn-bench"
+#define MAX_REPS 1000 /* the medians use fixed arrays */
+
+/* ---- small helpers (bench.c) --------------------------------------------- */
+
+double now_s(void);
+uint64_t now_ns(void); /* CLOCK_MONOTONIC: comparable across processes */
+void die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+double median(double *v, int n); /* v is left sorted */
+
+/* ---- options ----------------------------------------------------------------
+ * One table of options for every subcommand; a subcommand lists the ones it
+ * accepts (O_* bits) and brings its own defaults.
+ */
+enum {
+	O_MESSAGES = 1 << 0,
+	O_ITERATIONS = 1 << 1,
+	O_REPS = 1 << 2,
+	O_JSON = 1 << 3,
+	O_SERVER = 1 << 4,
+	O_CONNECTIONS = 1 << 5,
+	O_PIPELINE = 1 << 6,
+	O_DURATION = 1 << 7,
+	O_WARMUP = 1 << 8,
+	O_THREADS = 1 << 9,
+	O_SIZE = 1 << 10,
+	O_SUBSCRIBERS = 1 << 11,
+	O_PUBLISHERS = 1 << 12,
+	O_PID = 1 << 13,
+	O_PROBE = 1 << 14,
+	O_PER_PROCESS = 1 << 15,
+	O_LABEL = 1 << 16,
+};
+
+/* How idle connections prove that the server accepted them. */
+enum probe { PROBE_RESP, PROBE_MEMCACHE, PROBE_LEN32, PROBE_NONE };
+
+struct opts {
+	long long messages;
+	long long iterations;
+	int reps;
+	const char *json;
+	const char *server;   /* HOST:PORT */
+	const char *label;    /* names the server in output; default: server */
+	long long connections;
+	long long pipeline;
+	double duration;      /* seconds */
+	double warmup;        /* seconds */
+	int threads;
+	long long size;       /* payload bytes */
+	long long subscribers;
+	long long publishers;
+	long long pid;
+	enum probe probe;
+	long long per_process;
+};
+
+/* ---- table output ------------------------------------------------------------ */
+
+struct col {
+	const char *title;
+	int width; /* 0: last column, unpadded */
+};
+
+void table_row(const struct col *cols, int ncols, const char *const *cells);
+void table_header(const struct col *cols, int ncols);
+void fmt_rate(char *buf, size_t n, double v); /* "12.34M", "850.2k" */
+
+/* ---- JSON output ----------------------------------------------------------------
+ * {"name": [{...}, {...}]}: an array of flat objects, one per line.
+ */
+struct json {
+	FILE *f;
+	const char *path;
+	int nobj;   /* objects so far in the array */
+	int nfield; /* fields so far in the current object */
+};
+
+int json_open(struct json *j, const char *path, const char *name);
+void json_obj_begin(struct json *j);
+void json_str(struct json *j, const char *k, const char *v);
+void json_int(struct json *j, const char *k, long long v);
+void json_num(struct json *j, const char *k, double v, int decimals);
+void json_obj_end(struct json *j);
+int json_close(struct json *j);
+
+/* ---- the network subcommands ------------------------------------------------- */
+
+int cmd_ping(const struct opts *o);   /* reqload.c */
+int cmd_echo(const struct opts *o);   /* reqload.c */
+int cmd_fanout(const struct opts *o); /* fanout.c */
+int cmd_idle(const struct opts *o);   /* idle.c */
+
+#endif

@@ -1,0 +1,682 @@
+/*
+ * fanout.c: the `fanout` subcommand, RESP publish/subscribe delivery.
+ *
+ * S subscriber connections SUBSCRIBE to one channel; once every one of them
+ * has its confirmation, N publisher connections PUBLISH to it. A message's
+ * payload starts with the CLOCK_MONOTONIC time at which it was queued, in
+ * 16 hex digits, so the subscriber that reads it knows its publish-to-
+ * delivery latency. A delivery is one message read by one subscriber: a
+ * message published while S are subscribed makes S deliveries.
+ *
+ * Flow control is end to end: the publishers together keep at most
+ * W x N messages in flight, a message being in flight from its PUBLISH
+ * until every subscriber has read it (counted in aggregate: published x S -
+ * delivered < W x N x S). That measures what the server delivers, bounds
+ * what it has to buffer the same way for every server, and keeps both
+ * redis-server's and actorconn-broker's output limits out of reach.
+ *
+ * Subscribers and publishers are spread round-robin over T threads, each
+ * with its own epoll set. A thread whose publishers wait for the window
+ * says so in its `blocked` flag; any thread whose subscribers make
+ * progress wakes it through its eventfd.
+ *
+ * The run: subscribe, warm up (publishing, nothing counted), the measured
+ * window (deliveries read in it, over its length), then publishing stops and
+ * the run waits, 10 s at most, for every published message to reach every
+ * subscriber: a loss is an error.
+ */
+#include "netload.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FO_CHANNEL "actorconn-bench"
+#define FO_IN_MIN (16u << 10)      /* a subscriber's first input buffer */
+#define FO_OUT_MAX (256u << 10)    /* a publisher's unwritten bytes */
+#define FO_SUBSCRIBE_S 30          /* bound on the subscribe phase */
+#define FO_DRAIN_S 10              /* bound on the final drain */
+
+enum { PH_SUBSCRIBE, PH_PUBLISH, PH_EXIT };
+
+struct fo_conn {
+	int fd;
+	int is_pub;
+	int out_armed;
+	char *in;
+	size_t have, cap;
+	char *out;           /* unwritten bytes at out + out_off */
+	size_t out_len, out_off, out_cap;
+};
+
+struct fo_run;
+
+struct fo_thread {
+	struct fo_run *run;
+	pthread_t th;
+	int ep, efd;
+	struct fo_conn *conns;
+	int nconn;
+	long long delivered; /* atomic: written by this thread only */
+	int blocked;         /* atomic: publishers here wait for the window */
+	long long counted;   /* deliveries read in the measured window */
+	int nsubscribed;     /* confirmations not yet added to the run's */
+	struct hist hist;
+	char err[256];
+} __attribute__((aligned(64)));
+
+struct fo_run {
+	struct net_addr addr;
+	long long subs;        /* S */
+	long long window;      /* messages in flight, all publishers */
+	size_t size;           /* payload bytes */
+	long long published;   /* atomic: messages claimed by publishers */
+	long long subscribed;  /* atomic: confirmations */
+	int phase;             /* atomic: PH_* */
+	int failed;            /* atomic */
+	uint64_t t_start, t_end; /* written before phase becomes PUBLISH */
+	struct fo_thread *threads;
+	int nthreads;
+	pthread_barrier_t bar; /* every thread connected */
+};
+
+static void fo_fail(struct fo_thread *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void fo_fail(struct fo_thread *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (t->err[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->err, sizeof(t->err), fmt, ap);
+	va_end(ap);
+	__atomic_store_n(&t->run->failed, 1, __ATOMIC_RELAXED);
+}
+
+static void kick(int efd)
+{
+	uint64_t one = 1;
+
+	/* A full counter already means "wake up"; nothing to handle. */
+	if (write(efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		die("eventfd write: %s", strerror(errno));
+}
+
+static void kick_all(struct fo_run *r)
+{
+	for (int k = 0; k < r->nthreads; k++)
+		kick(r->threads[k].efd);
+}
+
+static long long delivered_sum(const struct fo_run *r)
+{
+	long long d = 0;
+
+	for (int k = 0; k < r->nthreads; k++)
+		d += __atomic_load_n(&r->threads[k].delivered, __ATOMIC_SEQ_CST);
+	return d;
+}
+
+/* ---- output -------------------------------------------------------------------- */
+
+static int fo_arm(struct fo_thread *t, struct fo_conn *c, int out)
+{
+	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
+				 .data.ptr = c};
+
+	if (c->out_armed == out)
+		return 0;
+	c->out_armed = out;
+	if (epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+		fo_fail(t, "epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Makes room for n more unwritten bytes. */
+static int fo_reserve(struct fo_thread *t, struct fo_conn *c, size_t n)
+{
+	size_t cap = c->out_cap ? c->out_cap : 4096;
+	char *q;
+
+	if (c->out_off && c->out_len + n > c->out_cap) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	if (c->out_len + n <= c->out_cap)
+		return 0;
+	while (cap < c->out_len + n)
+		cap *= 2;
+	if (!(q = realloc(c->out, cap))) {
+		fo_fail(t, "out of memory");
+		return -1;
+	}
+	c->out = q;
+	c->out_cap = cap;
+	return 0;
+}
+
+static int fo_append(struct fo_thread *t, struct fo_conn *c, const char *p,
+		     size_t n)
+{
+	if (fo_reserve(t, c, n))
+		return -1;
+	memcpy(c->out + c->out_len, p, n);
+	c->out_len += n;
+	return 0;
+}
+
+static int fo_flush(struct fo_thread *t, struct fo_conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t w = write(c->fd, c->out + c->out_off,
+				  c->out_len - c->out_off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return fo_arm(t, c, 1);
+			fo_fail(t, "write: %s", strerror(errno));
+			return -1;
+		}
+		c->out_off += (size_t)w;
+	}
+	c->out_off = c->out_len = 0;
+	return fo_arm(t, c, 0);
+}
+
+/* ---- publishing ---------------------------------------------------------------- */
+
+/* Appends one PUBLISH whose payload carries the time now. */
+static int fo_publish(struct fo_thread *t, struct fo_conn *c, uint64_t now)
+{
+	size_t size = t->run->size;
+	char hdr[64], *p;
+	int hl;
+
+	hl = snprintf(hdr, sizeof(hdr),
+		      "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n",
+		      sizeof(FO_CHANNEL) - 1, FO_CHANNEL, size);
+	if (fo_append(t, c, hdr, (size_t)hl) || fo_reserve(t, c, size + 2))
+		return -1;
+	/* The payload, written in place: the time, then filler. */
+	p = c->out + c->out_len;
+	snprintf(p, 17, "%016llx", (unsigned long long)now);
+	memset(p + 16, '.', size - 16);
+	memcpy(p + size, "\r\n", 2);
+	c->out_len += size + 2;
+	return 0;
+}
+
+/*
+ * Publishes on this thread's publishers, one message each in turn, while
+ * the window allows and the measured window lasts. Sets t->blocked when it
+ * stops for the window, so that progress elsewhere wakes this thread.
+ */
+static int fo_pump(struct fo_thread *t, uint64_t now)
+{
+	struct fo_run *r = t->run;
+	int progress = 1, rc = 0;
+
+	if (__atomic_load_n(&r->phase, __ATOMIC_RELAXED) != PH_PUBLISH ||
+	    now >= r->t_end)
+		return 0;
+	while (progress) {
+		progress = 0;
+		for (int i = 0; i < t->nconn; i++) {
+			struct fo_conn *c = &t->conns[i];
+			long long pub, owed;
+
+			if (!c->is_pub || c->out_len - c->out_off > FO_OUT_MAX)
+				continue;
+			pub = __atomic_load_n(&r->published, __ATOMIC_SEQ_CST);
+			owed = pub * r->subs - delivered_sum(r);
+			if (owed >= r->window * r->subs) {
+				/* Say we wait, then look again: a thread
+				 * that delivered in between either sees the
+				 * flag or its count is in this sum. */
+				__atomic_store_n(&t->blocked, 1,
+						 __ATOMIC_SEQ_CST);
+				pub = __atomic_load_n(&r->published,
+						      __ATOMIC_SEQ_CST);
+				owed = pub * r->subs - delivered_sum(r);
+				if (owed >= r->window * r->subs)
+					goto flush;
+				__atomic_store_n(&t->blocked, 0,
+						 __ATOMIC_RELAXED);
+			}
+			__atomic_fetch_add(&r->published, 1, __ATOMIC_SEQ_CST);
+			if (fo_publish(t, c, now))
+				return -1;
+			progress = 1;
+		}
+	}
+flush:
+	for (int i = 0; i < t->nconn && !rc; i++)
+		if (t->conns[i].is_pub && t->conns[i].out_len)
+			rc = fo_flush(t, &t->conns[i]);
+	return rc;
+}
+
+/* Wakes the threads whose publishers wait, now that deliveries moved. */
+static void fo_wake_blocked(struct fo_thread *self)
+{
+	struct fo_run *r = self->run;
+
+	for (int k = 0; k < r->nthreads; k++) {
+		struct fo_thread *u = &r->threads[k];
+
+		if (u != self && __atomic_load_n(&u->blocked, __ATOMIC_SEQ_CST) &&
+		    __atomic_exchange_n(&u->blocked, 0, __ATOMIC_SEQ_CST))
+			kick(u->efd);
+	}
+}
+
+/* ---- input ----------------------------------------------------------------------- */
+
+/* Reads "$N\r\n" at *p (within end); returns N and moves *p past it. */
+static long long bulk_hdr(const char **p, const char *end)
+{
+	const char *q = *p;
+	long long v = 0;
+
+	if (q >= end || *q++ != '$')
+		return -1;
+	while (q < end && *q >= '0' && *q <= '9')
+		v = v * 10 + (*q++ - '0');
+	if (end - q < 2 || q[0] != '\r' || q[1] != '\n')
+		return -1;
+	*p = q + 2;
+	return v;
+}
+
+static uint64_t hex16(const char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 16; i++) {
+		char ch = p[i];
+		v = v << 4 | (uint64_t)(ch <= '9' ? ch - '0' : ch - 'a' + 10);
+	}
+	return v;
+}
+
+/* One complete push reply to a subscriber: a message or a confirmation. */
+static int fo_push(struct fo_thread *t, const char *p, size_t n,
+		   uint64_t now)
+{
+	static const char msg[] = "*3\r\n$7\r\nmessage\r\n";
+	static const char sub[] = "*3\r\n$9\r\nsubscribe\r\n";
+	struct fo_run *r = t->run;
+	const char *q = p + sizeof(msg) - 1, *end = p + n;
+	long long len;
+
+	if (n > sizeof(msg) && !memcmp(p, msg, sizeof(msg) - 1)) {
+		if ((len = bulk_hdr(&q, end)) < 0 || end - q < len + 2)
+			goto bad;
+		q += len + 2; /* the channel */
+		if ((len = bulk_hdr(&q, end)) < 16)
+			goto bad;
+		t->delivered++;
+		if (now >= r->t_start && now < r->t_end) {
+			uint64_t ts = hex16(q);
+
+			hist_add(&t->hist, now > ts ? now - ts : 0);
+			t->counted++;
+		}
+		return 0;
+	}
+	if (n > sizeof(sub) && !memcmp(p, sub, sizeof(sub) - 1)) {
+		t->nsubscribed++;
+		return 0;
+	}
+bad:
+	fo_fail(t, "unexpected push to a subscriber: \"%.*s\"",
+		(int)(n < 40 ? n : 40), p);
+	return -1;
+}
+
+static int fo_read(struct fo_thread *t, struct fo_conn *c)
+{
+	size_t off = 0;
+	uint64_t now;
+	ssize_t n;
+
+	if (c->have == c->cap) {
+		char *q = realloc(c->in, c->cap * 2);
+
+		if (!q) {
+			fo_fail(t, "out of memory");
+			return -1;
+		}
+		c->in = q;
+		c->cap *= 2;
+	}
+	n = read(c->fd, c->in + c->have, c->cap - c->have);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		fo_fail(t, "read: %s", strerror(errno));
+		return -1;
+	}
+	if (n == 0) {
+		fo_fail(t, "the server closed a %s connection",
+			c->is_pub ? "publisher" : "subscriber");
+		return -1;
+	}
+	now = now_ns();
+	c->have += (size_t)n;
+	for (;;) {
+		long len = resp_reply_len(c->in + off, c->have - off);
+
+		if (len == 0)
+			break;
+		if (len < 0) {
+			fo_fail(t, "malformed RESP from the server");
+			return -1;
+		}
+		if (c->is_pub) {
+			/* PUBLISH answers with the number of receivers. */
+			if (c->in[off] != ':') {
+				fo_fail(t, "PUBLISH failed: \"%.*s\"",
+					(int)(len < 40 ? len : 40),
+					c->in + off);
+				return -1;
+			}
+		} else if (fo_push(t, c->in + off, (size_t)len, now)) {
+			return -1;
+		}
+		off += (size_t)len;
+	}
+	c->have -= off;
+	memmove(c->in, c->in + off, c->have);
+	return 0;
+}
+
+/* ---- the threads ---------------------------------------------------------------- */
+
+static int fo_setup(struct fo_thread *t)
+{
+	/* FO_CHANNEL is 15 bytes long. */
+	static const char subscribe[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$15\r\n"
+					FO_CHANNEL "\r\n";
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	struct fo_run *r = t->run;
+
+	if ((t->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	    (t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+	    epoll_ctl(t->ep, EPOLL_CTL_ADD, t->efd, &ev) < 0) {
+		fo_fail(t, "epoll/eventfd: %s", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < t->nconn; i++) {
+		struct fo_conn *c = &t->conns[i];
+		int fd = net_connect(&r->addr);
+
+		if (fd < 0) {
+			fo_fail(t, "connect: %s", strerror(-fd));
+			return -1;
+		}
+		c->fd = fd;
+		c->cap = c->is_pub ? 4096 : FO_IN_MIN;
+		if (!(c->in = malloc(c->cap))) {
+			fo_fail(t, "out of memory");
+			return -1;
+		}
+		ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = c};
+		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			fo_fail(t, "epoll_ctl: %s", strerror(errno));
+			return -1;
+		}
+		if (!c->is_pub &&
+		    (fo_append(t, c, subscribe, sizeof(subscribe) - 1) ||
+		     fo_flush(t, c)))
+			return -1;
+	}
+	return 0;
+}
+
+static void *fo_main(void *arg)
+{
+	struct fo_thread *t = arg;
+	struct fo_run *r = t->run;
+	struct epoll_event evs[256];
+
+	fo_setup(t);
+	pthread_barrier_wait(&r->bar);
+	while (__atomic_load_n(&r->phase, __ATOMIC_ACQUIRE) != PH_EXIT &&
+	       !__atomic_load_n(&r->failed, __ATOMIC_RELAXED)) {
+		/* The main thread kicks the eventfd at each phase change;
+		 * the timeout is a backstop. */
+		int n = epoll_wait(t->ep, evs, 256, 100);
+		long long before = t->delivered;
+
+		if (n < 0 && errno != EINTR) {
+			fo_fail(t, "epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct fo_conn *c = evs[i].data.ptr;
+			uint64_t junk;
+
+			if (!c) {
+				if (read(t->efd, &junk, sizeof(junk)) < 0 &&
+				    errno != EAGAIN)
+					fo_fail(t, "eventfd read: %s",
+						strerror(errno));
+				continue;
+			}
+			if ((evs[i].events & EPOLLOUT) && fo_flush(t, c))
+				return NULL;
+			if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
+			    fo_read(t, c))
+				return NULL;
+		}
+		if (t->nsubscribed) {
+			__atomic_fetch_add(&r->subscribed, t->nsubscribed,
+					   __ATOMIC_RELEASE);
+			t->nsubscribed = 0;
+		}
+		if (t->delivered != before) {
+			__atomic_store_n(&t->delivered, t->delivered,
+					 __ATOMIC_SEQ_CST);
+			fo_wake_blocked(t);
+		}
+		if (fo_pump(t, now_ns()))
+			return NULL;
+	}
+	return NULL;
+}
+
+/* ---- one run ---------------------------------------------------------------------- */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static const char *fo_error(const struct fo_run *r)
+{
+	for (int k = 0; k < r->nthreads; k++)
+		if (r->threads[k].err[0])
+			return r->threads[k].err;
+	return NULL;
+}
+
+static void fo_free(struct fo_run *r)
+{
+	for (int k = 0; k < r->nthreads; k++) {
+		struct fo_thread *t = &r->threads[k];
+
+		for (int i = 0; i < t->nconn; i++) {
+			if (t->conns[i].fd >= 0)
+				close(t->conns[i].fd);
+			free(t->conns[i].in);
+			free(t->conns[i].out);
+		}
+		free(t->conns);
+		if (t->ep >= 0)
+			close(t->ep);
+		if (t->efd >= 0)
+			close(t->efd);
+	}
+	free(r->threads);
+}
+
+static struct net_result fo_once(const struct opts *o, long long *published)
+{
+	struct fo_run r = {.subs = o->subscribers,
+			   .window = o->pipeline * o->publishers,
+			   .size = (size_t)o->size};
+	long long nconn = o->subscribers + o->publishers, counted = 0, want;
+	struct net_result res = {0};
+	struct hist *all;
+	double deadline;
+	const char *err;
+	int rc;
+
+	if (net_addr_parse(o->server, &r.addr))
+		exit(1);
+	r.nthreads = o->threads < nconn ? o->threads : (int)nconn;
+	if (!(r.threads = aligned_alloc(64, sizeof(*r.threads) *
+					    (size_t)r.nthreads)) ||
+	    !(all = calloc(1, sizeof(*all))))
+		die("out of memory");
+	memset(r.threads, 0, sizeof(*r.threads) * (size_t)r.nthreads);
+	for (int k = 0; k < r.nthreads; k++) {
+		struct fo_thread *t = &r.threads[k];
+
+		t->run = &r;
+		t->ep = t->efd = -1;
+		t->nconn = (int)(nconn / r.nthreads + (k < nconn % r.nthreads));
+		if (!(t->conns = calloc((size_t)t->nconn, sizeof(*t->conns))))
+			die("out of memory");
+	}
+	/* Connection i goes to thread i % T; the publishers are the last
+	 * ones, so they spread over the threads too. */
+	for (long long i = 0; i < nconn; i++) {
+		struct fo_conn *c =
+			&r.threads[i % r.nthreads].conns[i / r.nthreads];
+
+		c->fd = -1;
+		c->is_pub = i >= o->subscribers;
+	}
+	pthread_barrier_init(&r.bar, NULL, (unsigned)r.nthreads + 1);
+	for (int k = 0; k < r.nthreads; k++)
+		if ((rc = pthread_create(&r.threads[k].th, NULL, fo_main,
+					 &r.threads[k])))
+			die("pthread_create: %s", strerror(rc));
+	pthread_barrier_wait(&r.bar);
+
+	deadline = now_s() + FO_SUBSCRIBE_S;
+	while (__atomic_load_n(&r.subscribed, __ATOMIC_ACQUIRE) < r.subs &&
+	       !__atomic_load_n(&r.failed, __ATOMIC_RELAXED) &&
+	       now_s() < deadline)
+		sleep_ms(1);
+	if (__atomic_load_n(&r.subscribed, __ATOMIC_ACQUIRE) < r.subs &&
+	    !__atomic_load_n(&r.failed, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&r.failed, 1, __ATOMIC_RELAXED);
+		snprintf(r.threads[0].err, sizeof(r.threads[0].err),
+			 "only %lld of %lld subscribers confirmed within %d s",
+			 __atomic_load_n(&r.subscribed, __ATOMIC_RELAXED),
+			 r.subs, FO_SUBSCRIBE_S);
+	}
+
+	r.t_start = now_ns() + (uint64_t)(o->warmup * 1e9);
+	r.t_end = r.t_start + (uint64_t)(o->duration * 1e9);
+	__atomic_store_n(&r.phase, PH_PUBLISH, __ATOMIC_RELEASE);
+	kick_all(&r);
+	while (now_ns() < r.t_end && !__atomic_load_n(&r.failed,
+						      __ATOMIC_RELAXED))
+		sleep_ms(10);
+
+	/* Every claimed message was queued on a publisher; wait until each
+	 * subscriber has read it. */
+	deadline = now_s() + FO_DRAIN_S;
+	while (!__atomic_load_n(&r.failed, __ATOMIC_RELAXED) &&
+	       delivered_sum(&r) <
+		       __atomic_load_n(&r.published, __ATOMIC_SEQ_CST) * r.subs &&
+	       now_s() < deadline)
+		sleep_ms(1);
+	__atomic_store_n(&r.phase, PH_EXIT, __ATOMIC_RELEASE);
+	kick_all(&r);
+	for (int k = 0; k < r.nthreads; k++)
+		pthread_join(r.threads[k].th, NULL);
+	pthread_barrier_destroy(&r.bar);
+	if ((err = fo_error(&r)))
+		die("fanout %s: %s", o->server, err);
+	want = r.published * r.subs;
+	if (delivered_sum(&r) != want)
+		die("fanout %s: %lld of %lld deliveries (%lld messages x %lld "
+		    "subscribers) arrived within %d s of the end",
+		    o->server, delivered_sum(&r), want, r.published, r.subs,
+		    FO_DRAIN_S);
+	for (int k = 0; k < r.nthreads; k++) {
+		hist_merge(all, &r.threads[k].hist);
+		counted += r.threads[k].counted;
+	}
+	*published = r.published;
+	fo_free(&r);
+	res.count = counted;
+	res.rate = (double)counted / o->duration;
+	net_result_hist(&res, all);
+	free(all);
+	return res;
+}
+
+int cmd_fanout(const struct opts *o)
+{
+	struct net_result runs[MAX_REPS], m;
+	double pub[MAX_REPS];
+	long long published;
+	struct json j;
+
+	if (o->size < 16) {
+		fprintf(stderr, PROG " fanout: --size must be at least 16 "
+				"(the timestamp)\n");
+		return 2;
+	}
+	if (o->json && json_open(&j, o->json, "fanout"))
+		return 1;
+	printf("fanout %s (%s): S=%lld publishers=%lld W=%lld size=%lld "
+	       "threads=%d, %.1f s after %.1f s warm-up, %d run%s\n",
+	       o->server, o->label, o->subscribers, o->publishers, o->pipeline,
+	       o->size, o->threads, o->duration, o->warmup, o->reps,
+	       o->reps > 1 ? "s" : "");
+	fflush(stdout);
+	for (int i = 0; i < o->reps; i++) {
+		runs[i] = fo_once(o, &published);
+		pub[i] = (double)published;
+	}
+	m = net_summarize("deliveries/s", runs, o->reps);
+	printf("latency: publish to delivery; measured: deliveries read in "
+	       "the window; published: %.0f messages%s\n",
+	       median(pub, o->reps), o->reps > 1 ? " (median)" : "");
+	if (o->json) {
+		json_obj_begin(&j);
+		net_json_common(&j, o);
+		json_int(&j, "subscribers", o->subscribers);
+		json_int(&j, "publishers", o->publishers);
+		json_int(&j, "window", o->pipeline);
+		json_int(&j, "size", o->size);
+		net_json_result(&j, "deliveries_per_s", &m);
+		json_num(&j, "published", median(pub, o->reps), 0);
+		json_obj_end(&j);
+		if (json_close(&j))
+			return 1;
+	}
+	return 0;
+}

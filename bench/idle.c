@@ -1,0 +1,359 @@
+/*
+ * idle.c: the `idle` subcommand, a server's resident memory per idle
+ * connection.
+ *
+ * It reads the server's VmRSS (/proc/PID/status), opens N connections to
+ * it from child processes (each holds at most --per-process of them: one
+ * process may hold only so many descriptors), makes sure the server really
+ * accepted each one, waits for the server's RSS to settle and reads it
+ * again. The difference over N is the figure: the server's user-space
+ * memory per idle connection. Socket buffers are kernel memory and are not
+ * in it, for any server.
+ *
+ * "Really accepted": each connection sends one request and reads its reply
+ * (--probe: RESP PING, memcached's version, a len32 frame) before the next
+ * one opens, so the server has accepted it, read from it and answered; the
+ * connections then stay idle. With --probe none the connection only opens,
+ * and a server that has not yet called accept() is not measured fully.
+ *
+ * Connections close with SO_LINGER 0 (a reset): 10,000 sockets in
+ * TIME_WAIT per run would use up the loopback's ephemeral ports over a
+ * few runs.
+ */
+#include "netload.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IDLE_READY_S 300   /* bound on opening every connection */
+#define IDLE_REPLY_S 10    /* bound on one probe's reply */
+#define IDLE_SAMPLE_MS 250 /* RSS sampling period */
+#define IDLE_STABLE_MS 2000 /* settled: this long within the tolerance */
+#define IDLE_SETTLE_S 20   /* bound on settling */
+#define IDLE_HOLD_S 600    /* a child exits by itself after this long */
+
+/* The server's VmRSS in KiB, or -1. */
+static long long rss_kib(long long pid)
+{
+	char path[64], line[256];
+	long long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%lld/status", pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6)) {
+			kib = strtoll(line + 6, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kib;
+}
+
+/* ---- a child: open, probe, hold ----------------------------------------------- */
+
+struct probe_def {
+	const char *req;
+	size_t req_len;
+	const char *rep;  /* the reply, or its start when line is set */
+	size_t rep_len;
+	int line;         /* the reply is a line that starts with rep */
+};
+
+static const struct probe_def probes[] = {
+	[PROBE_RESP] = {"*1\r\n$4\r\nPING\r\n", 14, "+PONG\r\n", 7, 0},
+	[PROBE_MEMCACHE] = {"version\r\n", 9, "VERSION ", 8, 1},
+	[PROBE_LEN32] = {"\0\0\0\4ping", 8, "\0\0\0\4ping", 8, 0},
+	[PROBE_NONE] = {NULL, 0, NULL, 0, 0},
+};
+
+/* Sends the probe on fd and reads its reply; 0 or -1 with why in err. */
+static int probe(int fd, const struct probe_def *p, char *err, size_t errlen)
+{
+	char buf[256];
+	size_t have = 0;
+
+	if (!p->req)
+		return 0;
+	if (write(fd, p->req, p->req_len) != (ssize_t)p->req_len) {
+		snprintf(err, errlen, "write: %s", strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+
+		if (n <= 0) {
+			snprintf(err, errlen, "reading the probe's reply: %s",
+				 n == 0 ? "connection closed"
+					: errno == EAGAIN ? "timed out"
+							  : strerror(errno));
+			return -1;
+		}
+		have += (size_t)n;
+		if (have < p->rep_len)
+			continue;
+		if (memcmp(buf, p->rep, p->rep_len))
+			break;
+		if (!p->line)
+			return have == p->rep_len ? 0 : -1;
+		if (have >= 2 && buf[have - 2] == '\r' && buf[have - 1] == '\n')
+			return 0;
+		if (have == sizeof(buf) - 1)
+			break;
+	}
+	buf[have < 40 ? have : 40] = '\0';
+	snprintf(err, errlen, "unexpected probe reply \"%.40s\"", buf);
+	return -1;
+}
+
+/*
+ * Opens n connections and probes each, then tells the parent on status
+ * ("ok\n", or a message) and holds them until ctl reaches end of file.
+ */
+static void child(const struct net_addr *a, long long n,
+		  const struct probe_def *p, int status, int ctl)
+{
+	const struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	const struct timeval tv = {.tv_sec = IDLE_REPLY_S};
+	struct rlimit rl;
+	char msg[400] = "ok\n", err[256], junk;
+	int *fds;
+
+	alarm(IDLE_HOLD_S);
+	/* Room for n sockets and a few more. */
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)n + 32) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (!(fds = malloc(sizeof(*fds) * (size_t)n))) {
+		snprintf(msg, sizeof(msg), "out of memory\n");
+		goto report;
+	}
+	for (long long i = 0; i < n; i++) {
+		int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0 || connect(fd, (const struct sockaddr *)&a->ss,
+				      a->len) < 0) {
+			snprintf(msg, sizeof(msg),
+				 "connection %lld: %s%s\n", i, strerror(errno),
+				 errno == EMFILE ? " (see --per-process)" : "");
+			goto report;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (probe(fd, p, err, sizeof(err))) {
+			snprintf(msg, sizeof(msg), "connection %lld: %s\n", i,
+				 err);
+			goto report;
+		}
+		fds[i] = fd;
+	}
+report:
+	if (write(status, msg, strlen(msg)) < 0)
+		_exit(1);
+	/* Hold until the parent has measured (or is gone). */
+	while (read(ctl, &junk, 1) > 0)
+		;
+	_exit(0);
+}
+
+/* ---- the parent ------------------------------------------------------------------ */
+
+struct kid {
+	pid_t pid;
+	int status, ctl; /* read end; write end */
+	long long n;
+};
+
+static void stop_kids(struct kid *k, int nk)
+{
+	for (int i = 0; i < nk; i++) {
+		if (k[i].ctl >= 0)
+			close(k[i].ctl);
+		if (k[i].status >= 0)
+			close(k[i].status);
+	}
+	for (int i = 0; i < nk; i++)
+		if (k[i].pid > 0)
+			waitpid(k[i].pid, NULL, 0);
+}
+
+/* Waits for every child's status line; 0, or -1 after printing why. */
+static int await_kids(struct kid *k, int nk, const char *server)
+{
+	double deadline = now_s() + IDLE_READY_S;
+
+	for (int i = 0; i < nk; i++) {
+		struct pollfd pf = {.fd = k[i].status, .events = POLLIN};
+		char msg[400];
+		ssize_t n;
+		int left = (int)((deadline - now_s()) * 1000);
+
+		if (left <= 0 || poll(&pf, 1, left) <= 0) {
+			fprintf(stderr, PROG " idle %s: connections not open "
+				"after %d s\n", server, IDLE_READY_S);
+			return -1;
+		}
+		n = read(k[i].status, msg, sizeof(msg) - 1);
+		msg[n > 0 ? n : 0] = '\0';
+		if (strcmp(msg, "ok\n")) {
+			fprintf(stderr, PROG " idle %s: process %d: %s", server,
+				i, n > 0 ? msg : "died\n");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Samples the RSS until it has stayed within 1% of the growth (and at
+ * least 64 KiB) for IDLE_STABLE_MS, or IDLE_SETTLE_S passed; returns the
+ * last sample and the time it took.
+ */
+static long long settle(long long pid, long long before, double *took)
+{
+	const int window = IDLE_STABLE_MS / IDLE_SAMPLE_MS + 1;
+	long long s[IDLE_SETTLE_S * 1000 / IDLE_SAMPLE_MS + 1];
+	int n = 0, max = (int)(sizeof(s) / sizeof(s[0]));
+	double t0 = now_s();
+
+	for (;;) {
+		long long lo, hi, tol;
+
+		if ((s[n++] = rss_kib(pid)) < 0)
+			die("idle: process %lld is gone", pid);
+		*took = now_s() - t0;
+		if (n == max)
+			return s[n - 1];
+		if (n >= window) {
+			lo = hi = s[n - 1];
+			for (int i = n - window; i < n; i++) {
+				lo = s[i] < lo ? s[i] : lo;
+				hi = s[i] > hi ? s[i] : hi;
+			}
+			tol = (s[n - 1] - before) / 100;
+			if (hi - lo <= (tol > 64 ? tol : 64))
+				return s[n - 1];
+		}
+		sleep_ms(IDLE_SAMPLE_MS);
+	}
+}
+
+int cmd_idle(const struct opts *o)
+{
+	struct net_addr a;
+	struct kid *k;
+	long long before, after = 0, per;
+	double took = 0, bytes = 0;
+	int nk, failed = 0;
+	struct json j;
+
+	if (net_addr_parse(o->server, &a))
+		return 1;
+	if ((before = rss_kib(o->pid)) < 0) {
+		fprintf(stderr, PROG " idle: cannot read /proc/%lld/status: "
+			"%s\n", o->pid, strerror(errno));
+		return 1;
+	}
+	if (o->json && json_open(&j, o->json, "idle"))
+		return 1;
+	printf("idle %s (%s, pid %lld): %lld connections", o->server,
+	       o->label, o->pid, o->connections);
+	fflush(stdout);
+
+	nk = (int)((o->connections + o->per_process - 1) / o->per_process);
+	per = o->connections / nk;
+	if (!(k = calloc((size_t)nk, sizeof(*k))))
+		die("out of memory");
+	for (int i = 0; i < nk; i++) {
+		int sp[2], cp[2];
+
+		k[i].status = k[i].ctl = -1;
+		k[i].n = per + (i < o->connections % nk);
+		if (pipe(sp) || pipe(cp))
+			die("pipe: %s", strerror(errno));
+		if ((k[i].pid = fork()) < 0)
+			die("fork: %s", strerror(errno));
+		if (k[i].pid == 0) {
+			/* Only this child's own ends stay open in it, so
+			 * each sees end of file when the parent closes. */
+			for (int m = 0; m < i; m++) {
+				close(k[m].status);
+				close(k[m].ctl);
+			}
+			close(sp[0]);
+			close(cp[1]);
+			child(&a, k[i].n, &probes[o->probe], sp[1], cp[0]);
+		}
+		close(sp[1]);
+		close(cp[0]);
+		k[i].status = sp[0];
+		k[i].ctl = cp[1];
+	}
+	printf(" from %d process%s\n", nk, nk > 1 ? "es" : "");
+	fflush(stdout);
+	if (await_kids(k, nk, o->server)) {
+		failed = 1;
+	} else {
+		after = settle(o->pid, before, &took);
+		bytes = (double)(after - before) * 1024 / (double)o->connections;
+	}
+	stop_kids(k, nk);
+	free(k);
+	if (failed) {
+		if (o->json)
+			fclose(j.f);
+		return 1;
+	}
+
+	{
+		static const struct col cols[] = {
+			{"server", 26}, {"connections", 13}, {"RSS before", 13},
+			{"RSS after", 13}, {"bytes/conn", 0}};
+		char b[4][32];
+		const char *cells[5] = {o->label, b[0], b[1], b[2], b[3]};
+
+		snprintf(b[0], sizeof(b[0]), "%lld", o->connections);
+		snprintf(b[1], sizeof(b[1]), "%lld KiB", before);
+		snprintf(b[2], sizeof(b[2]), "%lld KiB", after);
+		snprintf(b[3], sizeof(b[3]), "%.0f", bytes);
+		table_header(cols, 5);
+		table_row(cols, 5, cells);
+		printf("RSS: VmRSS of pid %lld, settled after %.1f s; "
+		       "bytes/conn = (after - before) / connections\n",
+		       o->pid, took);
+	}
+	if (o->json) {
+		json_obj_begin(&j);
+		json_str(&j, "server", o->server);
+		json_str(&j, "label", o->label);
+		json_int(&j, "pid", o->pid);
+		json_int(&j, "connections", o->connections);
+		json_int(&j, "processes", nk);
+		json_int(&j, "rss_before_kib", before);
+		json_int(&j, "rss_after_kib", after);
+		json_num(&j, "settle_s", took, 2);
+		json_num(&j, "bytes_per_conn", bytes, 1);
+		json_obj_end(&j);
+		if (json_close(&j))
+			return 1;
+	}
+	return 0;
+}
