@@ -1,0 +1,37 @@
+# chart.gp: the chart of `make bench`, drawn by bench/run.sh as
+#   gnuplot -e "datafile='F'; outfile='O.png'; subtitle='S'" chart.gp
+# datafile has one line per ratio, tab-separated: index, label, ratio,
+# target ratio (0: none), target met (1/0). Every ratio reads "higher is
+# better for libactorconn", so each bar grows from the line at 1.0: up
+# where the library is ahead, down where it is behind. A blue tick marks
+# the ratio the issue asks for; a bar is green if it reaches its target,
+# red if not, grey if it has none.
+
+if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
+	set terminal pngcairo size 1400,900 font "sans,10" noenhanced
+} else {
+	set terminal png size 1400,900 noenhanced
+}
+set output outfile
+set datafile separator "\t"
+set title "libactorconn vs alternatives: ratio > 1 favours libactorconn\n".subtitle
+set logscale y 2
+set ylabel "ratio (log scale)"
+set grid ytics
+set xtics rotate by -35 left nomirror
+set bmargin 16
+set rmargin 12
+set key top right
+set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" front
+
+stats datafile using 1 nooutput
+set xrange [-0.6:STATS_max + 0.6]
+
+colour(t, met) = t <= 0 ? 0x999999 : (met > 0.5 ? 0x2ca02c : 0xd62728)
+
+plot datafile using 1:3:($1 - 0.35):($1 + 0.35):(1):3:(colour($4, $5)):xtic(2) \
+	with boxxyerror fill solid 0.8 lc rgb variable notitle, \
+     '' using ($1 - 0.45):($4 > 0 ? $4 : 1/0):(0.9):(0) with vectors nohead lw 3 lc rgb "#1f4fd6" \
+	title "target", \
+     '' using 1:($3 > 1 ? $3 : 1):(sprintf("%.2fx", $3)) with labels offset 0,0.7 \
+	notitle

@@ -1,0 +1,425 @@
+#!/usr/bin/env bash
+# run.sh: `make bench`. Runs every comparison of libactorconn against a real
+# alternative in one run on this machine, prints one table of ratios, and
+# writes bench/results/latest.json and latest.png (under the build
+# directory). It installs nothing: it checks that redis-server, memcached
+# and gnuplot are there and names the Debian packages if not.
+#
+# Every server starts on a free loopback port and is stopped on exit, however
+# the script ends. Each comparison runs BENCH_REPS times, the servers taking
+# turns within a repetition (in alternating order), and the table shows
+# medians. The load generator (actorconn-bench) and the servers share the
+# machine's cores; every server of a comparison gets the same client
+# settings. Nothing is pinned to a core (see actorconn-bench(1)).
+#
+# Environment (defaults in brackets):
+#   BENCH_SECONDS     measured seconds per network run [5]
+#   BENCH_WARMUP      warm-up seconds before each network run [1]
+#   BENCH_REPS        repetitions of every comparison, at least 1 [3]
+#   BENCH_THREADS     load generator threads [1]
+#   BENCH_IDLE_CONNS  connections of the idle-memory comparison [10000]
+#   BENCH_ONLY        run only these groups, space separated, of:
+#                     micro ping fanout idle echo [all]
+#   BENCH_BUILDDIR    where the programs are built [.]
+#   BENCH_SRCDIR      the source tree (for chart.gp) [this script's ../]
+set -euo pipefail
+
+BUILD=${BENCH_BUILDDIR:-$(pwd)}
+SRC=${BENCH_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+DUR=${BENCH_SECONDS:-5}
+WARM=${BENCH_WARMUP:-1}
+REPS=${BENCH_REPS:-3}
+THREADS=${BENCH_THREADS:-1}
+IDLE_N=${BENCH_IDLE_CONNS:-10000}
+ONLY=${BENCH_ONLY:-micro ping fanout idle echo}
+OUT=$BUILD/bench/results
+BENCH=$BUILD/actorconn-bench
+
+die() { echo "make bench: $*" >&2; exit 1; }
+
+# ---- what must be there ------------------------------------------------------
+
+missing=
+for p in redis-server:redis-server memcached:memcached gnuplot:gnuplot-nox; do
+	command -v "${p%%:*}" >/dev/null 2>&1 || missing="$missing ${p#*:}"
+done
+[ -z "$missing" ] || die "missing programs; install the Debian packages with:
+	apt-get install -y$missing"
+for f in actorconn-bench actorconn-broker actorconn-echo bench/epoll-echo \
+	bench/libevent-echo; do
+	[ -x "$BUILD/$f" ] || die "$BUILD/$f is not built (run make bench from the build directory)"
+done
+case $REPS in '' | *[!0-9]* | 0) die "BENCH_REPS must be a positive integer" ;; esac
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wants() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# ---- servers ---------------------------------------------------------------------
+
+# A TCP port in 20000..32767 (below the ephemeral range, where clients get
+# theirs) that no socket on this machine uses now.
+free_port() {
+	local used p
+	used=" $(tail -q -n +2 /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+		while read -r _ local _; do printf '%d ' "$((16#${local##*:}))"; done)"
+	while :; do
+		p=$((20000 + RANDOM % 12768))
+		case $used in *" $p "*) ;; *) echo "$p"; return ;; esac
+	done
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start NAME CMD...: starts a server in the background, its output in
+# $TMP/NAME.log; CMD may contain @PORT, replaced by a free port, or use
+# port 0 and print "listening on HOST:PORT". Sets SPID and SPORT. Tries
+# another port if the server cannot start on the first.
+start() {
+	local name=$1 try i; shift
+	for try in 1 2 3 4 5; do
+		local port; port=$(free_port)
+		local args=("${@//@PORT/$port}")
+		"${args[@]}" >"$TMP/$name.log" 2>&1 &
+		SPID=$!
+		PIDS+=("$SPID")
+		for i in $(seq 1 100); do
+			kill -0 "$SPID" 2>/dev/null || break
+			if grep -q 'listening on' "$TMP/$name.log"; then
+				SPORT=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' \
+					"$TMP/$name.log" | head -n 1)
+				return 0
+			fi
+			case " $* " in *@PORT*)
+				if port_open "$port"; then SPORT=$port; return 0; fi ;;
+			esac
+			sleep 0.1
+		done
+		kill -TERM "$SPID" 2>/dev/null || true
+		wait "$SPID" 2>/dev/null || true
+	done
+	cat "$TMP/$name.log" >&2
+	die "$name did not start"
+}
+
+stop() {
+	kill -TERM "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# The command line of each server, into CMD. redis-server and memcached get
+# room for BENCH_IDLE_CONNS clients (their defaults are 10,000 and 1,024).
+maxc=$((IDLE_N + 100))
+srv_cmd() {
+	case $1 in
+	broker) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0) ;;
+	redis) CMD=(redis-server --port @PORT --bind 127.0.0.1 --save ''
+		--appendonly no --daemonize no --maxclients "$maxc") ;;
+	memcached) CMD=(memcached -p @PORT -U 0 -l 127.0.0.1 -c "$maxc")
+		# memcached refuses to run as root without -u.
+		[ "$(id -u)" -ne 0 ] || CMD+=(-u root) ;;
+	acecho) CMD=("$BUILD/actorconn-echo" --framing len32
+		--listen 127.0.0.1:0) ;;
+	epoll) CMD=("$BUILD/bench/epoll-echo" --listen 127.0.0.1:0) ;;
+	libevent) CMD=("$BUILD/bench/libevent-echo" --listen 127.0.0.1:0) ;;
+	esac
+}
+declare -A PORT PID LABEL=([broker]=actorconn-broker [redis]=redis-server
+	[memcached]=memcached [acecho]=actorconn-echo [epoll]=epoll-echo
+	[libevent]=libevent-echo)
+up() {
+	srv_cmd "$1"
+	start "$1" "${CMD[@]}"
+	PORT[$1]=$SPORT
+	PID[$1]=$SPID
+}
+down() { stop "${PID[$1]}"; }
+
+# ---- figures -------------------------------------------------------------------
+
+# num FILE KEY [LINE-PATTERN]: the number after "KEY": on the first line of
+# FILE that matches LINE-PATTERN (our JSON has one object per line).
+num() {
+	grep -F -- "${3:-\"$2\"}" "$1" | head -n 1 |
+		sed -n "s/.*\"$2\": \\(-\\{0,1\\}[0-9.][0-9.e+-]*\\).*/\\1/p"
+}
+
+# median VALUES...: "-" if there are none.
+median() {
+	[ $# -gt 0 ] || { echo -; return; }
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+		END { if (NR % 2) print v[(NR + 1) / 2];
+		      else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# The values of KEY over every repetition's JSON file matching GLOB.
+collect() {
+	local key=$1 pat=$2 f; shift 2
+	for f in "$@"; do num "$f" "$key" "$pat"; done
+}
+
+RUN_LOG=$TMP/runs.log
+# net CMD NAME TAG ARGS...: one run of actorconn-bench CMD against server
+# NAME, its JSON in $TMP/TAG.json; the table goes to the log.
+net() {
+	local cmd=$1 name=$2 tag=$3; shift 3
+	"$BENCH" "$cmd" --server "127.0.0.1:${PORT[$name]}" \
+		--label "${LABEL[$name]}" --duration "$DUR" --warmup "$WARM" \
+		--threads "$THREADS" --json "$TMP/$tag.json" "$@" >>"$RUN_LOG" \
+		|| die "actorconn-bench $cmd against ${LABEL[$name]} failed (see above)"
+	printf '.'
+}
+
+# order A B REP: "A B" on odd repetitions, "B A" on even ones.
+order() { if [ $(($3 % 2)) -eq 1 ]; then echo "$1 $2"; else echo "$2 $1"; fi; }
+
+start_s=$(date +%s)
+echo "make bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg);" \
+	"${DUR} s runs after ${WARM} s warm-up, $REPS repetitions, $THREADS client thread(s)"
+
+# ---- micro-benchmarks ------------------------------------------------------------
+if wants micro; then
+	printf 'micro-benchmarks '
+	"$BENCH" mailbox --reps "$REPS" --json "$TMP/mailbox.json" >>"$RUN_LOG" ||
+		die "actorconn-bench mailbox failed"
+	printf '.'
+	"$BENCH" handle --reps "$REPS" --json "$TMP/handle.json" >>"$RUN_LOG" ||
+		die "actorconn-bench handle failed"
+	echo .
+fi
+
+# ---- ping and fanout: actorconn-broker vs redis-server ---------------------------
+if wants ping || wants fanout; then
+	up broker
+	up redis
+	if wants ping; then
+		printf 'ping '
+		for r in $(seq 1 "$REPS"); do
+			for p in 1 16; do
+				for s in $(order broker redis "$r"); do
+					net ping "$s" "ping-$s-p$p-$r" \
+						--connections 50 --pipeline "$p"
+				done
+			done
+		done
+		echo
+	fi
+	if wants fanout; then
+		printf 'fanout '
+		for r in $(seq 1 "$REPS"); do
+			for s in $(order broker redis "$r"); do
+				net fanout "$s" "fanout-$s-$r" --subscribers 1000 \
+					--publishers 1 --size 64
+			done
+		done
+		echo
+	fi
+	down broker
+	down redis
+fi
+
+# ---- idle memory: a fresh server for every run ------------------------------------
+# A server that has held connections keeps the memory for the next ones, so
+# each measurement starts a new process.
+if wants idle; then
+	printf 'idle '
+	for r in $(seq 1 "$REPS"); do
+		for s in broker redis memcached; do
+			up "$s"
+			probe=resp
+			[ "$s" != memcached ] || probe=memcache
+			"$BENCH" idle --server "127.0.0.1:${PORT[$s]}" \
+				--pid "${PID[$s]}" --label "${LABEL[$s]}" \
+				--connections "$IDLE_N" --probe "$probe" \
+				--json "$TMP/idle-$s-$r.json" >>"$RUN_LOG" ||
+				die "actorconn-bench idle against ${LABEL[$s]} failed"
+			down "$s"
+			printf '.'
+		done
+	done
+	echo
+fi
+
+# ---- echo: actorconn-echo vs the raw epoll and libevent baselines ------------------
+if wants echo; then
+	up acecho
+	up epoll
+	up libevent
+	printf 'echo '
+	for r in $(seq 1 "$REPS"); do
+		for p in 1 16; do
+			set -- acecho epoll libevent
+			[ $((r % 2)) -eq 1 ] || set -- libevent epoll acecho
+			for s in "$@"; do
+				net echo "$s" "echo-$s-p$p-$r" --connections 100 \
+					--pipeline "$p" --size 64
+			done
+		done
+	done
+	echo
+	down acecho
+	down epoll
+	down libevent
+fi
+
+# ---- the table ----------------------------------------------------------------------
+# Every ratio reads "higher is better for libactorconn": a rate is
+# actorconn / alternative, a cost (latency, bytes, ns) alternative /
+# actorconn. A target row compares with a fixed figure from the issue.
+
+ROWS=$TMP/rows.tsv
+: >"$ROWS"
+# row ID LABEL ACTORCONN ALTERNATIVE UNIT KIND TARGET
+# KIND: rate (ratio a/b) or cost (ratio b/a); TARGET: a ratio or "-".
+row() {
+	local ratio met
+	ratio=$(awk -v a="$3" -v b="$4" -v k="$6" 'BEGIN {
+		if (a == "-" || b == "-" || a + 0 == 0 || b + 0 == 0) { print "-"; exit }
+		printf "%.3f\n", k == "rate" ? a / b : b / a }')
+	met=-
+	if [ "$7" != - ] && [ "$ratio" != - ]; then
+		met=$(awk -v r="$ratio" -v t="$7" 'BEGIN { print (r >= t ? "yes" : "no") }')
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" \
+		"$ratio" "$7" "$met" >>"$ROWS"
+}
+
+files() { local g; for g in "$@"; do [ -e "$g" ] && echo "$g"; done; }
+# med KEY GLOB [PATTERN]: the median of KEY over the files GLOB names.
+med() {
+	local key=$1 glob=$2 pat=${3:-}
+	# shellcheck disable=SC2046,SC2086
+	median $(collect "$key" "$pat" $(files $glob))
+}
+
+if wants ping; then
+	for p in 1 16; do
+		a=$(med requests_per_s "$TMP/ping-broker-p$p-*.json")
+		b=$(med requests_per_s "$TMP/ping-redis-p$p-*.json")
+		row "ping_p${p}_rps" "ping C=50 P=$p req/s: broker vs redis" "$a" "$b" "req/s" rate 1.2
+		a=$(med p99_us "$TMP/ping-broker-p$p-*.json")
+		b=$(med p99_us "$TMP/ping-redis-p$p-*.json")
+		row "ping_p${p}_p99" "ping C=50 P=$p p99: broker vs redis" "$a" "$b" "us" cost 1.0
+	done
+fi
+if wants fanout; then
+	a=$(med deliveries_per_s "$TMP/fanout-broker-*.json")
+	b=$(med deliveries_per_s "$TMP/fanout-redis-*.json")
+	row fanout_rate "fanout S=1000 64 B msg/s: broker vs redis" "$a" "$b" "msg/s" rate 2.0
+	a=$(med p99_us "$TMP/fanout-broker-*.json")
+	b=$(med p99_us "$TMP/fanout-redis-*.json")
+	row fanout_p99 "fanout S=1000 p99: broker vs redis" "$a" "$b" "us" cost -
+fi
+if wants idle; then
+	a=$(med bytes_per_conn "$TMP/idle-broker-*.json")
+	b=$(med bytes_per_conn "$TMP/idle-redis-*.json")
+	c=$(med bytes_per_conn "$TMP/idle-memcached-*.json")
+	row idle_redis "idle $IDLE_N conns B/conn: broker vs redis" "$a" "$b" "B" cost -
+	row idle_memcached "idle $IDLE_N conns B/conn: broker vs memcached" "$a" "$c" "B" cost -
+	row idle_target "idle B/conn: broker vs 512 B target" "$a" 512 "B" cost 1.0
+fi
+if wants echo; then
+	for p in 1 16; do
+		a=$(med requests_per_s "$TMP/echo-acecho-p$p-*.json")
+		b=$(med requests_per_s "$TMP/echo-epoll-p$p-*.json")
+		c=$(med requests_per_s "$TMP/echo-libevent-p$p-*.json")
+		row "echo_p${p}_epoll" "echo C=100 P=$p req/s: actorconn vs raw epoll" "$a" "$b" "req/s" rate 0.9
+		row "echo_p${p}_libevent" "echo C=100 P=$p req/s: actorconn vs libevent 1 thread" "$a" "$c" "req/s" rate 1.2
+	done
+fi
+if wants micro; then
+	m=$TMP/mailbox.json
+	for b in 1 64; do
+		pat="\"path\": \"loop -> loop\", \"batch\": $b,"
+		a=$(num "$m" actorconn_msgs_per_s "$pat")
+		c=$(num "$m" baseline_msgs_per_s "$pat")
+		t=-
+		[ "$b" -ne 64 ] || t=10
+		row "mailbox_loop_b$b" "mailbox loop->loop batch $b msg/s: vs mutex+eventfd" "$a" "$c" "msg/s" rate "$t"
+	done
+	a=$(num "$m" actorconn_msgs_per_s '"batch": 64,')
+	row mailbox_target "mailbox loop->loop batch 64 msg/s: vs 20M target" "$a" 20000000 "msg/s" rate 1.0
+	pat='"path": "foreign -> loop"'
+	a=$(num "$m" actorconn_msgs_per_s "$pat")
+	c=$(num "$m" baseline_msgs_per_s "$pat")
+	row mailbox_foreign "mailbox foreign->loop msg/s: vs mutex+eventfd" "$a" "$c" "msg/s" rate -
+	h=$TMP/handle.json
+	for t in 1 2; do
+		a=$(num "$h" actorconn_ns "\"threads\": $t,")
+		c=$(num "$h" mutex_ns "\"threads\": $t,")
+		row "handle_t$t" "handle pin+unpin $t thread(s) ns: vs mutex+refcount" "$a" "$c" "ns" cost -
+	done
+	a=$(num "$h" actorconn_ns '"threads": 1,')
+	row handle_target "handle pin+unpin 1 thread ns: vs 10 ns target" "$a" 10 "ns" cost 1.0
+fi
+
+wall=$(($(date +%s) - start_s))
+
+# Figures as people read them: 1.23M, 456.7k, 890.
+human() {
+	awk -v v="$1" 'BEGIN {
+		if (v == "-") print "-"
+		else if (v >= 1e6) printf "%.2fM\n", v / 1e6
+		else if (v >= 1e4) printf "%.1fk\n", v / 1e3
+		else if (v >= 100) printf "%.0f\n", v
+		else printf "%.2f\n", v }'
+}
+
+echo
+echo "libactorconn vs alternatives: medians of $REPS; ratio > 1 favours libactorconn"
+echo "(rates: actorconn / alternative; costs such as latency, bytes, ns: alternative / actorconn)"
+# times R: "1.23x", or "-".
+times() { if [ "$1" = - ]; then echo -; else printf '%.2fx\n' "$1"; fi; }
+fmt='%-56s %10s %10s %-6s %7s %7s %s\n'
+# shellcheck disable=SC2059
+printf "$fmt" comparison actorconn other unit ratio target met
+while IFS=$'\t' read -r id label a b unit ratio target met; do
+	# shellcheck disable=SC2059
+	printf "$fmt" "$label" "$(human "$a")" "$(human "$b")" "$unit" \
+		"$(times "$ratio")" "$(times "$target")" "$met"
+done <"$ROWS"
+echo "wall time: ${wall} s"
+
+# ---- results: JSON and chart ----------------------------------------------------------
+mkdir -p "$OUT"
+{
+	printf '{"date": "%s", "host": {"cores": %s, "loadavg": "%s"},\n' \
+		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+	printf ' "settings": {"seconds": %s, "warmup": %s, "reps": %s, "client_threads": %s, "idle_connections": %s},\n' \
+		"$DUR" "$WARM" "$REPS" "$THREADS" "$IDLE_N"
+	printf ' "wall_s": %s,\n "rows": [' "$wall"
+	sep=
+	while IFS=$'\t' read -r id label a b unit ratio target met; do
+		j() { if [ "$1" = - ]; then echo null; else echo "$1"; fi; }
+		case $met in yes) m=true ;; no) m=false ;; *) m=null ;; esac
+		printf '%s\n  {"id": "%s", "comparison": "%s", "actorconn": %s, "alternative": %s, "unit": "%s", "ratio": %s, "target": %s, "met": %s}' \
+			"$sep" "$id" "$label" "$(j "$a")" "$(j "$b")" "$unit" "$(j "$ratio")" "$(j "$target")" "$m"
+		sep=,
+	done <"$ROWS"
+	printf '\n ],\n "runs": {'
+	sep=
+	for f in "$TMP"/*.json; do
+		[ -e "$f" ] || continue
+		printf '%s\n  "%s": %s' "$sep" "$(basename "$f" .json)" "$(tr '\n' ' ' <"$f")"
+		sep=,
+	done
+	printf '\n }}\n'
+} >"$OUT/latest.json"
+cp "$RUN_LOG" "$OUT/latest.log"
+
+awk -F'\t' '$6 != "-" { printf "%d\t%s\t%s\t%s\t%s\n", n++, $2, $6,
+	($7 == "-" ? 0 : $7), ($8 == "yes" ? 1 : 0) }' "$ROWS" >"$TMP/chart.dat"
+if [ -s "$TMP/chart.dat" ]; then
+	gnuplot -e "datafile='$TMP/chart.dat'; outfile='$OUT/latest.png'; subtitle='$(nproc) cores, medians of $REPS, $(date -u +%Y-%m-%d)'" \
+		"$SRC/bench/chart.gp" || die "gnuplot failed"
+fi
+echo "wrote $OUT/latest.json, $OUT/latest.log and $OUT/latest.png"
