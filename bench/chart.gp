@@ -8,9 +8,9 @@
 # red if not, grey if it has none.
 
 if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-	set terminal pngcairo size 1400,900 font "sans,10" noenhanced
+	set terminal pngcairo size 1400,800 font "sans,10" noenhanced
 } else {
-	set terminal png size 1400,900 noenhanced
+	set terminal png size 1400,800 noenhanced
 }
 set output outfile
 set datafile separator "\t"
@@ -19,9 +19,9 @@ set logscale y 2
 set ylabel "ratio (log scale)"
 set grid ytics
 set xtics rotate by -35 left nomirror
-set bmargin 16
-set rmargin 12
-set key top right
+set bmargin 9
+set rmargin 4
+set key top left
 set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" front
 
 stats datafile using 1 nooutput

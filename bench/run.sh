@@ -278,19 +278,20 @@ fi
 
 ROWS=$TMP/rows.tsv
 : >"$ROWS"
-# row ID LABEL ACTORCONN ALTERNATIVE UNIT KIND TARGET
-# KIND: rate (ratio a/b) or cost (ratio b/a); TARGET: a ratio or "-".
+# row ID SHORT LABEL ACTORCONN ALTERNATIVE UNIT KIND TARGET
+# SHORT names the bar in the chart; KIND: rate (ratio a/b) or cost (ratio
+# b/a); TARGET: a ratio or "-".
 row() {
-	local ratio met
-	ratio=$(awk -v a="$3" -v b="$4" -v k="$6" 'BEGIN {
+	local id=$1 short=$2 label=$3 a=$4 b=$5 unit=$6 kind=$7 target=$8
+	local ratio met=-
+	ratio=$(awk -v a="$a" -v b="$b" -v k="$kind" 'BEGIN {
 		if (a == "-" || b == "-" || a + 0 == 0 || b + 0 == 0) { print "-"; exit }
 		printf "%.3f\n", k == "rate" ? a / b : b / a }')
-	met=-
-	if [ "$7" != - ] && [ "$ratio" != - ]; then
-		met=$(awk -v r="$ratio" -v t="$7" 'BEGIN { print (r >= t ? "yes" : "no") }')
+	if [ "$target" != - ] && [ "$ratio" != - ]; then
+		met=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r >= t ? "yes" : "no") }')
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" \
-		"$ratio" "$7" "$met" >>"$ROWS"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "$a" "$b" \
+		"$unit" "$ratio" "$target" "$met" "$short" >>"$ROWS"
 }
 
 files() { local g; for g in "$@"; do [ -e "$g" ] && echo "$g"; done; }
@@ -305,35 +306,35 @@ if wants ping; then
 	for p in 1 16; do
 		a=$(med requests_per_s "$TMP/ping-broker-p$p-*.json")
 		b=$(med requests_per_s "$TMP/ping-redis-p$p-*.json")
-		row "ping_p${p}_rps" "ping C=50 P=$p req/s: broker vs redis" "$a" "$b" "req/s" rate 1.2
+		row "ping_p${p}_rps" "ping P=$p req/s" "ping C=50 P=$p req/s: broker vs redis" "$a" "$b" "req/s" rate 1.2
 		a=$(med p99_us "$TMP/ping-broker-p$p-*.json")
 		b=$(med p99_us "$TMP/ping-redis-p$p-*.json")
-		row "ping_p${p}_p99" "ping C=50 P=$p p99: broker vs redis" "$a" "$b" "us" cost 1.0
+		row "ping_p${p}_p99" "ping P=$p p99" "ping C=50 P=$p p99: broker vs redis" "$a" "$b" "us" cost 1.0
 	done
 fi
 if wants fanout; then
 	a=$(med deliveries_per_s "$TMP/fanout-broker-*.json")
 	b=$(med deliveries_per_s "$TMP/fanout-redis-*.json")
-	row fanout_rate "fanout S=1000 64 B msg/s: broker vs redis" "$a" "$b" "msg/s" rate 2.0
+	row fanout_rate "fanout msg/s" "fanout S=1000 64 B msg/s: broker vs redis" "$a" "$b" "msg/s" rate 2.0
 	a=$(med p99_us "$TMP/fanout-broker-*.json")
 	b=$(med p99_us "$TMP/fanout-redis-*.json")
-	row fanout_p99 "fanout S=1000 p99: broker vs redis" "$a" "$b" "us" cost -
+	row fanout_p99 "fanout p99" "fanout S=1000 p99: broker vs redis" "$a" "$b" "us" cost -
 fi
 if wants idle; then
 	a=$(med bytes_per_conn "$TMP/idle-broker-*.json")
 	b=$(med bytes_per_conn "$TMP/idle-redis-*.json")
 	c=$(med bytes_per_conn "$TMP/idle-memcached-*.json")
-	row idle_redis "idle $IDLE_N conns B/conn: broker vs redis" "$a" "$b" "B" cost -
-	row idle_memcached "idle $IDLE_N conns B/conn: broker vs memcached" "$a" "$c" "B" cost -
-	row idle_target "idle B/conn: broker vs 512 B target" "$a" 512 "B" cost 1.0
+	row idle_redis "idle vs redis" "idle $IDLE_N conns B/conn: broker vs redis" "$a" "$b" "B" cost -
+	row idle_memcached "idle vs memcached" "idle $IDLE_N conns B/conn: broker vs memcached" "$a" "$c" "B" cost -
+	row idle_target "idle vs 512 B" "idle B/conn: broker vs 512 B target" "$a" 512 "B" cost 1.0
 fi
 if wants echo; then
 	for p in 1 16; do
 		a=$(med requests_per_s "$TMP/echo-acecho-p$p-*.json")
 		b=$(med requests_per_s "$TMP/echo-epoll-p$p-*.json")
 		c=$(med requests_per_s "$TMP/echo-libevent-p$p-*.json")
-		row "echo_p${p}_epoll" "echo C=100 P=$p req/s: actorconn vs raw epoll" "$a" "$b" "req/s" rate 0.9
-		row "echo_p${p}_libevent" "echo C=100 P=$p req/s: actorconn vs libevent 1 thread" "$a" "$c" "req/s" rate 1.2
+		row "echo_p${p}_epoll" "echo P=$p vs epoll" "echo C=100 P=$p req/s: actorconn vs raw epoll" "$a" "$b" "req/s" rate 0.9
+		row "echo_p${p}_libevent" "echo P=$p vs libevent" "echo C=100 P=$p req/s: actorconn vs libevent 1 thread" "$a" "$c" "req/s" rate 1.2
 	done
 fi
 if wants micro; then
@@ -344,22 +345,22 @@ if wants micro; then
 		c=$(num "$m" baseline_msgs_per_s "$pat")
 		t=-
 		[ "$b" -ne 64 ] || t=10
-		row "mailbox_loop_b$b" "mailbox loop->loop batch $b msg/s: vs mutex+eventfd" "$a" "$c" "msg/s" rate "$t"
+		row "mailbox_loop_b$b" "mailbox batch $b" "mailbox loop->loop batch $b msg/s: vs mutex+eventfd" "$a" "$c" "msg/s" rate "$t"
 	done
 	a=$(num "$m" actorconn_msgs_per_s '"batch": 64,')
-	row mailbox_target "mailbox loop->loop batch 64 msg/s: vs 20M target" "$a" 20000000 "msg/s" rate 1.0
+	row mailbox_target "mailbox vs 20M/s" "mailbox loop->loop batch 64 msg/s: vs 20M target" "$a" 20000000 "msg/s" rate 1.0
 	pat='"path": "foreign -> loop"'
 	a=$(num "$m" actorconn_msgs_per_s "$pat")
 	c=$(num "$m" baseline_msgs_per_s "$pat")
-	row mailbox_foreign "mailbox foreign->loop msg/s: vs mutex+eventfd" "$a" "$c" "msg/s" rate -
+	row mailbox_foreign "mailbox foreign" "mailbox foreign->loop msg/s: vs mutex+eventfd" "$a" "$c" "msg/s" rate -
 	h=$TMP/handle.json
 	for t in 1 2; do
 		a=$(num "$h" actorconn_ns "\"threads\": $t,")
 		c=$(num "$h" mutex_ns "\"threads\": $t,")
-		row "handle_t$t" "handle pin+unpin $t thread(s) ns: vs mutex+refcount" "$a" "$c" "ns" cost -
+		row "handle_t$t" "handle ${t}T vs mutex" "handle pin+unpin $t thread(s) ns: vs mutex+refcount" "$a" "$c" "ns" cost -
 	done
 	a=$(num "$h" actorconn_ns '"threads": 1,')
-	row handle_target "handle pin+unpin 1 thread ns: vs 10 ns target" "$a" 10 "ns" cost 1.0
+	row handle_target "handle vs 10 ns" "handle pin+unpin 1 thread ns: vs 10 ns target" "$a" 10 "ns" cost 1.0
 fi
 
 wall=$(($(date +%s) - start_s))
@@ -382,7 +383,7 @@ times() { if [ "$1" = - ]; then echo -; else printf '%.2fx\n' "$1"; fi; }
 fmt='%-56s %10s %10s %-6s %7s %7s %s\n'
 # shellcheck disable=SC2059
 printf "$fmt" comparison actorconn other unit ratio target met
-while IFS=$'\t' read -r id label a b unit ratio target met; do
+while IFS=$'\t' read -r id label a b unit ratio target met _; do
 	# shellcheck disable=SC2059
 	printf "$fmt" "$label" "$(human "$a")" "$(human "$b")" "$unit" \
 		"$(times "$ratio")" "$(times "$target")" "$met"
@@ -398,11 +399,11 @@ mkdir -p "$OUT"
 		"$DUR" "$WARM" "$REPS" "$THREADS" "$IDLE_N"
 	printf ' "wall_s": %s,\n "rows": [' "$wall"
 	sep=
-	while IFS=$'\t' read -r id label a b unit ratio target met; do
+	while IFS=$'\t' read -r id label a b unit ratio target met short; do
 		j() { if [ "$1" = - ]; then echo null; else echo "$1"; fi; }
 		case $met in yes) m=true ;; no) m=false ;; *) m=null ;; esac
-		printf '%s\n  {"id": "%s", "comparison": "%s", "actorconn": %s, "alternative": %s, "unit": "%s", "ratio": %s, "target": %s, "met": %s}' \
-			"$sep" "$id" "$label" "$(j "$a")" "$(j "$b")" "$unit" "$(j "$ratio")" "$(j "$target")" "$m"
+		printf '%s\n  {"id": "%s", "short": "%s", "comparison": "%s", "actorconn": %s, "alternative": %s, "unit": "%s", "ratio": %s, "target": %s, "met": %s}' \
+			"$sep" "$id" "$short" "$label" "$(j "$a")" "$(j "$b")" "$unit" "$(j "$ratio")" "$(j "$target")" "$m"
 		sep=,
 	done <"$ROWS"
 	printf '\n ],\n "runs": {'
@@ -416,7 +417,7 @@ mkdir -p "$OUT"
 } >"$OUT/latest.json"
 cp "$RUN_LOG" "$OUT/latest.log"
 
-awk -F'\t' '$6 != "-" { printf "%d\t%s\t%s\t%s\t%s\n", n++, $2, $6,
+awk -F'\t' '$6 != "-" { printf "%d\t%s\t%s\t%s\t%s\n", n++, $9, $6,
 	($7 == "-" ? 0 : $7), ($8 == "yes" ? 1 : 0) }' "$ROWS" >"$TMP/chart.dat"
 if [ -s "$TMP/chart.dat" ]; then
 	gnuplot -e "datafile='$TMP/chart.dat'; outfile='$OUT/latest.png'; subtitle='$(nproc) cores, medians of $REPS, $(date -u +%Y-%m-%d)'" \
