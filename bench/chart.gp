@@ -20,7 +20,7 @@ set ylabel "ratio (log scale)"
 set grid ytics
 set xtics rotate by -35 left nomirror
 set bmargin 9
-set rmargin 4
+set rmargin 9
 set key top left
 set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" front
 
