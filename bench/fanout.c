@@ -630,6 +630,9 @@ static struct net_result fo_once(const struct opts *o, long long *published)
 	}
 	*published = r.published;
 	fo_free(&r);
+	if (counted == 0)
+		die("fanout %s: no delivery in the %.1f s measured", o->server,
+		    o->duration);
 	res.count = counted;
 	res.rate = (double)counted / o->duration;
 	net_result_hist(&res, all);
@@ -642,6 +645,7 @@ int cmd_fanout(const struct opts *o)
 	struct net_result runs[MAX_REPS], m;
 	double pub[MAX_REPS];
 	long long published;
+	struct net_addr check;
 	struct json j;
 
 	if (o->size < 16) {
@@ -649,6 +653,8 @@ int cmd_fanout(const struct opts *o)
 				"(the timestamp)\n");
 		return 2;
 	}
+	if (net_addr_parse(o->server, &check))
+		return 1;
 	if (o->json && json_open(&j, o->json, "fanout"))
 		return 1;
 	printf("fanout %s (%s): S=%lld publishers=%lld W=%lld size=%lld "

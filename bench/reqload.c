@@ -134,6 +134,19 @@ static int rr_flush(struct rr_thread *t, struct rr_conn *c)
 	return rr_arm(t, c, 0);
 }
 
+/* Reports the bytes at p, which are not the reply they should be. */
+static int rr_mismatch(struct rr_thread *t, const char *p, size_t n)
+{
+	char shown[41];
+	size_t k;
+
+	for (k = 0; k < n && k < 40; k++)
+		shown[k] = p[k] >= 0x20 && p[k] < 0x7f ? p[k] : '.';
+	shown[k] = '\0';
+	rr_fail(t, "unexpected reply \"%s\"", shown);
+	return -1;
+}
+
 static int rr_read(struct rr_thread *t, struct rr_conn *c)
 {
 	struct rr_run *r = t->run;
@@ -159,18 +172,8 @@ static int rr_read(struct rr_thread *t, struct rr_conn *c)
 	for (i = 0; i < nrep; i++) {
 		const char *p = c->in + i * s->rep_len;
 
-		if (memcmp(p, s->rep, s->rep_len)) {
-			/* Show the start of what came instead. */
-			char shown[41];
-			size_t k;
-
-			for (k = 0; k < s->rep_len && k < 40; k++)
-				shown[k] = p[k] >= 0x20 && p[k] < 0x7f ? p[k]
-								       : '.';
-			shown[k] = '\0';
-			rr_fail(t, "unexpected reply \"%s\"", shown);
-			return -1;
-		}
+		if (memcmp(p, s->rep, s->rep_len))
+			return rr_mismatch(t, p, s->rep_len);
 		if (now >= r->t_start && now < r->t_end) {
 			hist_add(&t->hist, now - c->sent[c->head]);
 			t->done++;
@@ -180,6 +183,11 @@ static int rr_read(struct rr_thread *t, struct rr_conn *c)
 	}
 	c->have -= nrep * s->rep_len;
 	memmove(c->in, c->in + nrep * s->rep_len, c->have);
+	/* A reply that is only partly here must start right too: a server
+	 * that answers something shorter (an error) would otherwise stall
+	 * the connection unnoticed. */
+	if (memcmp(c->in, s->rep, c->have))
+		return rr_mismatch(t, c->in, c->have);
 	if (now < r->t_end && nrep) {
 		rr_queue(r, c, (unsigned)nrep, now);
 		return rr_flush(t, c);
@@ -328,6 +336,9 @@ static struct net_result rr_once(const struct rr_spec *s,
 	}
 	pthread_barrier_destroy(&r.bar);
 	rr_free(&r);
+	if (done == 0)
+		die("%s %s: no reply in the %.1f s measured", s->what,
+		    o->server, o->duration);
 	res.count = done;
 	res.rate = (double)done / o->duration;
 	net_result_hist(&res, all);
@@ -338,9 +349,13 @@ static struct net_result rr_once(const struct rr_spec *s,
 static int rr_command(const struct rr_spec *s, const struct opts *o)
 {
 	struct net_result runs[MAX_REPS], m;
+	struct net_addr check;
 	struct json j;
 	char *stream;
 
+	/* A bad address should fail before anything is printed. */
+	if (net_addr_parse(o->server, &check))
+		return 1;
 	if (o->json && json_open(&j, o->json, s->what))
 		return 1;
 	if (!(stream = malloc(s->req_len * (size_t)(o->pipeline + 1))))
