@@ -51,7 +51,10 @@ for f in actorconn-bench actorconn-broker actorconn-echo bench/epoll-echo \
 done
 case $REPS in '' | *[!0-9]* | 0) die "BENCH_REPS must be a positive integer" ;; esac
 
-TMP=$(mktemp -d)
+# Scratch space under the build directory, not /tmp: other programs on a
+# shared machine may clean /tmp while a run is going.
+mkdir -p "$OUT"
+TMP=$(mktemp -d "$OUT/run.XXXXXX")
 PIDS=()
 cleanup() {
 	local p
@@ -89,16 +92,20 @@ start() {
 	for try in 1 2 3 4 5; do
 		local port; port=$(free_port)
 		local args=("${@//@PORT/$port}")
-		"${args[@]}" >"$TMP/$name.log" 2>&1 &
+		# Empty the log here: the child opens it only after this
+		# shell has gone on, and an earlier run's line must not be
+		# read as this one's.
+		: >"$TMP/$name.log"
+		"${args[@]}" >>"$TMP/$name.log" 2>&1 &
 		SPID=$!
 		PIDS+=("$SPID")
 		for i in $(seq 1 100); do
 			kill -0 "$SPID" 2>/dev/null || break
-			if grep -q 'listening on' "$TMP/$name.log"; then
-				SPORT=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' \
-					"$TMP/$name.log" | head -n 1)
-				return 0
-			fi
+			# The whole line, port and all: a read may catch the
+			# line half written.
+			SPORT=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\) .*/\1/p' \
+				"$TMP/$name.log" | head -n 1)
+			[ -z "$SPORT" ] || return 0
 			case " $* " in *@PORT*)
 				if port_open "$port"; then SPORT=$port; return 0; fi ;;
 			esac
@@ -391,7 +398,6 @@ done <"$ROWS"
 echo "wall time: ${wall} s"
 
 # ---- results: JSON and chart ----------------------------------------------------------
-mkdir -p "$OUT"
 {
 	printf '{"date": "%s", "host": {"cores": %s, "loadavg": "%s"},\n' \
 		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
