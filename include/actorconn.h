@@ -500,7 +500,8 @@ AC_EXPORT size_t ac_buf_len(const ac_buf_t *b);
 /*
  * Owner loop. Queues b without copying (the output buffer holds its own
  * reference until the bytes are written); the caller keeps its reference.
- * Returns as ac_conn_write.
+ * Buffers of 512 bytes or less are copied instead, which is cheaper than
+ * a reference at that size. Returns as ac_conn_write.
  */
 AC_EXPORT int ac_conn_write_buf(ac_conn_t *c, ac_buf_t *b);
 
