@@ -70,12 +70,28 @@ void *ac__calloc(enum ac__kind k, size_t nmemb, size_t n)
 	return counted(k, calloc(nmemb, n));
 }
 
+void *ac__memalign(enum ac__kind k, size_t align, size_t n)
+{
+	void *p;
+
+	if (posix_memalign(&p, align, n))
+		return NULL;
+	return counted(k, p);
+}
+
+void *ac__realloc(enum ac__kind k, void *p, size_t n)
+{
+	void *q;
+
+	/* On failure p is untouched and still counted. */
+	if ((q = realloc(p, n)) && !p)
+		counted(k, q);
+	return q;
+}
+
 void *ac__realloc_bytes(void *p, size_t n)
 {
-	void *q = realloc(p, n);
-	if (q && !p)
-		counted(AC__K_OTHER, q);
-	return q;
+	return ac__realloc(AC__K_OTHER, p, n);
 }
 
 void ac__free(enum ac__kind k, void *p)

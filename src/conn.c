@@ -832,7 +832,7 @@ static int grow_input(ac_conn_t *c)
 		want = c->need;
 	if (in->cap >= want)
 		return 0;
-	if (!(in = realloc(in, sizeof(*in) + want)))
+	if (!(in = ac__realloc_bytes(in, sizeof(*in) + want)))
 		return AC_ENOMEM;
 	in->cap = want;
 	c->in = in;

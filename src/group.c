@@ -52,11 +52,10 @@ AC_EXPORT ac_group_t *ac_group_new(ac_runtime_t *rt)
 		return NULL;
 	}
 	size = sizeof(*g) + (size_t)rt->nloops * sizeof(g->loops[0]);
-	if (posix_memalign((void **)&g, AC__CACHELINE, size)) {
+	if (!(g = ac__memalign(AC__K_GROUP, AC__CACHELINE, size))) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	ac__count(AC__K_GROUP, 1);
 	memset(g, 0, size);
 	g->rt = rt;
 	g->refs = 1;
@@ -92,21 +91,18 @@ AC_EXPORT int ac_group_join(ac_group_t *g, ac_conn_t *c)
 	gl = &g->loops[c->loop->index];
 	if (gl->n == gl->cap) {
 		uint32_t cap = gl->cap ? gl->cap * 2 : 4;
-		ac_conn_t **m = realloc(gl->m, cap * sizeof(*m));
+		ac_conn_t **m = ac__realloc(AC__K_GROUP, gl->m, cap * sizeof(*m));
 		if (!m)
 			return AC_ENOMEM;
-		if (!gl->m)
-			ac__count(AC__K_GROUP, 1);
 		gl->m = m;
 		gl->cap = cap;
 	}
 	if (c->ngroups == c->capgroups) {
 		unsigned cap = c->capgroups ? c->capgroups * 2 : 2;
-		struct ac__gentry *e = realloc(c->groups, cap * sizeof(*e));
+		struct ac__gentry *e =
+			ac__realloc(AC__K_GROUP, c->groups, cap * sizeof(*e));
 		if (!e)
 			return AC_ENOMEM;
-		if (!c->groups)
-			ac__count(AC__K_GROUP, 1);
 		c->groups = e;
 		c->capgroups = cap;
 	}

@@ -291,11 +291,10 @@ static ck_hp_record_t *foreign_record(ac_runtime_t *rt)
 	if (!rec) {
 		struct ac__hprec *r;
 
-		if (posix_memalign((void **)&r, AC__CACHELINE, sizeof(*r))) {
+		if (!(r = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*r)))) {
 			ac__free(AC__K_OTHER, e);
 			return NULL;
 		}
-		ac__count(AC__K_OTHER, 1);
 		memset(r, 0, sizeof(*r));
 		pthread_mutex_lock(&rt->lock);
 		r->next = rt->foreign_recs;

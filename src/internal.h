@@ -77,6 +77,9 @@ enum ac__kind {
 
 void *ac__malloc(enum ac__kind k, size_t n);
 void *ac__calloc(enum ac__kind k, size_t nmemb, size_t n);
+void *ac__memalign(enum ac__kind k, size_t align, size_t n);
+/* Grows p (counted under k when p is NULL); on failure p is untouched. */
+void *ac__realloc(enum ac__kind k, void *p, size_t n);
 void *ac__realloc_bytes(void *p, size_t n); /* input buffers; kind OTHER,
 					       counted on first allocation */
 void ac__free(enum ac__kind k, void *p);

@@ -318,9 +318,8 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 	ac__loop_t *loop;
 	int n = rt->nloops;
 
-	if (posix_memalign((void **)&loop, AC__CACHELINE, sizeof(*loop)))
+	if (!(loop = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*loop))))
 		return NULL;
-	ac__count(AC__K_OTHER, 1);
 	memset(loop, 0, sizeof(*loop));
 	loop->rt = rt;
 	loop->index = index;

@@ -31,9 +31,8 @@ struct ac__ring *ac__ring_new(unsigned size)
 {
 	struct ac__ring *r;
 
-	if (posix_memalign((void **)&r, AC__CACHELINE, sizeof(*r)))
+	if (!(r = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*r))))
 		return NULL;
-	ac__count(AC__K_OTHER, 1);
 	r->slots = ac__calloc(AC__K_OTHER, size, sizeof(struct ac__msg));
 	if (!r->slots) {
 		ac__free(AC__K_OTHER, r);

@@ -439,11 +439,10 @@ AC_EXPORT ac_registry_t *ac_registry_new(ac_runtime_t *rt)
 		errno = EINVAL;
 		return NULL;
 	}
-	if (posix_memalign((void **)&reg, AC__CACHELINE, sizeof(*reg))) {
+	if (!(reg = ac__memalign(AC__K_REG, AC__CACHELINE, sizeof(*reg)))) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	ac__count(AC__K_REG, 1);
 	memset(reg, 0, sizeof(*reg));
 	reg->rt = rt;
 	for (int i = 0; i < AC__REG_SHARDS; i++) {

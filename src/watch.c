@@ -293,14 +293,12 @@ void ac__watch_register(ac__loop_t *loop, struct ac__msg *m)
 	c->nwatches = n;
 	if (c->nwatches == c->capwatches) {
 		unsigned cap = c->capwatches ? c->capwatches * 2 : 2;
-		struct ac__wentry *w =
-			realloc(c->watches, cap * sizeof(*c->watches));
+		struct ac__wentry *w = ac__realloc(AC__K_OTHER, c->watches,
+						   cap * sizeof(*c->watches));
 		if (!w) {
 			post_fire(rt, id, sl->loop, AC_ENOMEM);
 			return;
 		}
-		if (!c->watches)
-			ac__count(AC__K_OTHER, 1);
 		c->watches = w;
 		c->capwatches = cap;
 	}
