@@ -7,6 +7,12 @@
  * AC__SHARDS cache lines, so two loops allocating at once do not contend.
  * A live count is the sum over shards (a shard may go negative when an
  * object is freed on another thread than the one that made it).
+ *
+ * Fault injection (configure --enable-fault-injection, never in a release
+ * build): every allocation attempt made here, and libevent's once
+ * ac__fault_hook_libevent has routed them here, is numbered; the attempt
+ * whose number was armed with ac__fault_fail_nth returns NULL, so a test
+ * can fail each allocation of a scenario in turn.
  */
 #include "internal.h"
 
@@ -50,6 +56,95 @@ void ac__count_dropped(void)
 		AC__STAT_ADD(loop, dropped, 1);
 }
 
+/* ---- fault injection ------------------------------------------------------ */
+
+#ifdef AC_FAULT_INJECTION
+#include <event2/event.h>
+#include <execinfo.h>
+
+/* Process-wide, like the counts: attempts since the last arming, the one
+ * to fail (0: none), whether every later one fails too, and how many
+ * failed. Relaxed atomics: a sweep waits for the library to go quiet
+ * before reading them. */
+static uint64_t fault_seen, fault_nth, fault_failed;
+static int fault_persist, fault_trace, fault_loop = -1;
+
+void ac__fault_only_loop(int loop)
+{
+	__atomic_store_n(&fault_loop, loop, __ATOMIC_RELAXED);
+}
+
+void ac__fault_trace(int on)
+{
+	__atomic_store_n(&fault_trace, on, __ATOMIC_RELAXED);
+}
+
+void ac__fault_fail_nth(uint64_t n, int persist)
+{
+	__atomic_store_n(&fault_nth, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fault_seen, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fault_failed, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&fault_persist, persist, __ATOMIC_RELAXED);
+	__atomic_store_n(&fault_nth, n, __ATOMIC_RELEASE);
+}
+
+uint64_t ac__fault_attempts(void)
+{
+	return __atomic_load_n(&fault_seen, __ATOMIC_RELAXED);
+}
+
+uint64_t ac__fault_failures(void)
+{
+	return __atomic_load_n(&fault_failed, __ATOMIC_RELAXED);
+}
+
+bool ac__fault_hit(void)
+{
+	uint64_t nth = __atomic_load_n(&fault_nth, __ATOMIC_ACQUIRE);
+	int only = __atomic_load_n(&fault_loop, __ATOMIC_RELAXED);
+	uint64_t k;
+
+	if (only >= 0 && (!ac__tls_loop || ac__tls_loop->index != only))
+		return false; /* not numbered: another thread's attempt */
+	k = __atomic_add_fetch(&fault_seen, 1, __ATOMIC_RELAXED);
+
+	if (!nth || k < nth ||
+	    (k > nth && !__atomic_load_n(&fault_persist, __ATOMIC_RELAXED)))
+		return false;
+	__atomic_fetch_add(&fault_failed, 1, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&fault_trace, __ATOMIC_RELAXED)) {
+		void *pcs[24];
+		int n = backtrace(pcs, 24);
+		fprintf(stderr, "fault: allocation attempt %llu fails here:\n",
+			(unsigned long long)k);
+		backtrace_symbols_fd(pcs, n, 2);
+	}
+	return true;
+}
+
+static void *ev_malloc(size_t n)
+{
+	return ac__fault_hit() ? NULL : malloc(n);
+}
+
+static void *ev_realloc(void *p, size_t n)
+{
+	return ac__fault_hit() ? NULL : realloc(p, n);
+}
+
+/* libevent's own allocations (bases, events, evbuffer chains) join the
+ * numbering. Process-wide and only valid before any other libevent call,
+ * so a test calls it first thing; the library never does. */
+void ac__fault_hook_libevent(void)
+{
+	event_set_mem_functions(ev_malloc, ev_realloc, free);
+}
+
+#define AC__FAULT() ac__fault_hit()
+#else
+#define AC__FAULT() false
+#endif
+
 static void *counted(enum ac__kind k, void *p)
 {
 	if (p) {
@@ -62,11 +157,15 @@ static void *counted(enum ac__kind k, void *p)
 
 void *ac__malloc(enum ac__kind k, size_t n)
 {
+	if (AC__FAULT())
+		return NULL;
 	return counted(k, malloc(n));
 }
 
 void *ac__calloc(enum ac__kind k, size_t nmemb, size_t n)
 {
+	if (AC__FAULT())
+		return NULL;
 	return counted(k, calloc(nmemb, n));
 }
 
@@ -74,7 +173,7 @@ void *ac__memalign(enum ac__kind k, size_t align, size_t n)
 {
 	void *p;
 
-	if (posix_memalign(&p, align, n))
+	if (AC__FAULT() || posix_memalign(&p, align, n))
 		return NULL;
 	return counted(k, p);
 }
@@ -83,6 +182,8 @@ void *ac__realloc(enum ac__kind k, void *p, size_t n)
 {
 	void *q;
 
+	if (AC__FAULT())
+		return NULL;
 	/* On failure p is untouched and still counted. */
 	if ((q = realloc(p, n)) && !p)
 		counted(k, q);

@@ -87,6 +87,19 @@ void ac__count(enum ac__kind k, int delta);
 void ac__count_dropped(void);
 char *ac__strdup(const char *s);
 
+#ifdef AC_FAULT_INJECTION
+/* Test-only (configure --enable-fault-injection; absent otherwise, and
+ * never exported). Numbers allocation attempts from 1 again and makes
+ * attempt n fail (0: none), and with persist every attempt after it. */
+void ac__fault_fail_nth(uint64_t n, int persist);
+uint64_t ac__fault_attempts(void); /* attempts since the last arming */
+uint64_t ac__fault_failures(void); /* attempts failed since then */
+bool ac__fault_hit(void);          /* counts one attempt: fail it? */
+void ac__fault_hook_libevent(void); /* before any other libevent call */
+void ac__fault_trace(int on);      /* print each failure's stack */
+void ac__fault_only_loop(int loop); /* number only loop's attempts; -1: all */
+#endif
+
 /* ---- segmented tables ------------------------------------------------------
  * Tables that grow without moving: segment s holds (1 << shift) << s
  * entries. Index idx lives in segment *seg at offset *off. */
