@@ -171,15 +171,42 @@ static void drop_entry(struct ac__accept *e)
 	ac__listener_unref(e->l);
 }
 
+/*
+ * The loop could not take its socket (out of memory): close it now. Left
+ * open, it would go on listening with nobody accepting, and the kernel
+ * would keep queueing connections on it (SO_REUSEPORT spreads them over
+ * every socket of the port) that would hang until the listener closed.
+ * Closed, its queued connections are reset, new ones go to the other
+ * loops' sockets, or are refused if none is left.
+ */
+static void give_up_socket(ac__loop_t *loop, struct ac__accept *e)
+{
+	ac_listener_t *l = e->l;
+
+	for (int i = 0; i < l->nfds; i++)
+		if (l->fds[i] == e->fd) {
+			close(e->fd);
+			l->fds[i] = -1; /* read only by listener_destroy */
+		}
+	ac__log(loop->rt, AC_LOG_ERROR,
+		"loop %d: out of memory: this loop does not accept for the "
+		"listener on port %d",
+		loop->index, l->port);
+}
+
 /* Control operation: start serving an accept entry on this loop. */
 static void accept_add_op(ac__loop_t *loop, void *arg)
 {
 	struct ac__accept *e = arg;
 
-	if (loop->stopping || !loop->base ||
-	    !(e->ev = event_new(loop->base, e->fd, EV_READ | EV_PERSIST,
+	if (loop->stopping || !loop->base) {
+		drop_entry(e);
+		return;
+	}
+	if (!(e->ev = event_new(loop->base, e->fd, EV_READ | EV_PERSIST,
 				accept_cb, e)) ||
 	    event_add(e->ev, NULL)) {
+		give_up_socket(loop, e);
 		drop_entry(e);
 		return;
 	}
