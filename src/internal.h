@@ -96,6 +96,7 @@ uint64_t ac__fault_attempts(void); /* attempts since the last arming */
 uint64_t ac__fault_failures(void); /* attempts failed since then */
 bool ac__fault_hit(void);          /* counts one attempt: fail it? */
 void ac__fault_hook_libevent(void); /* before any other libevent call */
+int64_t ac__fault_libevent_live(void); /* libevent's allocations not freed */
 void ac__fault_trace(int on);      /* print each failure's stack */
 void ac__fault_only_loop(int loop); /* number only loop's attempts; -1: all */
 #endif
