@@ -132,6 +132,17 @@ static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
 
 	if (!n)
 		return AC_ENOMEM;
+	/* Arm the retry first: adding a timer can allocate (libevent's
+	 * heap), and a message queued with no retry armed would wait until
+	 * something else happened on this loop, perhaps for ever. Refused
+	 * instead, the caller keeps it. */
+	if (self->ovf_ev && !evtimer_pending(self->ovf_ev, NULL)) {
+		struct timeval tv = {0, AC__OVERFLOW_RETRY_US};
+		if (evtimer_add(self->ovf_ev, &tv)) {
+			ac__free(AC__K_MSG, n);
+			return AC_ENOMEM;
+		}
+	}
 	n->next = NULL;
 	n->msg = *m;
 	AC__STAT_ADD(self, mailbox_overflowed, 1);
@@ -141,10 +152,6 @@ static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
 		o->head = n;
 	o->tail = n;
 	self->ovf_count++;
-	if (self->ovf_ev && !evtimer_pending(self->ovf_ev, NULL)) {
-		struct timeval tv = {0, AC__OVERFLOW_RETRY_US};
-		evtimer_add(self->ovf_ev, &tv);
-	}
 	return 0;
 }
 
