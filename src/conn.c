@@ -472,19 +472,21 @@ static void begin_close(ac_conn_t *c, int how, int reason, int err)
 		c->err = err;
 	}
 	if (how == AC_CLOSE_FLUSH && out_len(c) > 0) {
+		unsigned ms = c->proto->opts.linger_ms;
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
 		if (c->state == AC__C_CLOSING)
 			return; /* already flushing */
-		c->state = AC__C_CLOSING;
-		stop_reading(c);
 		if (!c->linger_ev)
 			c->linger_ev = evtimer_new(c->loop->base, linger_cb, c);
-		if (c->linger_ev) {
-			unsigned ms = c->proto->opts.linger_ms;
-			struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-			evtimer_add(c->linger_ev, &tv);
+		/* Without the linger timer (out of memory) a peer that never
+		 * reads would hold the close open for ever: close now. */
+		if (c->linger_ev && evtimer_add(c->linger_ev, &tv) == 0) {
+			c->state = AC__C_CLOSING;
+			stop_reading(c);
+			queue_flush(c);
+			return;
 		}
-		queue_flush(c);
-		return;
 	}
 	c->state = AC__C_CLOSING;
 	stop_reading(c);
