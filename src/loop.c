@@ -237,8 +237,11 @@ void ac__loop_begin_stop(ac__loop_t *loop, void *grace_ms)
 	ac__accept_drop_all(loop);
 	ac__pools_loop_stop(loop); /* waiters fail with AC_ESHUTDOWN */
 	ac__loop_each_conn(loop, ac__conn_stop, 0);
-	if (loop->base && loop->nconns)
-		evtimer_add(loop->grace_ev, &tv);
+	/* Without the grace timer (libevent could not grow its timer heap)
+	 * flushing connections would wait out their own linger_ms: close
+	 * them now instead. */
+	if (loop->base && loop->nconns && evtimer_add(loop->grace_ev, &tv))
+		ac__loop_each_conn(loop, ac__conn_stop, 1);
 	/* The leave of the drain cycle running us breaks the loop once the
 	 * last connection is gone. */
 }
