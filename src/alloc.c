@@ -56,6 +56,14 @@ void ac__count_dropped(void)
 		AC__STAT_ADD(loop, dropped, 1);
 }
 
+void ac__count_dropped_settled(ac__loop_t *loop)
+{
+	__atomic_fetch_add(&shard()->dropped, 1, __ATOMIC_RELAXED);
+	/* The loop has exited (or never ran): this thread is now the only
+	 * writer of its counters. */
+	AC__STAT_ADD(loop, dropped, 1);
+}
+
 /* ---- fault injection ------------------------------------------------------ */
 
 #ifdef AC_FAULT_INJECTION

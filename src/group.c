@@ -209,11 +209,11 @@ void ac__group_deliver(ac__loop_t *loop, struct ac__msg *m)
 	group_unref(g);
 }
 
+/* Counted as dropped by the caller. */
 void ac__group_settle(struct ac__msg *m)
 {
 	ac_buf_unref(m->b);
 	group_unref(m->a.p);
-	ac__count_dropped();
 }
 
 /* ---- dissolving ------------------------------------------------------------ */

@@ -84,7 +84,10 @@ void *ac__realloc_bytes(void *p, size_t n); /* input buffers; kind OTHER,
 					       counted on first allocation */
 void ac__free(enum ac__kind k, void *p);
 void ac__count(enum ac__kind k, int delta);
-void ac__count_dropped(void);
+void ac__count_dropped(void); /* on the loop that dropped it */
+struct ac__loop;
+/* Settling after the loop exited: counted in that loop's statistics. */
+void ac__count_dropped_settled(struct ac__loop *loop);
 char *ac__strdup(const char *s);
 
 #ifdef AC_FAULT_INJECTION

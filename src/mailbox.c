@@ -386,12 +386,12 @@ void ac__settle(ac__loop_t *loop, struct ac__msg *m)
 		break;
 	case AC__MSG_SEND:
 		ac__free(AC__K_MSG, m->b);
-		ac__count_dropped();
+		ac__count_dropped_settled(loop);
 		break;
 	case AC__MSG_TELL:
 		if (m->a.fn)
 			m->a.fn(m->b);
-		ac__count_dropped();
+		ac__count_dropped_settled(loop);
 		break;
 	case AC__MSG_ADOPT:
 		close(m->i);
@@ -405,10 +405,11 @@ void ac__settle(ac__loop_t *loop, struct ac__msg *m)
 		break;
 	case AC__MSG_SENDBUF:
 		ac_buf_unref(m->b);
-		ac__count_dropped();
+		ac__count_dropped_settled(loop);
 		break;
 	case AC__MSG_PUBLISH:
 		ac__group_settle(m);
+		ac__count_dropped_settled(loop);
 		break;
 	case AC__MSG_DISSOLVE: /* the loop's members are gone already */
 		ac__group_dissolve(loop, m);
