@@ -727,6 +727,9 @@ typedef struct ac_stats {
 	uint64_t mailbox_overflowed;/* messages this loop put in overflow */
 	uint64_t mailbox_max_depth; /* deepest ring seen at a drain */
 	uint64_t dropped;           /* accepted messages never delivered */
+	uint64_t dropped_shutdown;  /* of which dropped while the runtime
+				       was stopping, or left queued when its
+				       loops exited */
 	uint64_t handles_live;      /* gauge */
 	uint64_t hp_pending;        /* gauge: retired, not yet reclaimed */
 	uint64_t timers_live;       /* gauge */

@@ -52,8 +52,12 @@ void ac__count_dropped(void)
 	ac__loop_t *loop = ac__tls_loop;
 
 	__atomic_fetch_add(&shard()->dropped, 1, __ATOMIC_RELAXED);
-	if (loop)
+	if (loop) {
 		AC__STAT_ADD(loop, dropped, 1);
+		/* The stop closed its connection, or is closing it. */
+		if (loop->stopping)
+			AC__STAT_ADD(loop, dropped_shutdown, 1);
+	}
 }
 
 void ac__count_dropped_settled(ac__loop_t *loop)
@@ -62,6 +66,7 @@ void ac__count_dropped_settled(ac__loop_t *loop)
 	/* The loop has exited (or never ran): this thread is now the only
 	 * writer of its counters. */
 	AC__STAT_ADD(loop, dropped, 1);
+	AC__STAT_ADD(loop, dropped_shutdown, 1);
 }
 
 /* ---- fault injection ------------------------------------------------------ */

@@ -282,7 +282,7 @@ struct ac__lstats {
 	uint64_t closed[AC_CR_COUNT];
 	uint64_t bytes_in, bytes_out, frames_in, writes;
 	uint64_t mailbox_received, mailbox_overflowed, mailbox_max_depth;
-	uint64_t dropped;
+	uint64_t dropped, dropped_shutdown;
 	uint64_t conns_open, handles_live, hp_pending, timers_live;
 	uint64_t pool_idle, pool_busy, pool_waiting; /* over the loop's pools */
 	uint64_t pool_connects, pool_failures;

@@ -75,6 +75,7 @@ static void loop_snapshot(ac__loop_t *loop, ac_stats_t *o)
 	o->mailbox_overflowed = LD(s->mailbox_overflowed);
 	o->mailbox_max_depth = LD(s->mailbox_max_depth);
 	o->dropped = LD(s->dropped);
+	o->dropped_shutdown = LD(s->dropped_shutdown);
 	o->handles_live = LD(s->handles_live);
 	o->hp_pending = LD(s->hp_pending);
 	o->timers_live = LD(s->timers_live);
@@ -181,6 +182,8 @@ static const struct metric metrics[] = {
 	  "Deepest mailbox ring seen at a drain."),
 	M("messages_dropped_total", "counter", dropped,
 	  "Accepted messages whose connection was gone on delivery."),
+	M("messages_dropped_shutdown_total", "counter", dropped_shutdown,
+	  "Of the dropped messages, those dropped by a stop of the runtime."),
 	M("handles_live", "gauge", handles_live, "Handle slots in use."),
 	M("hp_pending", "gauge", hp_pending,
 	  "Objects retired but not yet reclaimed (hazard pointers)."),
