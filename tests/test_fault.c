@@ -1,28 +1,38 @@
 /*
- * test_fault.c: every allocation of an echo session fails in turn.
+ * test_fault.c: every allocation of a session fails in turn.
  *
- * A session is a small but complete life of a runtime: new, a TCP and a
- * Unix listener, start, connections accepted on both loops (one handed
- * from loop 0 to loop 1), frames echoed (one large enough to take the
- * partial-input path), ac_send, ac_tell, ac_handle_info, ac_watch, a
- * registry entry and a group publish from another thread, a close by the
- * peer, a close through ac_close, the statistics, stop and free.
+ * Sessions (each a small but complete life of a runtime, from
+ * ac_runtime_new to ac_runtime_free):
+ *   echo      a TCP and a Unix listener, connections on both loops (one
+ *             handed from loop 0 to loop 1), frames small and large (the
+ *             partial-input path), 2 MiB replies (watermarks, soft limit,
+ *             waiting for writability), shared buffers, heartbeats, a
+ *             loop timer, loop-to-loop overflow, and from another thread
+ *             ac_send, ac_tell, ac_send_buf, ac_handle_info, ac_watch, a
+ *             registry entry and a group publish; a close by the peer, by
+ *             ac_close, a flushing close with 2 MiB queued, and the stop;
+ *   slow      the overflow retry of an idle loop, a flushing close to a
+ *             peer that reads nothing (linger), a stop with such a peer
+ *             (grace): timers that only matter when something is slow;
+ *   outbound  ac_connect by name, a reconnect, a pool.
  *
- * The sweep first runs the session once to count its allocation attempts
- * (K: the library's own and, through ac__fault_hook_libevent, libevent's),
- * then runs it again for every N in 1..K with attempt N failing, each in a
- * fresh child process so that a crash names its N. Then it sweeps again
- * with every attempt from N on failing (out of memory for good). For each
- * run it requires: no crash and no hang; every call returns 0 or an AC_E*
- * code; each connection either works or is closed (the client sees every
- * echo, or EOF); every message a call accepted reaches the client or is
- * counted as dropped; every on_open has exactly one on_close; an accepted
- * watch runs exactly once; and after ac_runtime_free every live count is
- * zero.
+ * The sweep runs a session clean to count its allocation attempts (K: the
+ * library's own and, through ac__fault_hook_libevent, libevent's), then
+ * again for every N in 1..K (plus a margin) with attempt N failing, each
+ * in a fresh child process so that a crash or a hang names its N; then
+ * again with every attempt from N on failing (out of memory for good).
+ * Each run must keep every promise: no crash and no hang; every call
+ * returns 0 or an AC_E* code; each connection works or is closed (the
+ * client sees every echo, or EOF); every message a call accepted arrives
+ * or is counted as dropped; every on_open has one on_close; an accepted
+ * watch runs once; and after ac_runtime_free every live count, ours and
+ * libevent's, is zero.
  *
- * AC_FAULT_N=n runs only that N (AC_FAULT_PERSIST=1 for the persistent
- * sweep) and AC_FAULT_TRACE=1 prints the stack of each injected failure:
- * resolve the addresses with addr2line -e tests/test_fault.
+ * To chase one run: AC_FAULT_SESSION=name AC_FAULT_N=n (AC_FAULT_PERSIST=1
+ * for the persistent kind; AC_FAULT_TRACE=1 prints the stack of each
+ * injected failure: resolve it with addr2line -e tests/test_fault).
+ * AC_FAULT_SESSION alone sweeps one session; AC_FAULT_VERBOSE=1 prints
+ * every run.
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "testhelp.h"
@@ -624,8 +634,8 @@ static void session_echo(void)
 	static const ac_conn_cbs_t unix_cbs = {.on_open = on_open_unix,
 					       .on_frame = on_frame_line,
 					       .on_close = on_close};
-	/* Owned timers and a ping copy, so that their allocations are swept;
-	 * none of them fires within a session. */
+	/* Owned timers (idle, write timeout, soft limit), so that their
+	 * allocations are swept; none of them fires within a session. */
 	const ac_conn_opts_t tcp_opts = {.framing = AC_FRAME_LEN32,
 					 .idle_timeout_ms = 60000,
 					 .write_timeout_ms = 60000,
