@@ -776,6 +776,7 @@ AC_EXPORT int ac_pool_stats(ac_pool_t *p, ac_pool_stats_t *out)
 AC_EXPORT void ac_pool_free(ac_pool_t *p)
 {
 	ac_runtime_t *rt;
+	int n;
 
 	if (!p)
 		return;
@@ -795,8 +796,10 @@ AC_EXPORT void ac_pool_free(ac_pool_t *p)
 	pthread_mutex_unlock(&rt->lock);
 	/* Each loop dissolves its own sub-pool, behind the start operation
 	 * queued at creation. After the runtime stopped, ac_runtime_free's
-	 * settle runs these. */
-	for (int i = 0; i < p->nsubs; i++)
+	 * settle runs these. Once the last is queued its loop may free p at
+	 * any moment: the count is read before. */
+	n = p->nsubs;
+	for (int i = 0; i < n; i++)
 		ac__loop_ctl_node(rt->loops[i], &p->sub[i].free_ctl);
 }
 
