@@ -3,6 +3,7 @@
  * returned 0 is written to its peer or counted as dropped, whatever the
  * stop does to it; nothing is lost silently and nothing leaks.
  */
+#define _GNU_SOURCE /* CPU_SET, pthread_setaffinity_np */
 #include "testhelp.h"
 
 #include <arpa/inet.h>
@@ -321,6 +322,48 @@ START_TEST(every_send_accepted_before_a_stop_under_load_is_read_or_counted_dropp
 }
 END_TEST
 
+/* ---- pools freed as their loops finish them ------------------------------- */
+
+/*
+ * Bug (src/pool.c): ac_pool_free queued each loop's dissolve operation in
+ * a loop that re-read p->nsubs after every queueing, so when the last
+ * loop dissolved its sub-pool at once and freed the pool, the caller read
+ * freed memory. Found by the outbound session of tests/test_fault under
+ * AddressSanitizer. Pools with nothing to close finish at once; this
+ * thread shares a CPU with loop 1 (pin_cpus), whose wake-up may preempt
+ * it right after the last queueing. Without a sanitizer the read goes
+ * unnoticed; the sanitizer build (.ci/run) reports it.
+ */
+static void *free_pools(void *rt)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(1 % (int)sysconf(_SC_NPROCESSORS_ONLN), &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	for (int i = 0; i < 10000; i++) {
+		ac_pool_t *p = ac_pool_new(rt, "127.0.0.1:9", NULL);
+
+		ck_assert_ptr_nonnull(p);
+		ac_pool_free(p);
+	}
+	return NULL;
+}
+
+START_TEST(pool_free_never_reads_the_pool_its_loops_have_freed)
+{
+	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 2,
+							 .pin_cpus = 1});
+	pthread_t t;
+
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	pthread_create(&t, NULL, free_pools, rt);
+	pthread_join(t, NULL);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("shutdown");
@@ -329,6 +372,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, messages_settled_after_the_loops_exit_are_counted_in_stats_dropped);
 	tcase_add_loop_test(tc, every_send_accepted_before_a_stop_under_load_is_read_or_counted_dropped, 0, 3);
+	tcase_add_test(tc, pool_free_never_reads_the_pool_its_loops_have_freed);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
