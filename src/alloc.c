@@ -19,6 +19,28 @@
 #include <stdlib.h>
 #include <time.h>
 
+/*
+ * The library's own objects come from tcmalloc when the build has it, by
+ * calling it directly: a program that links -lactorconn normally resolves
+ * malloc to glibc's (libc comes first in the search order), so merely
+ * depending on libtcmalloc would not make it the library's allocator.
+ * Everything allocated here is freed here, so the two never mix.
+ */
+#ifdef AC_HAVE_TCMALLOC
+#include <gperftools/tcmalloc.h>
+#define SYS_MALLOC tc_malloc
+#define SYS_CALLOC tc_calloc
+#define SYS_REALLOC tc_realloc
+#define SYS_MEMALIGN tc_posix_memalign
+#define SYS_FREE tc_free
+#else
+#define SYS_MALLOC malloc
+#define SYS_CALLOC calloc
+#define SYS_REALLOC realloc
+#define SYS_MEMALIGN posix_memalign
+#define SYS_FREE free
+#endif
+
 #define AC__SHARDS 16
 
 struct ac__shard {
@@ -197,21 +219,21 @@ void *ac__malloc(enum ac__kind k, size_t n)
 {
 	if (AC__FAULT())
 		return NULL;
-	return counted(k, malloc(n));
+	return counted(k, SYS_MALLOC(n));
 }
 
 void *ac__calloc(enum ac__kind k, size_t nmemb, size_t n)
 {
 	if (AC__FAULT())
 		return NULL;
-	return counted(k, calloc(nmemb, n));
+	return counted(k, SYS_CALLOC(nmemb, n));
 }
 
 void *ac__memalign(enum ac__kind k, size_t align, size_t n)
 {
 	void *p;
 
-	if (AC__FAULT() || posix_memalign(&p, align, n))
+	if (AC__FAULT() || SYS_MEMALIGN(&p, align, n))
 		return NULL;
 	return counted(k, p);
 }
@@ -223,7 +245,7 @@ void *ac__realloc(enum ac__kind k, void *p, size_t n)
 	if (AC__FAULT())
 		return NULL;
 	/* On failure p is untouched and still counted. */
-	if ((q = realloc(p, n)) && !p)
+	if ((q = SYS_REALLOC(p, n)) && !p)
 		counted(k, q);
 	return q;
 }
@@ -236,7 +258,7 @@ void *ac__realloc_bytes(void *p, size_t n)
 void ac__free(enum ac__kind k, void *p)
 {
 	if (p) {
-		free(p);
+		SYS_FREE(p);
 		ac__count(k, -1);
 	}
 }
