@@ -133,7 +133,10 @@ static int wslot_alloc(struct ac__wtab *t, ac_watch_fn fn, void *arg,
 	}
 	pthread_mutex_unlock(&t->lock);
 
-	gen = (uint32_t)(sl->word >> 32);
+	/* Atomic, though the value cannot change: a FIRE message or an
+	 * ac_unwatch holding a stale id of this slot may be failing its
+	 * compare-and-swap on the word right now. */
+	gen = (uint32_t)(__atomic_load_n(&sl->word, __ATOMIC_RELAXED) >> 32);
 	sl->fn = fn;
 	sl->arg = arg;
 	sl->h = h;
