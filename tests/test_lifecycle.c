@@ -52,7 +52,7 @@ START_TEST(bytes_received_restart_the_idle_clock)
 		th_write_all(fd, "k", 1);
 		ck_assert(th_read_full(fd, buf, 1));
 	}
-	ck_assert_int_eq(th_srv.closed, 0);
+	ck_assert_int_eq(__atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE), 0);
 	ck_assert(th_wait_eof(fd, 5000));
 	/* The peer sees EOF a moment before on_close records the reason. */
 	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
@@ -180,8 +180,8 @@ START_TEST(loop_timers_fire_cancel_and_stop_with_the_runtime)
 	ck_assert(th_wait_ge(&once_ran, 1, 5000));
 	ck_assert(th_wait_ge(&repeat_ran, 3, 5000));
 	usleep(100000);
-	ck_assert_int_eq(once_ran, 1);
-	ck_assert_int_eq(repeat_ran, 3);
+	ck_assert_int_eq(__atomic_load_n(&once_ran, __ATOMIC_RELAXED), 1);
+	ck_assert_int_eq(__atomic_load_n(&repeat_ran, __ATOMIC_RELAXED), 3);
 	ck_assert_int_eq(cancelled_ran, 0);
 	ac_runtime_free(rt);
 	th_assert_no_live_objects();
@@ -439,7 +439,7 @@ START_TEST(emfile_pauses_the_listener_and_it_resumes_by_itself)
 	ac_stats(rt, &st, NULL, 0);
 	ck_assert_uint_ge(st.accept_pauses, 2);
 	ck_assert_uint_eq(st.accepted, 0);
-	ck_assert_int_ge(logged, 2);
+	ck_assert_int_ge(__atomic_load_n(&logged, __ATOMIC_RELAXED), 2);
 	/* Descriptors come back: the listener resumes without help. */
 	for (int i = 0; i < 16; i++)
 		close(spare[--nspare]);
