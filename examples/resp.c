@@ -131,17 +131,18 @@ int resp_parse(const char *buf, size_t len, const struct resp_limits *lim,
 
 		if (pos >= len)
 			return RESP_MORE;
+		/* The first byte settles "expected '$'" before the length
+		 * limit is looked at, so that the error never depends on how
+		 * much of the line has arrived. */
+		if (buf[pos] != '$')
+			return fail(err, "Protocol error: expected '$'");
 		n = line_end(buf + pos, len - pos, lim->max_inline + 1);
 		if (n < 0) {
 			if (len - pos > lim->max_inline)
 				return fail(err, "Protocol error: too big bulk "
 						 "count string");
-			return buf[pos] == '$' ? RESP_MORE
-					       : fail(err, "Protocol error: "
-							   "expected '$'");
+			return RESP_MORE;
 		}
-		if (buf[pos] != '$')
-			return fail(err, "Protocol error: expected '$'");
 		if (n < 2 || buf[pos + (size_t)n - 1] != '\r' ||
 		    parse_ll(buf + pos + 1, (size_t)n - 2, &blen) || blen < 0 ||
 		    (unsigned long long)blen > lim->max_bulk)

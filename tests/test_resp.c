@@ -164,6 +164,27 @@ START_TEST(glob_matches_like_redis)
 }
 END_TEST
 
+/*
+ * Regression (found by make fuzz, fuzz_resp): a bulk header line that
+ * did not start with '$' gave "expected '$'" while its line was short
+ * and "too big bulk count string" once more than max_inline bytes had
+ * arrived without a newline, so the reply depended on how the client's
+ * bytes were split into reads. The first byte now decides.
+ */
+START_TEST(bulk_header_error_does_not_depend_on_how_reads_split_it)
+{
+	size_t n = 4 + 1 + (64u << 10) + 10;
+	char *in = malloc(n);
+
+	memcpy(in, "*1\r\nX", 5);
+	memset(in + 5, 'a', n - 5); /* no newline anywhere */
+	for (size_t cut = 5; cut <= n; cut += cut < 64 ? 1 : 4099)
+		expect_error(in, cut, "Protocol error: expected '$'");
+	expect_error(in, n, "Protocol error: expected '$'");
+	free(in);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("resp");
@@ -176,6 +197,7 @@ int main(void)
 	tcase_add_test(tc, malformed_input_gives_redis_errors);
 	tcase_add_test(tc, limits_bound_memory_before_the_data_arrives);
 	tcase_add_test(tc, glob_matches_like_redis);
+	tcase_add_test(tc, bulk_header_error_does_not_depend_on_how_reads_split_it);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
