@@ -131,17 +131,18 @@ int resp_parse(const char *buf, size_t len, const struct resp_limits *lim,
 
 		if (pos >= len)
 			return RESP_MORE;
+		/* The first byte settles "expected '$'" before the length
+		 * limit is looked at, so that the error never depends on how
+		 * much of the line has arrived. */
+		if (buf[pos] != '$')
+			return fail(err, "Protocol error: expected '$'");
 		n = line_end(buf + pos, len - pos, lim->max_inline + 1);
 		if (n < 0) {
 			if (len - pos > lim->max_inline)
 				return fail(err, "Protocol error: too big bulk "
 						 "count string");
-			return buf[pos] == '$' ? RESP_MORE
-					       : fail(err, "Protocol error: "
-							   "expected '$'");
+			return RESP_MORE;
 		}
-		if (buf[pos] != '$')
-			return fail(err, "Protocol error: expected '$'");
 		if (n < 2 || buf[pos + (size_t)n - 1] != '\r' ||
 		    parse_ll(buf + pos + 1, (size_t)n - 2, &blen) || blen < 0 ||
 		    (unsigned long long)blen > lim->max_bulk)
@@ -166,85 +167,102 @@ int resp_parse(const char *buf, size_t len, const struct resp_limits *lim,
 	return RESP_OK;
 }
 
+/*
+ * One pattern element at p[0, plen) that is not a star, against byte c:
+ * whether it matches, and in *step how many pattern bytes it spans. A set
+ * with no closing "]" spans the rest and matches nothing.
+ */
+static int glob_one(const char *p, size_t plen, char c, size_t *step)
+{
+	switch (*p) {
+	case '?':
+		*step = 1;
+		return 1;
+	case '[': {
+		size_t i = 1;
+		int neg = 0, match = 0;
+
+		if (i < plen && p[i] == '^') {
+			neg = 1;
+			i++;
+		}
+		while (i < plen && p[i] != ']') {
+			if (p[i] == '\\' && plen - i >= 2) {
+				match |= p[i + 1] == c;
+				i += 2;
+			} else if (plen - i >= 3 && p[i + 1] == '-' &&
+				   p[i + 2] != ']') {
+				char lo = p[i], hi = p[i + 2];
+				if (lo > hi) {
+					char t = lo;
+					lo = hi;
+					hi = t;
+				}
+				match |= c >= lo && c <= hi;
+				i += 3;
+			} else {
+				match |= p[i] == c;
+				i++;
+			}
+		}
+		if (i >= plen) { /* unterminated [set]: no match */
+			*step = plen;
+			return 0;
+		}
+		*step = i + 1;
+		return match != neg;
+	}
+	case '\\':
+		if (plen >= 2) {
+			*step = 2;
+			return p[1] == c;
+		}
+		/* a lone trailing backslash is itself */
+		/* fall through */
+	default:
+		*step = 1;
+		return *p == c;
+	}
+}
+
+/*
+ * Iterative, with one backtracking point: the last star seen. When the
+ * rest fails, that star takes one more byte and the rest is tried again;
+ * an earlier star never needs to be revisited, because whatever it could
+ * take, the later star can take too. So a match costs at most
+ * O(plen x slen) steps. (The recursive form tried every split for every
+ * star: a pattern like "*a*a*a*a*a*a*a*a*a*a*a*a*b" against sixty "a"s
+ * ran for hours, a denial of service through PSUBSCRIBE.)
+ */
 int resp_glob(const char *p, size_t plen, const char *s, size_t slen)
 {
-	while (plen) {
-		switch (*p) {
-		case '*':
-			while (plen > 1 && p[1] == '*') {
-				p++;
-				plen--;
-			}
-			if (plen == 1)
-				return 1;
-			for (size_t k = 0; k <= slen; k++)
-				if (resp_glob(p + 1, plen - 1, s + k, slen - k))
-					return 1;
-			return 0;
-		case '?':
-			if (!slen)
-				return 0;
-			s++;
-			slen--;
-			break;
-		case '[': {
-			int neg = 0, match = 0;
+	size_t pi = 0, si = 0, star_p = 0, star_s = 0;
+	int star = 0;
 
-			if (!slen)
-				return 0;
-			p++;
-			plen--;
-			if (plen && *p == '^') {
-				neg = 1;
-				p++;
-				plen--;
-			}
-			while (plen && *p != ']') {
-				if (*p == '\\' && plen >= 2) {
-					p++;
-					plen--;
-					match |= *p == *s;
-				} else if (plen >= 3 && p[1] == '-' && p[2] != ']') {
-					char lo = p[0], hi = p[2];
-					if (lo > hi) {
-						char t = lo;
-						lo = hi;
-						hi = t;
-					}
-					match |= *s >= lo && *s <= hi;
-					p += 2;
-					plen -= 2;
-				} else {
-					match |= *p == *s;
-				}
-				p++;
-				plen--;
-			}
-			if (neg)
-				match = !match;
-			if (!match)
-				return 0;
-			s++;
-			slen--;
-			if (!plen)
-				return 0; /* unterminated [set]: no match */
-			break;
+	while (si < slen) {
+		size_t step;
+
+		if (pi < plen && p[pi] == '*') {
+			while (pi < plen && p[pi] == '*')
+				pi++;
+			if (pi == plen)
+				return 1; /* a trailing star takes the rest */
+			star = 1;
+			star_p = pi;
+			star_s = si;
+			continue;
 		}
-		case '\\':
-			if (plen >= 2) {
-				p++;
-				plen--;
-			}
-			/* fall through */
-		default:
-			if (!slen || *p != *s)
-				return 0;
-			s++;
-			slen--;
-			break;
+		if (pi < plen && glob_one(p + pi, plen - pi, s[si], &step)) {
+			pi += step;
+			si++;
+			continue;
 		}
-		p++;
-		plen--;
+		if (!star)
+			return 0;
+		pi = star_p;
+		si = ++star_s;
 	}
-	return slen == 0;
+	while (pi < plen && p[pi] == '*')
+		pi++;
+	return pi == plen;
 }

@@ -307,6 +307,7 @@ static void entry_died(ac_handle_t h, int reason, void *arg)
 {
 	struct ac__regkey *rk = arg;
 	ac_registry_t *reg = rk->reg;
+	ac_runtime_t *rt = reg->rt;
 	struct ac__regshard *sh = shard_of(reg, rk->hash);
 	struct ac__regnode **l, *gone = NULL;
 
@@ -318,9 +319,13 @@ static void entry_died(ac_handle_t h, int reason, void *arg)
 			unlink_locked(sh, l, gone);
 			break;
 		}
+	/* Once the lock is released, reg may be gone: ac_registry_free waits
+	 * only for the callbacks of entries it still finds, and this one is
+	 * unlinked. From here on only rt (which outlives reg), the node and
+	 * rk (ours by reference) are touched. */
 	pthread_mutex_unlock(&sh->lock);
 	if (gone) {
-		ac__hp_retire(record(reg), &gone->hp, AC__HP_REGNODE);
+		ac__hp_retire(ac__hp_record(rt), &gone->hp, AC__HP_REGNODE);
 		regkey_unref(rk, 1); /* the table's */
 	}
 	regkey_unref(rk, 1); /* ours */

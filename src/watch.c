@@ -33,7 +33,7 @@ struct ac__wslot {
 	ac_watch_fn fn;
 	void *arg;
 	ac_handle_t h;
-	int loop;          /* where fn runs */
+	int loop;          /* where fn runs; atomic (see watch_loop) */
 	uint32_t next_free; /* index + 1; under the table lock */
 	uintptr_t firer;   /* thread running fn; atomic */
 };
@@ -133,11 +133,14 @@ static int wslot_alloc(struct ac__wtab *t, ac_watch_fn fn, void *arg,
 	}
 	pthread_mutex_unlock(&t->lock);
 
-	gen = (uint32_t)(sl->word >> 32);
+	/* Atomic, though the value cannot change: a FIRE message or an
+	 * ac_unwatch holding a stale id of this slot may be failing its
+	 * compare-and-swap on the word right now. */
+	gen = (uint32_t)(__atomic_load_n(&sl->word, __ATOMIC_RELAXED) >> 32);
 	sl->fn = fn;
 	sl->arg = arg;
 	sl->h = h;
-	sl->loop = loop;
+	__atomic_store_n(&sl->loop, loop, __ATOMIC_RELAXED);
 	/* Release: whoever sees ARMED sees fn, arg, h and loop. */
 	__atomic_store_n(&sl->word, word(gen, W_ARMED), __ATOMIC_RELEASE);
 	ac__count(AC__K_WATCH, 1);
@@ -265,6 +268,18 @@ AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id)
 
 /* ---- the owner loop's side ------------------------------------------------ */
 
+/*
+ * Where the watch in sl runs. An owner loop asks with an id that may have
+ * been cancelled meanwhile, its slot freed and armed again by another
+ * thread: then it reads the new watch's loop, and the FIRE it posts there
+ * with the old id just fails its compare-and-swap. So any value will do,
+ * but the read must be atomic, as the write is.
+ */
+static int watch_loop(const struct ac__wslot *sl)
+{
+	return __atomic_load_n(&sl->loop, __ATOMIC_RELAXED);
+}
+
 static bool id_live(struct ac__wtab *t, uint64_t id)
 {
 	struct ac__wslot *sl = wslot(t, id_index(id));
@@ -282,7 +297,7 @@ void ac__watch_register(ac__loop_t *loop, struct ac__msg *m)
 	unsigned n = 0;
 
 	if (!c || c->state == AC__C_DEAD) {
-		post_fire(rt, id, sl->loop, AC_ESTALE);
+		post_fire(rt, id, watch_loop(sl), AC_ESTALE);
 		return;
 	}
 	/* Drop ids that were cancelled since: a connection watched and
@@ -296,7 +311,7 @@ void ac__watch_register(ac__loop_t *loop, struct ac__msg *m)
 		struct ac__wentry *w = ac__realloc(AC__K_OTHER, c->watches,
 						   cap * sizeof(*c->watches));
 		if (!w) {
-			post_fire(rt, id, sl->loop, AC_ENOMEM);
+			post_fire(rt, id, watch_loop(sl), AC_ENOMEM);
 			return;
 		}
 		c->watches = w;
@@ -314,7 +329,7 @@ void ac__watch_conn_closed(ac_conn_t *c)
 		struct ac__wslot *sl = wslot(rt->watches, id_index(id));
 
 		if (id_live(rt->watches, id))
-			post_fire(rt, id, sl->loop, c->reason);
+			post_fire(rt, id, watch_loop(sl), c->reason);
 	}
 	ac__free(AC__K_OTHER, c->watches);
 	c->watches = NULL;

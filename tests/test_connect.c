@@ -308,7 +308,7 @@ START_TEST(unknown_name_reaches_on_close_with_ename)
 	ck_assert(th_wait_ge(&cl.closes, 1, 5000));
 	ck_assert_int_eq(cl.opens, 0);
 	ck_assert_int_eq(cl.reasons[0], AC_ENAME);
-	ck_assert_int_ge(d.queries, 1);
+	ck_assert_int_ge(__atomic_load_n(&d.queries, __ATOMIC_RELAXED), 1);
 	ac_runtime_free(rt);
 	shutdown(d.fd, SHUT_RDWR);
 	pthread_join(d.thread, NULL);

@@ -6,11 +6,13 @@ bin=${ECHO_BIN:-./actorconn-echo}
 out=$(mktemp)
 # Port 0 for both: the echo server says which ports it got (a port picked
 # here could be taken by then).
-"$bin" --listen "127.0.0.1:0" --metrics "127.0.0.1:0" --framing line >"$out" 2>&1 &
+# Under make check-valgrind, AC_VALGRIND is the valgrind command line.
+# shellcheck disable=SC2086
+${AC_VALGRIND:-} "$bin" --listen "127.0.0.1:0" --metrics "127.0.0.1:0" --framing line >"$out" 2>&1 &
 pid=$!
 fail() { echo "FAIL: $*"; cat "$out"; kill "$pid" 2>/dev/null; rm -f "$out"; exit 1; }
 
-for _ in $(seq 100); do grep -q 'listening on' "$out" && break; sleep 0.05; done
+for _ in $(seq 600); do grep -q 'listening on' "$out" && break; sleep 0.05; done
 port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$out")
 mport=$(sed -n 's|.*metrics on http://127\.0\.0\.1:\([0-9]*\)/metrics.*|\1|p' "$out")
 [ -n "$port" ] && [ "$port" != 0 ] || fail "no listening line"

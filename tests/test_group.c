@@ -156,7 +156,7 @@ START_TEST(slow_member_is_dropped_while_the_others_receive)
 	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	int slow_idx = -1;
 	for (int i = 0; i < 4; i++)
-		if (th_srv.close_count[i])
+		if (__atomic_load_n(&th_srv.close_count[i], __ATOMIC_RELAXED))
 			slow_idx = i;
 	ck_assert_int_ge(slow_idx, 0);
 	ck_assert_int_eq(th_srv.reasons[slow_idx], AC_ESLOW);

@@ -7,10 +7,12 @@ bin=${BROKER_BIN:-./actorconn-broker}
 command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || {
 	echo "SKIP: redis-tools not installed"; exit 77; }
 out=$(mktemp)
-"$bin" --listen 127.0.0.1:0 >"$out" 2>&1 &
+# Under make check-valgrind, AC_VALGRIND is the valgrind command line.
+# shellcheck disable=SC2086
+${AC_VALGRIND:-} "$bin" --listen 127.0.0.1:0 >"$out" 2>&1 &
 pid=$!
 fail() { echo "FAIL: $*"; cat "$out"; kill "$pid" 2>/dev/null; exit 1; }
-for _ in $(seq 100); do grep -q 'listening on' "$out" && break; sleep 0.05; done
+for _ in $(seq 600); do grep -q 'listening on' "$out" && break; sleep 0.05; done
 port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$out")
 [ -n "$port" ] || fail "no port"
 

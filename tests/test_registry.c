@@ -75,6 +75,44 @@ START_TEST(entry_disappears_when_its_connection_closes)
 }
 END_TEST
 
+/*
+ * Regression: an entry's watch callback (entry_died) unlinks the entry
+ * under the shard lock and used to read reg->rt after releasing it. Once
+ * the count reads zero, ac_registry_free (which waits only for the
+ * callbacks of entries it still finds) could free reg in that window: a
+ * use after free. TSan (make check-tsan) reports the old code at once;
+ * ASan only when the timing hits, hence the rounds.
+ */
+START_TEST(registry_free_right_after_entries_die_touches_no_freed_registry)
+{
+	enum { ROUNDS = 20, CONNS = 8 };
+	int opened = 0;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	for (int r = 0; r < ROUNDS; r++) {
+		ac_registry_t *reg = ac_registry_new(th_srv.rt);
+		int fds[CONNS];
+
+		for (int i = 0; i < CONNS; i++) {
+			char key[16];
+			int n = snprintf(key, sizeof(key), "k%d", i);
+
+			fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+			ck_assert_int_eq(ac_registry_put(reg, key, (size_t)n,
+							 th_handle(opened++), 0),
+					 0);
+		}
+		for (int i = 0; i < CONNS; i++)
+			close(fds[i]);
+		ck_assert(th_wait(count_is_zero, reg, 5000));
+		ac_registry_free(reg); /* callbacks may still be finishing */
+	}
+	ck_assert(th_wait(th_closed_ge, (void *)(intptr_t)opened, 5000));
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
 START_TEST(many_keys_grow_the_table_and_stay_findable)
 {
 	enum { N = 20000 };
@@ -213,6 +251,8 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, put_get_del_and_exclusive_put);
 	tcase_add_test(tc, entry_disappears_when_its_connection_closes);
+	tcase_add_test(tc,
+		       registry_free_right_after_entries_die_touches_no_freed_registry);
 	tcase_add_test(tc, many_keys_grow_the_table_and_stay_findable);
 	tcase_add_test(tc, concurrent_put_get_del_while_connections_close);
 	tcase_add_test(tc, free_with_live_entries_cancels_their_watches);

@@ -164,6 +164,55 @@ START_TEST(glob_matches_like_redis)
 }
 END_TEST
 
+/*
+ * Regression (found by make fuzz, fuzz_resp): a bulk header line that
+ * did not start with '$' gave "expected '$'" while its line was short
+ * and "too big bulk count string" once more than max_inline bytes had
+ * arrived without a newline, so the reply depended on how the client's
+ * bytes were split into reads. The first byte now decides.
+ */
+START_TEST(bulk_header_error_does_not_depend_on_how_reads_split_it)
+{
+	size_t n = 4 + 1 + (64u << 10) + 10;
+	char *in = malloc(n);
+
+	memcpy(in, "*1\r\nX", 5);
+	memset(in + 5, 'a', n - 5); /* no newline anywhere */
+	for (size_t cut = 5; cut <= n; cut += cut < 64 ? 1 : 4099)
+		expect_error(in, cut, "Protocol error: expected '$'");
+	expect_error(in, n, "Protocol error: expected '$'");
+	free(in);
+}
+END_TEST
+
+/*
+ * Regression (found by make fuzz, fuzz_glob, as a timeout): the matcher
+ * tried every split of the string for every star, so a pattern with a
+ * dozen stars against a channel name of sixty bytes ran for hours on the
+ * broker's loop thread (PSUBSCRIBE, then PUBLISH). It now backtracks to
+ * the last star only; without the fix this test runs into Check's
+ * timeout.
+ */
+START_TEST(glob_many_stars_no_longer_take_exponential_time)
+{
+	char pat[64], s[256];
+	size_t pl = 0;
+
+	for (int i = 0; i < 12; i++) {
+		pat[pl++] = '*';
+		pat[pl++] = 'a';
+	}
+	pat[pl++] = '*';
+	pat[pl++] = 'b';
+	memset(s, 'a', sizeof(s));
+	ck_assert(!resp_glob(pat, pl, s, 60));
+	ck_assert(!resp_glob(pat, pl, s, sizeof(s)));
+	s[sizeof(s) - 1] = 'b';
+	ck_assert(resp_glob(pat, pl, s, sizeof(s)));
+	ck_assert(!resp_glob(pat, pl, s + sizeof(s) - 12, 12)); /* 11 a's */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("resp");
@@ -176,6 +225,8 @@ int main(void)
 	tcase_add_test(tc, malformed_input_gives_redis_errors);
 	tcase_add_test(tc, limits_bound_memory_before_the_data_arrives);
 	tcase_add_test(tc, glob_matches_like_redis);
+	tcase_add_test(tc, bulk_header_error_does_not_depend_on_how_reads_split_it);
+	tcase_add_test(tc, glob_many_stars_no_longer_take_exponential_time);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -38,13 +38,15 @@ START_TEST(watch_fires_once_with_the_close_reason_on_the_named_loop)
 	ck_assert_int_eq(ac_watch(th_srv.rt, h, -1, record, &a, &ida), 0);
 	ck_assert_int_eq(ac_watch(th_srv.rt, h, 1, record, &b, &idb), 0);
 	usleep(20000);
-	ck_assert_int_eq(a.calls + b.calls, 0); /* watching keeps nothing */
+	ck_assert_int_eq(__atomic_load_n(&a.calls, __ATOMIC_ACQUIRE) +
+			 __atomic_load_n(&b.calls, __ATOMIC_ACQUIRE),
+			 0); /* watching keeps nothing */
 	close(fd);
 	ck_assert(th_wait_ge(&a.calls, 1, 5000));
 	ck_assert(th_wait_ge(&b.calls, 1, 5000));
 	usleep(20000);
-	ck_assert_int_eq(a.calls, 1);
-	ck_assert_int_eq(b.calls, 1);
+	ck_assert_int_eq(__atomic_load_n(&a.calls, __ATOMIC_ACQUIRE), 1);
+	ck_assert_int_eq(__atomic_load_n(&b.calls, __ATOMIC_ACQUIRE), 1);
 	ck_assert_int_eq(a.reason, AC_EEOF);
 	ck_assert_int_eq(a.loop, 0);
 	ck_assert_int_eq(b.loop, 1);
@@ -216,7 +218,10 @@ START_TEST(watchers_fire_exactly_once_racing_close_and_never_after_unwatch)
 		for (int i = 0; i < 5000; i++) {
 			int64_t pending = 0;
 			for (int k = 0; k < CONNS * PER_CONN; k++)
-				pending += !ws[k].cancelled && !ws[k].fired;
+				pending += !__atomic_load_n(&ws[k].cancelled,
+							    __ATOMIC_ACQUIRE) &&
+					   !__atomic_load_n(&ws[k].fired,
+							    __ATOMIC_ACQUIRE);
 			if (!pending && !__atomic_load_n(&in_fn, __ATOMIC_ACQUIRE))
 				break;
 			usleep(1000);
