@@ -113,13 +113,6 @@ uint64_t th_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-bool th_under_valgrind(void)
-{
-	const char *v = getenv("AC_VALGRIND");
-
-	return v && *v;
-}
-
 bool th_wait(bool (*pred)(void *), void *arg, int ms)
 {
 	uint64_t end = th_now_ms() + (uint64_t)ms;

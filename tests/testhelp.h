@@ -33,9 +33,6 @@ int th_run(Suite *s);
 
 uint64_t th_now_ms(void);
 
-/* Whether the suite runs under make check-valgrind (AC_VALGRIND is set). */
-bool th_under_valgrind(void);
-
 #endif
 
 /*
