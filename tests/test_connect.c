@@ -210,6 +210,20 @@ START_TEST(connect_refused_reaches_on_close_once_with_econnect)
 }
 END_TEST
 
+/* Fills the backlog of a listener that never accepts (struct up with
+ * backlog_only): further SYNs are dropped, so a connect to it hangs. */
+static void fill_backlog(int port, int fill[4])
+{
+	for (int i = 0; i < 4; i++) {
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)port)};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+	}
+	usleep(50000);
+}
+
 START_TEST(connect_timeout_fires_when_the_peer_never_answers)
 {
 	/* A listener whose backlog is full drops further SYNs: the connect
@@ -223,14 +237,7 @@ START_TEST(connect_timeout_fires_when_the_peer_never_answers)
 	uint64_t t0;
 
 	up_start(&u, 0);
-	for (int i = 0; i < 4; i++) {
-		struct sockaddr_in a = {.sin_family = AF_INET,
-					.sin_port = htons((uint16_t)u.port)};
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-		connect(fill[i], (struct sockaddr *)&a, sizeof(a));
-	}
-	usleep(50000);
+	fill_backlog(u.port, fill);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", u.port);
 	o.connect_timeout_ms = 300;
 	t0 = th_now_ms();
@@ -459,14 +466,7 @@ START_TEST(stopping_the_runtime_ends_pending_connects_with_eshutdown)
 	ac_handle_t h[8];
 
 	up_start(&u, 0);
-	for (int i = 0; i < 4; i++) {
-		struct sockaddr_in a = {.sin_family = AF_INET,
-					.sin_port = htons((uint16_t)u.port)};
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-		connect(fill[i], (struct sockaddr *)&a, sizeof(a));
-	}
-	usleep(50000);
+	fill_backlog(u.port, fill);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", u.port);
 	o.reconnect_min_ms = 10;
 	for (int i = 0; i < 8; i++)
