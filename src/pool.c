@@ -732,10 +732,13 @@ AC_EXPORT int ac_pool_release(ac_pool_t *p, ac_conn_t *c, int how)
 	struct ac__subpool *sp;
 	uint64_t life;
 
-	if (!p || !c || !c->ob || !c->ob->sp || c->ob->sp->pool != p)
+	if (!p || !c)
 		return AC_EINVAL;
+	/* c->loop never changes; the rest of c is the owner's to read. */
 	if (c->loop != ac__tls_loop)
 		return AC_ETHREAD;
+	if (!c->ob || !c->ob->sp || c->ob->sp->pool != p)
+		return AC_EINVAL;
 	sp = c->ob->sp;
 	if (c->ob->pstate == P_GONE)
 		return 0; /* closed while borrowed: already accounted for */
