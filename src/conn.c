@@ -258,17 +258,21 @@ static bool take_place(ac_runtime_t *rt, ac__proto_t *p)
 	return true;
 }
 
-static void give_place(ac_conn_t *c)
+/* Undoes a take_place that succeeded. */
+static void leave_place(ac_runtime_t *rt, ac__proto_t *p)
 {
-	ac_runtime_t *rt = c->loop->rt;
-
-	if (!c->counted)
-		return;
-	c->counted = 0;
 	if (rt->max_conns)
 		__atomic_sub_fetch(&rt->nconns, 1, __ATOMIC_RELAXED);
-	if (c->proto->opts.max_conns)
-		__atomic_sub_fetch(&c->proto->nconns, 1, __ATOMIC_RELAXED);
+	if (p->opts.max_conns)
+		__atomic_sub_fetch(&p->nconns, 1, __ATOMIC_RELAXED);
+}
+
+static void give_place(ac_conn_t *c)
+{
+	if (c->counted) {
+		c->counted = 0;
+		leave_place(c->loop->rt, c->proto);
+	}
 }
 
 /* Any thread holding a pin: the length of c->peer. */
@@ -421,11 +425,7 @@ int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 	}
 	if (!(c = ac__conn_new(loop, proto, &err))) {
 		close(fd);
-		if (loop->rt->max_conns)
-			__atomic_sub_fetch(&loop->rt->nconns, 1,
-					   __ATOMIC_RELAXED);
-		if (proto->opts.max_conns)
-			__atomic_sub_fetch(&proto->nconns, 1, __ATOMIC_RELAXED);
+		leave_place(loop->rt, proto);
 		return err;
 	}
 	c->counted = 1;

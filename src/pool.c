@@ -481,6 +481,18 @@ static void pool_on_heartbeat(ac_conn_t *c)
 
 /* ---- sub-pool life -------------------------------------------------------- */
 
+static void free_events(struct ac__subpool *sp)
+{
+	struct event **evs[] = {&sp->serve_ev, &sp->wait_ev, &sp->sweep_ev,
+				&sp->refill_ev};
+
+	for (unsigned i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (*evs[i]) {
+			event_free(*evs[i]);
+			*evs[i] = NULL;
+		}
+}
+
 /* Owner loop (or the stopping thread, when it never ran): make the events,
  * join the loop's list, pre-connect. Idempotent. */
 static void sub_start(ac__loop_t *loop, void *arg)
@@ -499,13 +511,7 @@ static void sub_start(ac__loop_t *loop, void *arg)
 	sp->sweep_ev = event_new(loop->base, -1, EV_PERSIST, sweep_cb, sp);
 	sp->refill_ev = evtimer_new(loop->base, refill_cb, sp);
 	if (!sp->serve_ev || !sp->wait_ev || !sp->sweep_ev || !sp->refill_ev) {
-		struct event **evs[] = {&sp->serve_ev, &sp->wait_ev,
-					&sp->sweep_ev, &sp->refill_ev};
-		for (unsigned i = 0; i < 4; i++)
-			if (*evs[i]) {
-				event_free(*evs[i]);
-				*evs[i] = NULL;
-			}
+		free_events(sp);
 		ac__log(loop->rt, AC_LOG_ERROR,
 			"pool: out of memory starting loop %d's sub-pool",
 			loop->index);
@@ -542,19 +548,13 @@ static void pool_destroy(ac_pool_t *p)
 static void maybe_finish(struct ac__subpool *sp)
 {
 	ac__loop_t *loop = sp->loop;
-	struct event **evs[] = {&sp->serve_ev, &sp->wait_ev, &sp->sweep_ev,
-				&sp->refill_ev};
 	struct ac__waiter *w;
 
 	if (sp->finished || !sp->dying ||
 	    sp->nidle + sp->nbusy + sp->nconnecting + sp->nclosing)
 		return;
 	sp->finished = 1;
-	for (unsigned i = 0; i < 4; i++)
-		if (*evs[i]) {
-			event_free(*evs[i]);
-			*evs[i] = NULL;
-		}
+	free_events(sp);
 	while ((w = sp->spare)) {
 		sp->spare = w->next;
 		ac__free(AC__K_POOL, w);
