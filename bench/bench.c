@@ -1143,9 +1143,7 @@ static int h_connect(struct h_shared *sh)
 
 	sh->rt = bench_runtime(1);
 	if ((err = ac_listen(sh->rt, "127.0.0.1:0", &cbs, NULL, NULL, &l)))
-		die("ac_listen: %s%s%s", ac_strerror(err),
-		    err == AC_ESYS ? ": " : "",
-		    err == AC_ESYS ? strerror(errno) : "");
+		die("ac_listen: %s", ac_strerror(err));
 	sa.sin_port = htons((uint16_t)ac_listener_port(l));
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||

@@ -733,7 +733,7 @@ static void cmd_info(ARGS)
 		     (unsigned long long)st.mailbox_overflowed,
 		     (unsigned long long)st.dropped,
 		     (unsigned long long)st.closed[AC_CR_SLOW],
-		     (unsigned long long)st.closed[AC_CR_IDLE],
+		     (unsigned long long)st.closed[AC_CR_TIMEOUT],
 		     (unsigned long long)__atomic_load_n(&B.fwd_ok,
 							 __ATOMIC_RELAXED),
 		     (unsigned long long)__atomic_load_n(&B.fwd_failed,
@@ -946,7 +946,7 @@ static unsigned long long number(const char *opt, const char *s)
 
 static const char *errtext(int err)
 {
-	return err == AC_ESYS ? strerror(errno) : ac_strerror(err);
+	return ac_strerror(err); /* system errors come back as -errno */
 }
 
 int main(int argc, char **argv)

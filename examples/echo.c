@@ -122,7 +122,7 @@ int main(int argc, char **argv)
 			&l);
 	if (err) {
 		fprintf(stderr, "actorconn-echo: cannot listen on %s: %s\n",
-			addr, err == AC_ESYS ? strerror(errno) : ac_strerror(err));
+			addr, ac_strerror(err));
 		ac_runtime_free(rt);
 		return 1;
 	}
@@ -133,7 +133,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "actorconn-echo: cannot serve metrics on "
 					"%s: %s\n",
 				maddr,
-				err == AC_ESYS ? strerror(errno) : ac_strerror(err));
+				ac_strerror(err));
 			ac_runtime_free(rt);
 			return 1;
 		}

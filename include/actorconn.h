@@ -9,19 +9,25 @@
  * Thread rules, in one place (each function's comment repeats its own):
  *   "owner loop"  the call is valid only on the loop thread that owns the
  *                 connection, inside a callback or code posted to that loop.
+ *   "a loop"      any loop thread of the runtime the call names.
  *   "any thread"  the call is safe from any thread, concurrently.
  *   "control"     any thread that is not a loop of this runtime; not
  *                 concurrently with ac_runtime_free.
+ * Every "owner loop" and "a loop" call checks the calling thread (one
+ * thread-local compare) and, from any other thread, returns AC_ETHREAD
+ * without touching anything.
  *
- * Errors are negative AC_E* values; 0 is success. ac_strerror() and
- * ac_err_name() describe them. See actorconn(7).
+ * Errors are negative AC_E* values or negative errno values; 0 is success.
+ * ac_strerror() and ac_err_name() describe them. See actorconn(7).
  */
 #ifndef ACTORCONN_H
 #define ACTORCONN_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,52 +40,62 @@ extern "C" {
 #endif
 
 #define AC_VERSION_MAJOR 0
-#define AC_VERSION_MINOR 1
+#define AC_VERSION_MINOR 2
 #define AC_VERSION_PATCH 0
 
 /* ---- errors and close reasons -------------------------------------------
  *
- * One table makes the codes, their names and their messages. The same codes
- * are the close reasons passed to on_close and counted in ac_stats:
+ * One convention, libuv's: 0 is success, an error is negative. Where POSIX
+ * has the code, AC_E* is its negative errno (AC_EINVAL == -EINVAL), and a
+ * failed system call is returned as its own -errno (-EADDRINUSE, -EMFILE,
+ * ...), so any negative errno value may come back. The library's own codes
+ * sit below AC__ERR_LIB (-4096), a range no errno reaches. ac_strerror()
+ * and ac_err_name() describe every code, errno values included.
  *
- *   0              closed by this side (ac_conn_close, ac_close)
- *   AC_EEOF        the peer closed
- *   AC_ERESET      the peer reset the connection
- *   AC_ETIMEDOUT   idle timeout: nothing received for idle_timeout_ms
- *   AC_EWTIMEDOUT  write timeout: output stuck for write_timeout_ms
- *   AC_EFRAME      malformed or oversized frame
- *   AC_ESLOW       slow consumer: output over its hard or soft limit
- *   AC_ELIMIT      over max_conns: accepted and closed at once, before
- *                  on_open, so no callback sees it; counted in
- *                  ac_stats rejected and closed[AC_CR_LIMIT]
- *   AC_ESHUTDOWN   the runtime stopped
- *   AC_ESYS        another socket error (ac_conn_errno tells which)
- *   AC_ENOMEM      the library could not allocate for this connection
- *   AC_ECONNECT    outbound: the connection attempt failed; ac_conn_errno
- *                  says why (ECONNREFUSED, ENETUNREACH, ETIMEDOUT for the
- *                  connect timeout, ...)
- *   AC_ENAME       outbound: the host name could not be resolved
+ * The same codes are the close reasons passed to on_close and counted in
+ * ac_stats (see enum ac_close_reason):
+ *
+ *   0               closed by this side (ac_conn_close, ac_close)
+ *   AC_EEOF         the peer closed
+ *   AC_ECONNRESET   the peer reset the connection (or vanished: EPIPE)
+ *   AC_ETIMEDOUT    idle timeout: nothing received for idle_timeout_ms;
+ *                   also the kernel giving up on a silent peer, and an
+ *                   outbound connect that took connect_timeout_ms
+ *   AC_EWTIMEDOUT   write timeout: output stuck for write_timeout_ms
+ *   AC_EFRAME       malformed or oversized frame
+ *   AC_ESLOW        slow consumer: output over its hard or soft limit
+ *   AC_ELIMIT       over max_conns: accepted and closed at once, before
+ *                   on_open, so no callback sees it; counted in ac_stats
+ *                   rejected and closed[AC_CR_LIMIT]
+ *   AC_ESHUTDOWN    the runtime stopped
+ *   AC_ENOMEM       the library could not allocate for this connection
+ *   AC_ENAME        outbound: the host name could not be resolved
+ *   -errno          any other socket error, as the kernel reported it;
+ *                   outbound attempts that fail say why this way
+ *                   (-ECONNREFUSED, -ENETUNREACH, -EHOSTUNREACH, ...)
  */
-#define AC_ERRNO_MAP(XX)                                                     \
-	XX(EINVAL, -1, "invalid argument")                                   \
-	XX(ENOMEM, -2, "out of memory")                                      \
-	XX(EAGAIN, -3, "mailbox full, try again later")                      \
-	XX(ESTALE, -4, "stale handle: the connection is gone")               \
-	XX(ESHUTDOWN, -5, "runtime is stopping or stopped")                  \
-	XX(ESTATE, -6, "operation not valid in the current state")           \
-	XX(EADDR, -7, "malformed or unusable address")                       \
-	XX(ESYS, -8, "system call failed (see errno)")                       \
-	XX(EEOF, -9, "peer closed the connection")                           \
-	XX(ERESET, -10, "connection reset by peer")                          \
-	XX(EFRAME, -11, "malformed or oversized frame")                      \
-	XX(ETIMEDOUT, -12, "timed out")                                      \
-	XX(ESLOW, -13, "slow consumer: output limit exceeded")               \
-	XX(ELIMIT, -14, "limit reached")                                     \
-	XX(ETHREAD, -15, "called from a thread that may not make this call") \
-	XX(EEXIST, -16, "key already present")                               \
-	XX(EWTIMEDOUT, -17, "pending output made no progress in time")      \
-	XX(ECONNECT, -18, "connection attempt failed (see errno)")           \
-	XX(ENAME, -19, "host name could not be resolved")
+#define AC__ERR_LIB (-4096)
+#define AC_ERRNO_MAP(XX)                                                      \
+	XX(EINVAL, -EINVAL, "invalid argument")                               \
+	XX(ENOMEM, -ENOMEM, "out of memory")                                  \
+	XX(EAGAIN, -EAGAIN, "mailbox full, try again later")                  \
+	XX(ESTALE, -ESTALE, "stale handle: the connection is gone")           \
+	XX(ESHUTDOWN, -ESHUTDOWN, "runtime is stopping or stopped")           \
+	XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                \
+	XX(ECONNRESET, -ECONNRESET, "connection reset by peer")               \
+	XX(EEXIST, -EEXIST, "already present")                                \
+	XX(ENOENT, -ENOENT, "no such entry")                                  \
+	XX(EALREADY, -EALREADY, "already ran or was cancelled")               \
+	XX(ESTATE, AC__ERR_LIB - 1, "operation not valid in the current state") \
+	XX(EADDR, AC__ERR_LIB - 2, "malformed address")                       \
+	XX(EEOF, AC__ERR_LIB - 3, "peer closed the connection")               \
+	XX(EFRAME, AC__ERR_LIB - 4, "malformed or oversized frame")           \
+	XX(ESLOW, AC__ERR_LIB - 5, "slow consumer: output limit exceeded")    \
+	XX(ELIMIT, AC__ERR_LIB - 6, "limit reached")                          \
+	XX(ETHREAD, AC__ERR_LIB - 7,                                          \
+	   "called from a thread that may not make this call")                \
+	XX(EWTIMEDOUT, AC__ERR_LIB - 8, "pending output made no progress in time") \
+	XX(ENAME, AC__ERR_LIB - 9, "host name could not be resolved")
 
 enum ac_errno {
 	AC_OK = 0,
@@ -88,9 +104,18 @@ enum ac_errno {
 #undef AC__ERR_ENUM
 };
 
-/* Any thread. A static message for code (0 gives "success"). */
+/*
+ * Functions that return a pointer or a handle rather than an int report a
+ * wrong thread by returning NULL (AC_HANDLE_NONE) with errno set to EPERM,
+ * the errno form of AC_ETHREAD; their other failures set errno to EINVAL
+ * or ENOMEM as each says.
+ */
+
+/* Any thread. A static message for code (0 gives "success"); a negative
+   errno value gets the system's message for it. */
 AC_EXPORT const char *ac_strerror(int code);
-/* Any thread. The symbolic name of code, e.g. "AC_ESTALE". */
+/* Any thread. The symbolic name of code: "AC_ESTALE" for the library's
+   codes, "EADDRINUSE" for another negative errno, "AC_E???" otherwise. */
 AC_EXPORT const char *ac_err_name(int code);
 
 /* ---- types --------------------------------------------------------------- */
@@ -113,7 +138,8 @@ typedef struct ac_config {
 	int loops;                 /* loop threads; 0: online CPUs (max 256) */
 	int pin_cpus;              /* nonzero: pin loop i to CPU i mod CPUs */
 	unsigned mailbox_capacity; /* messages per mailbox ring, rounded up to
-				      a power of two; 0: 4096 */
+				      a power of two; 0: 4096; at most
+				      AC_MAILBOX_MAX */
 	unsigned max_conns;        /* open connections, all loops; 0: no limit */
 	/* Diagnostics (accept back-off and the like). Called on the loop that
 	   saw the condition; NULL: one line on stderr. */
@@ -124,6 +150,9 @@ typedef struct ac_config {
 	   in /etc/hosts resolve without a query either way. */
 	const char *resolv_conf;
 } ac_config_t;
+
+/* The largest ac_config_t.mailbox_capacity: 32 MiB of ring per producer. */
+#define AC_MAILBOX_MAX (1u << 20)
 
 enum ac_log_level { AC_LOG_ERROR = 0, AC_LOG_WARN = 1, AC_LOG_INFO = 2 };
 
@@ -177,18 +206,26 @@ typedef struct ac_conn_opts {
 	unsigned idle_timeout_ms;  /* nothing received this long: close with
 				      AC_ETIMEDOUT */
 	unsigned heartbeat_ms;     /* period of on_heartbeat, or of writing
-				      ping when on_heartbeat is NULL */
+				      ping when on_heartbeat is NULL (one of
+				      the two is required) */
 	const void *ping;          /* heartbeat payload (copied at listen) */
 	size_t ping_len;
 	unsigned write_timeout_ms; /* pending output that makes no progress
 				      this long: close with AC_EWTIMEDOUT */
 
-	/* Output bounds (bytes queued but not yet taken by the kernel). */
-	size_t out_low;            /* on_drain below this; 0: 64 KiB */
+	/* Output bounds (bytes queued but not yet taken by the kernel).
+	   They must keep out_low < out_high <= out_hard_limit and
+	   out_soft_limit <= out_hard_limit; defaults of fields left 0 are
+	   chosen to fit the ones that are set, and settings that cannot
+	   work are refused with AC_EINVAL and a log line saying why. */
+	size_t out_low;            /* on_drain below this; 0: 64 KiB, or
+				      out_high / 4 if that is less */
 	size_t out_high;           /* ac_conn_writable false above; 0: 256 KiB */
-	size_t out_hard_limit;     /* over it: close with AC_ESLOW; 0: 8 MiB */
+	size_t out_hard_limit;     /* over it: close with AC_ESLOW; 0: 8 MiB,
+				      or out_high if that is more */
 	size_t out_soft_limit;     /* over it for out_soft_ms: AC_ESLOW;
-				      0: 1 MiB */
+				      0: 1 MiB, raised to out_high and
+				      capped at out_hard_limit */
 	unsigned out_soft_ms;      /* 0: 10000 */
 
 	/* Listeners only: open connections from this listener; 0: no limit. */
@@ -232,17 +269,20 @@ typedef struct ac_conn_cbs {
 /* ---- runtime ---------------------------------------------------------------- */
 
 /*
- * Control thread. Creates a runtime; cfg may be NULL for defaults. The
- * loops do not run until ac_runtime_start. Returns NULL on failure with
- * errno set (EINVAL for a bad config, ENOMEM, or the failing call's errno).
+ * Any thread. Creates a runtime; cfg may be NULL for defaults. The loops
+ * do not run until ac_runtime_start. Returns NULL on failure with errno
+ * set: EINVAL for a config that cannot work (it also says why through
+ * cfg->log, or on stderr), ENOMEM, or the failing call's errno.
  */
 AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg);
 
-/* Control thread. Starts the loop threads. AC_ESTATE if already started. */
+/* Control thread. Starts the loop threads. AC_ESTATE if already started,
+   or the -errno of a failed pthread_create. */
 AC_EXPORT int ac_runtime_start(ac_runtime_t *rt);
 
 /*
- * Control thread (never a loop: AC_ETHREAD). Stops accepting, lets pending
+ * Control thread (a loop of rt, or a callback the stop itself runs, gets
+ * AC_ETHREAD). Stops accepting, lets pending
  * output drain for up to grace_ms, closes every connection (on_close with
  * AC_ESHUTDOWN), and joins the loops. Messages still queued are then
  * settled on the calling thread: posted functions run (ac_loop_index()
@@ -256,8 +296,10 @@ AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms);
  * Control thread. Stops the runtime if needed (grace 0) and frees it with
  * everything it still holds, listeners included. No other thread may use
  * rt, its handles' runtime or its listeners during or after this call.
+ * Returns 0 (also for NULL), or AC_ETHREAD, leaving rt intact, when called
+ * on a loop of rt or from a callback that a stop of rt is running.
  */
-AC_EXPORT void ac_runtime_free(ac_runtime_t *rt);
+AC_EXPORT int ac_runtime_free(ac_runtime_t *rt);
 
 /* Any thread. The number of loops. */
 AC_EXPORT int ac_runtime_loops(const ac_runtime_t *rt);
@@ -281,12 +323,14 @@ AC_EXPORT int ac_loop_index(void);
  * Control thread or any loop. Listens on addr: "127.0.0.1:PORT",
  * "[::1]:PORT", "HOST:PORT" (resolved now, blocking) or "unix:/path". Port
  * 0 picks a free port (see ac_listener_port); a port another socket holds
- * is AC_ESYS with errno EADDRINUSE, even one opened with SO_REUSEPORT. TCP listeners open one
- * SO_REUSEPORT socket per loop, so a connection belongs to the loop that
+ * is -EADDRINUSE, even one opened with SO_REUSEPORT. TCP listeners open
+ * one SO_REUSEPORT socket per loop, so a connection belongs to the loop that
  * accepted it; a Unix listener accepts on loop 0 and hands connections out
  * round-robin. cbs and opts are copied; ud is each connection's initial
  * ac_conn_data. *out stays valid until ac_listener_close or
- * ac_runtime_free. Returns 0, AC_EINVAL, AC_EADDR, AC_ESYS (errno set),
+ * ac_runtime_free. Returns 0, AC_EINVAL (also for options that cannot
+ * work), AC_EADDR (malformed addr), AC_ENAME (HOST does not resolve), the
+ * -errno of a failed socket call (-EADDRINUSE, -EACCES, -EMFILE, ...),
  * AC_ENOMEM or AC_ESHUTDOWN.
  */
 AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
@@ -316,9 +360,10 @@ AC_EXPORT void ac_listener_close(ac_listener_t *l);
  *
  * *out is the handle; it names the logical connection and stays the same
  * across reconnects. on_open runs on each successful connect. Every
- * attempt ends with exactly one on_close: a failure before on_open is
- * AC_ECONNECT (ac_conn_errno: ECONNREFUSED, ETIMEDOUT after
- * connect_timeout_ms, ...) or AC_ENAME. With reconnect_min_ms set, the
+ * attempt ends with exactly one on_close: a failure before on_open has
+ * the -errno of the last address tried (-ECONNREFUSED, -ENETUNREACH, ...),
+ * AC_ETIMEDOUT after connect_timeout_ms, or AC_ENAME. With
+ * reconnect_min_ms set, the
  * library then waits (exponential back-off with jitter, see
  * ac_connect(3)) and tries again; inside on_close ac_conn_reconnecting(c)
  * says whether it will. It gives up after reconnect_max_attempts failed
@@ -339,8 +384,8 @@ AC_EXPORT int ac_connect(ac_runtime_t *rt, const char *addr,
 			 const ac_conn_cbs_t *cbs, const ac_conn_opts_t *opts,
 			 void *ud, ac_handle_t *out);
 
-/* Owner loop. Nonzero when c will try to connect again: inside on_close,
-   that this close is not the final one. */
+/* Owner loop. 1 when c will try to connect again (inside on_close: this
+   close is not the final one), else 0; AC_EINVAL or AC_ETHREAD. */
 AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c);
 
 /* ---- connection pools -------------------------------------------------------------
@@ -385,26 +430,26 @@ enum ac_pool_release_how {
  * ac_pool_acquire: with a borrowed connection and err 0, or with c NULL
  * and err AC_ETIMEDOUT (acquire_timeout_ms passed), AC_ELIMIT (too many
  * waiters), AC_ESHUTDOWN (pool freed or runtime stopping), or the close
- * reason of a failed connect (AC_ECONNECT, AC_ENAME, ...).
+ * reason of a failed connect (-ECONNREFUSED, AC_ENAME, ...).
  */
 typedef void (*ac_pool_cb)(ac_conn_t *c, int err, void *arg);
 
 /*
- * Control thread or a loop. A pool of connections to addr (as for
- * ac_connect); opts may be NULL. Loops pre-connect min_idle_per_loop
- * connections each as soon as they run. NULL with errno EINVAL (bad
- * argument or malformed addr) or ENOMEM.
+ * Any thread. A pool of connections to addr (as for ac_connect); opts may
+ * be NULL. Loops pre-connect min_idle_per_loop connections each as soon
+ * as they run. NULL with errno EINVAL (bad argument, malformed addr, or
+ * options that cannot work, which are also logged) or ENOMEM.
  */
 AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 				 const ac_pool_opts_t *opts);
 
 /*
- * A loop (AC_EINVAL from any other thread; nothing runs then). Asks for a
- * connection of this loop's sub-pool; cb runs later, never inside this
- * call, exactly once. Waiters are served first in, first out. A failed
- * connect fails every waiter of that loop with its reason rather than
- * leaving them to time out. Returns 0, AC_EINVAL or AC_ENOMEM (the
- * sub-pool could not be set up, or no memory for the waiter).
+ * A loop of p's runtime. Asks for a connection of this loop's sub-pool; cb
+ * runs later, never inside this call, exactly once. Waiters are served
+ * first in, first out. A failed connect fails every waiter of that loop
+ * with its reason rather than leaving them to time out. Returns 0,
+ * AC_EINVAL, AC_ETHREAD or AC_ENOMEM (the sub-pool could not be set up,
+ * or no memory for the waiter); on error cb never runs.
  */
 AC_EXPORT int ac_pool_acquire(ac_pool_t *p, ac_pool_cb cb, void *arg);
 
@@ -413,6 +458,7 @@ AC_EXPORT int ac_pool_acquire(ac_pool_t *p, ac_pool_cb cb, void *arg);
  * on_close (never after: c is gone then). A connection that is closing,
  * past max_lifetime_ms, or released with AC_POOL_DISCARD is closed instead
  * of reused. Returns 0, AC_EINVAL (not borrowed from p), or AC_ETHREAD.
+ * Releasing a connection that closed while borrowed returns 0.
  */
 AC_EXPORT int ac_pool_release(ac_pool_t *p, ac_conn_t *c, int how);
 
@@ -445,7 +491,7 @@ AC_EXPORT void ac_pool_free(ac_pool_t *p);
 /*
  * Owner loop. Queues a copy of buf; output is flushed when the current
  * callback returns. Returns 0, AC_EINVAL (NULL c, or NULL buf with len),
- * AC_ESTATE (closing or closed), AC_ENOMEM,
+ * AC_ETHREAD, AC_ESTATE (closing or closed), AC_ENOMEM,
  * or AC_ESLOW when queued output would pass out_hard_limit (nothing is
  * queued and the connection is being closed with AC_ESLOW).
  */
@@ -459,26 +505,30 @@ enum ac_close_how {
 /*
  * Owner loop. Closes c with reason 0. on_close runs after the current
  * callback returns, never inside this call. Closing twice is harmless.
+ * Returns 0, AC_EINVAL (NULL c or a bad how) or AC_ETHREAD.
  */
-AC_EXPORT void ac_conn_close(ac_conn_t *c, int how);
+AC_EXPORT int ac_conn_close(ac_conn_t *c, int how);
 
-/* Owner loop. The handle naming c; it goes stale when c closes. */
+/* Owner loop. The handle naming c; it goes stale when c closes.
+   AC_HANDLE_NONE (errno EINVAL or EPERM) for NULL c or another thread. */
 AC_EXPORT ac_handle_t ac_conn_handle(const ac_conn_t *c);
-/* Owner loop. The user pointer (initially the listener's ud). */
+/* Owner loop. The user pointer (initially the listener's ud); NULL with
+   errno EPERM from another thread. */
 AC_EXPORT void *ac_conn_data(const ac_conn_t *c);
-/* Owner loop. Replaces the user pointer; the library never frees it. */
-AC_EXPORT void ac_conn_set_data(ac_conn_t *c, void *data);
-/* Owner loop. The runtime that owns c. */
+/* Owner loop. Replaces the user pointer; the library never frees it.
+   Returns 0, AC_EINVAL or AC_ETHREAD. */
+AC_EXPORT int ac_conn_set_data(ac_conn_t *c, void *data);
+/* Owner loop. The runtime that owns c; NULL (errno EINVAL or EPERM) for
+   NULL c or another thread. */
 AC_EXPORT ac_runtime_t *ac_conn_runtime(const ac_conn_t *c);
-/* Owner loop. The errno behind an AC_ESYS, AC_ERESET or AC_ECONNECT close
-   (ETIMEDOUT: the connect timeout), else 0. */
-AC_EXPORT int ac_conn_errno(const ac_conn_t *c);
-/* Owner loop. False from the moment queued output goes above out_high
-   until it falls below out_low (when on_drain runs), and while closing:
-   keep producing and the connection may be closed with AC_ESLOW. */
+/* Owner loop. 0 from the moment queued output goes above out_high until
+   it falls below out_low (when on_drain runs), and while closing: keep
+   producing and the connection may be closed with AC_ESLOW. Else 1;
+   AC_EINVAL or AC_ETHREAD. */
 AC_EXPORT int ac_conn_writable(const ac_conn_t *c);
-/* Owner loop. Bytes queued for c and not yet taken by the kernel. */
-AC_EXPORT size_t ac_conn_out_bytes(const ac_conn_t *c);
+/* Owner loop. Bytes queued for c and not yet taken by the kernel;
+   AC_EINVAL or AC_ETHREAD. */
+AC_EXPORT ssize_t ac_conn_out_bytes(const ac_conn_t *c);
 
 /* ---- shared buffers ----------------------------------------------------------
  * An immutable, reference-counted byte buffer: write the same bytes to many
@@ -510,11 +560,12 @@ AC_EXPORT int ac_conn_write_buf(ac_conn_t *c, ac_buf_t *b);
 typedef struct ac_timer_s ac_timer_t;
 
 /*
- * A loop. Runs fn(arg) on the calling loop after ms, then every ms if
- * repeat. Timers with the same ms share a libevent common timeout, so
+ * A loop of rt. Runs fn(arg) on the calling loop after ms, then every ms
+ * if repeat. Timers with the same ms share a libevent common timeout, so
  * thousands of them cost O(1) per operation. A one-shot timer is freed
  * right after fn returns; a repeating one when cancelled or when the
- * runtime stops. Returns NULL (errno EINVAL, ENOMEM, or EPERM off-loop).
+ * runtime stops. A repeating timer needs ms > 0. Returns NULL with errno
+ * EINVAL, ENOMEM, or EPERM from any thread that is not a loop of rt.
  */
 AC_EXPORT ac_timer_t *ac_timer_start(ac_runtime_t *rt, unsigned ms,
 				     int repeat, void (*fn)(void *arg),
@@ -524,14 +575,16 @@ AC_EXPORT ac_timer_t *ac_timer_start(ac_runtime_t *rt, unsigned ms,
  * The timer's loop. Cancels t; fn will not run again. t must not have
  * been freed (a one-shot timer is freed once its fn has returned;
  * cancelling it from inside its own fn is allowed and does nothing).
+ * Returns 0, AC_EINVAL (NULL t) or AC_ETHREAD.
  */
-AC_EXPORT void ac_timer_cancel(ac_timer_t *t);
+AC_EXPORT int ac_timer_cancel(ac_timer_t *t);
 
 /*
  * Owner loop. A timer owned by c: fn(c, arg) runs on c's loop after ms
  * (then every ms if repeat) and the timer is cancelled automatically when
- * c closes, before on_close, so it can never outlive c. NULL on failure
- * (errno EINVAL, ENOMEM, or EPIPE if c is closing).
+ * c closes, before on_close, so it can never outlive c. A repeating timer
+ * needs ms > 0. NULL on failure with errno EINVAL, ENOMEM, EPERM (not c's
+ * owner loop) or EPIPE (c is closing).
  */
 AC_EXPORT ac_timer_t *ac_conn_timer(ac_conn_t *c, unsigned ms, int repeat,
 				    void (*fn)(ac_conn_t *c, void *arg),
@@ -583,7 +636,9 @@ typedef struct ac_conn_info {
 
 /*
  * Any thread. Pins h with a hazard pointer and copies the connection's
- * stable facts into *out. Returns 0, AC_ESTALE, AC_EINVAL, or AC_ENOMEM
+ * facts into *out (an outbound connection's peer and opened_ms change
+ * when it reconnects; the copy is of one attempt, never a mix). Returns
+ * 0, AC_ESTALE, AC_EINVAL, or AC_ENOMEM
  * (the calling thread's first call, which allocates its hazard record).
  * Lock-free and allocation-free after that first call.
  */
@@ -614,10 +669,11 @@ AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
 
 /*
  * Any thread. Cancels a watch. Returns 0 if it was cancelled: fn will not
- * run. Returns AC_ESTALE if fn already ran; if fn is running on another
- * thread at that moment, waits for it to return first. Either way, after
- * ac_unwatch returns, fn does not run. AC_EINVAL for an id that was never
- * issued by rt.
+ * run. Returns AC_EALREADY if fn already ran or the watch was already
+ * cancelled; if fn is running on another thread at that moment, waits for
+ * it to return first. Either way, after ac_unwatch returns, fn does not
+ * run, except when it is called from inside fn itself (AC_EALREADY at
+ * once). AC_EINVAL for an id that was never issued by rt.
  */
 AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id);
 
@@ -629,12 +685,13 @@ AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id);
 
 typedef struct ac_group_s ac_group_t;
 
-/* Control thread or a loop. NULL (errno EINVAL or ENOMEM) on failure. */
+/* Any thread. NULL (errno EINVAL or ENOMEM) on failure. */
 AC_EXPORT ac_group_t *ac_group_new(ac_runtime_t *rt);
-/* Owner loop of c. Adds c; AC_EEXIST if already a member, AC_ESTATE if c
-   is closing, AC_ENOMEM. */
+/* Owner loop of c. Adds c; 0, AC_EINVAL, AC_ETHREAD, AC_EEXIST if already
+   a member, AC_ESTATE if c is closing, AC_ENOMEM. */
 AC_EXPORT int ac_group_join(ac_group_t *g, ac_conn_t *c);
-/* Owner loop of c. Removes c; AC_ESTALE if it was not a member. */
+/* Owner loop of c. Removes c; 0, AC_EINVAL, AC_ETHREAD, or AC_ENOENT if
+   it was not a member. */
 AC_EXPORT int ac_group_leave(ac_group_t *g, ac_conn_t *c);
 /* Any thread. Members now, over all loops (a snapshot). */
 AC_EXPORT size_t ac_group_size(ac_group_t *g);
@@ -659,7 +716,9 @@ AC_EXPORT void ac_group_free(ac_group_t *g);
 /* ---- weak-value registry -------------------------------------------------- *
  * The C form of a WeakValueDictionary: key bytes -> handle. An entry
  * disappears by itself when its connection closes. Readers are lock-free
- * (hazard pointers); writers take a short per-shard mutex. */
+ * (Concurrency Kit's ck_hs in single-writer mode, read inside a ck_epoch
+ * section); writers take a short per-shard mutex. A key is any byte
+ * string, the empty one (NULL, 0) included. */
 
 typedef struct ac_registry_s ac_registry_t;
 
@@ -668,7 +727,7 @@ enum ac_registry_flags {
 	AC_REG_EXCL = 1     /* put fails with AC_EEXIST if present */
 };
 
-/* Control thread or a loop. NULL with errno EINVAL (no rt) or ENOMEM. */
+/* Any thread. NULL with errno EINVAL (no rt) or ENOMEM. */
 AC_EXPORT ac_registry_t *ac_registry_new(ac_runtime_t *rt);
 /* Any thread. Maps key to h. Returns 0, AC_ESTALE (h is not live),
    AC_EEXIST (AC_REG_EXCL and present), AC_EINVAL, AC_ENOMEM, or the
@@ -676,16 +735,18 @@ AC_EXPORT ac_registry_t *ac_registry_new(ac_runtime_t *rt);
    full mailbox, AC_ESHUTDOWN). The key is copied. */
 AC_EXPORT int ac_registry_put(ac_registry_t *reg, const void *key,
 			      size_t len, ac_handle_t h, int flags);
-/* Any thread, lock-free. 0 and *out, AC_ESTALE when absent, AC_EINVAL,
-   or AC_ENOMEM (first call on a thread: its hazard record). */
+/* Any thread, lock-free. 0 and *out, AC_ENOENT when absent, AC_EINVAL,
+   or AC_ENOMEM (first call on a thread: its reclamation records). *out
+   may be stale by the time it is used: that is what AC_ESTALE is for. */
 AC_EXPORT int ac_registry_get(ac_registry_t *reg, const void *key,
 			      size_t len, ac_handle_t *out);
-/* Any thread. 0, or AC_ESTALE when absent. */
+/* Any thread. 0, AC_EINVAL, or AC_ENOENT when absent. */
 AC_EXPORT int ac_registry_del(ac_registry_t *reg, const void *key,
 			      size_t len);
 /* Any thread. Entries now (closing connections leave soon after). */
 AC_EXPORT size_t ac_registry_count(ac_registry_t *reg);
-/* Control thread, no other use concurrent; before ac_runtime_free. */
+/* Any thread, with no other use of reg concurrent; before
+   ac_runtime_free. */
 AC_EXPORT void ac_registry_free(ac_registry_t *reg);
 
 /* ---- statistics ---------------------------------------------------------- */
@@ -694,21 +755,24 @@ AC_EXPORT void ac_registry_free(ac_registry_t *reg);
 enum ac_close_reason {
 	AC_CR_LOCAL,    /* 0 */
 	AC_CR_EOF,      /* AC_EEOF */
-	AC_CR_RESET,    /* AC_ERESET */
-	AC_CR_IDLE,     /* AC_ETIMEDOUT */
+	AC_CR_RESET,    /* AC_ECONNRESET, -EPIPE */
+	AC_CR_TIMEOUT,  /* AC_ETIMEDOUT: idle timeout, or the kernel's */
 	AC_CR_WTIMEOUT, /* AC_EWTIMEDOUT */
 	AC_CR_FRAME,    /* AC_EFRAME */
 	AC_CR_SLOW,     /* AC_ESLOW */
 	AC_CR_LIMIT,    /* AC_ELIMIT */
 	AC_CR_SHUTDOWN, /* AC_ESHUTDOWN */
-	AC_CR_CONNECT,  /* AC_ECONNECT, AC_ENAME: an outbound attempt failed */
-	AC_CR_ERROR,    /* AC_ESYS, AC_ENOMEM and anything else */
+	AC_CR_CONNECT,  /* AC_ENAME, -ECONNREFUSED, -ENETUNREACH,
+			   -EHOSTUNREACH, -EADDRNOTAVAIL; the runtime also
+			   counts here every outbound attempt that failed
+			   before on_open, whatever its code */
+	AC_CR_ERROR,    /* AC_ENOMEM and anything else */
 	AC_CR_COUNT
 };
 
 /* Any thread. The ac_close_reason index of an on_close reason code. */
 AC_EXPORT int ac_close_reason_index(int reason);
-/* Any thread. A short name for a reason index ("eof", "idle", ...), or
+/* Any thread. A short name for a reason index ("eof", "timeout", ...), or
    "?" for an index out of range. */
 AC_EXPORT const char *ac_close_reason_name(int index);
 
@@ -756,9 +820,12 @@ AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
 /*
  * Any thread. Renders the statistics in the Prometheus text exposition
  * format (HELP and TYPE lines, per-loop samples labelled loop="i") into
- * buf. Returns the length written (without the NUL), or, like snprintf,
- * the length needed if len was too small (buf is then truncated and
- * NUL-terminated; buf may be NULL when len is 0); AC_EINVAL or AC_ENOMEM.
+ * buf, from one snapshot. Returns the length written (without the NUL),
+ * or, like snprintf, the length needed if len was too small (buf is then
+ * truncated and NUL-terminated; buf may be NULL when len is 0); AC_EINVAL
+ * or AC_ENOMEM. Counters move between calls, so a second call with the
+ * length the first one asked for may need a few bytes more: leave room,
+ * or call again while the result is >= len.
  */
 AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len);
 
@@ -766,7 +833,9 @@ AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len);
  * Control thread or a loop. Serves ac_stats_prometheus over HTTP/1.0 on
  * addr (any path; "curl http://ADDR/metrics"), from the runtime's own
  * loops: a listener like any other (close it with ac_listener_close), at
- * most 64 connections, each closed after 10 s idle or once answered.
+ * most 64 connections, each closed after 10 s idle or once answered. Each
+ * answer is one render of one snapshot, written straight into the
+ * connection's output with its exact Content-Length.
  * Returns as ac_listen.
  */
 AC_EXPORT int ac_metrics_listen(ac_runtime_t *rt, const char *addr,

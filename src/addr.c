@@ -92,7 +92,8 @@ int ac__addr_split(const char *s, struct ac__addr *out, char *host,
 
 /*
  * Fills *out from s. Numeric hosts need no lookup; a name is resolved with
- * getaddrinfo (blocking), and the first address is used.
+ * getaddrinfo (blocking), and the first address is used: AC_ENAME when it
+ * does not resolve.
  */
 int ac__addr_parse(const char *s, struct ac__addr *out)
 {
@@ -106,7 +107,7 @@ int ac__addr_parse(const char *s, struct ac__addr *out)
 	    out->family)
 		return err;
 	if (getaddrinfo(host, NULL, &hints, &res) || !res)
-		return AC_EADDR;
+		return AC_ENAME;
 	if (res->ai_addrlen > sizeof(out->ss)) {
 		freeaddrinfo(res);
 		return AC_EADDR;

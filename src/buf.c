@@ -1,19 +1,11 @@
 /*
- * buf.c: immutable, reference-counted byte buffers, and writing them
- * without a copy. One allocation holds the count, the length and the
- * bytes. Any thread may take or drop a reference.
+ * buf.c: immutable, reference-counted byte buffers. One allocation holds
+ * the count, the length and the bytes. Any thread may take or drop a
+ * reference. Writing one to a connection is ac_conn_write_buf (conn.c).
  */
 #include "internal.h"
 
 #include <errno.h>
-
-#include <event2/buffer.h>
-
-struct ac_buf_s {
-	int refs; /* atomic */
-	size_t len;
-	unsigned char data[];
-};
 
 AC_EXPORT ac_buf_t *ac_buf_new(const void *data, size_t len)
 {
@@ -56,41 +48,4 @@ AC_EXPORT const void *ac_buf_data(const ac_buf_t *b)
 AC_EXPORT size_t ac_buf_len(const ac_buf_t *b)
 {
 	return b ? b->len : 0;
-}
-
-/* evbuffer calls this when the referenced bytes have been written or the
- * output buffer is freed. */
-static void drop_ref(const void *data, size_t len, void *b)
-{
-	ac_buf_unref(b);
-}
-
-/*
- * Up to this size a shared buffer is copied into the output, not
- * referenced. A reference costs an evbuffer chain of its own (an
- * allocation and an iovec entry per message) plus two atomic operations
- * on a count every loop shares; copying 512 bytes is cheaper, and small
- * messages to the same connection then share one chain and one iovec.
- * Measured with actorconn-bench fanout (1,000 subscribers, 64-byte
- * messages): about 1.4x the deliveries per second of referencing.
- */
-#define AC__BUF_COPY_MAX 512u
-
-AC_EXPORT int ac_conn_write_buf(ac_conn_t *c, ac_buf_t *b)
-{
-	int err;
-
-	if (!c || !b)
-		return AC_EINVAL;
-	if (b->len <= AC__BUF_COPY_MAX)
-		return ac_conn_write(c, b->data, b->len);
-	if ((err = ac__conn_out_reserve(c, b->len)) || !b->len)
-		return err;
-	ac_buf_ref(b);
-	if (evbuffer_add_reference(c->out, b->data, b->len, drop_ref, b)) {
-		ac_buf_unref(b);
-		return AC_ENOMEM;
-	}
-	ac__conn_out_added(c);
-	return 0;
 }

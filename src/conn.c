@@ -43,7 +43,59 @@ _Static_assert(sizeof(struct ac_conn_s) <= 256,
 
 /* ---- protocol objects --------------------------------------------------- */
 
-ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
+static size_t min_size(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
+static size_t max_size(size_t a, size_t b)
+{
+	return a > b ? a : b;
+}
+
+/*
+ * Output bounds. Fields left 0 take defaults that fit the ones set, so
+ * setting out_high alone always works; settings that cannot work are
+ * refused, saying why: on_drain needs out_low < out_high, a hard limit
+ * below out_high would close a connection the watermarks still call
+ * writable, and a soft limit above the hard one could never be reached.
+ */
+static int out_bounds(ac_runtime_t *rt, ac_conn_opts_t *o)
+{
+	if (!o->out_high)
+		o->out_high = AC__DEFAULT_OUT_HIGH;
+	if (!o->out_low)
+		o->out_low = max_size(1, min_size(AC__DEFAULT_OUT_LOW,
+						  o->out_high / 4));
+	if (!o->out_hard_limit)
+		o->out_hard_limit = max_size(AC__DEFAULT_OUT_HARD, o->out_high);
+	if (!o->out_soft_limit)
+		o->out_soft_limit = min_size(max_size(AC__DEFAULT_OUT_SOFT,
+						      o->out_high),
+					     o->out_hard_limit);
+	if (o->out_low >= o->out_high) {
+		ac__log(rt, AC_LOG_ERROR,
+			"out_low (%zu) must be below out_high (%zu)",
+			o->out_low, o->out_high);
+		return AC_EINVAL;
+	}
+	if (o->out_hard_limit < o->out_high) {
+		ac__log(rt, AC_LOG_ERROR,
+			"out_hard_limit (%zu) must be at least out_high (%zu)",
+			o->out_hard_limit, o->out_high);
+		return AC_EINVAL;
+	}
+	if (o->out_soft_limit > o->out_hard_limit) {
+		ac__log(rt, AC_LOG_ERROR,
+			"out_soft_limit (%zu) is above out_hard_limit (%zu), "
+			"where the connection is closed first",
+			o->out_soft_limit, o->out_hard_limit);
+		return AC_EINVAL;
+	}
+	return 0;
+}
+
+ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
 			   const ac_conn_opts_t *opts, void *ud, int *err)
 {
 	ac_conn_opts_t o = {0};
@@ -64,8 +116,11 @@ ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
 	case AC_FRAME_CUSTOM:
 		if (o.decode)
 			break;
-		/* fall through */
+		ac__log(rt, AC_LOG_ERROR, "AC_FRAME_CUSTOM needs a decode function");
+		*err = AC_EINVAL;
+		return NULL;
 	default:
+		ac__log(rt, AC_LOG_ERROR, "unknown framing %d", o.framing);
 		*err = AC_EINVAL;
 		return NULL;
 	}
@@ -73,17 +128,20 @@ ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
 		o.max_frame = AC__DEFAULT_MAX_FRAME;
 	if (!o.linger_ms)
 		o.linger_ms = AC__DEFAULT_LINGER_MS;
-	if (!o.out_low)
-		o.out_low = AC__DEFAULT_OUT_LOW;
-	if (!o.out_high)
-		o.out_high = AC__DEFAULT_OUT_HIGH;
-	if (!o.out_hard_limit)
-		o.out_hard_limit = AC__DEFAULT_OUT_HARD;
-	if (!o.out_soft_limit)
-		o.out_soft_limit = AC__DEFAULT_OUT_SOFT;
 	if (!o.out_soft_ms)
 		o.out_soft_ms = AC__DEFAULT_OUT_SOFT_MS;
-	if (o.out_low > o.out_high || (o.ping_len && !o.ping)) {
+	if ((*err = out_bounds(rt, &o)))
+		return NULL;
+	if (o.ping_len && !o.ping) {
+		ac__log(rt, AC_LOG_ERROR, "ping_len is %zu but ping is NULL",
+			o.ping_len);
+		*err = AC_EINVAL;
+		return NULL;
+	}
+	if (o.heartbeat_ms && !o.ping_len && !(cbs && cbs->on_heartbeat)) {
+		ac__log(rt, AC_LOG_ERROR,
+			"heartbeat_ms is set, but there is neither an "
+			"on_heartbeat callback nor a ping payload to send");
 		*err = AC_EINVAL;
 		return NULL;
 	}
@@ -166,7 +224,7 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 	ac__loop_t *loop = c->loop;
 
 	ac__loop_enter(loop);
-	ac__conn_fail(c, c->reason, c->err); /* keeps the first reason */
+	ac__conn_fail(c, c->reason); /* keeps the first reason */
 	ac__loop_leave(loop);
 }
 
@@ -178,7 +236,7 @@ static void expire(ac_conn_t *c, int reason)
 	ac__loop_t *loop = c->loop;
 
 	ac__loop_enter(loop);
-	ac__conn_fail(c, reason, 0);
+	ac__conn_fail(c, reason);
 	ac__loop_leave(loop);
 }
 
@@ -210,7 +268,7 @@ static void hb_cb(evutil_socket_t fd, short what, void *arg)
 		if (p->cbs.on_heartbeat)
 			p->cbs.on_heartbeat(c);
 		else if (p->opts.ping_len)
-			ac_conn_write(c, p->opts.ping, p->opts.ping_len);
+			ac__conn_write(c, p->opts.ping, p->opts.ping_len);
 	}
 	ac__loop_leave(loop);
 }
@@ -275,12 +333,42 @@ static void give_place(ac_conn_t *c)
 	}
 }
 
-/* Any thread holding a pin: the length of c->peer. */
-socklen_t ac__conn_peer_len(const ac_conn_t *c)
+/* ---- facts --------------------------------------------------------------- */
+
+void ac__facts_set(ac_conn_t *c, int family, const struct sockaddr *peer,
+		   socklen_t len, uint64_t opened_ms)
 {
-	return c->family == AF_INET    ? sizeof(struct sockaddr_in)
-	       : c->family == AF_INET6 ? sizeof(struct sockaddr_in6)
-				       : 0;
+	struct ac__facts *f = &c->facts;
+	uint64_t w[4] = {0, 0, 0, 0};
+
+	if (peer && len <= sizeof(w))
+		memcpy(w, peer, len);
+	ck_sequence_write_begin(&f->seq);
+	__atomic_store_n(&f->family, (uint16_t)family, __ATOMIC_RELAXED);
+	__atomic_store_n(&f->opened_ms, opened_ms, __ATOMIC_RELAXED);
+	for (int i = 0; i < 4; i++)
+		__atomic_store_n(&f->peer[i], w[i], __ATOMIC_RELAXED);
+	ck_sequence_write_end(&f->seq);
+}
+
+void ac__facts_get(const ac_conn_t *c, struct ac__facts_copy *out)
+{
+	const struct ac__facts *f = &c->facts;
+	uint64_t w[4];
+	unsigned v;
+
+	do {
+		v = ck_sequence_read_begin(&f->seq);
+		out->family = __atomic_load_n(&f->family, __ATOMIC_RELAXED);
+		out->opened_ms = __atomic_load_n(&f->opened_ms, __ATOMIC_RELAXED);
+		for (int i = 0; i < 4; i++)
+			w[i] = __atomic_load_n(&f->peer[i], __ATOMIC_RELAXED);
+	} while (ck_sequence_read_retry(&f->seq, v));
+	memset(&out->peer, 0, sizeof(out->peer));
+	out->peer_len = out->family == AF_INET    ? sizeof(struct sockaddr_in)
+			: out->family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						  : 0;
+	memcpy(&out->peer, w, out->peer_len);
 }
 
 /* Owner loop: takes c's place under max_conns; false when full. */
@@ -314,7 +402,8 @@ ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err)
 	c->proto = proto;
 	c->data = proto->ud;
 	c->handle = ac__handle_make(loop->index, idx, gen);
-	c->opened_ms = ac__wall_ms();
+	/* Not yet published: no reader can race this first write. */
+	ac__facts_set(c, AF_UNSPEC, NULL, 0, ac__wall_ms());
 	ac__proto_ref(proto);
 	loop->nconns++;
 	AC__STAT_SET(loop, handles_live, loop->htab.live);
@@ -341,6 +430,16 @@ void ac__loop_each_conn(ac__loop_t *loop, void (*fn)(ac_conn_t *c, int arg),
 	}
 }
 
+/* Retired connections end here, once no hazard pointer holds them. The
+ * memory is poisoned first, so a use after free is loud even without a
+ * sanitizer (the pin tests check the connection's handle field, which
+ * poisoning makes wrong). */
+static void conn_destroy(struct ac__hpobj *o)
+{
+	memset(o, 0xdd, sizeof(ac_conn_t));
+	ac__free(AC__K_CONN, o);
+}
+
 /* Owner loop: undoes ac__conn_new for a connection nobody has heard of.
  * Another thread may have pinned it already, so it is retired, not
  * freed. */
@@ -358,7 +457,7 @@ void ac__conn_discard(ac_conn_t *c)
 	AC__STAT_SET(loop, handles_live, loop->htab.live);
 	ac__proto_unref(c->proto);
 	c->proto = NULL;
-	ac__hp_retire(&loop->hp, &c->hp, AC__HP_CONN);
+	ac__hp_retire(&loop->ctx.hp, &c->hp, conn_destroy);
 }
 
 /*
@@ -370,15 +469,19 @@ int ac__conn_ready(ac_conn_t *c)
 {
 	ac__loop_t *loop = c->loop;
 	const ac__proto_t *proto = c->proto;
-	socklen_t len = sizeof(c->peer);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int family = AF_UNIX;
 
-	if (getpeername(c->fd, (struct sockaddr *)&c->peer, &len) == 0 &&
-	    len <= sizeof(c->peer)) {
-		c->family = c->peer.sin6_family;
-	} else {
-		c->family = AF_UNIX; /* unix peers do not fit; nor matter */
-	}
-	if (c->family == AF_INET || c->family == AF_INET6) {
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+		family = ss.ss_family;
+	/* An outbound connection gets its facts again on each attempt. */
+	ac__facts_set(c, family, family == AF_UNIX ? NULL : (struct sockaddr *)&ss,
+		      family == AF_UNIX ? 0 : len, ac__wall_ms());
+	if (family == AF_INET || family == AF_INET6) {
+		/* Small frames go out at once: the library already batches
+		 * a callback's writes into one send. */
 		int one = 1;
 		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
@@ -449,7 +552,7 @@ static void stop_reading(ac_conn_t *c)
 }
 
 /* Begin closing with reason; FLUSH keeps pending output going out. */
-static void begin_close(ac_conn_t *c, int how, int reason, int err)
+static void begin_close(ac_conn_t *c, int how, int reason)
 {
 	if (c->state == AC__C_DEAD)
 		return;
@@ -461,16 +564,13 @@ static void begin_close(ac_conn_t *c, int how, int reason, int err)
 		return;
 	if (c->state == AC__C_CONNECTING || c->state == AC__C_WAITING) {
 		c->reason = reason;
-		c->err = err;
 		c->state = AC__C_CLOSING;
 		ac__outbound_close(c);
 		queue_close(c);
 		return;
 	}
-	if (c->state == AC__C_OPEN) {
+	if (c->state == AC__C_OPEN)
 		c->reason = reason;
-		c->err = err;
-	}
 	if (how == AC_CLOSE_FLUSH && out_len(c) > 0) {
 		unsigned ms = c->proto->opts.linger_ms;
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -493,24 +593,40 @@ static void begin_close(ac_conn_t *c, int how, int reason, int err)
 	queue_close(c);
 }
 
-void ac__conn_fail(ac_conn_t *c, int reason, int err)
+void ac__conn_fail(ac_conn_t *c, int reason)
 {
-	begin_close(c, AC_CLOSE_ABORT, reason, err);
+	begin_close(c, AC_CLOSE_ABORT, reason);
 }
 
 /* The stop sequence, for ac__loop_each_conn: flush first, then abort. */
 void ac__conn_stop(ac_conn_t *c, int abort)
 {
-	begin_close(c, abort ? AC_CLOSE_ABORT : AC_CLOSE_FLUSH, AC_ESHUTDOWN,
-		    0);
+	begin_close(c, abort ? AC_CLOSE_ABORT : AC_CLOSE_FLUSH, AC_ESHUTDOWN);
 }
 
-AC_EXPORT void ac_conn_close(ac_conn_t *c, int how)
+void ac__conn_close(ac_conn_t *c, int how)
 {
-	if (c)
-		begin_close(c, how == AC_CLOSE_ABORT ? AC_CLOSE_ABORT
-						      : AC_CLOSE_FLUSH,
-			    0, 0);
+	begin_close(c, how, 0);
+}
+
+AC_EXPORT int ac_conn_close(ac_conn_t *c, int how)
+{
+	if (!c || (how != AC_CLOSE_FLUSH && how != AC_CLOSE_ABORT))
+		return AC_EINVAL;
+	if (AC__UNLIKELY(!ac__is_owner(c)))
+		return AC_ETHREAD;
+	begin_close(c, how, 0);
+	return 0;
+}
+
+/* The statistics' index for c's close: an outbound attempt that failed
+ * before it opened counts as a connect failure whatever its code. */
+static int close_index(const ac_conn_t *c)
+{
+	if (c->ob && !c->is_open && c->reason != 0 &&
+	    c->reason != AC_ESHUTDOWN && c->reason != AC_ELIMIT)
+		return AC_CR_CONNECT;
+	return ac_close_reason_index(c->reason);
 }
 
 /* Outermost leave only. */
@@ -523,6 +639,7 @@ void ac__conn_finalize(ac_conn_t *c)
 	/* An outbound connection that will try again keeps its handle and
 	 * its watchers: they follow the logical connection. */
 	bool again = c->ob && ac__outbound_again(c);
+	int cr = close_index(c);
 
 	/* 1. The handle goes stale before anything is torn down. */
 	if (!again) {
@@ -549,7 +666,7 @@ void ac__conn_finalize(ac_conn_t *c)
 	give_place(c);
 	if (!again)
 		unlink_conn(c);
-	AC__STAT_ADD(loop, closed[ac_close_reason_index(c->reason)], 1);
+	AC__STAT_ADD(loop, closed[cr], 1);
 	AC__STAT_SET(loop, conns_open, loop->nopen);
 	AC__STAT_SET(loop, handles_live, loop->htab.live);
 	/* 3. The user hears of it, exactly once per connection (per attempt
@@ -578,13 +695,17 @@ void ac__conn_finalize(ac_conn_t *c)
 		ac__outbound_free(c);
 	ac__proto_unref(c->proto);
 	c->proto = NULL;
-	ac__hp_retire(&loop->hp, &c->hp, AC__HP_CONN);
-	AC__STAT_SET(loop, hp_pending, loop->hp.n_pending);
+	ac__hp_retire(&loop->ctx.hp, &c->hp, conn_destroy);
+	AC__STAT_SET(loop, hp_pending, loop->ctx.hp.n_pending);
 }
 
 AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c)
 {
-	return c && c->state == AC__C_WAITING && !c->close_queued;
+	if (!c)
+		return AC_EINVAL;
+	if (!ac__is_owner(c))
+		return AC_ETHREAD;
+	return c->state == AC__C_WAITING && !c->close_queued;
 }
 
 /* ---- write ---------------------------------------------------------------- */
@@ -599,7 +720,7 @@ static void output_grew(ac_conn_t *c, size_t len)
 	if (len > o->out_soft_limit &&
 	    (!c->soft_ev || !evtimer_pending(c->soft_ev, NULL)) &&
 	    arm(c, &c->soft_ev, o->out_soft_ms, 0, soft_cb))
-		ac__conn_fail(c, AC_ENOMEM, 0);
+		ac__conn_fail(c, AC_ENOMEM);
 }
 
 /* Output fell to `len` bytes. */
@@ -626,7 +747,7 @@ int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 	if (c->state != AC__C_OPEN)
 		return AC_ESTATE;
 	if (out_len(c) + len > c->proto->opts.out_hard_limit) {
-		ac__conn_fail(c, AC_ESLOW, 0);
+		ac__conn_fail(c, AC_ESLOW);
 		return AC_ESLOW;
 	}
 	if (!c->out && !(c->out = evbuffer_new()))
@@ -642,12 +763,11 @@ void ac__conn_out_added(ac_conn_t *c)
 	queue_flush(c);
 }
 
-AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
+/* Owner loop (checked by the callers). */
+int ac__conn_write(ac_conn_t *c, const void *buf, size_t len)
 {
 	int err;
 
-	if (!c || (!buf && len))
-		return AC_EINVAL;
 	if ((err = ac__conn_out_reserve(c, len)) || !len)
 		return err;
 	if (evbuffer_add(c->out, buf, len))
@@ -656,14 +776,76 @@ AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
 	return 0;
 }
 
-AC_EXPORT int ac_conn_writable(const ac_conn_t *c)
+AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
 {
-	return c && c->state == AC__C_OPEN && !c->above_high;
+	if (!c || (!buf && len))
+		return AC_EINVAL;
+	if (AC__UNLIKELY(!ac__is_owner(c)))
+		return AC_ETHREAD;
+	return ac__conn_write(c, buf, len);
 }
 
-AC_EXPORT size_t ac_conn_out_bytes(const ac_conn_t *c)
+/* evbuffer calls this when the referenced bytes have been written or the
+ * output buffer is freed. */
+static void drop_ref(const void *data, size_t len, void *b)
 {
-	return c ? out_len(c) : 0;
+	ac_buf_unref(b);
+}
+
+/*
+ * Up to this size a shared buffer is copied into the output, not
+ * referenced. A reference costs an evbuffer chain of its own (an
+ * allocation and an iovec entry per message) plus two atomic operations
+ * on a count every loop shares; copying 512 bytes is cheaper, and small
+ * messages to the same connection then share one chain and one iovec.
+ * Measured with actorconn-bench fanout (1,000 subscribers, 64-byte
+ * messages): about 1.4x the deliveries per second of referencing.
+ */
+#define AC__BUF_COPY_MAX 512u
+
+/* Owner loop (checked by the callers). */
+int ac__conn_write_buf(ac_conn_t *c, ac_buf_t *b)
+{
+	int err;
+
+	if (b->len <= AC__BUF_COPY_MAX)
+		return ac__conn_write(c, b->data, b->len);
+	if ((err = ac__conn_out_reserve(c, b->len)) || !b->len)
+		return err;
+	ac_buf_ref(b);
+	if (evbuffer_add_reference(c->out, b->data, b->len, drop_ref, b)) {
+		ac_buf_unref(b);
+		return AC_ENOMEM;
+	}
+	ac__conn_out_added(c);
+	return 0;
+}
+
+AC_EXPORT int ac_conn_write_buf(ac_conn_t *c, ac_buf_t *b)
+{
+	if (!c || !b)
+		return AC_EINVAL;
+	if (AC__UNLIKELY(!ac__is_owner(c)))
+		return AC_ETHREAD;
+	return ac__conn_write_buf(c, b);
+}
+
+AC_EXPORT int ac_conn_writable(const ac_conn_t *c)
+{
+	if (!c)
+		return AC_EINVAL;
+	if (!ac__is_owner(c))
+		return AC_ETHREAD;
+	return c->state == AC__C_OPEN && !c->above_high;
+}
+
+AC_EXPORT ssize_t ac_conn_out_bytes(const ac_conn_t *c)
+{
+	if (!c)
+		return AC_EINVAL;
+	if (!ac__is_owner(c))
+		return AC_ETHREAD;
+	return (ssize_t)out_len(c);
 }
 
 static void arm_write(ac_conn_t *c)
@@ -672,7 +854,7 @@ static void arm_write(ac_conn_t *c)
 		c->wev = event_new(c->loop->base, c->fd, EV_WRITE | EV_PERSIST,
 				   write_cb, c);
 		if (!c->wev) {
-			ac__conn_fail(c, AC_ENOMEM, 0);
+			ac__conn_fail(c, AC_ENOMEM);
 			return;
 		}
 	}
@@ -683,7 +865,7 @@ static void arm_write(ac_conn_t *c)
 		if (c->proto->opts.write_timeout_ms &&
 		    arm(c, &c->wto_ev, c->proto->opts.write_timeout_ms, 0,
 			wto_cb))
-			ac__conn_fail(c, AC_ENOMEM, 0);
+			ac__conn_fail(c, AC_ENOMEM);
 	}
 }
 
@@ -723,11 +905,8 @@ void ac__conn_flush(ac_conn_t *c)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			ac__conn_fail(c,
-				      errno == EPIPE || errno == ECONNRESET
-					      ? AC_ERESET
-					      : AC_ESYS,
-				      errno);
+			/* EPIPE: the peer is gone, like a reset. */
+			ac__conn_fail(c, errno == EPIPE ? AC_ECONNRESET : -errno);
 			return;
 		}
 		evbuffer_drain(c->out, (size_t)w);
@@ -792,7 +971,7 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
 		}
 		if (r < 0 || f.consumed == 0 || f.consumed > n - pos ||
 		    f.off + f.len > f.consumed) {
-			ac__conn_fail(c, AC_EFRAME, 0);
+			ac__conn_fail(c, AC_EFRAME);
 			return -1;
 		}
 		AC__STAT_ADD(c->loop, frames_in, 1);
@@ -845,11 +1024,9 @@ static void on_read_error(ac_conn_t *c, ssize_t n)
 {
 	if (n == 0) {
 		/* Orderly EOF: what we still owe the peer goes out first. */
-		begin_close(c, AC_CLOSE_FLUSH, AC_EEOF, 0);
-	} else if (errno == ECONNRESET) {
-		ac__conn_fail(c, AC_ERESET, errno);
+		begin_close(c, AC_CLOSE_FLUSH, AC_EEOF);
 	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-		ac__conn_fail(c, AC_ESYS, errno);
+		ac__conn_fail(c, -errno); /* -ECONNRESET is AC_ECONNRESET */
 	}
 }
 
@@ -861,7 +1038,7 @@ static void got_bytes(ac_conn_t *c, ssize_t n)
 	AC__STAT_ADD(c->loop, bytes_in, n);
 	if (c->idle_ev &&
 	    arm(c, &c->idle_ev, c->proto->opts.idle_timeout_ms, 0, idle_cb))
-		ac__conn_fail(c, AC_ENOMEM, 0);
+		ac__conn_fail(c, AC_ENOMEM);
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)
@@ -885,11 +1062,11 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		used = dispatch(c, loop->scratch, (size_t)n);
 		if (used >= 0 && used < n && c->state == AC__C_OPEN &&
 		    keep_tail(c, loop->scratch + used, (size_t)(n - used)))
-			ac__conn_fail(c, AC_ENOMEM, 0);
+			ac__conn_fail(c, AC_ENOMEM);
 		goto out;
 	}
 	if (grow_input(c)) {
-		ac__conn_fail(c, AC_ENOMEM, 0);
+		ac__conn_fail(c, AC_ENOMEM);
 		goto out;
 	}
 	in = c->in;
@@ -927,13 +1104,13 @@ void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m)
 	switch (m->kind) {
 	case AC__MSG_SEND: {
 		struct ac__blob *b = m->b;
-		if (!live || ac_conn_write(c, b->data, b->len))
+		if (!live || ac__conn_write(c, b->data, b->len))
 			ac__count_dropped();
 		ac__free(AC__K_MSG, b);
 		break;
 	}
 	case AC__MSG_SENDBUF:
-		if (!live || ac_conn_write_buf(c, m->b))
+		if (!live || ac__conn_write_buf(c, m->b))
 			ac__count_dropped();
 		ac_buf_unref(m->b);
 		break;
@@ -948,35 +1125,51 @@ void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m)
 		break;
 	case AC__MSG_CLOSE:
 		if (c)
-			ac_conn_close(c, m->i);
+			ac__conn_close(c, m->i);
 		break;
 	}
 }
 
 /* ---- accessors ---------------------------------------------------------- */
 
+/*
+ * Accessors that return a value rather than an error code say "wrong
+ * thread" the constructors' way: their empty value, with errno EPERM.
+ */
+static bool owner_or_errno(const ac_conn_t *c)
+{
+	if (!c) {
+		errno = EINVAL;
+		return false;
+	}
+	if (!ac__is_owner(c)) {
+		errno = EPERM;
+		return false;
+	}
+	return true;
+}
+
 AC_EXPORT ac_handle_t ac_conn_handle(const ac_conn_t *c)
 {
-	return c ? c->handle : AC_HANDLE_NONE;
+	return owner_or_errno(c) ? c->handle : AC_HANDLE_NONE;
 }
 
 AC_EXPORT void *ac_conn_data(const ac_conn_t *c)
 {
-	return c ? c->data : NULL;
+	return owner_or_errno(c) ? c->data : NULL;
 }
 
-AC_EXPORT void ac_conn_set_data(ac_conn_t *c, void *data)
+AC_EXPORT int ac_conn_set_data(ac_conn_t *c, void *data)
 {
-	if (c)
-		c->data = data;
+	if (!c)
+		return AC_EINVAL;
+	if (!ac__is_owner(c))
+		return AC_ETHREAD;
+	c->data = data;
+	return 0;
 }
 
 AC_EXPORT ac_runtime_t *ac_conn_runtime(const ac_conn_t *c)
 {
-	return c ? c->loop->rt : NULL;
-}
-
-AC_EXPORT int ac_conn_errno(const ac_conn_t *c)
-{
-	return c ? c->err : 0;
+	return owner_or_errno(c) ? c->loop->rt : NULL;
 }

@@ -97,9 +97,9 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg);
 static void try_next(ac_conn_t *c);
 
 /* The attempt failed: on to finalize, which decides about the next one. */
-static void attempt_failed(ac_conn_t *c, int reason, int err)
+static void attempt_failed(ac_conn_t *c, int reason)
 {
-	ac__conn_fail(c, reason, err); /* still CONNECTING: takes reason */
+	ac__conn_fail(c, reason); /* still CONNECTING: takes reason */
 }
 
 static void established(ac_conn_t *c)
@@ -115,12 +115,11 @@ static void established(ac_conn_t *c)
 		evutil_freeaddrinfo(ob->ai);
 		ob->ai = ob->ai_next = NULL;
 	}
-	if ((err = ac__conn_ready(c))) {
-		attempt_failed(c, err, 0);
+	if ((err = ac__conn_ready(c))) { /* sets the facts of this attempt */
+		attempt_failed(c, err);
 		return;
 	}
 	ob->failures = 0;
-	c->opened_ms = ac__wall_ms();
 	AC__STAT_ADD(loop, connected, 1);
 	if (c->proto->cbs.on_open)
 		c->proto->cbs.on_open(c);
@@ -187,8 +186,8 @@ static void try_next(ac_conn_t *c)
 			ob->last_errno = e;
 		}
 	}
-	attempt_failed(c, ob->last_errno == ENOMEM ? AC_ENOMEM : AC_ECONNECT,
-		       ob->last_errno);
+	/* The last address's errno says why (ECONNREFUSED, ...). */
+	attempt_failed(c, ob->last_errno ? -ob->last_errno : AC_ENAME);
 }
 
 static void connect_cb(evutil_socket_t fd, short what, void *arg)
@@ -224,7 +223,7 @@ static void cto_cb(evutil_socket_t fd, short what, void *arg)
 
 	ac__loop_enter(loop);
 	if (c->state == AC__C_CONNECTING)
-		attempt_failed(c, AC_ECONNECT, ETIMEDOUT);
+		attempt_failed(c, AC_ETIMEDOUT);
 	ac__loop_leave(loop);
 }
 
@@ -250,8 +249,7 @@ static void resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
 		if (res)
 			evutil_freeaddrinfo(res);
 		attempt_failed(c, result == EVUTIL_EAI_MEMORY ? AC_ENOMEM
-							       : AC_ENAME,
-			       result == EVUTIL_EAI_SYSTEM ? errno : 0);
+							       : AC_ENAME);
 	} else {
 		c->ob->ai = c->ob->ai_next = res;
 		c->ob->last_errno = 0;
@@ -283,7 +281,7 @@ static void resolve(ac_conn_t *c)
 	struct evdns_getaddrinfo_request *req;
 
 	if (!dns) {
-		attempt_failed(c, AC_ENOMEM, 0);
+		attempt_failed(c, AC_ENOMEM);
 		return;
 	}
 	hints.ai_family = AF_UNSPEC;
@@ -309,16 +307,15 @@ void ac__connect_attempt(ac_conn_t *c)
 
 	c->state = AC__C_CONNECTING;
 	c->reason = 0;
-	c->err = 0;
 	ob->last_errno = 0;
 	ob->ai_next = NULL;
 	ob->fixed_left = 1;
 	if (!ac__conn_take_place(c)) {
-		attempt_failed(c, AC_ELIMIT, 0);
+		attempt_failed(c, AC_ELIMIT);
 		return;
 	}
 	if (evtimer_add(ob->cto_ev, &tv)) {
-		attempt_failed(c, AC_ENOMEM, 0);
+		attempt_failed(c, AC_ENOMEM);
 		return;
 	}
 	if (ob->t->host)
@@ -358,7 +355,13 @@ ac_conn_t *ac__connect_new(ac__loop_t *loop, ac__proto_t *proto,
 	}
 	c->ob = ob;
 	c->state = AC__C_CONNECTING;
-	c->family = t->addr ? (uint16_t)t->addr->family : AF_UNSPEC;
+	if (t->addr) /* the peer is known before the first connect */
+		ac__facts_set(c, t->addr->family,
+			      t->addr->family == AF_UNIX
+				      ? NULL
+				      : (struct sockaddr *)&t->addr->ss,
+			      t->addr->family == AF_UNIX ? 0 : t->addr->len,
+			      ac__wall_ms());
 	ob->t = t;
 	if (!(ob->cto_ev = evtimer_new(loop->base, cto_cb, c)) ||
 	    !(ob->retry_ev = evtimer_new(loop->base, retry_cb, c))) {
@@ -447,15 +450,41 @@ void ac__outbound_free(ac_conn_t *c)
 
 /* ---- ac_connect ------------------------------------------------------------------ */
 
+/*
+ * A control thread's request to connect on a loop. The caller waits for
+ * the loop to answer, but a request posted just as the runtime stops may
+ * not run until ac_runtime_free settles the mailboxes again, and the
+ * caller must not wait for that (it may be the thread that will call
+ * ac_runtime_free). So the caller waits with a timeout and, once the
+ * runtime is stopped, abandons the request: under the mutex, exactly one
+ * side sees the other's mark and owns the cleanup. The request is on the
+ * heap for that reason.
+ */
 struct ac__creq {
-	ac__proto_t *proto;
-	struct ac__target *t;
-	ac_handle_t h;
-	int err;
-	int done;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	ac__proto_t *proto;
+	struct ac__target *t; /* taken over by the connection on success */
+	ac_handle_t h;
+	int err;
+	bool done;      /* creq_run answered; the caller frees r */
+	bool abandoned; /* the caller left; creq_run frees r */
 };
+
+#define AC__CREQ_POLL_MS 20 /* how often a waiting caller looks at state */
+
+/* Frees r; with own_t, also the target, which nobody took over. */
+static void creq_free(struct ac__creq *r, bool own_t)
+{
+	if (own_t) {
+		ac__target_clear(r->t);
+		ac__free(AC__K_OTHER, r->t);
+	}
+	ac__proto_unref(r->proto); /* the request's own reference */
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	ac__free(AC__K_OTHER, r);
+}
 
 /* On the owner loop: make the connection and start its first attempt.
  * Takes t over on success. */
@@ -473,21 +502,88 @@ static int connect_here(ac__loop_t *loop, ac__proto_t *proto,
 	return 0;
 }
 
-/* Posted by a control thread; runs on the loop, or on the stopping thread
- * (ac__tls_loop NULL) if the runtime stopped first. */
+/*
+ * Posted by a control thread; runs on the loop, or on the stopping thread
+ * (ac__tls_loop NULL) if the runtime stopped first. The caller abandons
+ * only once the runtime is STOPPED, that is after every loop exited, so
+ * while this runs on a loop it cannot be abandoned; on the stopping
+ * thread it connects nothing.
+ */
 static void creq_run(void *arg)
 {
 	struct ac__creq *r = arg;
 	ac__loop_t *loop = ac__tls_loop;
+	ac_handle_t h = AC_HANDLE_NONE;
 	int err = loop && !loop->stopping
-			  ? connect_here(loop, r->proto, r->t, &r->h)
+			  ? connect_here(loop, r->proto, r->t, &h)
 			  : AC_ESHUTDOWN;
 
 	pthread_mutex_lock(&r->mu);
+	if (r->abandoned) {
+		pthread_mutex_unlock(&r->mu);
+		creq_free(r, err != 0);
+		return;
+	}
 	r->err = err;
-	r->done = 1;
+	r->h = h;
+	r->done = true;
 	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
+}
+
+/*
+ * The control thread's side: post the request and wait for the loop. On
+ * return *tp is NULL when the request kept the target (it was taken over
+ * by the connection, or abandoned with the request).
+ */
+static int connect_from_control(ac_runtime_t *rt, int target,
+				ac__proto_t *proto, struct ac__target **tp,
+				ac_handle_t *out)
+{
+	struct ac__creq *r = ac__calloc(AC__K_OTHER, 1, sizeof(*r));
+	int err;
+
+	if (!r)
+		return AC_ENOMEM;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->proto = proto;
+	r->t = *tp;
+	ac__proto_ref(proto); /* the request's own */
+	/* creq_run runs exactly once, on the loop or when the runtime's
+	 * mailboxes are settled after the stop. */
+	if ((err = ac_loop_post(rt, target, creq_run, r))) {
+		creq_free(r, false);
+		return err;
+	}
+	pthread_mutex_lock(&r->mu);
+	while (!r->done) {
+		struct timespec ts;
+
+		if (ac__rt_state(rt) == AC__RT_STOPPED) {
+			/* Stopped and not answered: the request runs only at
+			 * the next settle (ac_runtime_free), which the caller
+			 * may be the one to call. It frees itself then. */
+			r->abandoned = true;
+			pthread_mutex_unlock(&r->mu);
+			*tp = NULL;
+			return AC_ESHUTDOWN;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += AC__CREQ_POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+	}
+	pthread_mutex_unlock(&r->mu);
+	err = r->err;
+	*out = r->h;
+	if (err == 0)
+		*tp = NULL; /* the connection's now */
+	creq_free(r, false);
+	return err;
 }
 
 AC_EXPORT int ac_connect(ac_runtime_t *rt, const char *addr,
@@ -525,37 +621,22 @@ AC_EXPORT int ac_connect(ac_runtime_t *rt, const char *addr,
 		return AC_ENOMEM;
 	if ((err = ac__target_parse(addr, t)))
 		goto fail;
-	if (!(proto = ac__proto_new(cbs, opts, ud, &err)))
+	if (!(proto = ac__proto_new(rt, cbs, opts, ud, &err)))
 		goto fail;
 
 	if (self) {
-		err = connect_here(self, proto, t, out);
+		if ((err = connect_here(self, proto, t, out)) == 0)
+			t = NULL; /* the connection's now */
 	} else {
-		struct ac__creq r = {.proto = proto, .t = t};
-
-		pthread_mutex_init(&r.mu, NULL);
-		pthread_cond_init(&r.cv, NULL);
-		/* creq_run runs exactly once, on the loop or at shutdown. */
-		err = ac_loop_post(rt, target, creq_run, &r);
-		if (err == 0) {
-			pthread_mutex_lock(&r.mu);
-			while (!r.done)
-				pthread_cond_wait(&r.cv, &r.mu);
-			pthread_mutex_unlock(&r.mu);
-			err = r.err;
-			*out = r.h;
-		}
-		pthread_cond_destroy(&r.cv);
-		pthread_mutex_destroy(&r.mu);
+		err = connect_from_control(rt, target, proto, &t, out);
 	}
-	ac__proto_unref(proto); /* the connection holds its own */
-	if (err == 0)
-		return 0;
-	proto = NULL;
 fail:
-	ac__proto_unref(proto);
-	ac__target_clear(t);
-	ac__free(AC__K_OTHER, t);
-	*out = AC_HANDLE_NONE;
+	ac__proto_unref(proto); /* a connection holds its own */
+	if (t) {
+		ac__target_clear(t);
+		ac__free(AC__K_OTHER, t);
+	}
+	if (err)
+		*out = AC_HANDLE_NONE;
 	return err;
 }

@@ -82,7 +82,11 @@ AC_EXPORT int ac_group_join(ac_group_t *g, ac_conn_t *c)
 {
 	struct ac__gloop *gl;
 
-	if (!g || !c || c->loop->rt != g->rt)
+	if (!g || !c)
+		return AC_EINVAL;
+	if (!ac__is_owner(c))
+		return AC_ETHREAD;
+	if (c->loop->rt != g->rt)
 		return AC_EINVAL;
 	if (c->state != AC__C_OPEN)
 		return AC_ESTATE;
@@ -132,8 +136,10 @@ AC_EXPORT int ac_group_leave(ac_group_t *g, ac_conn_t *c)
 
 	if (!g || !c)
 		return AC_EINVAL;
+	if (!ac__is_owner(c))
+		return AC_ETHREAD;
 	if (!(e = entry_of(c, g)))
-		return AC_ESTALE;
+		return AC_ENOENT;
 	remove_member(g, c, e);
 	return 0;
 }
@@ -203,7 +209,7 @@ void ac__group_deliver(ac__loop_t *loop, struct ac__msg *m)
 	/* A member over its hard limit is failed (closed later, at the end
 	 * of this callback), so the array does not change under us. */
 	for (uint32_t i = 0; i < gl->n; i++)
-		if (ac_conn_write_buf(gl->m[i], m->b))
+		if (ac__conn_write_buf(gl->m[i], m->b))
 			ac__count_dropped();
 	ac_buf_unref(m->b);
 	group_unref(g);

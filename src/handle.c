@@ -148,46 +148,44 @@ ac_conn_t *ac__pin(ac_runtime_t *rt, ck_hp_record_t *rec, ac_handle_t h)
 	return c;
 }
 
-/* Retires o: it is destroyed once no hazard pointer holds it. */
-void ac__hp_retire(ck_hp_record_t *rec, struct ac__hpobj *o, int kind)
+/*
+ * Retires o: destroy(o) runs once no hazard pointer holds it. The caller
+ * has already unpublished o (cleared the slot that led to it); the fence
+ * orders that store before ck_hp's reads of the other threads' hazard
+ * pointers, pairing with the full fence a pinner makes between publishing
+ * its hazard and re-reading the slot (ck_hp_set_fence in ac__pin): either
+ * the pinner sees the slot cleared, or this scan sees its hazard.
+ * ck_hp_free does not fence by itself.
+ */
+void ac__hp_retire(ck_hp_record_t *rec, struct ac__hpobj *o,
+		   void (*destroy)(struct ac__hpobj *o))
 {
-	o->kind = kind;
+	o->destroy = destroy;
+	ck_pr_fence_memory();
 	ck_hp_free(rec, &o->hazard, o, o);
 }
 
-/* ck_hp's destroy callback for everything retired through ac__hp_retire.
- * A connection is poisoned first, so that a use after free is loud even
- * without a sanitizer (the pin tests check the connection's handle field,
- * which poisoning makes wrong). */
-void ac__hp_destroy_cb(void *p)
+void ac__hp_destroy_cb(void *o)
 {
-	switch (((struct ac__hpobj *)p)->kind) {
-	case AC__HP_CONN:
-		memset(p, 0xdd, sizeof(ac_conn_t));
-		ac__free(AC__K_CONN, p);
-		break;
-	case AC__HP_REGNODE:
-		ac__regnode_destroy(p);
-		break;
-	case AC__HP_REGTABLE:
-		ac__regtable_destroy(p);
-		break;
-	}
+	((struct ac__hpobj *)o)->destroy(o);
 }
 
-/* ---- hazard records for threads that are not loops ---------------------- *
+/* ---- reclamation records for threads that are not loops ------------------
  *
- * A foreign thread gets a record from the runtime on first use, remembers it
- * in a thread-local list, and hands it back (ck_hp_unregister, so another
- * thread can recycle it) when it exits. The record's memory belongs to the
- * runtime. A thread may outlive a runtime, so the exit hook first checks,
- * under live_lock, that the runtime (by its never-reused id) still exists.
+ * A foreign thread borrows a record pair (struct ac__tctx) from the
+ * runtime on first use, remembers it in a thread-local list, and gives it
+ * back when it exits: what it retired is reclaimed first, then the pair
+ * is marked free for the next thread (the records stay registered with
+ * ck; an idle hazard record holds nothing, an idle epoch record is not in
+ * a section). The memory belongs to the runtime. A thread may outlive a
+ * runtime, so the exit hook first checks, under live_lock, that the
+ * runtime (by its never-reused id) still exists.
  */
-struct ac__tls_hp {
-	struct ac__tls_hp *next;
+struct ac__tls_ctx {
+	struct ac__tls_ctx *next;
 	ac_runtime_t *rt;
 	uint64_t rt_id;
-	ck_hp_record_t *rec;
+	struct ac__tctx *ctx;
 };
 
 struct ac__live_rt {
@@ -199,7 +197,7 @@ static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ac__live_rt *live_rts; /* under live_lock */
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tls_key;
-static __thread struct ac__tls_hp *tls_hp;
+static __thread struct ac__tls_ctx *tls_ctx;
 
 static bool rt_alive_locked(uint64_t id)
 {
@@ -209,24 +207,32 @@ static bool rt_alive_locked(uint64_t id)
 	return false;
 }
 
+/* Reclaims what x retired; no thread may be using x. */
+static void tctx_drain(struct ac__tctx *x)
+{
+	/* Readers hold hazards and epoch sections only briefly, so both
+	 * waits end soon. */
+	ck_hp_purge(&x->hp);
+	ck_epoch_barrier(&x->ep);
+}
+
 static void tls_exit(void *p)
 {
-	struct ac__tls_hp *e = p, *next;
+	struct ac__tls_ctx *e = p, *next;
 
 	pthread_mutex_lock(&live_lock);
 	for (; e; e = next) {
 		next = e->next;
 		if (rt_alive_locked(e->rt_id)) {
-			/* ck_hp_unregister forgets the record's pending list:
-			 * reclaim what this thread retired first (readers hold
-			 * hazards only briefly, so this ends soon). */
-			ck_hp_purge(e->rec);
-			ck_hp_unregister(e->rec);
+			tctx_drain(e->ctx);
+			pthread_mutex_lock(&e->rt->lock);
+			e->ctx->in_use = false;
+			pthread_mutex_unlock(&e->rt->lock);
 		}
 		ac__free(AC__K_OTHER, e);
 	}
 	pthread_mutex_unlock(&live_lock);
-	tls_hp = NULL;
+	tls_ctx = NULL;
 }
 
 static void tls_init(void)
@@ -263,73 +269,100 @@ void ac__hp_runtime_gone(ac_runtime_t *rt)
 
 	/* Forget this thread's entry now, so its memory is not held until
 	 * the thread exits. Other threads' entries go at their exit. */
-	for (struct ac__tls_hp **ep = &tls_hp, *e; (e = *ep);)
+	for (struct ac__tls_ctx **ep = &tls_ctx, *e; (e = *ep);)
 		if (e->rt_id == rt->id) {
 			*ep = e->next;
 			ac__free(AC__K_OTHER, e);
 		} else {
 			ep = &e->next;
 		}
-	pthread_setspecific(tls_key, tls_hp);
+	pthread_setspecific(tls_key, tls_ctx);
 }
 
-/* Slow path of ac__hp_record: find or make this thread's record. */
-static ck_hp_record_t *foreign_record(ac_runtime_t *rt)
+void ac__tctx_init(ac_runtime_t *rt, struct ac__tctx *x)
 {
-	struct ac__tls_hp *e, **ep;
-	ck_hp_record_t *rec;
+	ck_hp_register(&rt->hp, &x->hp, x->hp_ptrs);
+	ck_epoch_register(&rt->epoch, &x->ep, NULL);
+}
 
-	for (ep = &tls_hp; (e = *ep); ep = &e->next) {
-		if (e->rt == rt && e->rt_id == rt->id)
-			return e->rec;
-	}
-	pthread_once(&tls_once, tls_init);
-	e = ac__malloc(AC__K_OTHER, sizeof(*e));
-	if (!e)
+/* A free record pair of rt's, or a new one. */
+static struct ac__tctx *tctx_take(ac_runtime_t *rt)
+{
+	struct ac__tctx *x;
+
+	pthread_mutex_lock(&rt->lock);
+	for (x = rt->tctxs; x && x->in_use; x = x->next)
+		;
+	if (x)
+		x->in_use = true;
+	pthread_mutex_unlock(&rt->lock);
+	if (x)
+		return x;
+	if (!(x = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*x))))
 		return NULL;
-	rec = ck_hp_recycle(&rt->hp);
-	if (!rec) {
-		struct ac__hprec *r;
+	memset(x, 0, sizeof(*x));
+	ac__tctx_init(rt, x);
+	x->in_use = true;
+	pthread_mutex_lock(&rt->lock);
+	x->next = rt->tctxs;
+	rt->tctxs = x;
+	pthread_mutex_unlock(&rt->lock);
+	return x;
+}
 
-		if (!(r = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*r)))) {
-			ac__free(AC__K_OTHER, e);
-			return NULL;
-		}
-		memset(r, 0, sizeof(*r));
-		pthread_mutex_lock(&rt->lock);
-		r->next = rt->foreign_recs;
-		rt->foreign_recs = r;
-		pthread_mutex_unlock(&rt->lock);
-		ck_hp_register(&rt->hp, &r->rec, r->ptrs);
-		rec = &r->rec;
+/* Slow path of ac__tctx: find or borrow this thread's records. */
+static struct ac__tctx *foreign_tctx(ac_runtime_t *rt)
+{
+	struct ac__tls_ctx *e;
+
+	for (e = tls_ctx; e; e = e->next)
+		if (e->rt == rt && e->rt_id == rt->id)
+			return e->ctx;
+	pthread_once(&tls_once, tls_init);
+	if (!(e = ac__malloc(AC__K_OTHER, sizeof(*e))))
+		return NULL;
+	if (!(e->ctx = tctx_take(rt))) {
+		ac__free(AC__K_OTHER, e);
+		return NULL;
 	}
 	e->rt = rt;
 	e->rt_id = rt->id;
-	e->rec = rec;
-	e->next = tls_hp;
-	tls_hp = e;
-	pthread_setspecific(tls_key, tls_hp);
-	return rec;
+	e->next = tls_ctx;
+	tls_ctx = e;
+	pthread_setspecific(tls_key, tls_ctx);
+	return e->ctx;
 }
 
-/*
- * Any thread. The calling thread's hazard record for rt: a loop's own, or a
- * foreign thread's (made on first use: the only allocation on this path).
- */
-ck_hp_record_t *ac__hp_record(ac_runtime_t *rt)
+struct ac__tctx *ac__tctx(ac_runtime_t *rt)
 {
 	ac__loop_t *loop = ac__tls_loop;
 
 	if (loop && loop->rt == rt)
-		return &loop->hp;
-	if (tls_hp && tls_hp->rt == rt && tls_hp->rt_id == rt->id)
-		return tls_hp->rec;
-	return foreign_record(rt);
+		return &loop->ctx;
+	if (tls_ctx && tls_ctx->rt == rt && tls_ctx->rt_id == rt->id)
+		return tls_ctx->ctx;
+	return foreign_tctx(rt);
+}
+
+void ac__tctx_reclaim_all(ac_runtime_t *rt)
+{
+	/* No thread reads any more: reclaim without waiting. Every record
+	 * first, since a hazard scan reads them all. */
+	for (int i = 0; rt->loops && i < rt->nloops; i++)
+		if (rt->loops[i]) {
+			ck_hp_purge(&rt->loops[i]->ctx.hp);
+			ck_epoch_reclaim(&rt->loops[i]->ctx.ep);
+		}
+	for (struct ac__tctx *x = rt->tctxs; x; x = x->next) {
+		ck_hp_purge(&x->hp);
+		ck_epoch_reclaim(&x->ep);
+	}
 }
 
 AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 			     ac_conn_info_t *out)
 {
+	struct ac__facts_copy f;
 	ck_hp_record_t *rec;
 	ac_conn_t *c;
 
@@ -339,21 +372,21 @@ AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 		return AC_ENOMEM;
 	if (!(c = ac__pin(rt, rec, h)))
 		return AC_ESTALE;
+	ac__facts_get(c, &f);
 	memset(out, 0, sizeof(*out));
 	out->loop = AC_HANDLE_LOOP(h);
-	out->family = c->family;
-	out->opened_ms = c->opened_ms;
+	out->family = f.family;
+	out->opened_ms = f.opened_ms;
 	out->bytes_in = __atomic_load_n(&c->bytes_in, __ATOMIC_RELAXED);
 	out->bytes_out = __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED);
-	if (c->family == AF_UNIX) {
-		snprintf(out->peer_str, sizeof(out->peer_str), "unix");
-	} else {
-		out->peer_len = ac__conn_peer_len(c);
-		memcpy(&out->peer, &c->peer, out->peer_len);
-		ac__addr_format((const struct sockaddr *)&c->peer,
-				out->peer_len, out->peer_str,
-				sizeof(out->peer_str));
-	}
 	ac__unpin(rec);
+	if (f.family == AF_UNIX) {
+		snprintf(out->peer_str, sizeof(out->peer_str), "unix");
+	} else if (f.peer_len) {
+		out->peer_len = f.peer_len;
+		memcpy(&out->peer, &f.peer, f.peer_len);
+		ac__addr_format((const struct sockaddr *)&f.peer, f.peer_len,
+				out->peer_str, sizeof(out->peer_str));
+	}
 	return 0;
 }

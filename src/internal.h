@@ -11,7 +11,8 @@
  *                                 ├─ ovf[n]    overflow lists (this loop as
  *                                 │            producer, one per consumer)
  *                                 ├─ htab      handle slots this loop owns
- *                                 └─ hp        this loop's hazard record
+ *                                 └─ ctx       this loop's hazard pointer
+ *                                              and epoch records
  */
 #ifndef AC_INTERNAL_H
 #define AC_INTERNAL_H
@@ -23,13 +24,17 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
+#include <ck_backoff.h>
+#include <ck_epoch.h>
 #include <ck_hp.h>
 #include <ck_ring.h>
+#include <ck_sequence.h>
 #include <event2/event.h>
 #include <event2/util.h>
 
@@ -117,6 +122,22 @@ static inline void ac__seg_locate(uint32_t idx, unsigned shift, unsigned *seg,
 	*off = (uint32_t)(v - (1ull << top));
 }
 
+/* ---- waiting ---------------------------------------------------------------- */
+
+/* One step of a wait for another thread: exponential back-off spins
+ * (ck_backoff) while the wait is short, then yields the CPU. *state
+ * starts at 0. */
+static inline void ac__backoff_wait(unsigned *state)
+{
+	if (*state < (1u << 12)) {
+		if (!*state)
+			*state = CK_BACKOFF_INITIALIZER;
+		ck_backoff_eb(state);
+	} else {
+		sched_yield();
+	}
+}
+
 /* ---- time ------------------------------------------------------------------ */
 uint64_t ac__wall_ms(void);
 uint64_t ac__mono_ms(void);
@@ -148,6 +169,13 @@ struct ac__msg {
 		void *p;
 	} a;
 	void *b;
+};
+
+/* A shared buffer (buf.c): the count, the length and the bytes. */
+struct ac_buf_s {
+	int refs; /* atomic */
+	size_t len;
+	unsigned char data[];
 };
 
 /* The payload of ac_send: one allocation holding the copy. */
@@ -224,29 +252,62 @@ int ac__htab_alloc(struct ac__htab *t, uint32_t *idx, uint32_t *gen);
 void ac__htab_release(struct ac__htab *t, uint32_t idx);
 void ac__htab_destroy(struct ac__htab *t);
 
-/* ---- hazard pointers (handle.c) ---------------------------------------- */
-#define AC__HP_DEGREE 3 /* pin uses slot 0; registry readers 0..2 */
+/* ---- reclamation: hazard pointers and epochs (handle.c) ------------------
+ *
+ * Two ways to read shared memory without a lock, each from Concurrency
+ * Kit: a hazard pointer pins one connection (ac__pin), and an epoch
+ * section covers a registry lookup (ck_hs, whose old tables and removed
+ * entries are freed through ck_epoch). A thread needs a record of each
+ * kind per runtime: a loop has its own; another thread borrows one from
+ * the runtime on first use and gives it back when it exits.
+ */
+#define AC__HP_DEGREE 1 /* one pinned connection at a time */
 
-/* Everything retired through ck_hp starts with this, so the one destroy
- * callback knows what it frees. */
-enum ac__hp_kind { AC__HP_CONN = 1, AC__HP_REGNODE, AC__HP_REGTABLE };
+/* Everything retired through ck_hp starts with this; destroy frees it,
+ * so the hazard-pointer layer knows nothing of what it reclaims. */
 struct ac__hpobj {
 	ck_hp_hazard_t hazard;
-	int kind;
+	void (*destroy)(struct ac__hpobj *o);
 };
-void ac__hp_retire(ck_hp_record_t *rec, struct ac__hpobj *o, int kind);
+void ac__hp_retire(ck_hp_record_t *rec, struct ac__hpobj *o,
+		   void (*destroy)(struct ac__hpobj *o));
+void ac__hp_destroy_cb(void *o); /* ck_hp's callback */
 
-/* A hazard record for a thread that is not a loop; owned by the runtime. */
-struct ac__hprec {
-	ck_hp_record_t rec; /* cache-line aligned by Concurrency Kit */
-	struct ac__hprec *next; /* rt->foreign_recs, under rt->lock */
-	void *ptrs[AC__HP_DEGREE];
+/* One thread's records for one runtime. */
+struct ac__tctx {
+	ck_hp_record_t hp;         /* cache-line aligned by Concurrency Kit */
+	void *hp_ptrs[AC__HP_DEGREE];
+	ck_epoch_record_t ep;      /* likewise */
+	struct ac__tctx *next;     /* rt->tctxs (foreign ones), under rt->lock */
+	bool in_use;               /* a thread holds it; under rt->lock */
 };
 
-ck_hp_record_t *ac__hp_record(ac_runtime_t *rt);
+/* Any thread: the calling thread's records for rt (a foreign thread's
+ * first call allocates them: NULL when that fails). */
+struct ac__tctx *ac__tctx(ac_runtime_t *rt);
+void ac__tctx_init(ac_runtime_t *rt, struct ac__tctx *x);
 int ac__hp_runtime_born(ac_runtime_t *rt);
-void ac__hp_destroy_cb(void *conn);
 void ac__hp_runtime_gone(ac_runtime_t *rt);
+/* ac_runtime_free, once no thread uses rt: reclaim everything retired. */
+void ac__tctx_reclaim_all(ac_runtime_t *rt);
+
+static inline ck_hp_record_t *ac__hp_record(ac_runtime_t *rt)
+{
+	struct ac__tctx *x = ac__tctx(rt);
+	return x ? &x->hp : NULL;
+}
+
+/* ThreadSanitizer annotations for orderings it cannot see because they
+ * happen inside libck, which is not instrumented (see registry.c). */
+#ifdef AC_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define AC__TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
+#define AC__TSAN_RELEASE(p) __tsan_release((void *)(p))
+#else
+#define AC__TSAN_ACQUIRE(p) ((void)(p))
+#define AC__TSAN_RELEASE(p) ((void)(p))
+#endif
 
 /* ---- loops (loop.c) ------------------------------------------------------- */
 
@@ -312,12 +373,12 @@ struct ac__loop {
 	struct ac__htab htab;    /* segments read by pinning threads */
 
 	/* Owner only from here on. */
-	ck_hp_record_t hp AC__ALIGNED;
-	void *hp_ptrs[AC__HP_DEGREE];
+	struct ac__tctx ctx AC__ALIGNED; /* this loop's reclamation records */
 	pthread_t thread;
 	int thread_started;
 	struct event_base *base;
 	struct event *wake_ev;   /* eventfd readable: drain cycle */
+	struct event *again_ev;  /* the drain cycle after a full batch */
 	struct event *ovf_ev;    /* overflow retry timer */
 	struct event *grace_ev;  /* shutdown grace timer */
 	struct ac__ovf *ovf;     /* [nloops]: messages this loop could not place */
@@ -352,7 +413,18 @@ struct ac__loop {
 	struct ac__ctl *ctl_head, *ctl_tail;
 };
 
-extern __thread ac__loop_t *ac__tls_loop;
+/* The loop the calling thread runs, or NULL. Initial-exec: one load off
+ * the thread pointer, no __tls_get_addr call, so the owner check every
+ * "owner loop" call makes costs a compare. (The library is linked at
+ * start-up, which is what initial-exec needs; dlopen works while glibc's
+ * static TLS reserve lasts, and this is one pointer.) */
+extern __thread ac__loop_t *ac__tls_loop __attribute__((tls_model("initial-exec")));
+
+/* True on any loop thread of rt. */
+static inline bool ac__on_loop_of(const ac_runtime_t *rt)
+{
+	return ac__tls_loop && ac__tls_loop->rt == rt;
+}
 
 ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index);
 void ac__loop_free(ac__loop_t *loop);
@@ -390,10 +462,11 @@ struct ac_runtime_s {
 	uint64_t id;           /* unique per process, never reused */
 	ac__loop_t **loops;
 	ck_hp_t hp;
-	pthread_mutex_t lock;  /* guards listeners, foreign_recs, state
+	ck_epoch_t epoch;
+	pthread_mutex_t lock;  /* guards listeners, tctxs, state
 				  transitions; never held on a hot path */
 	ac_listener_t *listeners;
-	struct ac__hprec *foreign_recs;
+	struct ac__tctx *tctxs; /* foreign threads' records */
 	unsigned rr;           /* round robin for foreign posts */
 	unsigned max_conns;
 	unsigned nconns;       /* atomic: open connections, all loops */
@@ -459,7 +532,9 @@ struct ac__proto {
 	void *ping;          /* heartbeat payload, owned */
 };
 
-ac__proto_t *ac__proto_new(const ac_conn_cbs_t *cbs,
+/* Resolves defaults and refuses options that cannot work (AC_EINVAL in
+ * *err, with a log line through rt saying why). */
+ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
 			   const ac_conn_opts_t *opts, void *ud, int *err);
 void ac__proto_ref(ac__proto_t *p);
 void ac__proto_unref(ac__proto_t *p);
@@ -470,6 +545,30 @@ enum ac__conn_state {
 	AC__C_DEAD,       /* finalized: only on_close and retirement remain */
 	AC__C_CONNECTING, /* outbound: resolving or connecting */
 	AC__C_WAITING     /* outbound: back-off before the next attempt */
+};
+
+/*
+ * What other threads may read of a connection, through a pin
+ * (ac_handle_info). The owner rewrites it when an outbound connection
+ * reconnects, so it is written and read under a ck_sequence count: a
+ * reader retries when the count was odd or moved. Every field is stored
+ * and loaded with relaxed atomics, so a reader that races a rewrite reads
+ * values it then throws away, never a data race. peer holds a
+ * sockaddr_in6 or sockaddr_in, as words.
+ */
+struct ac__facts {
+	ck_sequence_t seq;
+	uint16_t family;   /* AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC */
+	uint64_t opened_ms;
+	uint64_t peer[4];
+};
+
+/* A consistent copy of a connection's facts. */
+struct ac__facts_copy {
+	int family;
+	uint64_t opened_ms;
+	struct sockaddr_storage peer;
+	socklen_t peer_len; /* 0 unless AF_INET or AF_INET6 */
 };
 
 /* A connection's input tail, header and bytes in one allocation; only
@@ -515,9 +614,7 @@ struct ac_conn_s {
 	uint8_t above_high; /* output went over out_high; on_drain pending */
 	uint8_t counted;    /* holds a place in the max_conns counters */
 	uint8_t is_open;    /* counted in loop->nopen */
-	uint16_t family;    /* AF_INET, AF_INET6, or AF_UNIX (peer unset) */
 	int reason;      /* close reason, fixed by the first close */
-	int err;         /* errno behind reason */
 	size_t need;     /* input length worth decoding again */
 	struct ac_timer_s *timers;  /* conn-owned timers */
 	struct ac__wentry *watches; /* watchers to fire at close */
@@ -530,13 +627,18 @@ struct ac_conn_s {
 	ac_conn_t *close_next;
 	ac_conn_t *flush_next;
 
-	/* Stable facts, read by other threads through a pin. bytes_* are
-	 * written by the owner with relaxed atomic stores. */
-	uint64_t opened_ms;
+	/* Read by other threads through a pin. bytes_* are written by the
+	 * owner with relaxed atomic stores. */
 	uint64_t bytes_in, bytes_out;
-	struct sockaddr_in6 peer; /* holds sockaddr_in too; its length
-				     follows from family */
+	struct ac__facts facts;
 };
+
+/* The calling thread is c's owner loop. A foreign thread is refused
+ * without reading c; a loop reads c->loop, which never changes. */
+static inline bool ac__is_owner(const ac_conn_t *c)
+{
+	return ac__tls_loop && c->loop == ac__tls_loop;
+}
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto);
 ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err);
@@ -549,9 +651,16 @@ void ac__loop_each_conn(ac__loop_t *loop, void (*fn)(ac_conn_t *c, int arg),
 			int arg);
 int ac__conn_out_reserve(ac_conn_t *c, size_t len);
 void ac__conn_out_added(ac_conn_t *c);
-void ac__conn_fail(ac_conn_t *c, int reason, int err);
+void ac__conn_fail(ac_conn_t *c, int reason);
+void ac__conn_close(ac_conn_t *c, int how);
+int ac__conn_write(ac_conn_t *c, const void *buf, size_t len);
+int ac__conn_write_buf(ac_conn_t *c, ac_buf_t *b);
 void ac__conn_stop(ac_conn_t *c, int abort);
-socklen_t ac__conn_peer_len(const ac_conn_t *c);
+/* Owner: sets c's facts (peer may be NULL). Any thread holding a pin:
+ * copies them. */
+void ac__facts_set(ac_conn_t *c, int family, const struct sockaddr *peer,
+		   socklen_t len, uint64_t opened_ms);
+void ac__facts_get(const ac_conn_t *c, struct ac__facts_copy *out);
 void ac__conn_finalize(ac_conn_t *c);
 void ac__conn_flush(ac_conn_t *c);
 void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m);
@@ -670,9 +779,11 @@ void ac__group_settle(struct ac__msg *m);
 void ac__group_dissolve(ac__loop_t *loop, struct ac__msg *m);
 void ac__groups_conn_closed(ac_conn_t *c);
 
-/* ---- registry (registry.c) -------------------------------------------------- */
-void ac__regnode_destroy(void *p);
-void ac__regtable_destroy(void *p);
+/* ---- statistics (stats.c) -------------------------------------------------- */
+struct evbuffer;
+/* The Prometheus text of one snapshot, appended to eb. 0 or AC_ENOMEM. */
+int ac__stats_render(ac_runtime_t *rt, struct evbuffer *eb);
+
 
 /* ---- addresses (addr.c) ------------------------------------------------- */
 

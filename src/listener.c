@@ -304,7 +304,7 @@ static int open_sockets(ac_listener_t *l, const struct ac__addr *a)
 	if (a->family == AF_UNIX) {
 		unlink_stale(a->path);
 		if ((l->fds[0] = open_socket(a, 0, 0)) < 0)
-			return AC_ESYS;
+			return -errno;
 		if (!(l->path = ac__strdup(a->path)))
 			return AC_ENOMEM;
 		return 0;
@@ -318,14 +318,14 @@ static int open_sockets(ac_listener_t *l, const struct ac__addr *a)
 	if (port) {
 		int probe = open_socket(a, port, 0);
 		if (probe < 0)
-			return AC_ESYS;
+			return -errno;
 		close(probe);
 	}
 	for (int i = 0; i < l->nfds; i++) {
 		if ((l->fds[i] = open_socket(a, port, 1)) < 0)
-			return AC_ESYS;
+			return -errno;
 		if (i == 0 && port == 0 && (port = bound_port(l->fds[0])) < 0)
-			return AC_ESYS;
+			return -errno;
 	}
 	l->port = port;
 	return 0;
@@ -351,7 +351,7 @@ AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
 	l->refs = 1;
 	l->is_unix = a.family == AF_UNIX;
 	l->nfds = l->is_unix ? 1 : rt->nloops;
-	if (!(l->proto = ac__proto_new(cbs, opts, ud, &err)))
+	if (!(l->proto = ac__proto_new(rt, cbs, opts, ud, &err)))
 		goto fail;
 	err = AC_ENOMEM;
 	if (!(l->fds = ac__malloc(AC__K_OTHER, sizeof(int) * (size_t)l->nfds)) ||

@@ -163,12 +163,30 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	ac__loop_run_ctl(loop);
 	if (drain(loop, AC__RING_BATCH)) {
-		/* Batch budget spent: let I/O run, then come back. Setting the
+		/* Batch budget spent: let I/O run, then come back. A zero
+		 * timeout fires only after the next poll for I/O; making the
+		 * event active again would run it before any I/O, for ever if
+		 * a posted function keeps posting to its own loop. Setting the
 		 * flag spares producers the eventfd write meanwhile. */
+		static const struct timeval now = {0, 0};
+
 		__atomic_store_n(&loop->wake_pending, 1, __ATOMIC_RELAXED);
-		event_active(loop->wake_ev, EV_READ, 0);
+		if (evtimer_add(loop->again_ev, &now))
+			event_active(loop->wake_ev, EV_READ, 0); /* no memory */
 	}
+	/* Registry entries and tables this loop removed, once no reader can
+	 * hold them (ck_epoch_poll frees what is due, and waits for none). */
+	if (loop->ctx.ep.n_pending)
+		ck_epoch_poll(&loop->ctx.ep);
 	ac__loop_leave(loop);
+}
+
+/* The drain cycle again, after the I/O that a full batch held back. */
+static void again_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac__loop_t *loop = arg;
+
+	wake_cb(loop->wake_fd, EV_READ, loop);
 }
 
 static void ovf_cb(evutil_socket_t fd, short what, void *arg)
@@ -307,10 +325,8 @@ int ac__loop_start(ac__loop_t *loop)
 {
 	int e = pthread_create(&loop->thread, NULL, loop_main, loop);
 
-	if (e) {
-		errno = e;
-		return AC_ESYS;
-	}
+	if (e)
+		return -e;
 	loop->thread_started = 1;
 	return 0;
 }
@@ -356,9 +372,10 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 					EV_READ | EV_PERSIST, wake_cb, loop)) ||
 	    event_add(loop->wake_ev, NULL) ||
 	    !(loop->ovf_ev = evtimer_new(loop->base, ovf_cb, loop)) ||
+	    !(loop->again_ev = evtimer_new(loop->base, again_cb, loop)) ||
 	    !(loop->grace_ev = evtimer_new(loop->base, grace_cb, loop)))
 		goto fail;
-	ck_hp_register(&rt->hp, &loop->hp, loop->hp_ptrs);
+	ac__tctx_init(rt, &loop->ctx);
 	return loop;
 fail:
 	if (ecfg)
@@ -376,6 +393,8 @@ void ac__loop_free(ac__loop_t *loop)
 		event_free(loop->wake_ev);
 	if (loop->ovf_ev)
 		event_free(loop->ovf_ev);
+	if (loop->again_ev)
+		event_free(loop->again_ev);
 	if (loop->grace_ev)
 		event_free(loop->grace_ev);
 	if (loop->dns)

@@ -73,8 +73,11 @@ unsigned ac__ring_take(struct ac__ring *r, struct ac__msg *out, unsigned max)
 	ck_pr_fence_load();
 	for (unsigned i = 0; i < n; i++)
 		out[i] = r->slots[(c + i) & ring->mask];
-	/* The copies are complete before the producer may reuse the slots. */
-	ck_pr_fence_store();
+	/* The slot loads above complete before the store that lets the
+	 * producer reuse the slots: load-store order, which a store fence
+	 * does not give (upstream ck_ring made the same change). Release
+	 * orders both earlier loads and stores before it. */
+	ck_pr_fence_release();
 	ck_pr_store_uint(&ring->c_head, c + n);
 	return n;
 }
@@ -256,6 +259,7 @@ int ac__mailbox_put_wait(ac_runtime_t *rt, int dest, struct ac__msg *m,
 			 unsigned ms)
 {
 	uint64_t start = 0;
+	unsigned backoff = 0;
 	int err;
 
 	while ((err = ac__mailbox_put(rt, dest, m)) == AC_EAGAIN) {
@@ -263,7 +267,7 @@ int ac__mailbox_put_wait(ac_runtime_t *rt, int dest, struct ac__msg *m,
 			start = ac__mono_ms();
 		else if (ac__mono_ms() - start > ms)
 			break;
-		sched_yield();
+		ac__backoff_wait(&backoff);
 	}
 	return err;
 }

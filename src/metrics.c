@@ -9,28 +9,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <event2/buffer.h>
+
+/*
+ * The blank line that ends a request: render once, from one snapshot,
+ * into a buffer whose chains then move into the connection's output, with
+ * the header (and its Content-Length) put in front. Nothing is rendered
+ * twice, so the length sent is the length of the body sent.
+ */
 static void metrics_frame(ac_conn_t *c, const void *data, size_t len)
 {
-	static const char head[] = "HTTP/1.0 200 OK\r\n"
-				   "Content-Type: text/plain; version=0.0.4\r\n"
-				   "Content-Length: %d\r\n\r\n";
-	ac_runtime_t *rt = ac_conn_runtime(c);
+	ac_runtime_t *rt = c->loop->rt;
+	struct evbuffer *body;
 	char hdr[128];
-	char *body;
 	int n;
 
 	if (len > 0)
 		return; /* request line or header: wait for the blank line */
-	n = ac_stats_prometheus(rt, NULL, 0);
-	if (n < 0 || !(body = ac__malloc(AC__K_OTHER, (size_t)n + 1))) {
-		ac_conn_close(c, AC_CLOSE_ABORT);
+	if (!(body = evbuffer_new()) || ac__stats_render(rt, body)) {
+		if (body)
+			evbuffer_free(body);
+		ac__conn_close(c, AC_CLOSE_ABORT);
 		return;
 	}
-	n = ac_stats_prometheus(rt, body, (size_t)n + 1);
-	ac_conn_write(c, hdr, (size_t)snprintf(hdr, sizeof(hdr), head, n));
-	ac_conn_write(c, body, (size_t)n);
-	ac__free(AC__K_OTHER, body);
-	ac_conn_close(c, AC_CLOSE_FLUSH);
+	n = snprintf(hdr, sizeof(hdr),
+		     "HTTP/1.0 200 OK\r\n"
+		     "Content-Type: text/plain; version=0.0.4\r\n"
+		     "Content-Length: %zu\r\n\r\n",
+		     evbuffer_get_length(body));
+	if (evbuffer_prepend(body, hdr, (size_t)n) ||
+	    ac__conn_out_reserve(c, evbuffer_get_length(body)) ||
+	    evbuffer_add_buffer(c->out, body)) {
+		evbuffer_free(body);
+		ac__conn_close(c, AC_CLOSE_ABORT);
+		return;
+	}
+	evbuffer_free(body);
+	ac__conn_out_added(c);
+	ac__conn_close(c, AC_CLOSE_FLUSH);
 }
 
 AC_EXPORT int ac_metrics_listen(ac_runtime_t *rt, const char *addr,

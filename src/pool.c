@@ -194,7 +194,7 @@ static void retire_conn(struct ac__subpool *sp, ac_conn_t *c, int how)
 {
 	c->ob->pstate = P_CLOSING;
 	SP_ADD(sp, nclosing, 1);
-	ac_conn_close(c, how);
+	ac__conn_close(c, how);
 }
 
 static void fail_all(struct ac__subpool *sp, int err)
@@ -411,7 +411,7 @@ static void pool_on_close(ac_conn_t *c, int reason)
 		SP_ADD(sp, nconnecting, -1);
 		SP_ADD(sp, failures, 1);
 		AC__STAT_ADD(sp->loop, pool_failures, 1);
-		fail_all(sp, reason ? reason : AC_ECONNECT);
+		fail_all(sp, reason ? reason : AC_ESHUTDOWN); /* 0: closed by the pool */
 		if (p->opts.min_idle_per_loop && !sp->dying &&
 		    !sp->loop->stopping) {
 			unsigned ms = ac__backoff_ms(
@@ -473,7 +473,7 @@ static void pool_on_heartbeat(ac_conn_t *c)
 	if (p->user.on_heartbeat) {
 		p->user.on_heartbeat(c);
 	} else if (ob->pstate == P_IDLE && p->opts.conn.ping_len &&
-		   ac_conn_write(c, p->proto->opts.ping,
+		   ac__conn_write(c, p->proto->opts.ping,
 				 p->opts.conn.ping_len) == 0) {
 		ob->ping_due = 1;
 	}
@@ -625,7 +625,7 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 	ac_pool_t *p;
 	int err, n;
 
-	if (!rt || !addr || (ac__tls_loop && ac__tls_loop->rt != rt)) {
+	if (!rt || !addr) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -642,6 +642,18 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 	if (!o.conn.reconnect_max_ms)
 		o.conn.reconnect_max_ms = AC__POOL_REFILL_MAX_MS;
 	if (o.min_idle_per_loop > o.max_per_loop) {
+		ac__log(rt, AC_LOG_ERROR,
+			"pool: min_idle_per_loop (%u) is above max_per_loop (%u)",
+			o.min_idle_per_loop, o.max_per_loop);
+		errno = EINVAL;
+		return NULL;
+	}
+	/* The pool's own on_heartbeat stands in for the user's below, so
+	 * this is checked here rather than by ac__proto_new. */
+	if (o.conn.heartbeat_ms && !o.conn.ping_len && !o.cbs.on_heartbeat) {
+		ac__log(rt, AC_LOG_ERROR,
+			"pool: heartbeat_ms is set, but there is neither an "
+			"on_heartbeat callback nor a ping payload to send");
 		errno = EINVAL;
 		return NULL;
 	}
@@ -669,7 +681,7 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 	cbs.on_close = pool_on_close;
 	cbs.on_frame = pool_on_frame;
 	cbs.on_heartbeat = pool_on_heartbeat;
-	if (!(p->proto = ac__proto_new(&cbs, &o.conn, o.ud, &err))) {
+	if (!(p->proto = ac__proto_new(rt, &cbs, &o.conn, o.ud, &err))) {
 		ac__target_clear(&p->target);
 		ac__free(AC__K_POOL, p);
 		errno = err == AC_ENOMEM ? ENOMEM : EINVAL;
@@ -702,8 +714,10 @@ AC_EXPORT int ac_pool_acquire(ac_pool_t *p, ac_pool_cb cb, void *arg)
 	struct ac__subpool *sp;
 	struct ac__waiter *w;
 
-	if (!p || !cb || !loop || loop->rt != p->rt)
+	if (!p || !cb)
 		return AC_EINVAL;
+	if (!ac__on_loop_of(p->rt))
+		return AC_ETHREAD;
 	sp = &p->sub[loop->index];
 	sub_start(loop, sp);
 	if (!sp->serve_ev || !(w = waiter_new(sp)))
@@ -732,10 +746,10 @@ AC_EXPORT int ac_pool_release(ac_pool_t *p, ac_conn_t *c, int how)
 	struct ac__subpool *sp;
 	uint64_t life;
 
-	if (!p || !c)
+	if (!p || !c || (how != AC_POOL_REUSE && how != AC_POOL_DISCARD))
 		return AC_EINVAL;
 	/* c->loop never changes; the rest of c is the owner's to read. */
-	if (c->loop != ac__tls_loop)
+	if (!ac__is_owner(c))
 		return AC_ETHREAD;
 	if (!c->ob || !c->ob->sp || c->ob->sp->pool != p)
 		return AC_EINVAL;

@@ -1,79 +1,189 @@
 /*
  * registry.c: a weak-value map, key bytes -> handle (WeakValueDictionary).
  *
- * Readers are lock-free. The map is AC__REG_SHARDS shards; each has a
- * bucket table of singly linked, immutable nodes. A writer takes its
- * shard's mutex, and unlinks a node only after marking it dead, then
- * retires it through ck_hp. A reader protects the table and its current
- * and previous nodes with hazard pointers and re-validates each step: if
- * the previous node is still alive and still points at the current one,
- * the current node was reachable after its hazard was visible, so it cannot
- * be freed under the reader. A failed validation restarts the lookup.
- * Growing a shard copies its nodes into a table twice as large and retires
- * the old table and nodes the same way.
+ * The map is AC__REG_SHARDS shards, each a Concurrency Kit hash set
+ * (ck_hs) in single-writer, many-reader mode holding pointers to entries.
+ * Writers take their shard's mutex, so each ck_hs has one writer at a time;
+ * readers take no lock and run inside a ck_epoch section. What a reader
+ * may still be looking at is freed only after a grace period: ck_hs hands
+ * its old tables to our allocator with "defer" set when it grows, and a
+ * removed entry's table reference is dropped through ck_epoch_call. So a
+ * reader never touches freed memory, whatever a writer does meanwhile.
  *
- * Weak values: each entry watches its connection (ac_watch). The watch's
- * argument is the entry's key record, shared by the watch callback and the
- * table (two references): whichever ends the entry removes the node, and
- * the record goes with its last reference.
+ * Why ck_hs and not the hand-written lock-free chains this file had
+ * before: those chains were copied when a shard grew, and a reader still
+ * walking the old chains validated against them (they no longer changed),
+ * so it read nodes that the grow had retired and freed. ck_hs is built
+ * for exactly this workload, its probes detect concurrent moves, and
+ * epoch reclamation covers the whole table rather than one node at a time.
+ * The test registry_get_during_growth_reads_no_freed_memory drives 100,000
+ * keys through growth under concurrent gets.
+ *
+ * Weak values: each entry watches its connection (ac_watch). An entry has
+ * two references, the table's and the watch's. Whoever removes it from the
+ * table (ac_registry_del, a replacing put, or the watch callback when the
+ * connection closes) drops the table's after a grace period; the watch's
+ * goes when the callback has run or the watch was cancelled. The last one
+ * frees the entry.
  */
 #include "internal.h"
+#include "hash.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
+#include <sys/random.h>
 
-#define AC__REG_SHARDS 64
-#define AC__REG_BUCKETS0 16 /* buckets per shard at first */
+#include <ck_hs.h>
+
+#define AC__REG_SHARDS 16     /* writers on different shards never meet */
+#define AC__REG_CAP0 32       /* first table size per shard */
 #define AC__REG_EAGAIN_MS 1000 /* a put waits this long for a full mailbox */
+#define AC__REG_GC_MIN 64     /* removals before tombstones are collected */
 
-struct ac__regkey {
-	ac_registry_t *reg;
-	uint64_t hash;
-	uint64_t watch; /* set before the entry is published */
-	int fired;      /* under the shard lock: the connection is gone */
-	int refs;       /* atomic: the table entry, and the watch callback */
-};
-
-struct ac__regnode {
-	struct ac__hpobj hp; /* first: retired through ck_hp */
-	struct ac__regnode *next; /* atomic */
-	int dead;                 /* atomic; set before unlinking */
+struct ac__regent {
+	ck_epoch_entry_t ep;      /* the table's reference, dropped late */
+	ac_registry_t *reg;       /* for the watch callback */
 	uint64_t hash;
 	ac_handle_t h;
-	struct ac__regkey *rk;
+	uint64_t watch;           /* set before the entry is published */
+	int refs;                 /* atomic: the table's and the watch's */
+	bool in_table;            /* under the shard lock */
+	bool died;                /* under the shard lock: the watch fired
+				     before the entry was inserted */
+	const unsigned char *key; /* bytes, or a lookup's caller's key */
 	size_t len;
-	unsigned char key[];
-};
-
-struct ac__regtable {
-	struct ac__hpobj hp;
-	size_t nbuckets; /* a power of two */
-	struct ac__regnode *b[];
+	unsigned char bytes[];
 };
 
 struct ac__regshard {
-	pthread_mutex_t lock;       /* writers only, briefly */
-	struct ac__regtable *table; /* atomic: replaced when growing */
-	size_t count;               /* atomic */
+	pthread_mutex_t lock; /* the one writer of hs at a time */
+	ck_hs_t hs;
+	size_t count;         /* atomic: entries, for ac_registry_count */
+	size_t removed;       /* under lock: removals since the last gc */
+	bool ready;           /* hs initialised */
 } AC__ALIGNED;
 
 struct ac_registry_s {
 	ac_runtime_t *rt;
+	uint64_t seed;
 	struct ac__regshard shard[AC__REG_SHARDS];
 };
 
-/* FNV-1a, 64 bits: short keys, no seeding needed for a local map. */
-static uint64_t hash_key(const void *key, size_t len)
-{
-	const unsigned char *p = key;
-	uint64_t h = 1469598103934665603ull;
+/* ---- ck_hs's allocator -----------------------------------------------------
+ *
+ * ck_hs frees an old table with defer set when it grows: readers may still
+ * be probing it. The free then goes through the writer's epoch record,
+ * which the writer names in tls_writer for the duration of its ck_hs call
+ * (ck_malloc passes no context). Each block carries the epoch entry that
+ * takes it through the grace period. */
 
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 1099511628211ull;
+struct hs_block {
+	ck_epoch_entry_t ep;
+} __attribute__((aligned(16)));
+
+static __thread ck_epoch_record_t *tls_writer;
+
+/* One address stands for "a grace period has passed" to ThreadSanitizer:
+ * every reader releases it when its section ends, every deferred free
+ * acquires it. (The real ordering is ck_epoch's, inside libck, which TSan
+ * does not see.) */
+static char grace_sync;
+
+static void *hs_malloc(size_t n)
+{
+	struct hs_block *b = ac__malloc(AC__K_REG, sizeof(*b) + n);
+
+	return b ? b + 1 : NULL;
+}
+
+static void hs_free_now(ck_epoch_entry_t *ep)
+{
+	AC__TSAN_ACQUIRE(&grace_sync);
+	ac__free(AC__K_REG, ep);
+}
+
+static void hs_free(void *p, size_t n, bool defer)
+{
+	struct hs_block *b = (struct hs_block *)p - 1;
+
+	if (!p)
+		return;
+	if (defer && tls_writer)
+		ck_epoch_call(tls_writer, &b->ep, hs_free_now);
+	else /* never published, or no reader can exist (registry freed) */
+		ac__free(AC__K_REG, b);
+}
+
+static struct ck_malloc hs_allocator = {
+	.malloc = hs_malloc,
+	.free = hs_free,
+};
+
+static unsigned long hs_hash(const void *obj, unsigned long seed)
+{
+	return (unsigned long)((const struct ac__regent *)obj)->hash;
+}
+
+static bool hs_compare(const void *stored, const void *probe)
+{
+	const struct ac__regent *a = stored, *b = probe;
+
+	/* Pairs with the writer's release before publishing a: TSan cannot
+	 * see ck_hs's own publication inside libck. */
+	AC__TSAN_ACQUIRE(a);
+	return a->hash == b->hash && a->len == b->len &&
+	       (a->len == 0 || memcmp(a->key, b->key, a->len) == 0);
+}
+
+/* ---- entries ---------------------------------------------------------------- */
+
+static void entry_unref(struct ac__regent *e)
+{
+	/* Acq-rel: every holder's last use happens before the free. */
+	if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		ac__free(AC__K_REG, e);
+}
+
+static void table_ref_gone(ck_epoch_entry_t *ep)
+{
+	AC__TSAN_ACQUIRE(&grace_sync);
+	entry_unref((struct ac__regent *)ep);
+}
+
+/*
+ * Drops the table's reference of e, which was in a table until just now:
+ * after a grace period, through x's epoch record, or (a watch callback on
+ * a thread that could get no record) by waiting for one here.
+ */
+static void drop_table_ref(ac_runtime_t *rt, struct ac__tctx *x,
+			   struct ac__regent *e)
+{
+	if (x) {
+		ck_epoch_call(&x->ep, &e->ep, table_ref_gone);
+		ck_epoch_poll(&x->ep); /* frees what is due by now */
+		return;
 	}
-	return h;
+	ck_epoch_synchronize_wait(&rt->epoch, NULL, NULL);
+	AC__TSAN_ACQUIRE(&grace_sync);
+	entry_unref(e);
+}
+
+/*
+ * Ends e, just taken out of its table (inserted) or never put in it: its
+ * watch must not fire any more, and both references go. Never under a
+ * lock: ac_unwatch may wait for a running callback that wants the lock.
+ */
+static void end_entry(ac_registry_t *reg, struct ac__tctx *x,
+		      struct ac__regent *e, bool inserted)
+{
+	/* 0: the callback will never run, so its reference is ours to drop;
+	 * otherwise it ran (ac_unwatch waited for it) and dropped it. */
+	if (ac_unwatch(reg->rt, e->watch) == 0)
+		entry_unref(e);
+	if (inserted)
+		drop_table_ref(reg->rt, x, e);
+	else
+		entry_unref(e); /* no reader ever saw it */
 }
 
 static struct ac__regshard *shard_of(ac_registry_t *reg, uint64_t hash)
@@ -81,119 +191,49 @@ static struct ac__regshard *shard_of(ac_registry_t *reg, uint64_t hash)
 	return &reg->shard[hash % AC__REG_SHARDS];
 }
 
-static struct ac__regnode **bucket(struct ac__regtable *t, uint64_t hash)
+/* A lookup key: an entry whose key points at the caller's bytes. */
+static void probe_init(ac_registry_t *reg, struct ac__regent *p,
+		       const void *key, size_t len)
 {
-	return &t->b[(hash / AC__REG_SHARDS) & (t->nbuckets - 1)];
+	p->key = key;
+	p->len = len;
+	p->hash = ac__hash(key, len, reg->seed);
 }
 
-static struct ac__regtable *table_new(size_t nbuckets)
+/* Under the shard lock: e left the table. Tombstones are collected once
+ * removals outnumber the entries, which keeps probes short under churn. */
+static void removed_locked(struct ac__regshard *sh)
 {
-	struct ac__regtable *t = ac__calloc(
-		AC__K_REG, 1, sizeof(*t) + nbuckets * sizeof(t->b[0]));
-
-	if (t)
-		t->nbuckets = nbuckets;
-	return t;
+	__atomic_store_n(&sh->count, sh->count - 1, __ATOMIC_RELAXED);
+	if (++sh->removed > AC__REG_GC_MIN && sh->removed > sh->count) {
+		sh->removed = 0;
+		ck_hs_gc(&sh->hs, 0, 0);
+	}
 }
 
-static struct ac__regnode *node_new(const void *key, size_t len,
-				    uint64_t hash, ac_handle_t h,
-				    struct ac__regkey *rk)
-{
-	struct ac__regnode *n = ac__malloc(AC__K_REG, sizeof(*n) + len);
-
-	if (!n)
-		return NULL;
-	memset(n, 0, sizeof(*n));
-	n->hash = hash;
-	n->h = h;
-	n->rk = rk;
-	n->len = len;
-	memcpy(n->key, key, len);
-	return n;
-}
-
-void ac__regnode_destroy(void *p)
-{
-	ac__free(AC__K_REG, p);
-}
-
-void ac__regtable_destroy(void *p)
-{
-	ac__free(AC__K_REG, p);
-}
-
-static void regkey_unref(struct ac__regkey *rk, int n)
-{
-	if (__atomic_sub_fetch(&rk->refs, n, __ATOMIC_ACQ_REL) == 0)
-		ac__free(AC__K_REG, rk);
-}
-
-static ck_hp_record_t *record(ac_registry_t *reg)
-{
-	return ac__hp_record(reg->rt);
-}
-
-/* ---- readers ----------------------------------------------------------------- */
-
-static bool same_key(const struct ac__regnode *n, uint64_t hash,
-		     const void *key, size_t len)
-{
-	return n->hash == hash && n->len == len && !memcmp(n->key, key, len);
-}
+/* ---- readers ------------------------------------------------------------------ */
 
 AC_EXPORT int ac_registry_get(ac_registry_t *reg, const void *key,
 			      size_t len, ac_handle_t *out)
 {
-	uint64_t hash;
+	struct ac__regent probe, *e;
 	struct ac__regshard *sh;
-	ck_hp_record_t *rec;
-	int ret = AC_ESTALE;
+	struct ac__tctx *x;
+	int ret = AC_ENOENT;
 
 	if (!reg || (!key && len) || !out)
 		return AC_EINVAL;
-	if (!(rec = record(reg)))
+	if (!(x = ac__tctx(reg->rt)))
 		return AC_ENOMEM;
-	hash = hash_key(key, len);
-	sh = shard_of(reg, hash);
-retry:
-	for (;;) {
-		struct ac__regtable *t =
-			__atomic_load_n(&sh->table, __ATOMIC_ACQUIRE);
-		struct ac__regnode *prev = NULL, *cur, **head;
-
-		/* Full fence after publishing each hazard (ck_hp_set_fence):
-		 * the re-reads below happen after it is visible. */
-		ck_hp_set_fence(rec, 0, t);
-		if (__atomic_load_n(&sh->table, __ATOMIC_ACQUIRE) != t)
-			continue;
-		head = bucket(t, hash);
-		cur = __atomic_load_n(head, __ATOMIC_ACQUIRE);
-		for (;;) {
-			if (!cur)
-				goto done;
-			ck_hp_set_fence(rec, 2, cur);
-			if (prev ? __atomic_load_n(&prev->dead, __ATOMIC_ACQUIRE) ||
-					   __atomic_load_n(&prev->next,
-							   __ATOMIC_ACQUIRE) != cur
-				 : __atomic_load_n(head, __ATOMIC_ACQUIRE) != cur)
-				goto retry;
-			if (same_key(cur, hash, key, len) &&
-			    !__atomic_load_n(&cur->dead, __ATOMIC_ACQUIRE)) {
-				*out = cur->h;
-				ret = 0;
-				goto done;
-			}
-			/* cur becomes prev: keep it protected in slot 1. */
-			ck_hp_set(rec, 1, cur);
-			prev = cur;
-			cur = __atomic_load_n(&cur->next, __ATOMIC_ACQUIRE);
-		}
+	probe_init(reg, &probe, key, len);
+	sh = shard_of(reg, probe.hash);
+	ck_epoch_begin(&x->ep, NULL);
+	if ((e = ck_hs_get(&sh->hs, (unsigned long)probe.hash, &probe))) {
+		*out = e->h;
+		ret = 0;
 	}
-done:
-	ck_hp_set(rec, 1, NULL);
-	ck_hp_set(rec, 2, NULL);
-	ac__unpin(rec); /* slot 0, with release */
+	AC__TSAN_RELEASE(&grace_sync);
+	ck_epoch_end(&x->ep, NULL);
 	return ret;
 }
 
@@ -208,233 +248,167 @@ AC_EXPORT size_t ac_registry_count(ac_registry_t *reg)
 	return n;
 }
 
-/* ---- writers (under the shard lock) -------------------------------------- */
+/* ---- writers -------------------------------------------------------------- */
 
-/* Finds the live node with key; *link is what points at it. */
-static struct ac__regnode *find_locked(struct ac__regshard *sh,
-				       uint64_t hash, const void *key,
-				       size_t len,
-				       struct ac__regnode ***link)
-{
-	struct ac__regnode **l = bucket(sh->table, hash);
-
-	for (; *l; l = &(*l)->next)
-		if (same_key(*l, hash, key, len)) {
-			*link = l;
-			return *l;
-		}
-	return NULL;
-}
-
-/* Marks n dead, then unlinks it (the order readers validate against). */
-static void unlink_locked(struct ac__regshard *sh, struct ac__regnode **link,
-			  struct ac__regnode *n)
-{
-	__atomic_store_n(&n->dead, 1, __ATOMIC_RELEASE);
-	__atomic_store_n(link, n->next, __ATOMIC_RELEASE);
-	__atomic_store_n(&sh->count, sh->count - 1, __ATOMIC_RELAXED);
-}
-
-/*
- * Doubles the shard's table when chains grow long, by copying: nodes never
- * move, so a reader on the old table finishes its walk undisturbed.
- * Returns the old table, to retire with retire_table() after unlocking,
- * or NULL when nothing changed.
- */
-static struct ac__regtable *grow_locked(struct ac__regshard *sh)
-{
-	struct ac__regtable *old = sh->table, *t;
-
-	if (sh->count <= old->nbuckets * 2 ||
-	    !(t = table_new(old->nbuckets * 2)))
-		return NULL;
-	for (size_t i = 0; i < old->nbuckets; i++)
-		for (struct ac__regnode *n = old->b[i]; n; n = n->next) {
-			struct ac__regnode *c =
-				node_new(n->key, n->len, n->hash, n->h, n->rk);
-			struct ac__regnode **hd;
-
-			if (!c) { /* out of memory: keep the old table */
-				for (size_t k = 0; k < t->nbuckets; k++)
-					while (t->b[k]) {
-						struct ac__regnode *x = t->b[k];
-						t->b[k] = x->next;
-						ac__free(AC__K_REG, x);
-					}
-				ac__free(AC__K_REG, t);
-				return NULL;
-			}
-			hd = bucket(t, c->hash);
-			c->next = *hd;
-			*hd = c;
-		}
-	/* Release: the copies are complete before readers can find them. */
-	__atomic_store_n(&sh->table, t, __ATOMIC_RELEASE);
-	return old;
-}
-
-/* Retires a replaced table and its nodes. Nobody writes to a replaced
- * table, so its chains can be walked without the lock; each next pointer
- * is read before its node is retired (retiring may free at once). */
-static void retire_table(ac_registry_t *reg, struct ac__regtable *old)
-{
-	ck_hp_record_t *rec = record(reg);
-
-	for (size_t i = 0; i < old->nbuckets; i++) {
-		struct ac__regnode *n = old->b[i], *next;
-		for (; n; n = next) {
-			next = n->next;
-			ac__hp_retire(rec, &n->hp, AC__HP_REGNODE);
-		}
-	}
-	ac__hp_retire(rec, &old->hp, AC__HP_REGTABLE);
-}
-
-/* Ends an entry whose node was unlinked: its watch must not fire any more,
- * and its key record loses the table's reference. Never under a lock:
- * ac_unwatch may wait for a running callback that wants the lock. */
-static void end_entry(ac_registry_t *reg, struct ac__regkey *rk)
-{
-	int refs = 1; /* the table's */
-
-	if (ac_unwatch(reg->rt, rk->watch) == 0)
-		refs++; /* the callback will never run: drop its reference */
-	regkey_unref(rk, refs);
-}
-
-/* The watch callback: the connection closed. */
+/* The watch callback: the connection closed (or was stale, or the runtime
+ * stopped). Runs on the connection's loop, or on the stopping thread. */
 static void entry_died(ac_handle_t h, int reason, void *arg)
 {
-	struct ac__regkey *rk = arg;
-	ac_registry_t *reg = rk->reg;
+	struct ac__regent *e = arg;
+	ac_registry_t *reg = e->reg;
 	ac_runtime_t *rt = reg->rt;
-	struct ac__regshard *sh = shard_of(reg, rk->hash);
-	struct ac__regnode **l, *gone = NULL;
+	struct ac__regshard *sh = shard_of(reg, e->hash);
+	struct ac__tctx *x = ac__tctx(rt);
+	bool removed = false;
 
 	pthread_mutex_lock(&sh->lock);
-	rk->fired = 1;
-	for (l = bucket(sh->table, rk->hash); *l; l = &(*l)->next)
-		if ((*l)->rk == rk) {
-			gone = *l;
-			unlink_locked(sh, l, gone);
-			break;
-		}
+	if (ck_hs_get(&sh->hs, (unsigned long)e->hash, e) == e) {
+		ck_hs_remove(&sh->hs, (unsigned long)e->hash, e);
+		e->in_table = false;
+		removed_locked(sh);
+		removed = true;
+	} else {
+		e->died = true; /* not in yet: ac_registry_put sees this */
+	}
 	/* Once the lock is released, reg may be gone: ac_registry_free waits
 	 * only for the callbacks of entries it still finds, and this one is
-	 * unlinked. From here on only rt (which outlives reg), the node and
-	 * rk (ours by reference) are touched. */
+	 * out. From here on only rt (which outlives reg) and e (ours by
+	 * reference) are touched. */
 	pthread_mutex_unlock(&sh->lock);
-	if (gone) {
-		ac__hp_retire(ac__hp_record(rt), &gone->hp, AC__HP_REGNODE);
-		regkey_unref(rk, 1); /* the table's */
+	if (removed)
+		drop_table_ref(rt, x, e);
+	entry_unref(e); /* the watch's */
+}
+
+/* Watches h for e, on h's own loop, so that the watch id is known before
+ * anyone can find the entry. A full mailbox is waited out for a moment: a
+ * burst of puts from one thread is normal use. */
+static int watch_entry(ac_registry_t *reg, struct ac__regent *e)
+{
+	uint64_t start = 0;
+	unsigned backoff = 0;
+	int err;
+
+	for (;;) {
+		err = ac_watch(reg->rt, e->h, AC_HANDLE_LOOP(e->h), entry_died,
+			       e, &e->watch);
+		if (err != AC_EAGAIN)
+			return err;
+		if (!start)
+			start = ac__mono_ms();
+		else if (ac__mono_ms() - start > AC__REG_EAGAIN_MS)
+			return err;
+		ac__backoff_wait(&backoff);
 	}
-	regkey_unref(rk, 1); /* ours */
 }
 
 AC_EXPORT int ac_registry_put(ac_registry_t *reg, const void *key,
 			      size_t len, ac_handle_t h, int flags)
 {
-	struct ac__regnode *n, *old, **link;
-	struct ac__regtable *replaced;
+	struct ac__regent *e, *old;
 	struct ac__regshard *sh;
-	struct ac__regkey *rk;
-	uint64_t hash;
+	struct ac__tctx *x;
+	void *prev = NULL;
+	bool ok;
 	int err;
 
 	if (!reg || (!key && len) || (flags & ~AC_REG_EXCL))
 		return AC_EINVAL;
 	if (!ac__handle_live(reg->rt, h))
 		return AC_ESTALE;
-	hash = hash_key(key, len);
-	sh = shard_of(reg, hash);
-	if (!(rk = ac__calloc(AC__K_REG, 1, sizeof(*rk))))
+	if (!(x = ac__tctx(reg->rt)) ||
+	    !(e = ac__malloc(AC__K_REG, sizeof(*e) + len)))
 		return AC_ENOMEM;
-	rk->reg = reg;
-	rk->hash = hash;
-	rk->refs = 2;
-	if (!(n = node_new(key, len, hash, h, rk))) {
-		ac__free(AC__K_REG, rk);
-		return AC_ENOMEM;
-	}
-	/* Watch first, on the connection's own loop, so that the watch id is
-	 * known before anyone can find the entry. A full mailbox is waited
-	 * out for a moment: a burst of puts from one thread is normal use. */
-	for (uint64_t start = 0;;) {
-		err = ac_watch(reg->rt, h, AC_HANDLE_LOOP(h), entry_died, rk,
-			       &rk->watch);
-		if (err != AC_EAGAIN)
-			break;
-		if (!start)
-			start = ac__mono_ms();
-		else if (ac__mono_ms() - start > AC__REG_EAGAIN_MS)
-			break;
-		sched_yield();
-	}
-	if (err) {
-		ac__free(AC__K_REG, n);
-		ac__free(AC__K_REG, rk);
+	memset(e, 0, sizeof(*e));
+	if (len)
+		memcpy(e->bytes, key, len);
+	probe_init(reg, e, e->bytes, len);
+	e->reg = reg;
+	e->h = h;
+	e->refs = 2;
+	if ((err = watch_entry(reg, e))) {
+		ac__free(AC__K_REG, e);
 		return err;
 	}
 
+	sh = shard_of(reg, e->hash);
 	pthread_mutex_lock(&sh->lock);
-	if (rk->fired) { /* closed before we got here */
+	if (e->died) { /* the connection closed before we got here */
 		pthread_mutex_unlock(&sh->lock);
-		ac__free(AC__K_REG, n);
-		regkey_unref(rk, 1);
+		entry_unref(e); /* the table's: never inserted */
 		return AC_ESTALE;
 	}
-	old = find_locked(sh, hash, key, len, &link);
+	old = ck_hs_get(&sh->hs, (unsigned long)e->hash, e);
 	if (old && (flags & AC_REG_EXCL)) {
 		pthread_mutex_unlock(&sh->lock);
-		ac__free(AC__K_REG, n);
-		end_entry(reg, rk);
+		end_entry(reg, x, e, false);
 		return AC_EEXIST;
 	}
+	/* Release: e's fields are visible before e is (ck_hs publishes with
+	 * its own store fence; this tells TSan, which cannot see it). */
+	AC__TSAN_RELEASE(e);
+	tls_writer = &x->ep; /* a grow defers freeing the old table */
 	if (old)
-		unlink_locked(sh, link, old);
-	n->next = *bucket(sh->table, hash);
-	/* Release: the node's fields are visible before the node. */
-	__atomic_store_n(bucket(sh->table, hash), n, __ATOMIC_RELEASE);
-	__atomic_store_n(&sh->count, sh->count + 1, __ATOMIC_RELAXED);
-	replaced = grow_locked(sh);
-	pthread_mutex_unlock(&sh->lock);
-
-	if (replaced)
-		retire_table(reg, replaced);
-	if (old) {
-		struct ac__regkey *ork = old->rk;
-		ac__hp_retire(record(reg), &old->hp, AC__HP_REGNODE);
-		end_entry(reg, ork);
+		ok = ck_hs_set(&sh->hs, (unsigned long)e->hash, e, &prev);
+	else
+		ok = ck_hs_put(&sh->hs, (unsigned long)e->hash, e);
+	tls_writer = NULL;
+	if (!ok) { /* the table could not grow */
+		pthread_mutex_unlock(&sh->lock);
+		end_entry(reg, x, e, false);
+		return AC_ENOMEM;
 	}
+	e->in_table = true;
+	if (old) {
+		old->in_table = false;
+		sh->removed++;
+	} else {
+		__atomic_store_n(&sh->count, sh->count + 1, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (old)
+		end_entry(reg, x, old, true);
+	else
+		ck_epoch_poll(&x->ep);
 	return 0;
 }
 
 AC_EXPORT int ac_registry_del(ac_registry_t *reg, const void *key,
 			      size_t len)
 {
-	struct ac__regnode *n, **link;
+	struct ac__regent probe, *e;
 	struct ac__regshard *sh;
-	struct ac__regkey *rk;
-	uint64_t hash;
+	struct ac__tctx *x;
 
 	if (!reg || (!key && len))
 		return AC_EINVAL;
-	hash = hash_key(key, len);
-	sh = shard_of(reg, hash);
+	if (!(x = ac__tctx(reg->rt)))
+		return AC_ENOMEM;
+	probe_init(reg, &probe, key, len);
+	sh = shard_of(reg, probe.hash);
 	pthread_mutex_lock(&sh->lock);
-	if (!(n = find_locked(sh, hash, key, len, &link))) {
+	if (!(e = ck_hs_get(&sh->hs, (unsigned long)probe.hash, &probe))) {
 		pthread_mutex_unlock(&sh->lock);
-		return AC_ESTALE;
+		return AC_ENOENT;
 	}
-	unlink_locked(sh, link, n);
-	rk = n->rk;
+	ck_hs_remove(&sh->hs, (unsigned long)e->hash, e);
+	e->in_table = false;
+	removed_locked(sh);
 	pthread_mutex_unlock(&sh->lock);
-	ac__hp_retire(record(reg), &n->hp, AC__HP_REGNODE);
-	end_entry(reg, rk);
+	end_entry(reg, x, e, true);
 	return 0;
 }
 
-/* ---- life ------------------------------------------------------------------- */
+/* ---- life --------------------------------------------------------------------- */
+
+static uint64_t new_seed(const ac_registry_t *reg)
+{
+	uint64_t s;
+
+	if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s))
+		s = ac__hash_mix(ac__mono_ms() ^ (uint64_t)(uintptr_t)reg);
+	return s;
+}
 
 AC_EXPORT ac_registry_t *ac_registry_new(ac_runtime_t *rt)
 {
@@ -450,59 +424,89 @@ AC_EXPORT ac_registry_t *ac_registry_new(ac_runtime_t *rt)
 	}
 	memset(reg, 0, sizeof(*reg));
 	reg->rt = rt;
+	reg->seed = new_seed(reg);
 	for (int i = 0; i < AC__REG_SHARDS; i++) {
-		pthread_mutex_init(&reg->shard[i].lock, NULL);
-		if (!(reg->shard[i].table = table_new(AC__REG_BUCKETS0))) {
+		struct ac__regshard *sh = &reg->shard[i];
+
+		pthread_mutex_init(&sh->lock, NULL);
+		if (!ck_hs_init(&sh->hs,
+				CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT |
+					CK_HS_MODE_DELETE,
+				hs_hash, hs_compare, &hs_allocator,
+				AC__REG_CAP0, (unsigned long)reg->seed)) {
 			ac_registry_free(reg);
 			errno = ENOMEM;
 			return NULL;
 		}
+		sh->ready = true;
 	}
 	return reg;
+}
+
+#define AC__REG_FREE_BATCH 128 /* entries ended per lock hold in free */
+
+/*
+ * Ends every entry of sh. An entry whose connection is closing right now
+ * may be removed by its callback meanwhile, so ids (values) are taken
+ * under the lock, a batch at a time, and unwatched without it; an entry is
+ * touched only if its callback will never run. Every entry seen leaves
+ * the table (here or in its callback), so a pass that sees none is the
+ * last; a second pass catches any that a callback's tombstone collection
+ * moved behind the iterator.
+ */
+static void end_all(ac_registry_t *reg, struct ac__regshard *sh)
+{
+	struct ac__regent *ents[AC__REG_FREE_BATCH];
+	uint64_t ids[AC__REG_FREE_BATCH];
+	bool any;
+
+	do {
+		ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
+		size_t n;
+		void *obj;
+
+		any = false;
+		do {
+			n = 0;
+			pthread_mutex_lock(&sh->lock);
+			while (n < AC__REG_FREE_BATCH &&
+			       ck_hs_next(&sh->hs, &it, &obj)) {
+				ents[n] = obj;
+				ids[n] = ents[n]->watch;
+				n++;
+			}
+			pthread_mutex_unlock(&sh->lock);
+			any |= n > 0;
+			for (size_t k = 0; k < n; k++) {
+				if (ac_unwatch(reg->rt, ids[k]) != 0)
+					continue; /* its callback removed it */
+				/* Only its callback could have taken it out:
+				 * still in, and nobody reads. */
+				pthread_mutex_lock(&sh->lock);
+				ck_hs_remove(&sh->hs,
+					     (unsigned long)ents[k]->hash,
+					     ents[k]);
+				pthread_mutex_unlock(&sh->lock);
+				ac__free(AC__K_REG, ents[k]);
+			}
+		} while (n);
+	} while (any);
 }
 
 AC_EXPORT void ac_registry_free(ac_registry_t *reg)
 {
 	if (!reg)
 		return;
-	/* 1. Stop every watch. Entries whose connection is closing right now
-	 * may still be removed by their callback meanwhile, so take the ids
-	 * (values) under the lock, then unwatch without it. */
 	for (int i = 0; i < AC__REG_SHARDS; i++) {
 		struct ac__regshard *sh = &reg->shard[i];
-		size_t n = 0, cap;
-		uint64_t *ids;
 
-		if (!sh->table)
-			continue;
-		pthread_mutex_lock(&sh->lock);
-		cap = sh->count;
-		ids = cap ? ac__malloc(AC__K_OTHER, cap * sizeof(*ids)) : NULL;
-		for (size_t b = 0; ids && b < sh->table->nbuckets; b++)
-			for (struct ac__regnode *x = sh->table->b[b]; x;
-			     x = x->next)
-				ids[n++] = x->rk->watch;
-		pthread_mutex_unlock(&sh->lock);
-		for (size_t k = 0; k < n; k++)
-			ac_unwatch(reg->rt, ids[k]);
-		ac__free(AC__K_OTHER, ids);
-	}
-	/* 2. Quiet now: nothing else may use the registry. */
-	for (int i = 0; i < AC__REG_SHARDS; i++) {
-		struct ac__regshard *sh = &reg->shard[i];
-		struct ac__regtable *t = sh->table;
-
-		for (size_t b = 0; t && b < t->nbuckets; b++)
-			while (t->b[b]) {
-				struct ac__regnode *x = t->b[b];
-				t->b[b] = x->next;
-				/* Still here, so its callback never ran (it
-				 * would have unlinked the node) and its watch
-				 * was cancelled above: both references go. */
-				regkey_unref(x->rk, 2);
-				ac__free(AC__K_REG, x);
-			}
-		ac__free(AC__K_REG, t);
+		if (sh->ready) {
+			end_all(reg, sh);
+			/* Quiet now. Entries a callback removed are on their
+			 * way through a grace period and no longer point at
+			 * reg. */
+			ck_hs_destroy(&sh->hs);
+		}
 		pthread_mutex_destroy(&sh->lock);
 	}
 	ac__free(AC__K_REG, reg);

@@ -19,6 +19,12 @@
 
 static uint64_t next_rt_id = 1;
 
+/* The runtime whose stop or free this thread is running. Those run user
+ * callbacks (posted functions settled after the loops exit, watches fired
+ * with AC_ESHUTDOWN, pool callbacks), and a callback that stopped or
+ * freed the same runtime again would free it under its own caller. */
+static __thread ac_runtime_t *tls_stopping;
+
 void ac__log(ac_runtime_t *rt, int level, const char *fmt, ...)
 {
 	static const char *const names[] = {"error", "warning", "info"};
@@ -39,9 +45,31 @@ static unsigned round_pow2(unsigned v)
 {
 	unsigned p = 2;
 
-	while (p < v && p < (1u << 24))
+	while (p < v)
 		p <<= 1;
 	return p;
+}
+
+static void runtime_destroy(ac_runtime_t *rt);
+
+/* Refuses a configuration that cannot work, saying why (there is no
+ * runtime yet to log through: cfg's own hook, or stderr). */
+static bool config_ok(const ac_config_t *cfg)
+{
+	ac_runtime_t tmp = {.log = cfg->log, .log_arg = cfg->log_arg};
+
+	if (cfg->loops < 0 || cfg->loops > AC__MAX_LOOPS) {
+		ac__log(&tmp, AC_LOG_ERROR, "loops is %d; it must be 0 (one per CPU) to %d",
+			cfg->loops, AC__MAX_LOOPS);
+		return false;
+	}
+	if (cfg->mailbox_capacity > AC_MAILBOX_MAX) {
+		ac__log(&tmp, AC_LOG_ERROR,
+			"mailbox_capacity %u is above the maximum, %u messages per ring",
+			cfg->mailbox_capacity, AC_MAILBOX_MAX);
+		return false;
+	}
+	return true;
 }
 
 AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
@@ -52,7 +80,7 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 
 	if (!cfg)
 		cfg = &def;
-	if (cfg->loops < 0 || cfg->loops > AC__MAX_LOOPS) {
+	if (!config_ok(cfg)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -77,6 +105,7 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 	pthread_mutex_init(&rt->lock, NULL);
 	ck_hp_init(&rt->hp, AC__HP_DEGREE, AC__HP_THRESHOLD,
 		   ac__hp_destroy_cb);
+	ck_epoch_init(&rt->epoch);
 	if (ac__hp_runtime_born(rt) || ac__wtab_new(rt))
 		goto fail;
 	if (cfg->resolv_conf &&
@@ -90,7 +119,7 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 			goto fail;
 	return rt;
 fail:
-	ac_runtime_free(rt);
+	runtime_destroy(rt);
 	errno = ENOMEM;
 	return NULL;
 }
@@ -115,11 +144,8 @@ AC_EXPORT int ac_runtime_start(ac_runtime_t *rt)
 	for (int i = 0; i < rt->nloops && !err; i++)
 		err = ac__loop_start(rt->loops[i]);
 	pthread_mutex_unlock(&rt->lock);
-	if (err) {
-		int e = errno;
+	if (err)
 		ac_runtime_stop(rt, 0);
-		errno = e;
-	}
 	return err;
 }
 
@@ -130,14 +156,27 @@ static void settle_all(ac_runtime_t *rt)
 			ac__loop_settle(rt->loops[i]);
 }
 
+static int runtime_stop(ac_runtime_t *rt, int grace_ms);
+
 AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms)
 {
-	int prev;
+	int err;
 
 	if (!rt || grace_ms < 0)
 		return AC_EINVAL;
-	if (ac__tls_loop && ac__tls_loop->rt == rt)
-		return AC_ETHREAD; /* a loop cannot join itself */
+	/* A loop cannot join itself; a callback of the stop cannot stop. */
+	if (ac__on_loop_of(rt) || tls_stopping == rt)
+		return AC_ETHREAD;
+	tls_stopping = rt;
+	err = runtime_stop(rt, grace_ms);
+	tls_stopping = NULL;
+	return err;
+}
+
+static int runtime_stop(ac_runtime_t *rt, int grace_ms)
+{
+	int prev;
+
 	pthread_mutex_lock(&rt->lock);
 	prev = rt->state;
 	if (prev == AC__RT_RUNNING)
@@ -172,14 +211,24 @@ AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms)
 	return 0;
 }
 
-AC_EXPORT void ac_runtime_free(ac_runtime_t *rt)
+AC_EXPORT int ac_runtime_free(ac_runtime_t *rt)
+{
+	if (!rt)
+		return 0;
+	if (ac__on_loop_of(rt) || tls_stopping == rt)
+		return AC_ETHREAD; /* it would free the thread's own caller */
+	tls_stopping = rt;
+	runtime_destroy(rt);
+	tls_stopping = NULL;
+	return 0;
+}
+
+static void runtime_destroy(ac_runtime_t *rt)
 {
 	ac_listener_t *l, *next;
 
-	if (!rt)
-		return;
 	if (rt->loops && rt->loops[rt->nloops - 1]) {
-		ac_runtime_stop(rt, 0);
+		runtime_stop(rt, 0);
 		/* Listeners the user never closed: drop the user's reference
 		 * (this queues control operations), then settle again, which
 		 * runs them and whatever raced in after the stop. */
@@ -190,30 +239,27 @@ AC_EXPORT void ac_runtime_free(ac_runtime_t *rt)
 		ac__pools_runtime_free(rt); /* pools the user never freed */
 		settle_all(rt);
 	}
-	/* From here no exiting thread hands a record back (that purges it),
-	 * so the purges below have the records to themselves. */
+	/* From here no exiting thread hands a record back (that drains
+	 * it), so the reclaims below have the records to themselves. */
 	ac__hp_runtime_gone(rt);
-	/* Every retired connection is reclaimed: no thread holds a hazard
-	 * pointer any more. Purge all records before freeing any loop, since
-	 * a scan reads every record. */
-	if (rt->loops) {
+	if (rt->loops)
 		for (int i = 0; i < rt->nloops; i++)
-			if (rt->loops[i]) {
+			if (rt->loops[i])
 				ac__timers_free_loop(rt->loops[i]);
-				ck_hp_purge(&rt->loops[i]->hp);
-			}
-		/* Foreign threads retire registry entries too. */
-		for (struct ac__hprec *r = rt->foreign_recs; r; r = r->next)
-			ck_hp_purge(&r->rec);
+	/* No thread reads any more: everything retired is reclaimed, from
+	 * every record (loops' and foreign threads') before any is freed,
+	 * since a hazard scan reads them all. */
+	ac__tctx_reclaim_all(rt);
+	if (rt->loops) {
 		for (int i = 0; i < rt->nloops; i++)
 			ac__loop_free(rt->loops[i]);
 		ac__free(AC__K_OTHER, rt->loops);
 	}
 	ac__wtab_free(rt);
-	while (rt->foreign_recs) {
-		struct ac__hprec *r = rt->foreign_recs;
-		rt->foreign_recs = r->next;
-		ac__free(AC__K_OTHER, r);
+	while (rt->tctxs) {
+		struct ac__tctx *x = rt->tctxs;
+		rt->tctxs = x->next;
+		ac__free(AC__K_OTHER, x);
 	}
 	pthread_mutex_destroy(&rt->lock);
 	ac__free(AC__K_OTHER, rt->resolv_conf);

@@ -7,15 +7,18 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+
+#include <event2/buffer.h>
 
 #ifdef AC_HAVE_TCMALLOC
 #include <gperftools/malloc_extension_c.h>
 #endif
 
 static const char *const reason_names[AC_CR_COUNT] = {
-	"local", "eof",   "reset", "idle",     "write_timeout",
+	"local", "eof",   "reset", "timeout",  "write_timeout",
 	"frame", "slow",  "limit", "shutdown", "connect", "error"};
 
 AC_EXPORT int ac_close_reason_index(int reason)
@@ -25,10 +28,11 @@ AC_EXPORT int ac_close_reason_index(int reason)
 		return AC_CR_LOCAL;
 	case AC_EEOF:
 		return AC_CR_EOF;
-	case AC_ERESET:
+	case AC_ECONNRESET:
+	case -EPIPE:
 		return AC_CR_RESET;
 	case AC_ETIMEDOUT:
-		return AC_CR_IDLE;
+		return AC_CR_TIMEOUT;
 	case AC_EWTIMEDOUT:
 		return AC_CR_WTIMEOUT;
 	case AC_EFRAME:
@@ -39,8 +43,11 @@ AC_EXPORT int ac_close_reason_index(int reason)
 		return AC_CR_LIMIT;
 	case AC_ESHUTDOWN:
 		return AC_CR_SHUTDOWN;
-	case AC_ECONNECT:
 	case AC_ENAME:
+	case -ECONNREFUSED:
+	case -ENETUNREACH:
+	case -EHOSTUNREACH:
+	case -EADDRNOTAVAIL:
 		return AC_CR_CONNECT;
 	default:
 		return AC_CR_ERROR;
@@ -128,11 +135,18 @@ AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
 	return rt->nloops;
 }
 
-/* ---- Prometheus text exposition format ----------------------------------- */
+/* ---- Prometheus text exposition format -----------------------------------
+ *
+ * One renderer, two sinks: a caller's buffer with snprintf's contract
+ * (ac_stats_prometheus), or an evbuffer that grows as needed (the HTTP
+ * responder, which so renders exactly once from exactly one snapshot).
+ */
 
 struct out {
 	char *buf;
-	size_t len, used; /* used may exceed len: the length needed */
+	size_t len, used;     /* used may exceed len: the length needed */
+	struct evbuffer *eb;  /* instead of buf when set */
+	int failed;           /* an evbuffer could not grow */
 };
 
 static void put(struct out *o, const char *fmt, ...)
@@ -144,10 +158,15 @@ static void put(struct out *o, const char *fmt, ...)
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(room ? o->buf + o->used : NULL, room, fmt, ap);
+	if (o->eb)
+		n = evbuffer_add_vprintf(o->eb, fmt, ap);
+	else
+		n = vsnprintf(room ? o->buf + o->used : NULL, room, fmt, ap);
 	va_end(ap);
 	if (n > 0)
 		o->used += (size_t)n;
+	else if (n < 0)
+		o->failed = 1;
 }
 
 struct metric {
@@ -203,41 +222,58 @@ static uint64_t field(const ac_stats_t *s, size_t off)
 	return *(const uint64_t *)((const char *)s + off);
 }
 
-AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len)
+/* Renders every metric from one snapshot into o. AC_ENOMEM or 0. */
+static int render(ac_runtime_t *rt, struct out *o)
 {
 	ac_stats_t total, *per;
-	struct out o = {buf, len, 0};
 	int n;
 
-	if (!rt || (!buf && len))
-		return AC_EINVAL;
 	if (!(per = ac__malloc(AC__K_OTHER, sizeof(*per) * (size_t)rt->nloops)))
 		return AC_ENOMEM;
 	n = ac_stats(rt, &total, per, rt->nloops);
-	if (len)
-		buf[0] = 0;
 	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
 		const struct metric *mt = &metrics[m];
 
-		put(&o, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
+		put(o, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
 		    mt->name, mt->type);
 		for (int i = 0; i < n; i++)
-			put(&o, "%s{loop=\"%d\"} %llu\n", mt->name, i,
+			put(o, "%s{loop=\"%d\"} %llu\n", mt->name, i,
 			    (unsigned long long)field(&per[i], mt->off));
 	}
-	put(&o, "# HELP actorconn_conns_closed_total Connections closed, by "
-		"reason.\n# TYPE actorconn_conns_closed_total counter\n");
+	put(o, "# HELP actorconn_conns_closed_total Connections closed, by "
+	       "reason.\n# TYPE actorconn_conns_closed_total counter\n");
 	for (int i = 0; i < n; i++)
 		for (int r = 0; r < AC_CR_COUNT; r++)
-			put(&o,
+			put(o,
 			    "actorconn_conns_closed_total{loop=\"%d\",reason=\"%s\"} "
 			    "%llu\n",
 			    i, reason_names[r],
 			    (unsigned long long)per[i].closed[r]);
-	put(&o, "# HELP actorconn_heap_bytes Bytes allocated in the process "
-		"(tcmalloc; 0 without it).\n# TYPE actorconn_heap_bytes gauge\n"
-		"actorconn_heap_bytes %llu\n",
+	put(o, "# HELP actorconn_heap_bytes Bytes allocated in the process "
+	       "(tcmalloc; 0 without it).\n# TYPE actorconn_heap_bytes gauge\n"
+	       "actorconn_heap_bytes %llu\n",
 	    (unsigned long long)total.heap_bytes);
 	ac__free(AC__K_OTHER, per);
+	return o->failed ? AC_ENOMEM : 0;
+}
+
+AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len)
+{
+	struct out o = {buf, len, 0, NULL, 0};
+	int err;
+
+	if (!rt || (!buf && len))
+		return AC_EINVAL;
+	if (len)
+		buf[0] = 0;
+	if ((err = render(rt, &o)))
+		return err;
 	return o.used > (size_t)INT32_MAX ? INT32_MAX : (int)o.used;
+}
+
+int ac__stats_render(ac_runtime_t *rt, struct evbuffer *eb)
+{
+	struct out o = {NULL, 0, 0, eb, 0};
+
+	return render(rt, &o);
 }

@@ -107,6 +107,19 @@ static ac_timer_t *timer_new(ac__loop_t *loop, unsigned ms, int repeat)
 	return t;
 }
 
+/* A repeating timer of period 0 would run its fn on every loop turn,
+ * spinning the loop: refused, and said why. */
+static bool period_ok(ac__loop_t *loop, unsigned ms, int repeat)
+{
+	if (repeat && ms == 0) {
+		ac__log(loop->rt, AC_LOG_ERROR,
+			"a repeating timer needs a period above 0 ms");
+		errno = EINVAL;
+		return false;
+	}
+	return true;
+}
+
 AC_EXPORT ac_timer_t *ac_timer_start(ac_runtime_t *rt, unsigned ms,
 				     int repeat, void (*fn)(void *arg),
 				     void *arg)
@@ -118,10 +131,12 @@ AC_EXPORT ac_timer_t *ac_timer_start(ac_runtime_t *rt, unsigned ms,
 		errno = EINVAL;
 		return NULL;
 	}
-	if (!loop || loop->rt != rt) {
+	if (!ac__on_loop_of(rt)) {
 		errno = EPERM;
 		return NULL;
 	}
+	if (!period_ok(loop, ms, repeat))
+		return NULL;
 	if ((t = timer_new(loop, ms, repeat))) {
 		t->fn = fn;
 		t->arg = arg;
@@ -139,6 +154,12 @@ AC_EXPORT ac_timer_t *ac_conn_timer(ac_conn_t *c, unsigned ms, int repeat,
 		errno = EINVAL;
 		return NULL;
 	}
+	if (!ac__is_owner(c)) {
+		errno = EPERM;
+		return NULL;
+	}
+	if (!period_ok(c->loop, ms, repeat))
+		return NULL;
 	if (c->state == AC__C_DEAD || c->close_queued) {
 		errno = EPIPE;
 		return NULL;
@@ -155,9 +176,9 @@ AC_EXPORT ac_timer_t *ac_conn_timer(ac_conn_t *c, unsigned ms, int repeat,
 	return t;
 }
 
-AC_EXPORT void ac_timer_cancel(ac_timer_t *t)
+static void timer_cancel(ac_timer_t *t)
 {
-	if (!t || t->cancelled)
+	if (t->cancelled)
 		return;
 	if (t->firing) {
 		/* Inside its own fn: stop it re-firing; timer_cb frees it. */
@@ -168,6 +189,17 @@ AC_EXPORT void ac_timer_cancel(ac_timer_t *t)
 	timer_free(t);
 }
 
+AC_EXPORT int ac_timer_cancel(ac_timer_t *t)
+{
+	if (!t)
+		return AC_EINVAL;
+	/* t->loop never changes: reading it from another loop is safe. */
+	if (!ac__tls_loop || t->loop != ac__tls_loop)
+		return AC_ETHREAD;
+	timer_cancel(t);
+	return 0;
+}
+
 /* Owner loop, before on_close: the connection's timers go with it. */
 void ac__timers_cancel_conn(ac_conn_t *c)
 {
@@ -175,7 +207,7 @@ void ac__timers_cancel_conn(ac_conn_t *c)
 
 	for (t = c->timers; t; t = next) {
 		next = t->cnext;
-		ac_timer_cancel(t);
+		timer_cancel(t);
 	}
 }
 

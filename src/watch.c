@@ -8,7 +8,11 @@
  *   ARMED ──fire (one thread wins)──► FIRING ──fn returned──► FREE, gen+1
  *     └────────ac_unwatch───────────────────────────────────► FREE, gen+1
  *
- * so fn runs at most once, and exactly once unless cancelled first. The
+ * so fn runs at most once, and exactly once unless cancelled first. Only
+ * the thread that won the move to FIRING writes the slot's firer (after
+ * winning), and the release back to FREE clears it first: a stale fire
+ * that loses the compare-and-swap never touches the slot, so ac_unwatch
+ * can trust firer to say whether it is being called from inside fn. The
  * connection keeps only the ids of its watches; when it closes it posts a
  * FIRE message with each id to the loop that watch names. A cancelled
  * watch's id simply fails the compare-and-swap there.
@@ -35,8 +39,18 @@ struct ac__wslot {
 	ac_handle_t h;
 	int loop;          /* where fn runs; atomic (see watch_loop) */
 	uint32_t next_free; /* index + 1; under the table lock */
-	uintptr_t firer;   /* thread running fn; atomic */
+	uintptr_t firer;   /* thread running fn, while FIRING; 0 otherwise
+			      or until the winner has stored it; atomic */
 };
+
+/* A token unique to the calling thread while it lives: the address of a
+ * thread-local. */
+static __thread char thread_token;
+
+static uintptr_t self_token(void)
+{
+	return (uintptr_t)&thread_token;
+}
 
 struct ac__wtab {
 	pthread_mutex_t lock; /* guards nslots, free_head, new segments */
@@ -154,6 +168,9 @@ static void wslot_release(struct ac__wtab *t, struct ac__wslot *sl,
 {
 	uint32_t next = gen + 1 ? gen + 1 : 1;
 
+	/* Cleared before the slot can be reused (the release below orders
+	 * it): a later generation's firer starts at 0. */
+	__atomic_store_n(&sl->firer, 0, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&t->lock);
 	__atomic_store_n(&sl->word, word(next, W_FREE), __ATOMIC_RELEASE);
 	sl->next_free = t->free_head;
@@ -170,14 +187,15 @@ void ac__watch_fire(ac_runtime_t *rt, uint64_t id, int reason)
 
 	if (!sl)
 		return;
-	__atomic_store_n(&sl->firer, (uintptr_t)pthread_self(),
-			 __ATOMIC_RELAXED);
-	/* Acq-rel: we read fn/arg after winning; ac_unwatch, seeing FIRING
-	 * with acquire, sees firer. */
+	/* Acquire: we read fn/arg after winning. A loser (cancelled, or
+	 * already fired) leaves the slot alone. */
 	if (!__atomic_compare_exchange_n(&sl->word, &expect,
 					 word(id_gen(id), W_FIRING), false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		return; /* cancelled, or already fired */
+		return;
+	/* Release pairs with ac_unwatch's acquire load of firer. Until this
+	 * store a waiter sees 0, which is never its own token: it waits. */
+	__atomic_store_n(&sl->firer, self_token(), __ATOMIC_RELEASE);
 	sl->fn(sl->h, reason, sl->arg);
 	wslot_release(t, sl, id_index(id), id_gen(id));
 }
@@ -233,14 +251,16 @@ AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
 AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id)
 {
 	struct ac__wslot *sl;
+	unsigned backoff = 0;
 
-	if (!rt || !(sl = wslot(rt->watches, id_index(id))))
+	if (!rt || !(sl = wslot(rt->watches, id_index(id))) ||
+	    id_gen(id) == 0)
 		return AC_EINVAL;
 	for (;;) {
 		uint64_t w = __atomic_load_n(&sl->word, __ATOMIC_ACQUIRE);
 
 		if ((uint32_t)(w >> 32) != id_gen(id))
-			return AC_ESTALE; /* ran and was freed (or never was) */
+			return AC_EALREADY; /* ran or was cancelled: freed */
 		switch ((int)(w & 3)) {
 		case W_ARMED:
 			if (__atomic_compare_exchange_n(&sl->word, &w,
@@ -255,13 +275,13 @@ AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id)
 		case W_FIRING:
 			/* fn is running. From inside fn itself, waiting would
 			 * deadlock; anywhere else, wait for it to return. */
-			if (__atomic_load_n(&sl->firer, __ATOMIC_RELAXED) ==
-			    (uintptr_t)pthread_self())
-				return AC_ESTALE;
-			sched_yield();
+			if (__atomic_load_n(&sl->firer, __ATOMIC_ACQUIRE) ==
+			    self_token())
+				return AC_EALREADY;
+			ac__backoff_wait(&backoff);
 			break;
-		default:
-			return AC_ESTALE;
+		default: /* FREE with our generation: never issued */
+			return AC_EINVAL;
 		}
 	}
 }

@@ -1,6 +1,10 @@
 /* test_frame.c: the pure frame decoders and the error table. */
 #include "testhelp.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
 static int decode(ac_decode_fn fn, const char *s, size_t len, size_t max,
 		  ac_frame_t *f)
 {
@@ -103,13 +107,56 @@ END_TEST
 
 START_TEST(every_error_has_a_name_and_message)
 {
-	for (int e = AC_OK; e >= AC_ETHREAD; e--) {
-		ck_assert_str_ne(ac_err_name(e), "AC_E???");
-		ck_assert_str_ne(ac_strerror(e), "unknown error");
+	static const int codes[] = {
+#define CODE(name, val, msg) AC_##name,
+		AC_ERRNO_MAP(CODE)
+#undef CODE
+	};
+	char want[32];
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		ck_assert_int_lt(codes[i], 0);
+		ck_assert_str_ne(ac_err_name(codes[i]), "AC_E???");
+		ck_assert_str_ne(ac_strerror(codes[i]), "unknown error");
+		for (size_t j = 0; j < i; j++)
+			ck_assert_int_ne(codes[i], codes[j]);
 	}
-	ck_assert_str_eq(ac_err_name(AC_ESTALE), "AC_ESTALE");
-	ck_assert_str_eq(ac_err_name(-999), "AC_E???");
-	ck_assert_str_eq(ac_strerror(-999), "unknown error");
+	snprintf(want, sizeof(want), "AC_%s", "ESTALE");
+	ck_assert_str_eq(ac_err_name(AC_ESTALE), want);
+	ck_assert_str_eq(ac_err_name(0), "AC_OK");
+	ck_assert_str_eq(ac_strerror(0), "success");
+	ck_assert_str_eq(ac_err_name(-999999), "AC_E???");
+	ck_assert_str_eq(ac_strerror(-999999), "unknown error");
+	ck_assert_str_eq(ac_strerror(1), "unknown error");
+}
+END_TEST
+
+/* libuv's convention: a POSIX code is its negative errno, a failed system
+ * call's errno comes back as itself, and the library's own codes sit in a
+ * range no errno reaches. */
+START_TEST(posix_codes_are_negative_errno_and_library_codes_are_apart)
+{
+	ck_assert_int_eq(AC_EINVAL, -EINVAL);
+	ck_assert_int_eq(AC_ENOMEM, -ENOMEM);
+	ck_assert_int_eq(AC_EAGAIN, -EAGAIN);
+	ck_assert_int_eq(AC_ESTALE, -ESTALE);
+	ck_assert_int_eq(AC_ETIMEDOUT, -ETIMEDOUT);
+	ck_assert_int_eq(AC_ECONNRESET, -ECONNRESET);
+	ck_assert_int_eq(AC_ENOENT, -ENOENT);
+	ck_assert_int_eq(AC_EEXIST, -EEXIST);
+	ck_assert_int_eq(AC_EALREADY, -EALREADY);
+	ck_assert_int_eq(AC_ESHUTDOWN, -ESHUTDOWN);
+	ck_assert_int_lt(AC_ETHREAD, -4095);
+	ck_assert_int_lt(AC_EEOF, -4095);
+	ck_assert_int_lt(AC_EFRAME, -4095);
+	ck_assert_int_lt(AC_ESLOW, -4095);
+	ck_assert_int_lt(AC_ESTATE, -4095);
+	/* Any other errno is named and described by the system's tables. */
+	ck_assert_str_eq(ac_err_name(-EADDRINUSE), "EADDRINUSE");
+	ck_assert_str_eq(ac_strerror(-EADDRINUSE), strerror(EADDRINUSE));
+	ck_assert_str_eq(ac_err_name(-ECONNREFUSED), "ECONNREFUSED");
+	ck_assert_str_eq(ac_strerror(AC_ETHREAD),
+			 "called from a thread that may not make this call");
 }
 END_TEST
 
@@ -126,6 +173,7 @@ int main(void)
 	tcase_add_test(tc, len32_oversized_header_is_eframe_before_payload);
 	tcase_add_test(tc, raw_caps_frames_at_max);
 	tcase_add_test(tc, every_error_has_a_name_and_message);
+	tcase_add_test(tc, posix_codes_are_negative_errno_and_library_codes_are_apart);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

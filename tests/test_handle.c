@@ -19,7 +19,7 @@ START_TEST(handle_goes_stale_on_close)
 	ck_assert_int_eq(ac_handle_info(th_srv.rt, h, &info), 0);
 	ck_assert_int_eq(ac_send(th_srv.rt, h, "x", 1), 0);
 	/* Read it: closing with unread data would make the kernel send a
-	 * reset, and the reason would be AC_ERESET. */
+	 * reset, and the reason would be AC_ECONNRESET. */
 	char x;
 	ck_assert(th_read_full(fd, &x, 1));
 	close(fd);

@@ -33,7 +33,7 @@ START_TEST(slowloris_client_is_closed_at_the_idle_timeout)
 		      (unsigned long long)took);
 	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_int_eq(th_srv.reasons[0], AC_ETIMEDOUT);
-	ck_assert_uint_eq(stats().closed[AC_CR_IDLE], 1);
+	ck_assert_uint_eq(stats().closed[AC_CR_TIMEOUT], 1);
 	close(fd);
 	th_finish();
 }

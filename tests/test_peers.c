@@ -8,7 +8,7 @@
  *
  * test_conn.c already has the oversized frame and the line-framing
  * limits with a small max_frame, and a vanishing peer that only has to
- * end as AC_ERESET or AC_EEOF; these pin down the rest.
+ * end as AC_ECONNRESET or AC_EEOF; these pin down the rest.
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "testhelp.h"
@@ -109,7 +109,7 @@ START_TEST(reset_in_the_middle_of_a_large_write_closes_with_ereset)
 		ck_assert_uint_lt(info.bytes_out, LARGE);
 		reset(fd);
 		ck_assert(th_wait(th_closed_ge, (void *)(intptr_t)(i + 1), 5000));
-		ck_assert_msg(th_srv.reasons[i] == AC_ERESET,
+		ck_assert_msg(th_srv.reasons[i] == AC_ECONNRESET,
 			      "round %d: closed with %s", i,
 			      ac_err_name(th_srv.reasons[i]));
 		ck_assert_int_eq(th_srv.close_count[i], 1);
@@ -252,7 +252,7 @@ START_TEST(peers_that_connect_and_vanish_get_open_and_one_close)
 						 __ATOMIC_RELAXED),
 				 1);
 		ck_assert(th_srv.reasons[i] == AC_EEOF ||
-			  th_srv.reasons[i] == AC_ERESET);
+			  th_srv.reasons[i] == AC_ECONNRESET);
 	}
 	ck_assert_uint_eq(st.frames_in, 0);
 	ck_assert_uint_eq(st.conns_open, 0);

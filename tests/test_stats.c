@@ -50,7 +50,7 @@ START_TEST(close_reason_names_cover_every_reason)
 	ck_assert_int_eq(ac_close_reason_index(AC_EEOF), AC_CR_EOF);
 	ck_assert_int_eq(ac_close_reason_index(AC_EWTIMEDOUT), AC_CR_WTIMEOUT);
 	ck_assert_int_eq(ac_close_reason_index(AC_ENOMEM), AC_CR_ERROR);
-	ck_assert_str_eq(ac_close_reason_name(AC_CR_IDLE), "idle");
+	ck_assert_str_eq(ac_close_reason_name(AC_CR_TIMEOUT), "timeout");
 	ck_assert_str_eq(ac_close_reason_name(AC_CR_SLOW), "slow");
 	ck_assert_str_eq(ac_close_reason_name(99), "?");
 }

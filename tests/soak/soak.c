@@ -752,16 +752,16 @@ int main(int argc, char **argv)
 	       (long long)SUM(abandoned), (long long)SUM(pongs),
 	       (double)max_gap(nclients) / 1000.0);
 	printf("soak: server closes (the clients' own closes are eof or reset): "
-	       "idle %lld, reset %lld, eof %lld, slow %lld, error %lld, "
+	       "timeout %lld, reset %lld, eof %lld, slow %lld, error %lld, "
 	       "shutdown %lld; accepted %lld, rejected %lld\n",
-	       (long long)LD(sh->srv_closed[AC_CR_IDLE]),
+	       (long long)LD(sh->srv_closed[AC_CR_TIMEOUT]),
 	       (long long)LD(sh->srv_closed[AC_CR_RESET]),
 	       (long long)LD(sh->srv_closed[AC_CR_EOF]),
 	       (long long)LD(sh->srv_closed[AC_CR_SLOW]),
 	       (long long)LD(sh->srv_closed[AC_CR_ERROR]),
 	       (long long)LD(sh->srv_closed[AC_CR_SHUTDOWN]),
 	       (long long)LD(sh->srv_accepted), (long long)LD(sh->srv_rejected));
-	if (SUM(server_closes) || LD(sh->srv_closed[AC_CR_IDLE]) ||
+	if (SUM(server_closes) || LD(sh->srv_closed[AC_CR_TIMEOUT]) ||
 	    LD(sh->srv_rejected)) {
 		printf("soak: FAIL: %lld connections closed by the server\n",
 		       (long long)SUM(server_closes));
