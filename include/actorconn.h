@@ -15,7 +15,8 @@
  *                 concurrently with ac_runtime_free.
  * Every "owner loop" and "a loop" call checks the calling thread (one
  * thread-local compare) and, from any other thread, returns AC_ETHREAD
- * without touching anything.
+ * without changing anything (from another loop it reads the object's
+ * loop, which never changes; from any other thread not even that).
  *
  * Errors are negative AC_E* values or negative errno values; 0 is success.
  * ac_strerror() and ac_err_name() describe them. See actorconn(7).
@@ -64,9 +65,10 @@ extern "C" {
  *   AC_EWTIMEDOUT   write timeout: output stuck for write_timeout_ms
  *   AC_EFRAME       malformed or oversized frame
  *   AC_ESLOW        slow consumer: output over its hard or soft limit
- *   AC_ELIMIT       over max_conns: accepted and closed at once, before
- *                   on_open, so no callback sees it; counted in ac_stats
- *                   rejected and closed[AC_CR_LIMIT]
+ *   AC_ELIMIT       over max_conns: an accepted connection is closed at
+ *                   once, before on_open, so no callback sees it (counted
+ *                   in ac_stats rejected and closed[AC_CR_LIMIT]); an
+ *                   outbound attempt ends with on_close(AC_ELIMIT)
  *   AC_ESHUTDOWN    the runtime stopped
  *   AC_ENOMEM       the library could not allocate for this connection
  *   AC_ENAME        outbound: the host name could not be resolved
@@ -78,14 +80,14 @@ extern "C" {
 #define AC_ERRNO_MAP(XX)                                                      \
 	XX(EINVAL, -EINVAL, "invalid argument")                               \
 	XX(ENOMEM, -ENOMEM, "out of memory")                                  \
-	XX(EAGAIN, -EAGAIN, "mailbox full, try again later")                  \
+	XX(EAGAIN, -EAGAIN, "resource temporarily unavailable (a full mailbox)") \
 	XX(ESTALE, -ESTALE, "stale handle: the connection is gone")           \
 	XX(ESHUTDOWN, -ESHUTDOWN, "runtime is stopping or stopped")           \
 	XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                \
 	XX(ECONNRESET, -ECONNRESET, "connection reset by peer")               \
 	XX(EEXIST, -EEXIST, "already present")                                \
-	XX(ENOENT, -ENOENT, "no such entry")                                  \
-	XX(EALREADY, -EALREADY, "already ran or was cancelled")               \
+	XX(ENOENT, -ENOENT, "no such entry, file or directory")              \
+	XX(EALREADY, -EALREADY, "already done (the watch ran or was cancelled)") \
 	XX(ESTATE, AC__ERR_LIB - 1, "operation not valid in the current state") \
 	XX(EADDR, AC__ERR_LIB - 2, "malformed address")                       \
 	XX(EEOF, AC__ERR_LIB - 3, "peer closed the connection")               \
@@ -261,8 +263,9 @@ typedef struct ac_conn_cbs {
 	void (*on_drain)(ac_conn_t *c);
 	/* every heartbeat_ms while open */
 	void (*on_heartbeat)(ac_conn_t *c);
-	/* the end: reason is 0 (closed by this side) or an AC_E* code.
-	   Writes are refused from here on; ac_conn_data still works. */
+	/* the end: reason is 0 (closed by this side), an AC_E* code or
+	   another -errno (see "errors and close reasons" above). Writes
+	   are refused from here on; ac_conn_data still works. */
 	void (*on_close)(ac_conn_t *c, int reason);
 } ac_conn_cbs_t;
 
@@ -276,8 +279,9 @@ typedef struct ac_conn_cbs {
  */
 AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg);
 
-/* Control thread. Starts the loop threads. AC_ESTATE if already started,
-   or the -errno of a failed pthread_create. */
+/* Control thread. Starts the loop threads. 0, AC_EINVAL (NULL rt),
+   AC_ESTATE if already started, or the -errno of a failed pthread_create
+   (the runtime is then stopped). */
 AC_EXPORT int ac_runtime_start(ac_runtime_t *rt);
 
 /*
@@ -513,7 +517,7 @@ AC_EXPORT int ac_conn_close(ac_conn_t *c, int how);
    AC_HANDLE_NONE (errno EINVAL or EPERM) for NULL c or another thread. */
 AC_EXPORT ac_handle_t ac_conn_handle(const ac_conn_t *c);
 /* Owner loop. The user pointer (initially the listener's ud); NULL with
-   errno EPERM from another thread. */
+   errno EINVAL (NULL c) or EPERM (another thread). */
 AC_EXPORT void *ac_conn_data(const ac_conn_t *c);
 /* Owner loop. Replaces the user pointer; the library never frees it.
    Returns 0, AC_EINVAL or AC_ETHREAD. */
@@ -619,7 +623,10 @@ AC_EXPORT int ac_tell(ac_runtime_t *rt, ac_handle_t h, int kind,
  */
 AC_EXPORT int ac_send_buf(ac_runtime_t *rt, ac_handle_t h, ac_buf_t *b);
 
-/* Any thread. Asks the owner loop to close the connection (reason 0). */
+/* Any thread. Asks the owner loop to close the connection (reason 0), as
+   ac_conn_close there. 0, AC_EINVAL (bad how or AC_HANDLE_NONE),
+   AC_ESTALE, AC_EAGAIN (foreign thread, mailbox full), AC_ENOMEM or
+   AC_ESHUTDOWN. */
 AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how);
 
 /* Stable facts about a connection, copied out by ac_handle_info. */
@@ -740,7 +747,8 @@ AC_EXPORT int ac_registry_put(ac_registry_t *reg, const void *key,
    may be stale by the time it is used: that is what AC_ESTALE is for. */
 AC_EXPORT int ac_registry_get(ac_registry_t *reg, const void *key,
 			      size_t len, ac_handle_t *out);
-/* Any thread. 0, AC_EINVAL, or AC_ENOENT when absent. */
+/* Any thread. 0, AC_EINVAL, AC_ENOENT when absent, or AC_ENOMEM (first
+   call on a thread: its reclamation records). */
 AC_EXPORT int ac_registry_del(ac_registry_t *reg, const void *key,
 			      size_t len);
 /* Any thread. Entries now (closing connections leave soon after). */
@@ -765,7 +773,9 @@ enum ac_close_reason {
 	AC_CR_CONNECT,  /* AC_ENAME, -ECONNREFUSED, -ENETUNREACH,
 			   -EHOSTUNREACH, -EADDRNOTAVAIL; the runtime also
 			   counts here every outbound attempt that failed
-			   before on_open, whatever its code */
+			   before on_open (a connect timeout included), except
+			   one closed by this side, by the stop, or over
+			   max_conns */
 	AC_CR_ERROR,    /* AC_ENOMEM and anything else */
 	AC_CR_COUNT
 };

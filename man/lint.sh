@@ -9,9 +9,13 @@
 #   - "WARNING: .so is fragile, better use ln(1)" on pure .so link pages,
 #     which are links by design (the install rules copy them as they are).
 # "outdated mandoc.db" notes from mandoc's cross-reference lookup are dropped.
-# Exits 1 if a message at warning level or above remains, or a link page
-# names a missing target; 2 if mandoc is missing; 0 otherwise. Style
-# messages are printed but do not fail the check.
+# Then, where a C compiler is found ($CC, else cc), it runs examples.sh,
+# which compiles the C examples of the man3 and man7 pages; without one it
+# says so and skips them.
+# Exits 1 if a message at warning level or above remains, a link page
+# names a missing target, or an example does not compile; 2 if mandoc is
+# missing; 0 otherwise. Style messages are printed but do not fail the
+# check.
 
 set -u
 cd "$(dirname "$0")" || exit 2
@@ -69,6 +73,14 @@ for page in man1/*.1 man3/*.3 man7/*.7; do
 		status=1
 	fi
 done
+
+# The C examples must compile too, where there is a compiler to try them.
+cc=${CC:-cc}
+if command -v "${cc%% *}" >/dev/null 2>&1; then
+	bash ./examples.sh || status=1
+else
+	echo "lint.sh: no C compiler (${cc%% *}): examples not compiled"
+fi
 
 if [ "$status" -eq 0 ]; then
 	echo "lint.sh: $npages pages, $nmsgs messages, no warnings"

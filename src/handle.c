@@ -130,8 +130,13 @@ ac_conn_t *ac__pin(ac_runtime_t *rt, ck_hp_record_t *rec, ac_handle_t h)
 		return NULL;
 	for (;;) {
 		c = __atomic_load_n(&sl->conn, __ATOMIC_ACQUIRE);
-		if (!c)
+		if (!c) {
+			/* A retry may have published a hazard already: a
+			 * stale one would hold a retired connection for as
+			 * long as this thread lives. */
+			ac__unpin(rec);
 			return NULL;
+		}
 		/* Full fence after the store: the hazard is visible to a
 		 * reclaimer before we re-read the slot (store-load order). */
 		ck_hp_set_fence(rec, 0, c);
@@ -210,6 +215,9 @@ static bool rt_alive_locked(uint64_t id)
 /* Reclaims what x retired; no thread may be using x. */
 static void tctx_drain(struct ac__tctx *x)
 {
+	/* The record goes back to the pool: it must protect nothing. */
+	for (int i = 0; i < AC__HP_DEGREE; i++)
+		__atomic_store_n(&x->hp.pointers[i], NULL, __ATOMIC_RELEASE);
 	/* Readers hold hazards and epoch sections only briefly, so both
 	 * waits end soon. */
 	ck_hp_purge(&x->hp);

@@ -77,6 +77,7 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 	ac_config_t def = {0};
 	ac_runtime_t *rt;
 	long ncpu;
+	int e;
 
 	if (!cfg)
 		cfg = &def;
@@ -103,6 +104,7 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 	rt->state = AC__RT_NEW;
 	rt->id = __atomic_fetch_add(&next_rt_id, 1, __ATOMIC_RELAXED);
 	pthread_mutex_init(&rt->lock, NULL);
+	errno = 0; /* a failure below that sets none is out of memory */
 	ck_hp_init(&rt->hp, AC__HP_DEGREE, AC__HP_THRESHOLD,
 		   ac__hp_destroy_cb);
 	ck_epoch_init(&rt->epoch);
@@ -119,8 +121,9 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 			goto fail;
 	return rt;
 fail:
+	e = errno ? errno : ENOMEM; /* eventfd's, say, or no memory */
 	runtime_destroy(rt);
-	errno = ENOMEM;
+	errno = e;
 	return NULL;
 }
 

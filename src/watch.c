@@ -259,8 +259,14 @@ AC_EXPORT int ac_unwatch(ac_runtime_t *rt, uint64_t id)
 	for (;;) {
 		uint64_t w = __atomic_load_n(&sl->word, __ATOMIC_ACQUIRE);
 
-		if ((uint32_t)(w >> 32) != id_gen(id))
-			return AC_EALREADY; /* ran or was cancelled: freed */
+		/* Generations only grow (modulo 2^32): an older one ran or
+		 * was cancelled; a newer one was never issued. */
+		int32_t age = (int32_t)((uint32_t)(w >> 32) - id_gen(id));
+
+		if (age > 0)
+			return AC_EALREADY;
+		if (age < 0)
+			return AC_EINVAL;
 		switch ((int)(w & 3)) {
 		case W_ARMED:
 			if (__atomic_compare_exchange_n(&sl->word, &w,

@@ -1,5 +1,10 @@
 /* test_runtime.c: lifecycle, stop under load, thread rules, counters. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_getaffinity_np */
+#endif
 #include "testhelp.h"
+
+#include <sched.h>
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -20,12 +25,43 @@ START_TEST(new_and_free_without_start_leaves_nothing)
 }
 END_TEST
 
+static int64_t cpus_seen[2] = {-1, -1}, loops_reported;
+
+/* On loop i: the one CPU the loop may run on, or -2 when it may run on
+ * several. */
+static void report_affinity(void *arg)
+{
+	int i = (int)(intptr_t)arg, only = -1, n = 0;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof(set),
+						&set),
+			 0);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &set)) {
+			only = c;
+			n++;
+		}
+	__atomic_store_n(&cpus_seen[i], n == 1 ? only : -2, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&loops_reported, 1, __ATOMIC_RELEASE);
+}
+
 START_TEST(start_twice_is_estate_and_pinning_works)
 {
 	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 2, .pin_cpus = 1});
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
 	ck_assert_int_eq(ac_runtime_start(rt), 0);
 	ck_assert_int_eq(ac_runtime_start(rt), AC_ESTATE);
+	/* Pinned: loop i may run on CPU i mod CPUs, and on no other. */
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(ac_loop_post(rt, i, report_affinity,
+					      (void *)(intptr_t)i),
+				 0);
+	ck_assert(th_wait_ge(&loops_reported, 2, 5000));
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(cpus_seen[i], i % ncpu);
 	ac_runtime_free(rt);
 	th_assert_no_live_objects();
 }
@@ -105,7 +141,11 @@ START_TEST(stop_with_traffic_in_flight_leaves_counters_at_zero)
 {
 	pthread_t c[CLIENTS], s[SENDERS];
 	ac_debug_counts_t d;
+	ac_stats_t st;
+	int64_t dropped_before;
 
+	ac_debug_counts(&d);
+	dropped_before = d.dropped;
 	th_server_start(2, "127.0.0.1:0", NULL);
 	for (int i = 0; i < CLIENTS; i++)
 		pthread_create(&c[i], NULL, client, NULL);
@@ -124,9 +164,19 @@ START_TEST(stop_with_traffic_in_flight_leaves_counters_at_zero)
 		ck_assert_int_eq(th_srv.reasons[i], AC_ESHUTDOWN);
 	}
 	ck_assert_int_gt(sends_ok, 0);
+	/* Every send the stop kept from its connection was counted, in the
+	 * runtime's statistics and in the process-wide count, and every
+	 * message copy is freed (th_assert_no_live_objects: messages 0). */
+	ac_stats(th_srv.rt, &st, NULL, 0);
+	ck_assert_uint_le(st.dropped_shutdown, st.dropped);
 	ac_runtime_free(th_srv.rt);
 	ac_debug_counts(&d);
-	ck_assert_int_ge(d.dropped, 0);
+	/* ac_runtime_free settles once more what raced into a mailbox just
+	 * as the stop settled it: at most one send per sender thread (its
+	 * next call saw the stop). */
+	ck_assert_int_ge(d.dropped - dropped_before, (int64_t)st.dropped);
+	ck_assert_int_le(d.dropped - dropped_before,
+			 (int64_t)st.dropped + SENDERS);
 	th_assert_no_live_objects();
 }
 END_TEST
@@ -181,6 +231,110 @@ START_TEST(grace_expiry_aborts_a_peer_that_never_reads)
 }
 END_TEST
 
+/* ---- options that cannot work are refused, saying why ------------------------ */
+
+static char last_log[512];
+static int64_t nlogs;
+
+static void capture_log(int level, const char *msg, void *arg)
+{
+	snprintf(last_log, sizeof(last_log), "%s", msg);
+	__atomic_fetch_add(&nlogs, 1, __ATOMIC_RELEASE);
+}
+
+/* ac_listen with opts: the code, and (when refused) the log line names
+ * what is wrong. */
+static void expect_listen(ac_runtime_t *rt, const ac_conn_opts_t *o,
+			  const ac_conn_cbs_t *cbs, int want, const char *says)
+{
+	ac_listener_t *l;
+	int err;
+
+	last_log[0] = 0;
+	err = ac_listen(rt, "127.0.0.1:0", cbs, o, NULL, &l);
+	ck_assert_msg(err == want, "%s: got %s", says ? says : "accepted",
+		      ac_err_name(err));
+	if (err == 0)
+		ac_listener_close(l);
+	else
+		ck_assert_msg(strstr(last_log, says), "log says '%s', not '%s'",
+			      last_log, says);
+}
+
+static int64_t timer_checked;
+
+static void never_fires(void *arg)
+{
+	ck_abort_msg("a refused timer ran");
+}
+
+static void zero_period_on_loop(void *arg)
+{
+	errno = 0;
+	ck_assert_ptr_null(ac_timer_start(arg, 0, 1, never_fires, NULL));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_nonnull(strstr(last_log, "repeating timer"));
+	__atomic_store_n(&timer_checked, 1, __ATOMIC_RELEASE);
+}
+
+static void hb_cb(ac_conn_t *c)
+{
+}
+
+START_TEST(options_that_cannot_work_are_refused_with_a_reason)
+{
+	ac_config_t cfg = {.loops = 1, .log = capture_log};
+	ac_conn_cbs_t cbs = {0}, with_hb = {.on_heartbeat = hb_cb};
+	ac_pool_opts_t po = {.conn = {.heartbeat_ms = 100}};
+	ac_runtime_t *rt;
+
+	/* A mailbox beyond the maximum is refused, not clamped. */
+	cfg.mailbox_capacity = AC_MAILBOX_MAX + 1;
+	errno = 0;
+	ck_assert_ptr_null(ac_runtime_new(&cfg));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_nonnull(strstr(last_log, "mailbox_capacity"));
+	cfg.mailbox_capacity = 0;
+	ck_assert_ptr_nonnull(rt = ac_runtime_new(&cfg));
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+
+	/* Watermarks: low below high, hard at or above high, soft at or
+	 * below hard. Defaults fit what is set: out_high alone, below the
+	 * default out_low, works. */
+	expect_listen(rt, &(ac_conn_opts_t){.out_high = 16384}, &cbs, 0, NULL);
+	expect_listen(rt, &(ac_conn_opts_t){.out_high = 1 << 20}, &cbs, 0, NULL);
+	expect_listen(rt, &(ac_conn_opts_t){.out_low = 65536, .out_high = 65536},
+		      &cbs, AC_EINVAL, "out_low");
+	expect_listen(rt, &(ac_conn_opts_t){.out_low = 1 << 20}, &cbs,
+		      AC_EINVAL, "out_low");
+	expect_listen(rt, &(ac_conn_opts_t){.out_high = 1 << 20,
+					   .out_hard_limit = 1 << 19},
+		      &cbs, AC_EINVAL, "out_hard_limit");
+	expect_listen(rt, &(ac_conn_opts_t){.out_soft_limit = 16 << 20},
+		      &cbs, AC_EINVAL, "out_soft_limit");
+	/* A heartbeat needs something to do. */
+	expect_listen(rt, &(ac_conn_opts_t){.heartbeat_ms = 100}, &cbs,
+		      AC_EINVAL, "heartbeat_ms");
+	expect_listen(rt, &(ac_conn_opts_t){.heartbeat_ms = 100}, &with_hb, 0,
+		      NULL);
+	expect_listen(rt, &(ac_conn_opts_t){.heartbeat_ms = 100, .ping = "P",
+					   .ping_len = 1},
+		      &cbs, 0, NULL);
+	expect_listen(rt, &(ac_conn_opts_t){.framing = 99}, &cbs, AC_EINVAL,
+		      "framing");
+	/* The same checks guard pools. */
+	errno = 0;
+	ck_assert_ptr_null(ac_pool_new(rt, "127.0.0.1:1", &po));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_nonnull(strstr(last_log, "heartbeat_ms"));
+	/* A repeating timer needs a period: 0 would spin the loop. */
+	ck_assert_int_eq(ac_loop_post(rt, 0, zero_period_on_loop, rt), 0);
+	ck_assert(th_wait_ge(&timer_checked, 1, 5000));
+	ck_assert_int_eq(ac_runtime_free(rt), 0);
+	th_assert_no_live_objects();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("runtime");
@@ -193,6 +347,7 @@ int main(void)
 	tcase_add_test(tc, stop_with_traffic_in_flight_leaves_counters_at_zero);
 	tcase_add_test(tc, stop_flushes_pending_output_within_grace);
 	tcase_add_test(tc, grace_expiry_aborts_a_peer_that_never_reads);
+	tcase_add_test(tc, options_that_cannot_work_are_refused_with_a_reason);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

@@ -136,6 +136,91 @@ START_TEST(prometheus_output_parses)
 }
 END_TEST
 
+/* ---- the HTTP responder renders once ------------------------------------------
+ *
+ * Regression: the responder rendered the text once to size a buffer,
+ * rendered again into it, and sent the second render's length. When a
+ * counter gained a digit in between, the bytes past the allocation went to
+ * the client (AddressSanitizer: heap-buffer-overflow; without it, garbage
+ * after the text, and Content-Length covering it). Here every loop keeps
+ * its timers_live gauge flipping between 9 and 10, so nearly every scrape
+ * served by the other loop sees a digit come or go mid-render.
+ */
+static int stop_flip;
+
+static void never(void *arg)
+{
+}
+
+static void flip(void *arg)
+{
+	ac_timer_t *t;
+
+	if (__atomic_load_n(&stop_flip, __ATOMIC_ACQUIRE))
+		return;
+	t = ac_timer_start(th_srv.rt, 60000, 0, never, NULL);
+	ac_timer_cancel(t);
+	/* Next turn, after this loop's I/O: 8 fixed + this one pending. */
+	ac_timer_start(th_srv.rt, 0, 0, flip, NULL);
+}
+
+static void eight_timers(void *arg)
+{
+	for (int i = 0; i < 8; i++)
+		ac_timer_start(th_srv.rt, 600000, 0, never, NULL);
+}
+
+static size_t scrape(int port, char *buf, size_t cap)
+{
+	int fd = th_connect_tcp("127.0.0.1", port);
+	size_t n = 0;
+	ssize_t r;
+
+	th_write_all(fd, "GET /metrics HTTP/1.0\r\n\r\n", 25);
+	while (n < cap - 1 && (r = read(fd, buf + n, cap - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = 0;
+	close(fd);
+	return n;
+}
+
+START_TEST(metrics_response_is_one_render_whatever_the_counters_do)
+{
+	static char resp[1 << 20];
+	ac_listener_t *ml;
+	int bad = 0;
+
+	th_server_start(2, "127.0.0.1:0", NULL);
+	ck_assert_int_eq(ac_metrics_listen(th_srv.rt, "127.0.0.1:0", &ml), 0);
+	for (int l = 0; l < 2; l++) {
+		ck_assert_int_eq(ac_loop_post(th_srv.rt, l, eight_timers, NULL), 0);
+		ck_assert_int_eq(ac_loop_post(th_srv.rt, l, flip, NULL), 0);
+	}
+	usleep(50000);
+	for (int i = 0; i < 300; i++) {
+		size_t n = scrape(ac_listener_port(ml), resp, sizeof(resp));
+		char *body = strstr(resp, "\r\n\r\n");
+		char *cl = strstr(resp, "Content-Length: ");
+		size_t blen, want;
+
+		ck_assert_msg(body && cl, "scrape %d: %zu bytes", i, n);
+		body += 4;
+		blen = n - (size_t)(body - resp);
+		want = strtoul(cl + 16, NULL, 10);
+		/* The length sent is the body sent, and the body is text
+		 * that ends where a render ends. */
+		if (blen != want || memchr(body, 0, blen) ||
+		    body[blen - 1] != '\n' ||
+		    !strstr(body, "actorconn_heap_bytes "))
+			bad++;
+	}
+	__atomic_store_n(&stop_flip, 1, __ATOMIC_RELEASE);
+	ck_assert_msg(bad == 0, "%d of 300 responses were not one render", bad);
+	ac_listener_close(ml);
+	th_finish();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stats");
@@ -144,6 +229,7 @@ int main(void)
 	tcase_add_test(tc, counters_follow_traffic_and_totals_sum_the_loops);
 	tcase_add_test(tc, close_reason_names_cover_every_reason);
 	tcase_add_test(tc, prometheus_output_parses);
+	tcase_add_test(tc, metrics_response_is_one_render_whatever_the_counters_do);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

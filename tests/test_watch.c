@@ -243,6 +243,162 @@ START_TEST(watchers_fire_exactly_once_racing_close_and_never_after_unwatch)
 }
 END_TEST
 
+/* ---- a stale fire must not overwrite the running callback's firer ------------
+ *
+ * Regression: ac__watch_fire stored the thread's id in the slot's firer
+ * before the compare-and-swap that claims the slot. A FIRE message for a
+ * watch that was cancelled (its slot since reused) loses that CAS, but had
+ * already overwritten the firer of the new watch's callback running on
+ * another loop. Then (1) ac_unwatch on the stale firer's thread took
+ * itself for the callback's thread and returned while the callback still
+ * ran, and (2) a callback that unwatched itself saw another thread's id
+ * and waited for itself for ever. The sequence is forced: loop 0 holds the
+ * stale FIRE behind a gate until the new callback runs on loop 2.
+ */
+
+struct race {
+	int gate, gated, slow_started, slow_release, slow_done;
+	int unwatched, done_when_unwatch_returned, self_ret;
+	uint64_t id1, id2;
+	int self_unwatch; /* variant (2): the callback unwatches itself */
+	int stale_seen;   /* loop 0 has processed the stale FIRE */
+};
+static struct race R;
+
+static bool flag(void *p)
+{
+	return __atomic_load_n((int *)p, __ATOMIC_ACQUIRE) != 0;
+}
+
+static void gate_fn(void *arg)
+{
+	__atomic_store_n(&R.gated, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&R.gate, __ATOMIC_ACQUIRE))
+		usleep(100);
+}
+
+static void noop_watch(ac_handle_t h, int reason, void *arg)
+{
+}
+
+static void slow_watch(ac_handle_t h, int reason, void *arg)
+{
+	__atomic_store_n(&R.slow_started, 1, __ATOMIC_RELEASE);
+	if (R.self_unwatch) {
+		/* Once loop 0 has run the stale FIRE, unwatch ourselves. */
+		ck_assert(th_wait(flag, &R.stale_seen, 10000));
+		__atomic_store_n(&R.self_ret, ac_unwatch(th_srv.rt, R.id2),
+				 __ATOMIC_RELEASE);
+	} else {
+		usleep(300000);
+	}
+	__atomic_store_n(&R.slow_done, 1, __ATOMIC_RELEASE);
+}
+
+/* On loop 0, after the stale FIRE (both came from loop 1, in order). */
+static void after_stale(void *arg)
+{
+	if (!R.self_unwatch) {
+		int err = ac_unwatch(th_srv.rt, R.id2);
+
+		ck_assert_int_eq(err, AC_EALREADY);
+		__atomic_store_n(&R.done_when_unwatch_returned,
+				 __atomic_load_n(&R.slow_done, __ATOMIC_ACQUIRE),
+				 __ATOMIC_RELEASE);
+		__atomic_store_n(&R.unwatched, 1, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&R.stale_seen, 1, __ATOMIC_RELEASE);
+}
+
+/* On loop 1: queue after_stale for loop 0 behind the stale FIRE. */
+static void relay(void *arg)
+{
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, after_stale, NULL), 0);
+}
+
+static void stale_fire_scenario(int self_unwatch)
+{
+	enum { N = 12 };
+	int fds[N], a = -1, b = -1;
+	ac_handle_t h[N];
+
+	memset(&R, 0, sizeof(R));
+	R.self_unwatch = self_unwatch;
+	th_server_start(3, "127.0.0.1:0", NULL);
+	/* One at a time, so fds[i] is connection i; two on loop 1. */
+	for (int i = 0; i < N; i++) {
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+		h[i] = th_handle(i);
+		if (AC_HANDLE_LOOP(h[i]) == 1)
+			*(a < 0 ? &a : b < 0 ? &b : &(int){0}) = i;
+	}
+	ck_assert_msg(a >= 0 && b >= 0, "two connections on loop 1");
+	/* W1 runs on loop 0; its connection is loop 1's. */
+	ck_assert_int_eq(ac_watch(th_srv.rt, h[a], 0, noop_watch, NULL, &R.id1),
+			 0);
+	usleep(50000);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, gate_fn, NULL), 0);
+	ck_assert(th_wait(flag, &R.gated, 5000)); /* loop 0 is held */
+	close(fds[a]); /* loop 1 posts FIRE(W1) to the gated loop 0 */
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	usleep(50000);
+	ck_assert_int_eq(ac_unwatch(th_srv.rt, R.id1), 0); /* FIRE now stale */
+	/* W2 reuses the slot and runs on loop 2. */
+	ck_assert_int_eq(ac_watch(th_srv.rt, h[b], 2, slow_watch, NULL, &R.id2),
+			 0);
+	ck_assert_uint_eq((uint32_t)R.id2, (uint32_t)R.id1);
+	usleep(50000);
+	close(fds[b]);
+	ck_assert(th_wait(flag, &R.slow_started, 5000));
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, 1, relay, NULL), 0);
+	usleep(50000);
+	__atomic_store_n(&R.gate, 1, __ATOMIC_RELEASE);
+	ck_assert(th_wait(flag, &R.slow_done, 10000));
+	for (int i = 0; i < N; i++)
+		if (i != a && i != b)
+			close(fds[i]);
+}
+
+START_TEST(unwatch_waits_for_a_callback_whose_firer_a_stale_fire_overwrote)
+{
+	stale_fire_scenario(0);
+	ck_assert(th_wait(flag, &R.unwatched, 5000));
+	ck_assert_msg(R.done_when_unwatch_returned,
+		      "ac_unwatch returned while the callback still ran");
+	th_finish();
+}
+END_TEST
+
+START_TEST(callback_unwatching_itself_returns_at_once_after_a_stale_fire)
+{
+	/* The old code waited for ever here: Check's timeout fails it. */
+	stale_fire_scenario(1);
+	ck_assert_int_eq(R.self_ret, AC_EALREADY);
+	th_finish();
+}
+END_TEST
+
+START_TEST(unwatch_of_an_id_never_issued_is_einval)
+{
+	uint64_t id;
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", NULL);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), -1, noop_watch,
+				  NULL, &id),
+			 0);
+	/* The same slot, a generation not yet issued; and a slot no table
+	 * segment holds. */
+	ck_assert_int_eq(ac_unwatch(th_srv.rt, id + (1ull << 32)), AC_EINVAL);
+	ck_assert_int_eq(ac_unwatch(th_srv.rt, (1ull << 32) | 0xfffffff0u),
+			 AC_EINVAL);
+	ck_assert_int_eq(ac_unwatch(th_srv.rt, id), 0);
+	close(fd);
+	th_finish();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("watch");
@@ -254,6 +410,9 @@ int main(void)
 	tcase_add_test(tc, unwatch_before_close_means_it_never_fires);
 	tcase_add_test(tc, watches_left_at_stop_fire_with_the_shutdown_reason);
 	tcase_add_test(tc, watchers_fire_exactly_once_racing_close_and_never_after_unwatch);
+	tcase_add_test(tc, unwatch_waits_for_a_callback_whose_firer_a_stale_fire_overwrote);
+	tcase_add_test(tc, callback_unwatching_itself_returns_at_once_after_a_stale_fire);
+	tcase_add_test(tc, unwatch_of_an_id_never_issued_is_einval);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
