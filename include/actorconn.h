@@ -77,31 +77,39 @@ extern "C" {
  *                   (-ECONNREFUSED, -ENETUNREACH, -EHOSTUNREACH, ...)
  */
 #define AC__ERR_LIB (-4096)
+/* XX(name, value, close-reason index (enum ac_close_reason, AC_CR_ prefix
+ * left out), message): one table makes the codes, their names, their
+ * messages and the statistics' close-reason index of each. */
 #define AC_ERRNO_MAP(XX)                                                      \
-	XX(EINVAL, -EINVAL, "invalid argument")                               \
-	XX(ENOMEM, -ENOMEM, "out of memory")                                  \
-	XX(EAGAIN, -EAGAIN, "resource temporarily unavailable (a full mailbox)") \
-	XX(ESTALE, -ESTALE, "stale handle: the connection is gone")           \
-	XX(ESHUTDOWN, -ESHUTDOWN, "runtime is stopping or stopped")           \
-	XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                \
-	XX(ECONNRESET, -ECONNRESET, "connection reset by peer")               \
-	XX(EEXIST, -EEXIST, "already present")                                \
-	XX(ENOENT, -ENOENT, "no such entry, file or directory")              \
-	XX(EALREADY, -EALREADY, "already done (the watch ran or was cancelled)") \
-	XX(ESTATE, AC__ERR_LIB - 1, "operation not valid in the current state") \
-	XX(EADDR, AC__ERR_LIB - 2, "malformed address")                       \
-	XX(EEOF, AC__ERR_LIB - 3, "peer closed the connection")               \
-	XX(EFRAME, AC__ERR_LIB - 4, "malformed or oversized frame")           \
-	XX(ESLOW, AC__ERR_LIB - 5, "slow consumer: output limit exceeded")    \
-	XX(ELIMIT, AC__ERR_LIB - 6, "limit reached")                          \
-	XX(ETHREAD, AC__ERR_LIB - 7,                                          \
+	XX(EINVAL, -EINVAL, ERROR, "invalid argument")                        \
+	XX(ENOMEM, -ENOMEM, ERROR, "out of memory")                           \
+	XX(EAGAIN, -EAGAIN, ERROR,                                            \
+	   "resource temporarily unavailable (a full mailbox)")               \
+	XX(ESTALE, -ESTALE, ERROR, "stale handle: the connection is gone")    \
+	XX(ESHUTDOWN, -ESHUTDOWN, SHUTDOWN, "runtime is stopping or stopped") \
+	XX(ETIMEDOUT, -ETIMEDOUT, TIMEOUT, "timed out")                       \
+	XX(ECONNRESET, -ECONNRESET, RESET, "connection reset by peer")        \
+	XX(EEXIST, -EEXIST, ERROR, "already present")                         \
+	XX(ENOENT, -ENOENT, ERROR, "no such entry, file or directory")        \
+	XX(EALREADY, -EALREADY, ERROR,                                        \
+	   "already done (the watch ran or was cancelled)")                   \
+	XX(ESTATE, AC__ERR_LIB - 1, ERROR,                                    \
+	   "operation not valid in the current state")                        \
+	XX(EADDR, AC__ERR_LIB - 2, ERROR, "malformed address")                \
+	XX(EEOF, AC__ERR_LIB - 3, EOF, "peer closed the connection")          \
+	XX(EFRAME, AC__ERR_LIB - 4, FRAME, "malformed or oversized frame")    \
+	XX(ESLOW, AC__ERR_LIB - 5, SLOW,                                      \
+	   "slow consumer: output limit exceeded")                            \
+	XX(ELIMIT, AC__ERR_LIB - 6, LIMIT, "limit reached")                   \
+	XX(ETHREAD, AC__ERR_LIB - 7, ERROR,                                   \
 	   "called from a thread that may not make this call")                \
-	XX(EWTIMEDOUT, AC__ERR_LIB - 8, "pending output made no progress in time") \
-	XX(ENAME, AC__ERR_LIB - 9, "host name could not be resolved")
+	XX(EWTIMEDOUT, AC__ERR_LIB - 8, WTIMEOUT,                             \
+	   "pending output made no progress in time")                         \
+	XX(ENAME, AC__ERR_LIB - 9, CONNECT, "host name could not be resolved")
 
 enum ac_errno {
 	AC_OK = 0,
-#define AC__ERR_ENUM(name, val, msg) AC_##name = (val),
+#define AC__ERR_ENUM(name, val, cr, msg) AC_##name = (val),
 	AC_ERRNO_MAP(AC__ERR_ENUM)
 #undef AC__ERR_ENUM
 };

@@ -1,7 +1,7 @@
 /* addr.c: parsing "host:port", "[v6]:port" and "unix:/path", and printing
  * socket addresses. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "addr.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>

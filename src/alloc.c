@@ -14,10 +14,11 @@
  * whose number was armed with ac__fault_fail_nth returns NULL, so a test
  * can fail each allocation of a scenario in turn.
  */
-#include "internal.h"
+#include "alloc.h"
+#include "loop.h"
 
+#include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 /*
  * The library's own objects come from tcmalloc when the build has it, by
@@ -250,11 +251,6 @@ void *ac__realloc(enum ac__kind k, void *p, size_t n)
 	return q;
 }
 
-void *ac__realloc_bytes(void *p, size_t n)
-{
-	return ac__realloc(AC__K_OTHER, p, n);
-}
-
 void ac__free(enum ac__kind k, void *p)
 {
 	if (p) {
@@ -270,20 +266,6 @@ char *ac__strdup(const char *s)
 	if (d)
 		memcpy(d, s, n);
 	return d;
-}
-
-uint64_t ac__mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-uint64_t ac__wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)

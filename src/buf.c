@@ -3,7 +3,8 @@
  * the count, the length and the bytes. Any thread may take or drop a
  * reference. Writing one to a connection is ac_conn_write_buf (conn.c).
  */
-#include "internal.h"
+#include "buf.h"
+#include "alloc.h"
 
 #include <errno.h>
 

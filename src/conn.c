@@ -23,7 +23,16 @@
  * with MSG_NOSIGNAL: a vanished peer is an error code, never SIGPIPE.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "conn.h"
+#include "alloc.h"
+#include "buf.h"
+#include "clock.h"
+#include "connect.h"
+#include "group.h"
+#include "handle.h"
+#include "runtime.h"
+#include "timer.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -191,12 +200,7 @@ static void queue_close(ac_conn_t *c)
 	if (c->close_queued)
 		return;
 	c->close_queued = 1;
-	c->close_next = NULL;
-	if (loop->close_tail)
-		loop->close_tail->close_next = c;
-	else
-		loop->close_head = c;
-	loop->close_tail = c;
+	STAILQ_INSERT_TAIL(&loop->closing, c, closing);
 }
 
 static void queue_flush(ac_conn_t *c)
@@ -204,8 +208,7 @@ static void queue_flush(ac_conn_t *c)
 	if (c->flush_queued)
 		return;
 	c->flush_queued = 1;
-	c->flush_next = c->loop->flush_head;
-	c->loop->flush_head = c;
+	SLIST_INSERT_HEAD(&c->loop->flushing, c, flushing);
 }
 
 static size_t out_len(const ac_conn_t *c)
@@ -492,12 +495,9 @@ int ac__conn_ready(ac_conn_t *c)
 	     arm(c, &c->idle_ev, proto->opts.idle_timeout_ms, 0, idle_cb)) ||
 	    (proto->opts.heartbeat_ms &&
 	     arm(c, &c->hb_ev, proto->opts.heartbeat_ms, EV_PERSIST, hb_cb))) {
-		struct event **evs[] = {&c->rev, &c->idle_ev, &c->hb_ev};
-		for (unsigned i = 0; i < 3; i++)
-			if (*evs[i]) {
-				event_free(*evs[i]);
-				*evs[i] = NULL;
-			}
+		ac__event_free(&c->rev);
+		ac__event_free(&c->idle_ev);
+		ac__event_free(&c->hb_ev);
 		return AC_ENOMEM;
 	}
 	c->state = AC__C_OPEN;
@@ -611,10 +611,12 @@ void ac__conn_close(ac_conn_t *c, int how)
 
 AC_EXPORT int ac_conn_close(ac_conn_t *c, int how)
 {
-	if (!c || (how != AC_CLOSE_FLUSH && how != AC_CLOSE_ABORT))
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (how != AC_CLOSE_FLUSH && how != AC_CLOSE_ABORT)
 		return AC_EINVAL;
-	if (AC__UNLIKELY(!ac__is_owner(c)))
-		return AC_ETHREAD;
 	begin_close(c, how, 0);
 	return 0;
 }
@@ -650,10 +652,7 @@ void ac__conn_finalize(ac_conn_t *c)
 	 * connection can fire after this (rule 6). */
 	ac__timers_cancel_conn(c);
 	for (unsigned i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
-		if (*evs[i]) {
-			event_free(*evs[i]);
-			*evs[i] = NULL;
-		}
+		ac__event_free(evs[i]);
 	if (c->ob)
 		ac__outbound_end_attempt(c);
 	if (c->fd >= 0)
@@ -701,10 +700,10 @@ void ac__conn_finalize(ac_conn_t *c)
 
 AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c)
 {
-	if (!c)
-		return AC_EINVAL;
-	if (!ac__is_owner(c))
-		return AC_ETHREAD;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
 	return c->state == AC__C_WAITING && !c->close_queued;
 }
 
@@ -778,10 +777,12 @@ int ac__conn_write(ac_conn_t *c, const void *buf, size_t len)
 
 AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
 {
-	if (!c || (!buf && len))
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (!buf && len)
 		return AC_EINVAL;
-	if (AC__UNLIKELY(!ac__is_owner(c)))
-		return AC_ETHREAD;
 	return ac__conn_write(c, buf, len);
 }
 
@@ -823,28 +824,30 @@ int ac__conn_write_buf(ac_conn_t *c, ac_buf_t *b)
 
 AC_EXPORT int ac_conn_write_buf(ac_conn_t *c, ac_buf_t *b)
 {
-	if (!c || !b)
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (!b)
 		return AC_EINVAL;
-	if (AC__UNLIKELY(!ac__is_owner(c)))
-		return AC_ETHREAD;
 	return ac__conn_write_buf(c, b);
 }
 
 AC_EXPORT int ac_conn_writable(const ac_conn_t *c)
 {
-	if (!c)
-		return AC_EINVAL;
-	if (!ac__is_owner(c))
-		return AC_ETHREAD;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
 	return c->state == AC__C_OPEN && !c->above_high;
 }
 
 AC_EXPORT ssize_t ac_conn_out_bytes(const ac_conn_t *c)
 {
-	if (!c)
-		return AC_EINVAL;
-	if (!ac__is_owner(c))
-		return AC_ETHREAD;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
 	return (ssize_t)out_len(c);
 }
 
@@ -993,7 +996,7 @@ static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n)
 	} else {
 		size_t cap = n < 4096 ? 4096 : n;
 
-		if (!(in = ac__realloc_bytes(NULL, sizeof(*in) + cap)))
+		if (!(in = ac__realloc(AC__K_OTHER, NULL, sizeof(*in) + cap)))
 			return AC_ENOMEM;
 		memcpy(in->data, p, n);
 		in->cap = cap;
@@ -1013,7 +1016,7 @@ static int grow_input(ac_conn_t *c)
 		want = c->need;
 	if (in->cap >= want)
 		return 0;
-	if (!(in = ac__realloc_bytes(in, sizeof(*in) + want)))
+	if (!(in = ac__realloc(AC__K_OTHER, in, sizeof(*in) + want)))
 		return AC_ENOMEM;
 	in->cap = want;
 	c->in = in;
@@ -1096,38 +1099,73 @@ out:
 
 /* ---- messages from other threads ---------------------------------------- */
 
-void ac__conn_deliver(ac__loop_t *loop, struct ac__msg *m)
+/* The live, open connection a message names, or NULL: a message may
+ * arrive after its connection closed, or its slot was reused. */
+static ac_conn_t *open_target(ac__loop_t *loop, const struct ac__msg *m)
 {
 	ac_conn_t *c = ac__handle_local(loop, m->h);
-	bool live = c && c->state == AC__C_OPEN;
 
-	switch (m->kind) {
-	case AC__MSG_SEND: {
-		struct ac__blob *b = m->b;
-		if (!live || ac__conn_write(c, b->data, b->len))
-			ac__count_dropped();
-		ac__free(AC__K_MSG, b);
-		break;
+	return c && c->state == AC__C_OPEN ? c : NULL;
+}
+
+void ac__conn_deliver_send(ac__loop_t *loop, struct ac__msg *m)
+{
+	struct ac__blob *b = m->b;
+	ac_conn_t *c = open_target(loop, m);
+
+	if (!c || ac__conn_write(c, b->data, b->len))
+		ac__count_dropped();
+	ac__free(AC__K_MSG, b);
+}
+
+void ac__conn_settle_send(ac__loop_t *loop, struct ac__msg *m)
+{
+	ac__free(AC__K_MSG, m->b);
+	ac__count_dropped_settled(loop);
+}
+
+void ac__conn_deliver_sendbuf(ac__loop_t *loop, struct ac__msg *m)
+{
+	ac_conn_t *c = open_target(loop, m);
+
+	if (!c || ac__conn_write_buf(c, m->b))
+		ac__count_dropped();
+	ac_buf_unref(m->b); /* the message's reference */
+}
+
+void ac__conn_settle_sendbuf(ac__loop_t *loop, struct ac__msg *m)
+{
+	ac_buf_unref(m->b);
+	ac__count_dropped_settled(loop);
+}
+
+/* The callee owns the payload: on_message, or drop() exactly once. */
+void ac__conn_deliver_tell(ac__loop_t *loop, struct ac__msg *m)
+{
+	ac_conn_t *c = open_target(loop, m);
+
+	if (c && c->proto->cbs.on_message) {
+		c->proto->cbs.on_message(c, m->i, m->b);
+		return;
 	}
-	case AC__MSG_SENDBUF:
-		if (!live || ac__conn_write_buf(c, m->b))
-			ac__count_dropped();
-		ac_buf_unref(m->b);
-		break;
-	case AC__MSG_TELL:
-		if (live && c->proto->cbs.on_message) {
-			c->proto->cbs.on_message(c, m->i, m->b);
-		} else {
-			if (m->a.fn)
-				m->a.fn(m->b);
-			ac__count_dropped();
-		}
-		break;
-	case AC__MSG_CLOSE:
-		if (c)
-			ac__conn_close(c, m->i);
-		break;
-	}
+	if (m->a.fn)
+		m->a.fn(m->b);
+	ac__count_dropped();
+}
+
+void ac__conn_settle_tell(ac__loop_t *loop, struct ac__msg *m)
+{
+	if (m->a.fn)
+		m->a.fn(m->b);
+	ac__count_dropped_settled(loop);
+}
+
+void ac__conn_deliver_close(ac__loop_t *loop, struct ac__msg *m)
+{
+	ac_conn_t *c = ac__handle_local(loop, m->h);
+
+	if (c)
+		ac__conn_close(c, m->i);
 }
 
 /* ---- accessors ---------------------------------------------------------- */
@@ -1161,10 +1199,10 @@ AC_EXPORT void *ac_conn_data(const ac_conn_t *c)
 
 AC_EXPORT int ac_conn_set_data(ac_conn_t *c, void *data)
 {
-	if (!c)
-		return AC_EINVAL;
-	if (!ac__is_owner(c))
-		return AC_ETHREAD;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
 	c->data = data;
 	return 0;
 }

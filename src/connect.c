@@ -19,8 +19,13 @@
  * made on first use); numeric and unix addresses need no lookup. Every step
  * runs on the owner loop, inside a library callback.
  */
-#define _GNU_SOURCE
-#include "internal.h"
+#include "connect.h"
+#include "addr.h"
+#include "alloc.h"
+#include "clock.h"
+#include "conn.h"
+#include "loop.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <fcntl.h>

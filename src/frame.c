@@ -3,7 +3,10 @@
  * state, no allocation), so they can be fuzzed on their own; see
  * ac_decode_fn in actorconn.h for the contract.
  */
-#include "internal.h"
+#include <stdint.h>
+#include <string.h>
+
+#include "actorconn.h"
 
 AC_EXPORT int ac_decode_raw(const void *buf, size_t len, size_t max_frame,
 			    ac_frame_t *out)

@@ -12,7 +12,12 @@
  * PUBLISH message in flight, one per dissolve operation in flight. The
  * last one frees it, so a publish racing the free is still delivered.
  */
-#include "internal.h"
+#include "group.h"
+#include "alloc.h"
+#include "buf.h"
+#include "conn.h"
+#include "loop.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -81,12 +86,11 @@ static struct ac__gentry *entry_of(ac_conn_t *c, ac_group_t *g)
 AC_EXPORT int ac_group_join(ac_group_t *g, ac_conn_t *c)
 {
 	struct ac__gloop *gl;
+	int err;
 
-	if (!g || !c)
-		return AC_EINVAL;
-	if (!ac__is_owner(c))
-		return AC_ETHREAD;
-	if (c->loop->rt != g->rt)
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (!g || c->loop->rt != g->rt)
 		return AC_EINVAL;
 	if (c->state != AC__C_OPEN)
 		return AC_ESTATE;
@@ -133,11 +137,12 @@ static void remove_member(ac_group_t *g, ac_conn_t *c, struct ac__gentry *e)
 AC_EXPORT int ac_group_leave(ac_group_t *g, ac_conn_t *c)
 {
 	struct ac__gentry *e;
+	int err;
 
-	if (!g || !c)
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (!g)
 		return AC_EINVAL;
-	if (!ac__is_owner(c))
-		return AC_ETHREAD;
 	if (!(e = entry_of(c, g)))
 		return AC_ENOENT;
 	remove_member(g, c, e);
@@ -200,8 +205,8 @@ AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b)
 	return total || !err ? total : err;
 }
 
-/* On loop: write the buffer to every local member. */
-void ac__group_deliver(ac__loop_t *loop, struct ac__msg *m)
+/* PUBLISH, on a loop with members: write the buffer to each. */
+void ac__group_deliver_publish(ac__loop_t *loop, struct ac__msg *m)
 {
 	ac_group_t *g = m->a.p;
 	struct ac__gloop *gl = &g->loops[loop->index];
@@ -215,11 +220,12 @@ void ac__group_deliver(ac__loop_t *loop, struct ac__msg *m)
 	group_unref(g);
 }
 
-/* Counted as dropped by the caller. */
-void ac__group_settle(struct ac__msg *m)
+/* PUBLISH for a loop that is gone: its members are gone too. */
+void ac__group_settle_publish(ac__loop_t *loop, struct ac__msg *m)
 {
 	ac_buf_unref(m->b);
 	group_unref(m->a.p);
+	ac__count_dropped_settled(loop);
 }
 
 /* ---- dissolving ------------------------------------------------------------ */
@@ -237,7 +243,9 @@ static void dissolve_op(ac__loop_t *loop, void *arg)
 	group_unref(g);
 }
 
-void ac__group_dissolve(ac__loop_t *loop, struct ac__msg *m)
+/* DISSOLVE, on each loop (or for a loop that is gone, whose members
+ * left already). */
+void ac__group_deliver_dissolve(ac__loop_t *loop, struct ac__msg *m)
 {
 	dissolve_op(loop, m->a.p);
 }

@@ -13,8 +13,11 @@
  * closes the sockets and frees it. Connections never point at the
  * listener, only at its refcounted proto, so they may outlive it.
  */
-#define _GNU_SOURCE
-#include "internal.h"
+#include "listener.h"
+#include "addr.h"
+#include "alloc.h"
+#include "conn.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,14 +41,11 @@ static void listener_destroy(ac_listener_t *l)
 {
 	ac_runtime_t *rt = l->rt;
 
-	pthread_mutex_lock(&rt->lock);
-	if (l->prev)
-		l->prev->next = l->next;
-	else if (rt->listeners == l)
-		rt->listeners = l->next;
-	if (l->next)
-		l->next->prev = l->prev;
-	pthread_mutex_unlock(&rt->lock);
+	if (l->linked) {
+		pthread_mutex_lock(&rt->lock);
+		LIST_REMOVE(l, link);
+		pthread_mutex_unlock(&rt->lock);
+	}
 	for (int i = 0; l->fds && i < l->nfds; i++)
 		if (l->fds[i] >= 0)
 			close(l->fds[i]);
@@ -86,10 +86,20 @@ static void hand_out(ac__loop_t *loop, ac_listener_t *l, int fd)
 	}
 }
 
-void ac__listener_adopt(ac__loop_t *loop, int fd, ac_listener_t *l)
+/* ADOPT: a descriptor handed out by the loop that accepted it. */
+void ac__listener_deliver_adopt(ac__loop_t *loop, struct ac__msg *m)
 {
-	ac__conn_open(loop, fd, l->proto);
+	ac_listener_t *l = m->b;
+
+	ac__conn_open(loop, m->i, l->proto);
 	ac__listener_unref(l);
+}
+
+/* Its loop is gone: so is the connection. */
+void ac__listener_settle_adopt(ac__loop_t *loop, struct ac__msg *m)
+{
+	close(m->i);
+	ac__listener_unref(m->b);
 }
 
 static void backoff_cb(evutil_socket_t fd, short what, void *arg)
@@ -163,11 +173,8 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 static void drop_entry(struct ac__accept *e)
 {
-	if (e->ev)
-		event_free(e->ev);
-	if (e->backoff_ev)
-		event_free(e->backoff_ev);
-	e->ev = e->backoff_ev = NULL;
+	ac__event_free(&e->ev);
+	ac__event_free(&e->backoff_ev);
 	ac__listener_unref(e->l);
 }
 
@@ -210,8 +217,7 @@ static void accept_add_op(ac__loop_t *loop, void *arg)
 		drop_entry(e);
 		return;
 	}
-	e->next = loop->accepts;
-	loop->accepts = e;
+	SLIST_INSERT_HEAD(&loop->accepts, e, next);
 }
 
 /* Control operation: stop serving listener arg on this loop. */
@@ -219,12 +225,13 @@ static void accept_remove_op(ac__loop_t *loop, void *arg)
 {
 	ac_listener_t *l = arg;
 
-	for (struct ac__accept **ep = &loop->accepts, *e; (e = *ep);) {
+	struct ac__accept *e, *next;
+
+	for (e = SLIST_FIRST(&loop->accepts); e; e = next) {
+		next = SLIST_NEXT(e, next);
 		if (e->l == l) {
-			*ep = e->next;
+			SLIST_REMOVE(&loop->accepts, e, ac__accept, next);
 			drop_entry(e);
-		} else {
-			ep = &e->next;
 		}
 	}
 	ac__listener_unref(l); /* the operation's own reference */
@@ -234,8 +241,8 @@ void ac__accept_drop_all(ac__loop_t *loop)
 {
 	struct ac__accept *e;
 
-	while ((e = loop->accepts)) {
-		loop->accepts = e->next;
+	while ((e = SLIST_FIRST(&loop->accepts))) {
+		SLIST_REMOVE_HEAD(&loop->accepts, next);
 		drop_entry(e);
 	}
 }
@@ -366,10 +373,8 @@ AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
 		goto fail;
 
 	pthread_mutex_lock(&rt->lock);
-	l->next = rt->listeners;
-	if (rt->listeners)
-		rt->listeners->prev = l;
-	rt->listeners = l;
+	LIST_INSERT_HEAD(&rt->listeners, l, link);
+	l->linked = 1;
 	pthread_mutex_unlock(&rt->lock);
 
 	/* Hand each socket to its loop. Nothing below can fail: the

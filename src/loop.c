@@ -9,8 +9,13 @@
  * flushed in one system call per connection, overflowed messages are
  * retried, and the deferred mailbox wake-ups are sent.
  */
-#define _GNU_SOURCE
-#include "internal.h"
+#include "loop.h"
+#include "alloc.h"
+#include "conn.h"
+#include "listener.h"
+#include "pool.h"
+#include "runtime.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -49,14 +54,12 @@ void ac__loop_leave(ac__loop_t *loop)
 	 * (writes to a dead connection are refused), so one close at a time
 	 * with a full flush in between keeps that true. */
 	for (;;) {
-		if ((c = loop->flush_head)) {
-			loop->flush_head = c->flush_next;
+		if ((c = SLIST_FIRST(&loop->flushing))) {
+			SLIST_REMOVE_HEAD(&loop->flushing, flushing);
 			c->flush_queued = 0;
 			ac__conn_flush(c);
-		} else if ((c = loop->close_head)) {
-			loop->close_head = c->close_next;
-			if (!loop->close_head)
-				loop->close_tail = NULL;
+		} else if ((c = STAILQ_FIRST(&loop->closing))) {
+			STAILQ_REMOVE_HEAD(&loop->closing, closing);
 			ac__conn_finalize(c);
 		} else {
 			break;
@@ -71,33 +74,36 @@ void ac__loop_leave(ac__loop_t *loop)
 		event_base_loopbreak(loop->base);
 }
 
-/* ---- control operations -------------------------------------------------- */
+/* ---- control operations --------------------------------------------------
+ *
+ * A lock-free stack (ck_stack): any thread pushes with a compare-and-swap;
+ * the loop takes the whole stack with one exchange, and only when a plain
+ * load says it is not empty, so a drain cycle with no control work pays
+ * nothing. Taken nodes are reversed into the order they were pushed.
+ */
 
-/* Any thread. Queues a control node the caller owns (node->fn set). */
 void ac__loop_ctl_node(ac__loop_t *loop, struct ac__ctl *node)
 {
-	node->next = NULL;
-	pthread_mutex_lock(&loop->ctl_lock);
-	if (loop->ctl_tail)
-		loop->ctl_tail->next = node;
-	else
-		loop->ctl_head = node;
-	loop->ctl_tail = node;
-	pthread_mutex_unlock(&loop->ctl_lock);
+	ck_stack_push_upmc(&loop->ctl, &node->entry);
 	ac__wake(loop);
 }
 
 /* Runs queued control operations; on the loop, or after it exited. */
 void ac__loop_run_ctl(ac__loop_t *loop)
 {
-	struct ac__ctl *n, *next;
+	ck_stack_entry_t *e, *next, *fifo = NULL;
 
-	pthread_mutex_lock(&loop->ctl_lock);
-	n = loop->ctl_head;
-	loop->ctl_head = loop->ctl_tail = NULL;
-	pthread_mutex_unlock(&loop->ctl_lock);
-	for (; n; n = next) {
-		next = n->next; /* fn may free the node's owner */
+	if (ck_pr_load_ptr(&loop->ctl.head) == NULL)
+		return; /* the common case: one load */
+	for (e = ck_stack_batch_pop_upmc(&loop->ctl); e; e = next) {
+		next = e->next;
+		e->next = fifo;
+		fifo = e;
+	}
+	for (e = fifo; e; e = next) {
+		struct ac__ctl *n = (struct ac__ctl *)e; /* entry is first */
+
+		next = e->next; /* fn may free the node's owner */
 		n->fn(loop, n->arg);
 	}
 }
@@ -201,33 +207,6 @@ static void ovf_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void ac__dispatch(ac__loop_t *loop, struct ac__msg *m)
-{
-	switch (m->kind) {
-	case AC__MSG_POST:
-		m->a.fn(m->b);
-		break;
-	case AC__MSG_ADOPT:
-		ac__listener_adopt(loop, m->i, m->b);
-		break;
-	case AC__MSG_WATCH:
-		ac__watch_register(loop, m);
-		break;
-	case AC__MSG_FIRE:
-		ac__watch_fire(loop->rt, (uint64_t)(uintptr_t)m->b, m->i);
-		break;
-	case AC__MSG_PUBLISH:
-		ac__group_deliver(loop, m);
-		break;
-	case AC__MSG_DISSOLVE:
-		ac__group_dissolve(loop, m);
-		break;
-	default:
-		ac__conn_deliver(loop, m);
-		break;
-	}
-}
-
 /* ---- stop ------------------------------------------------------------------- */
 
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
@@ -277,16 +256,15 @@ void ac__loop_settle(ac__loop_t *loop)
 	ac__accept_drop_all(loop);
 	for (int j = 0; j < loop->rt->nloops; j++) {
 		struct ac__ring *r = loop->in[j];
+		struct ac__ovf_node *n;
+
 		while (r && ck_ring_dequeue_spsc_acmsg(&r->ring, r->slots, &m))
 			ac__settle(loop, &m);
-		struct ac__ovf *o = &loop->ovf[j];
-		while (o->head) { /* bound for loop j */
-			struct ac__ovf_node *n = o->head;
-			o->head = n->next;
+		while ((n = STAILQ_FIRST(&loop->ovf[j]))) { /* bound for loop j */
+			STAILQ_REMOVE_HEAD(&loop->ovf[j], next);
 			ac__settle(loop->rt->loops[j], &n->msg);
 			ac__free(AC__K_MSG, n);
 		}
-		o->tail = NULL;
 	}
 	loop->ovf_count = 0;
 	while (ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
@@ -331,6 +309,15 @@ int ac__loop_start(ac__loop_t *loop)
 	return 0;
 }
 
+static struct ac__ovf *ovf_lists(int n)
+{
+	struct ac__ovf *o = ac__calloc(AC__K_OTHER, (size_t)n, sizeof(*o));
+
+	for (int i = 0; o && i < n; i++)
+		STAILQ_INIT(&o[i]);
+	return o;
+}
+
 ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 {
 	struct event_config *ecfg = NULL;
@@ -343,13 +330,19 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 	loop->rt = rt;
 	loop->index = index;
 	loop->wake_fd = -1;
-	pthread_mutex_init(&loop->ctl_lock, NULL);
+	ck_stack_init(&loop->ctl);
+	ac__htab_init(&loop->htab);
+	LIST_INIT(&loop->pools);
+	STAILQ_INIT(&loop->closing);
+	SLIST_INIT(&loop->flushing);
+	SLIST_INIT(&loop->accepts);
+	LIST_INIT(&loop->timers);
 
 	if ((loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		goto fail;
 	if (!(loop->foreign = ac__ring_new(rt->mailbox_size)) ||
 	    !(loop->in = ac__calloc(AC__K_OTHER, n, sizeof(*loop->in))) ||
-	    !(loop->ovf = ac__calloc(AC__K_OTHER, n, sizeof(*loop->ovf))) ||
+	    !(loop->ovf = ovf_lists(n)) ||
 	    !(loop->wake_mark = ac__calloc(AC__K_OTHER, n, 1)) ||
 	    !(loop->unsignalled =
 		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->unsignalled))) ||
@@ -389,14 +382,10 @@ void ac__loop_free(ac__loop_t *loop)
 {
 	if (!loop)
 		return;
-	if (loop->wake_ev)
-		event_free(loop->wake_ev);
-	if (loop->ovf_ev)
-		event_free(loop->ovf_ev);
-	if (loop->again_ev)
-		event_free(loop->again_ev);
-	if (loop->grace_ev)
-		event_free(loop->grace_ev);
+	ac__event_free(&loop->wake_ev);
+	ac__event_free(&loop->ovf_ev);
+	ac__event_free(&loop->again_ev);
+	ac__event_free(&loop->grace_ev);
 	if (loop->dns)
 		evdns_base_free(loop->dns, 0); /* no request is left */
 	if (loop->base)
@@ -414,7 +403,6 @@ void ac__loop_free(ac__loop_t *loop)
 	ac__free(AC__K_OTHER, loop->wake_list);
 	ac__free(AC__K_OTHER, loop->scratch);
 	ac__htab_destroy(&loop->htab);
-	pthread_mutex_destroy(&loop->ctl_lock);
 	ac__free(AC__K_OTHER, loop);
 }
 

@@ -20,7 +20,17 @@
  * later messages to the same destination queue behind it, which keeps
  * per-producer order.
  */
-#include "internal.h"
+#include "mailbox.h"
+#include "alloc.h"
+#include "clock.h"
+#include "conn.h"
+#include "group.h"
+#include "handle.h"
+#include "listener.h"
+#include "loop.h"
+#include "runtime.h"
+#include "wait.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -130,7 +140,6 @@ static void defer_wake(ac__loop_t *self, int dest)
 
 static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
 {
-	struct ac__ovf *o = &self->ovf[dest];
 	struct ac__ovf_node *n = ac__malloc(AC__K_MSG, sizeof(*n));
 
 	if (!n)
@@ -146,14 +155,9 @@ static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
 			return AC_ENOMEM;
 		}
 	}
-	n->next = NULL;
 	n->msg = *m;
 	AC__STAT_ADD(self, mailbox_overflowed, 1);
-	if (o->tail)
-		o->tail->next = n;
-	else
-		o->head = n;
-	o->tail = n;
+	STAILQ_INSERT_TAIL(&self->ovf[dest], n, next);
 	self->ovf_count++;
 	return 0;
 }
@@ -178,19 +182,17 @@ static bool retry_dest(ac__loop_t *self, int d)
 {
 	struct ac__ovf *o = &self->ovf[d];
 	struct ac__ring *r = ring_to(self, self->rt->loops[d]);
+	struct ac__ovf_node *n;
 
-	while (r && o->head) {
-		struct ac__ovf_node *n = o->head;
+	while (r && (n = STAILQ_FIRST(o))) {
 		if (!ck_ring_enqueue_spsc_acmsg(&r->ring, r->slots, &n->msg))
 			break;
-		o->head = n->next;
+		STAILQ_REMOVE_HEAD(o, next);
 		ac__free(AC__K_MSG, n);
 		self->ovf_count--;
 		defer_wake(self, d);
 	}
-	if (!o->head)
-		o->tail = NULL;
-	return o->head == NULL;
+	return STAILQ_EMPTY(o);
 }
 
 /* Owner loop `self`: retries every overflow list. Returns the number of
@@ -198,7 +200,7 @@ static bool retry_dest(ac__loop_t *self, int d)
 unsigned ac__mailbox_retry(ac__loop_t *self)
 {
 	for (int d = 0; d < self->rt->nloops && self->ovf_count; d++)
-		if (self->ovf[d].head)
+		if (!STAILQ_EMPTY(&self->ovf[d]))
 			retry_dest(self, d);
 	return self->ovf_count;
 }
@@ -215,10 +217,6 @@ void ac__mailbox_flush_wakes(ac__loop_t *self)
 	self->nwake = 0;
 }
 
-/*
- * Any thread: place m in loop dest's mailbox. Lock-free; allocates only
- * when a loop producer overflows, or to make a ring on first use.
- */
 int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
 {
 	ac__loop_t *self = ac__tls_loop;
@@ -229,7 +227,7 @@ int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
 
 		/* Behind a waiting overflow list only if it cannot drain now:
 		 * per-producer order. */
-		if (AC__UNLIKELY(self->ovf[dest].head != NULL) &&
+		if (AC__UNLIKELY(!STAILQ_EMPTY(&self->ovf[dest])) &&
 		    !retry_dest(self, dest))
 			return ovf_push(self, dest, m);
 		if (AC__UNLIKELY(!(r = ring_to(self, dst))))
@@ -249,12 +247,8 @@ int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
 	return 0;
 }
 
-/*
- * Any thread: as ac__mailbox_put, but a foreign caller that finds the ring
- * full waits up to ms for room (yielding) before giving up with
- * AC_EAGAIN. For calls where a partial failure would be worse than a
- * short wait: a broadcast, a group's dissolution.
- */
+/* For calls where a partial failure would be worse than a short wait:
+ * a broadcast, a group's dissolution. */
 int ac__mailbox_put_wait(ac_runtime_t *rt, int dest, struct ac__msg *m,
 			 unsigned ms)
 {
@@ -376,49 +370,43 @@ AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how)
 	return put_for_handle(rt, h, &m);
 }
 
-/*
- * Settle a message that will never reach its loop (the loop has exited).
- * Runs on the thread stopping or freeing the runtime.
+/* ---- what each kind of message does -------------------------------------------
+ *
+ * One row per kind: how the consumer loop delivers it, and how it is
+ * settled once no loop ever will (on the thread stopping or freeing the
+ * runtime). See mailbox.h.
  */
-void ac__settle(ac__loop_t *loop, struct ac__msg *m)
-{
-	ac_runtime_t *rt = loop->rt;
 
-	switch (m->kind) {
-	case AC__MSG_POST:
-		m->a.fn(m->b);
-		break;
-	case AC__MSG_SEND:
-		ac__free(AC__K_MSG, m->b);
-		ac__count_dropped_settled(loop);
-		break;
-	case AC__MSG_TELL:
-		if (m->a.fn)
-			m->a.fn(m->b);
-		ac__count_dropped_settled(loop);
-		break;
-	case AC__MSG_ADOPT:
-		close(m->i);
-		ac__listener_unref(m->b);
-		break;
-	case AC__MSG_WATCH: /* the owner loop is gone: so is the connection */
-		ac__watch_fire(rt, (uint64_t)(uintptr_t)m->b, AC_ESHUTDOWN);
-		break;
-	case AC__MSG_FIRE:
-		ac__watch_fire(rt, (uint64_t)(uintptr_t)m->b, m->i);
-		break;
-	case AC__MSG_SENDBUF:
-		ac_buf_unref(m->b);
-		ac__count_dropped_settled(loop);
-		break;
-	case AC__MSG_PUBLISH:
-		ac__group_settle(m);
-		ac__count_dropped_settled(loop);
-		break;
-	case AC__MSG_DISSOLVE: /* the loop's members are gone already */
-		ac__group_dissolve(loop, m);
-		break;
-	default: /* AC__MSG_CLOSE: nothing left to close */
-		break;
-	}
+static void deliver_post(ac__loop_t *loop, struct ac__msg *m)
+{
+	m->a.fn(m->b);
 }
+
+/* A post runs even when its loop is gone: ownership of its argument
+ * passed to fn, which alone can free it. ac_loop_index() is -1 there. */
+static void settle_post(ac__loop_t *loop, struct ac__msg *m)
+{
+	m->a.fn(m->b);
+}
+
+/* A close for a loop that is gone: nothing is left to close. */
+static void settle_nothing(ac__loop_t *loop, struct ac__msg *m)
+{
+}
+
+const struct ac__msg_ops ac__msg_ops[AC__MSG_KINDS] = {
+	[AC__MSG_POST] = {deliver_post, settle_post},
+	[AC__MSG_SEND] = {ac__conn_deliver_send, ac__conn_settle_send},
+	[AC__MSG_TELL] = {ac__conn_deliver_tell, ac__conn_settle_tell},
+	[AC__MSG_CLOSE] = {ac__conn_deliver_close, settle_nothing},
+	[AC__MSG_ADOPT] = {ac__listener_deliver_adopt,
+			   ac__listener_settle_adopt},
+	[AC__MSG_WATCH] = {ac__watch_deliver_watch, ac__watch_settle_watch},
+	[AC__MSG_FIRE] = {ac__watch_deliver_fire, ac__watch_deliver_fire},
+	[AC__MSG_SENDBUF] = {ac__conn_deliver_sendbuf,
+			     ac__conn_settle_sendbuf},
+	[AC__MSG_PUBLISH] = {ac__group_deliver_publish,
+			     ac__group_settle_publish},
+	[AC__MSG_DISSOLVE] = {ac__group_deliver_dissolve,
+			      ac__group_deliver_dissolve},
+};

@@ -4,7 +4,9 @@
  * arrive as line frames; the blank line that ends the headers gets the
  * answer, whatever the path, and the connection closes once it is sent.
  */
-#include "internal.h"
+#include "conn.h"
+#include "loop.h"
+#include "stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -25,7 +25,13 @@
  * and, if min_idle_per_loop asks for connections, refills after a
  * back-off that doubles up to reconnect_max_ms.
  */
-#include "internal.h"
+#include "pool.h"
+#include "alloc.h"
+#include "clock.h"
+#include "conn.h"
+#include "connect.h"
+#include "loop.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -41,29 +47,27 @@
 enum { P_CONNECTING = 1, P_IDLE, P_BUSY, P_CLOSING, P_GONE };
 
 struct ac__waiter {
-	struct ac__waiter *next;
+	STAILQ_ENTRY(ac__waiter) next; /* one queue, or the spares */
 	ac_pool_cb cb;
 	void *arg;
 	uint64_t deadline_ms;
 	int err; /* set: fail with it (done list) */
 };
-
-struct ac__wq {
-	struct ac__waiter *head, *tail;
-};
+STAILQ_HEAD(ac__wq, ac__waiter);
+TAILQ_HEAD(ac__idleq, ac_conn_s);
 
 struct ac__subpool {
 	ac_pool_t *pool;
 	ac__loop_t *loop;
-	struct ac__subpool *lprev, *lnext; /* loop->pools */
-	ac_conn_t *idle_head, *idle_tail;  /* most recently used first */
+	LIST_ENTRY(ac__subpool) on_loop;  /* loop->pools */
+	struct ac__idleq idle;             /* most recently used first */
 	/* Gauges and counters, owner-written with relaxed stores so that
 	 * ac_pool_stats may read them from any thread. */
 	uint64_t nidle, nbusy, nconnecting, nclosing, nwaiting;
 	uint64_t connects, failures, timeouts;
 	struct ac__wq waiters; /* FIFO */
 	struct ac__wq done;    /* failed at once (AC_ELIMIT, AC_ESHUTDOWN) */
-	struct ac__waiter *spare;
+	struct ac__wq spare;   /* recycled waiter nodes */
 	unsigned nspare;
 	unsigned refill_failures;
 	struct event *serve_ev, *wait_ev, *sweep_ev, *refill_ev;
@@ -79,7 +83,7 @@ struct ac_pool_s {
 	struct ac__target target;
 	int live_subs;       /* atomic: sub-pools not yet finished */
 	int freed;           /* under rt->lock */
-	ac_pool_t *prev, *next; /* rt->pools, under rt->lock */
+	LIST_ENTRY(ac_pool_s) link; /* rt->pools, under rt->lock */
 	int nsubs;
 	struct ac__subpool sub[];
 };
@@ -100,29 +104,23 @@ struct ac_pool_s {
 
 static void wq_push(struct ac__wq *q, struct ac__waiter *w)
 {
-	w->next = NULL;
-	if (q->tail)
-		q->tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
+	STAILQ_INSERT_TAIL(q, w, next);
 }
 
 static struct ac__waiter *wq_pop(struct ac__wq *q)
 {
-	struct ac__waiter *w = q->head;
+	struct ac__waiter *w = STAILQ_FIRST(q);
 
-	if (w && !(q->head = w->next))
-		q->tail = NULL;
+	if (w)
+		STAILQ_REMOVE_HEAD(q, next);
 	return w;
 }
 
 static struct ac__waiter *waiter_new(struct ac__subpool *sp)
 {
-	struct ac__waiter *w = sp->spare;
+	struct ac__waiter *w = wq_pop(&sp->spare);
 
 	if (w) {
-		sp->spare = w->next;
 		sp->nspare--;
 		return w;
 	}
@@ -132,8 +130,7 @@ static struct ac__waiter *waiter_new(struct ac__subpool *sp)
 static void waiter_free(struct ac__subpool *sp, struct ac__waiter *w)
 {
 	if (sp->nspare < AC__POOL_SPARE_WAITERS) {
-		w->next = sp->spare;
-		sp->spare = w;
+		STAILQ_INSERT_HEAD(&sp->spare, w, next);
 		sp->nspare++;
 		return;
 	}
@@ -163,29 +160,14 @@ static void idle_push(struct ac__subpool *sp, ac_conn_t *c)
 
 	ob->pstate = P_IDLE;
 	ob->idle_ms = ac__mono_ms();
-	ob->pprev = NULL;
-	ob->pnext = sp->idle_head;
-	if (sp->idle_head)
-		sp->idle_head->ob->pprev = c;
-	else
-		sp->idle_tail = c;
-	sp->idle_head = c;
+	/* The entry is in c->ob: the field argument is that path. */
+	TAILQ_INSERT_HEAD(&sp->idle, c, ob->idle);
 	GAUGE(sp, nidle, pool_idle, 1);
 }
 
 static void idle_remove(struct ac__subpool *sp, ac_conn_t *c)
 {
-	struct ac__outbound *ob = c->ob;
-
-	if (ob->pprev)
-		ob->pprev->ob->pnext = ob->pnext;
-	else
-		sp->idle_head = ob->pnext;
-	if (ob->pnext)
-		ob->pnext->ob->pprev = ob->pprev;
-	else
-		sp->idle_tail = ob->pprev;
-	ob->pnext = ob->pprev = NULL;
+	TAILQ_REMOVE(&sp->idle, c, ob->idle);
 	GAUGE(sp, nidle, pool_idle, -1);
 }
 
@@ -253,16 +235,15 @@ static void refill(struct ac__subpool *sp)
 
 static void arm_wait(struct ac__subpool *sp)
 {
+	struct ac__waiter *first = STAILQ_FIRST(&sp->waiters);
 	uint64_t now = ac__mono_ms(), ms;
 	struct timeval tv;
 
-	if (!sp->waiters.head) {
+	if (!first) {
 		event_del(sp->wait_ev);
 		return;
 	}
-	ms = sp->waiters.head->deadline_ms > now
-		     ? sp->waiters.head->deadline_ms - now
-		     : 0;
+	ms = first->deadline_ms > now ? first->deadline_ms - now : 0;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
 	event_add(sp->wait_ev, &tv);
@@ -275,8 +256,9 @@ static ac_conn_t *first_ready(struct ac__subpool *sp)
 {
 	ac_conn_t *c;
 
-	for (c = sp->idle_head; c && c->ob->ping_due; c = c->ob->pnext)
-		;
+	TAILQ_FOREACH(c, &sp->idle, ob->idle)
+		if (!c->ob->ping_due)
+			break;
 	return c;
 }
 
@@ -288,7 +270,7 @@ static void serve(struct ac__subpool *sp)
 
 	while ((w = wq_pop(&sp->done)))
 		answer(sp, w, NULL, w->err);
-	while (sp->waiters.head && (c = first_ready(sp)) && budget--) {
+	while (!STAILQ_EMPTY(&sp->waiters) && (c = first_ready(sp)) && budget--) {
 		idle_remove(sp, c);
 		if (c->state != AC__C_OPEN) {
 			/* Flushing towards a close (the peer hung up with
@@ -304,7 +286,7 @@ static void serve(struct ac__subpool *sp)
 	}
 	if (sp->dying)
 		return;
-	if (sp->waiters.head && first_ready(sp))
+	if (!STAILQ_EMPTY(&sp->waiters) && first_ready(sp))
 		schedule(sp); /* budget spent: let I/O run first */
 	refill(sp);
 	arm_wait(sp);
@@ -329,7 +311,7 @@ static void wait_cb(evutil_socket_t fd, short what, void *arg)
 
 	ac__loop_enter(loop);
 	/* One acquire timeout for all: deadlines rise along the queue. */
-	while ((w = sp->waiters.head) && w->deadline_ms <= now) {
+	while ((w = STAILQ_FIRST(&sp->waiters)) && w->deadline_ms <= now) {
 		wq_pop(&sp->waiters);
 		GAUGE(sp, nwaiting, pool_waiting, -1);
 		SP_ADD(sp, timeouts, 1);
@@ -350,7 +332,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	ac_conn_t *c, *prev;
 
 	ac__loop_enter(loop);
-	for (c = sp->idle_tail; c; c = prev) { /* least recently used first */
+	/* Least recently used first. */
+	for (c = TAILQ_LAST(&sp->idle, ac__idleq); c; c = prev) {
 		struct ac__outbound *ob = c->ob;
 		bool old = o->max_lifetime_ms &&
 			   now - ob->born_ms >= o->max_lifetime_ms;
@@ -358,7 +341,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 			     now - ob->idle_ms >= o->idle_ttl_ms &&
 			     sp->nidle > o->min_idle_per_loop;
 
-		prev = ob->pprev;
+		prev = TAILQ_PREV(c, ac__idleq, ob->idle);
 		if (old || stale) {
 			idle_remove(sp, c);
 			retire_conn(sp, c, AC_CLOSE_ABORT);
@@ -452,7 +435,7 @@ static void pool_on_frame(ac_conn_t *c, const void *data, size_t len)
 	/* Idle connections only hear heartbeat replies: not the user's. */
 	if (ob->ping_due) {
 		ob->ping_due = 0;
-		if (ob->sp->waiters.head)
+		if (!STAILQ_EMPTY(&ob->sp->waiters))
 			schedule(ob->sp);
 	}
 }
@@ -487,10 +470,7 @@ static void free_events(struct ac__subpool *sp)
 				&sp->refill_ev};
 
 	for (unsigned i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
-		if (*evs[i]) {
-			event_free(*evs[i]);
-			*evs[i] = NULL;
-		}
+		ac__event_free(evs[i]);
 }
 
 /* Owner loop (or the stopping thread, when it never ran): make the events,
@@ -517,10 +497,7 @@ static void sub_start(ac__loop_t *loop, void *arg)
 			loop->index);
 		return; /* acquires then fail with AC_ENOMEM */
 	}
-	sp->lnext = loop->pools;
-	if (loop->pools)
-		loop->pools->lprev = sp;
-	loop->pools = sp;
+	LIST_INSERT_HEAD(&loop->pools, sp, on_loop);
 	sp->linked = 1;
 	/* Sweep often enough that a connection outlives its TTL or lifetime
 	 * by at most half of it (at most every second, at least every 10 ms). */
@@ -547,7 +524,6 @@ static void pool_destroy(ac_pool_t *p)
 /* The last connection of a dying sub-pool is gone: free what it holds. */
 static void maybe_finish(struct ac__subpool *sp)
 {
-	ac__loop_t *loop = sp->loop;
 	struct ac__waiter *w;
 
 	if (sp->finished || !sp->dying ||
@@ -555,17 +531,10 @@ static void maybe_finish(struct ac__subpool *sp)
 		return;
 	sp->finished = 1;
 	free_events(sp);
-	while ((w = sp->spare)) {
-		sp->spare = w->next;
+	while ((w = wq_pop(&sp->spare)))
 		ac__free(AC__K_POOL, w);
-	}
 	if (sp->linked) {
-		if (sp->lprev)
-			sp->lprev->lnext = sp->lnext;
-		else
-			loop->pools = sp->lnext;
-		if (sp->lnext)
-			sp->lnext->lprev = sp->lprev;
+		LIST_REMOVE(sp, on_loop);
 		sp->linked = 0;
 	}
 	/* Acq-rel: every sub-pool's last use happens before the free. */
@@ -585,8 +554,8 @@ static void sub_free(ac__loop_t *loop, void *arg)
 	while ((w = wq_pop(&sp->done)))
 		answer(sp, w, NULL, w->err);
 	fail_all(sp, AC_ESHUTDOWN);
-	while (sp->idle_head) {
-		ac_conn_t *c = sp->idle_head;
+	while (!TAILQ_EMPTY(&sp->idle)) {
+		ac_conn_t *c = TAILQ_FIRST(&sp->idle);
 		idle_remove(sp, c);
 		retire_conn(sp, c, AC_CLOSE_ABORT);
 	}
@@ -603,7 +572,9 @@ static void sub_free(ac__loop_t *loop, void *arg)
 /* begin_stop: the loop is stopping; every connection is about to close. */
 void ac__pools_loop_stop(ac__loop_t *loop)
 {
-	for (struct ac__subpool *sp = loop->pools; sp; sp = sp->lnext) {
+	struct ac__subpool *sp;
+
+	LIST_FOREACH(sp, &loop->pools, on_loop) {
 		struct ac__waiter *w;
 
 		while ((w = wq_pop(&sp->done)))
@@ -692,16 +663,17 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 
 		sp->pool = p;
 		sp->loop = rt->loops[i];
+		TAILQ_INIT(&sp->idle);
+		STAILQ_INIT(&sp->waiters);
+		STAILQ_INIT(&sp->done);
+		STAILQ_INIT(&sp->spare);
 		sp->start_ctl.fn = sub_start;
 		sp->start_ctl.arg = sp;
 		sp->free_ctl.fn = sub_free;
 		sp->free_ctl.arg = sp;
 	}
 	pthread_mutex_lock(&rt->lock);
-	p->next = rt->pools;
-	if (rt->pools)
-		rt->pools->prev = p;
-	rt->pools = p;
+	LIST_INSERT_HEAD(&rt->pools, p, link);
 	pthread_mutex_unlock(&rt->lock);
 	for (int i = 0; i < n; i++)
 		ac__loop_ctl_node(rt->loops[i], &p->sub[i].start_ctl);
@@ -745,12 +717,13 @@ AC_EXPORT int ac_pool_release(ac_pool_t *p, ac_conn_t *c, int how)
 {
 	struct ac__subpool *sp;
 	uint64_t life;
+	int err;
 
-	if (!p || !c || (how != AC_POOL_REUSE && how != AC_POOL_DISCARD))
-		return AC_EINVAL;
 	/* c->loop never changes; the rest of c is the owner's to read. */
-	if (!ac__is_owner(c))
-		return AC_ETHREAD;
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (!p || (how != AC_POOL_REUSE && how != AC_POOL_DISCARD))
+		return AC_EINVAL;
 	if (!c->ob || !c->ob->sp || c->ob->sp->pool != p)
 		return AC_EINVAL;
 	sp = c->ob->sp;
@@ -804,12 +777,7 @@ AC_EXPORT void ac_pool_free(ac_pool_t *p)
 		return;
 	}
 	p->freed = 1;
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		rt->pools = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
+	LIST_REMOVE(p, link);
 	pthread_mutex_unlock(&rt->lock);
 	/* Each loop dissolves its own sub-pool, behind the start operation
 	 * queued at creation. After the runtime stopped, ac_runtime_free's
@@ -827,7 +795,7 @@ void ac__pools_runtime_free(ac_runtime_t *rt)
 
 	for (;;) {
 		pthread_mutex_lock(&rt->lock);
-		p = rt->pools;
+		p = LIST_FIRST(&rt->pools);
 		pthread_mutex_unlock(&rt->lock);
 		if (!p)
 			break;

@@ -26,8 +26,13 @@
  * goes when the callback has run or the watch was cancelled. The last one
  * frees the entry.
  */
-#include "internal.h"
+#include "alloc.h"
+#include "clock.h"
+#include "handle.h"
 #include "hash.h"
+#include "reclaim.h"
+#include "runtime.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -163,7 +168,7 @@ static void drop_table_ref(ac_runtime_t *rt, struct ac__tctx *x,
 		ck_epoch_poll(&x->ep); /* frees what is due by now */
 		return;
 	}
-	ck_epoch_synchronize_wait(&rt->epoch, NULL, NULL);
+	ck_epoch_synchronize_wait(&rt->reclaim.epoch, NULL, NULL);
 	AC__TSAN_ACQUIRE(&grace_sync);
 	entry_unref(e);
 }

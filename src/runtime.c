@@ -7,15 +7,22 @@
  * settled on the stopping thread (ac__loop_settle), and again by
  * ac_runtime_free, so nothing accepted is ever lost or leaked.
  */
-#define _GNU_SOURCE
-#include "internal.h"
+#include "runtime.h"
+#include "alloc.h"
+#include "listener.h"
+#include "loop.h"
+#include "pool.h"
+#include "reclaim.h"
+#include "timer.h"
+#include "watch.h"
+
+#include <stdio.h>
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#define AC__HP_THRESHOLD 64 /* retired connections per loop before a scan */
 
 static uint64_t next_rt_id = 1;
 
@@ -104,11 +111,10 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 	rt->state = AC__RT_NEW;
 	rt->id = __atomic_fetch_add(&next_rt_id, 1, __ATOMIC_RELAXED);
 	pthread_mutex_init(&rt->lock, NULL);
+	LIST_INIT(&rt->listeners);
+	LIST_INIT(&rt->pools);
 	errno = 0; /* a failure below that sets none is out of memory */
-	ck_hp_init(&rt->hp, AC__HP_DEGREE, AC__HP_THRESHOLD,
-		   ac__hp_destroy_cb);
-	ck_epoch_init(&rt->epoch);
-	if (ac__hp_runtime_born(rt) || ac__wtab_new(rt))
+	if (ac__reclaim_init(rt) || ac__wtab_new(rt))
 		goto fail;
 	if (cfg->resolv_conf &&
 	    !(rt->resolv_conf = ac__strdup(cfg->resolv_conf)))
@@ -235,8 +241,8 @@ static void runtime_destroy(ac_runtime_t *rt)
 		/* Listeners the user never closed: drop the user's reference
 		 * (this queues control operations), then settle again, which
 		 * runs them and whatever raced in after the stop. */
-		for (l = rt->listeners; l; l = next) {
-			next = l->next;
+		for (l = LIST_FIRST(&rt->listeners); l; l = next) {
+			next = LIST_NEXT(l, link);
 			ac__listener_release_user(l);
 		}
 		ac__pools_runtime_free(rt); /* pools the user never freed */
@@ -244,7 +250,7 @@ static void runtime_destroy(ac_runtime_t *rt)
 	}
 	/* From here no exiting thread hands a record back (that drains
 	 * it), so the reclaims below have the records to themselves. */
-	ac__hp_runtime_gone(rt);
+	ac__reclaim_runtime_gone(rt);
 	if (rt->loops)
 		for (int i = 0; i < rt->nloops; i++)
 			if (rt->loops[i])
@@ -252,18 +258,13 @@ static void runtime_destroy(ac_runtime_t *rt)
 	/* No thread reads any more: everything retired is reclaimed, from
 	 * every record (loops' and foreign threads') before any is freed,
 	 * since a hazard scan reads them all. */
-	ac__tctx_reclaim_all(rt);
+	ac__reclaim_all(rt);
 	if (rt->loops) {
 		for (int i = 0; i < rt->nloops; i++)
 			ac__loop_free(rt->loops[i]);
 		ac__free(AC__K_OTHER, rt->loops);
 	}
 	ac__wtab_free(rt);
-	while (rt->tctxs) {
-		struct ac__tctx *x = rt->tctxs;
-		rt->tctxs = x->next;
-		ac__free(AC__K_OTHER, x);
-	}
 	pthread_mutex_destroy(&rt->lock);
 	ac__free(AC__K_OTHER, rt->resolv_conf);
 	ac__free(AC__K_OTHER, rt);

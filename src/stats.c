@@ -5,7 +5,10 @@
  * owner only), on its own cache lines; a reader sums relaxed loads. The
  * result is a snapshot, not an atomic cut across loops.
  */
-#include "internal.h"
+#include "stats.h"
+#include "alloc.h"
+#include "loop.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -16,48 +19,6 @@
 #ifdef AC_HAVE_TCMALLOC
 #include <gperftools/malloc_extension_c.h>
 #endif
-
-static const char *const reason_names[AC_CR_COUNT] = {
-	"local", "eof",   "reset", "timeout",  "write_timeout",
-	"frame", "slow",  "limit", "shutdown", "connect", "error"};
-
-AC_EXPORT int ac_close_reason_index(int reason)
-{
-	switch (reason) {
-	case 0:
-		return AC_CR_LOCAL;
-	case AC_EEOF:
-		return AC_CR_EOF;
-	case AC_ECONNRESET:
-	case -EPIPE:
-		return AC_CR_RESET;
-	case AC_ETIMEDOUT:
-		return AC_CR_TIMEOUT;
-	case AC_EWTIMEDOUT:
-		return AC_CR_WTIMEOUT;
-	case AC_EFRAME:
-		return AC_CR_FRAME;
-	case AC_ESLOW:
-		return AC_CR_SLOW;
-	case AC_ELIMIT:
-		return AC_CR_LIMIT;
-	case AC_ESHUTDOWN:
-		return AC_CR_SHUTDOWN;
-	case AC_ENAME:
-	case -ECONNREFUSED:
-	case -ENETUNREACH:
-	case -EHOSTUNREACH:
-	case -EADDRNOTAVAIL:
-		return AC_CR_CONNECT;
-	default:
-		return AC_CR_ERROR;
-	}
-}
-
-AC_EXPORT const char *ac_close_reason_name(int index)
-{
-	return index >= 0 && index < AC_CR_COUNT ? reason_names[index] : "?";
-}
 
 #define LD(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
 
@@ -247,7 +208,7 @@ static int render(ac_runtime_t *rt, struct out *o)
 			put(o,
 			    "actorconn_conns_closed_total{loop=\"%d\",reason=\"%s\"} "
 			    "%llu\n",
-			    i, reason_names[r],
+			    i, ac_close_reason_name(r),
 			    (unsigned long long)per[i].closed[r]);
 	put(o, "# HELP actorconn_heap_bytes Bytes allocated in the process "
 	       "(tcmalloc; 0 without it).\n# TYPE actorconn_heap_bytes gauge\n"

@@ -10,7 +10,11 @@
  * connection's timers are also on its own list and are cancelled when it
  * closes, so none outlives its connection (rule 6).
  */
-#include "internal.h"
+#include "timer.h"
+#include "alloc.h"
+#include "conn.h"
+#include "loop.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -42,20 +46,9 @@ static void timer_free(ac_timer_t *t)
 
 	if (t->ev)
 		event_free(t->ev);
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		loop->timers = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-	if (t->conn) {
-		if (t->cprev)
-			t->cprev->cnext = t->cnext;
-		else
-			t->conn->timers = t->cnext;
-		if (t->cnext)
-			t->cnext->cprev = t->cprev;
-	}
+	LIST_REMOVE(t, on_loop);
+	if (t->conn)
+		LIST_REMOVE(t, on_conn);
 	AC__STAT_ADD(loop, timers_live, -1);
 	ac__free(AC__K_TIMER, t);
 }
@@ -99,10 +92,7 @@ static ac_timer_t *timer_new(ac__loop_t *loop, unsigned ms, int repeat)
 		errno = ENOMEM;
 		return NULL;
 	}
-	t->next = loop->timers;
-	if (loop->timers)
-		loop->timers->prev = t;
-	loop->timers = t;
+	LIST_INSERT_HEAD(&loop->timers, t, on_loop);
 	AC__STAT_ADD(loop, timers_live, 1);
 	return t;
 }
@@ -169,10 +159,7 @@ AC_EXPORT ac_timer_t *ac_conn_timer(ac_conn_t *c, unsigned ms, int repeat,
 	t->cfn = fn;
 	t->arg = arg;
 	t->conn = c;
-	t->cnext = c->timers;
-	if (c->timers)
-		c->timers->cprev = t;
-	c->timers = t;
+	LIST_INSERT_HEAD(&c->timers, t, on_conn);
 	return t;
 }
 
@@ -205,8 +192,8 @@ void ac__timers_cancel_conn(ac_conn_t *c)
 {
 	ac_timer_t *t, *next;
 
-	for (t = c->timers; t; t = next) {
-		next = t->cnext;
+	for (t = LIST_FIRST(&c->timers); t; t = next) {
+		next = LIST_NEXT(t, on_conn);
 		timer_cancel(t);
 	}
 }
@@ -214,6 +201,6 @@ void ac__timers_cancel_conn(ac_conn_t *c)
 /* Control thread, after the loop exited: free what nobody cancelled. */
 void ac__timers_free_loop(ac__loop_t *loop)
 {
-	while (loop->timers)
-		timer_free(loop->timers);
+	while (!LIST_EMPTY(&loop->timers))
+		timer_free(LIST_FIRST(&loop->timers));
 }

@@ -21,14 +21,21 @@
  * handle table). Allocating and freeing a slot takes the table's mutex: a
  * short critical section on a path that is not hot.
  */
-#include "internal.h"
+#include "watch.h"
+#include "alloc.h"
+#include "conn.h"
+#include "handle.h"
+#include "loop.h"
+#include "runtime.h"
+#include "segtab.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 
 #define AC__WSEG_SHIFT 8 /* segment s holds 256 << s slots */
-#define AC__WSEGMENTS 24
+#define AC__WSEGMENTS 24 /* 2^32 watches */
 
 enum { W_FREE = 0, W_ARMED = 1, W_FIRING = 2 };
 
@@ -53,8 +60,8 @@ static uintptr_t self_token(void)
 }
 
 struct ac__wtab {
-	pthread_mutex_t lock; /* guards nslots, free_head, new segments */
-	struct ac__wslot *seg[AC__WSEGMENTS]; /* published with release */
+	pthread_mutex_t lock; /* the writer: nslots, free_head, new segments */
+	struct ac__segtab tab; /* of struct ac__wslot */
 	uint32_t nslots;
 	uint32_t free_head;
 };
@@ -68,15 +75,16 @@ static uint64_t word(uint32_t gen, int state)
 
 static struct ac__wslot *wslot(struct ac__wtab *t, uint32_t idx)
 {
-	unsigned s;
-	uint32_t off;
-	struct ac__wslot *seg;
+	return ac__segtab_at(&t->tab, idx);
+}
 
-	ac__seg_locate(idx, AC__WSEG_SHIFT, &s, &off);
-	if (s >= AC__WSEGMENTS)
-		return NULL;
-	seg = __atomic_load_n(&t->seg[s], __ATOMIC_ACQUIRE);
-	return seg ? &seg[off] : NULL;
+/* Generations start at 1: an id is never 0. */
+static void wslots_init(void *entries, size_t n)
+{
+	struct ac__wslot *sl = entries;
+
+	for (size_t i = 0; i < n; i++)
+		sl[i].word = word(1, W_FREE);
 }
 
 int ac__wtab_new(ac_runtime_t *rt)
@@ -86,6 +94,8 @@ int ac__wtab_new(ac_runtime_t *rt)
 	if (!t)
 		return AC_ENOMEM;
 	pthread_mutex_init(&t->lock, NULL);
+	ac__segtab_init(&t->tab, sizeof(struct ac__wslot), AC__WSEG_SHIFT,
+			AC__WSEGMENTS, wslots_init);
 	rt->watches = t;
 	return 0;
 }
@@ -101,8 +111,7 @@ void ac__wtab_free(ac_runtime_t *rt)
 	for (uint32_t i = 0; i < t->nslots; i++)
 		if ((wslot(t, i)->word & 3) != W_FREE)
 			ac__count(AC__K_WATCH, -1);
-	for (unsigned s = 0; s < AC__WSEGMENTS; s++)
-		ac__free(AC__K_OTHER, t->seg[s]);
+	ac__segtab_free(&t->tab);
 	pthread_mutex_destroy(&t->lock);
 	ac__free(AC__K_OTHER, t);
 	rt->watches = NULL;
@@ -121,29 +130,16 @@ static int wslot_alloc(struct ac__wtab *t, ac_watch_fn fn, void *arg,
 		sl = wslot(t, idx);
 		t->free_head = sl->next_free;
 	} else {
-		unsigned s;
-		uint32_t off;
-
 		idx = t->nslots;
-		ac__seg_locate(idx, AC__WSEG_SHIFT, &s, &off);
-		if (s >= AC__WSEGMENTS) {
+		if (idx >= ac__segtab_capacity(&t->tab)) {
 			pthread_mutex_unlock(&t->lock);
 			return AC_ELIMIT;
 		}
-		if (!t->seg[s]) {
-			size_t n = (size_t)1 << (AC__WSEG_SHIFT + s);
-			struct ac__wslot *seg =
-				ac__calloc(AC__K_OTHER, n, sizeof(*seg));
-			if (!seg) {
-				pthread_mutex_unlock(&t->lock);
-				return AC_ENOMEM;
-			}
-			for (size_t i = 0; i < n; i++)
-				seg[i].word = word(1, W_FREE);
-			__atomic_store_n(&t->seg[s], seg, __ATOMIC_RELEASE);
+		if (!(sl = ac__segtab_make(&t->tab, idx))) {
+			pthread_mutex_unlock(&t->lock);
+			return AC_ENOMEM;
 		}
 		t->nslots++;
-		sl = wslot(t, idx);
 	}
 	pthread_mutex_unlock(&t->lock);
 
@@ -179,7 +175,8 @@ static void wslot_release(struct ac__wtab *t, struct ac__wslot *sl,
 	ac__count(AC__K_WATCH, -1);
 }
 
-void ac__watch_fire(ac_runtime_t *rt, uint64_t id, int reason)
+/* Any thread: runs watch id's fn with reason, once. */
+static void watch_fire(ac_runtime_t *rt, uint64_t id, int reason)
 {
 	struct ac__wtab *t = rt->watches;
 	struct ac__wslot *sl = wslot(t, id_index(id));
@@ -207,7 +204,7 @@ static void post_fire(ac_runtime_t *rt, uint64_t id, int loop, int reason)
 			    .b = (void *)(uintptr_t)id};
 
 	if (ac__mailbox_put(rt, loop, &m))
-		ac__watch_fire(rt, id, reason); /* out of memory: run now */
+		watch_fire(rt, id, reason); /* out of memory: run now */
 }
 
 AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
@@ -314,7 +311,9 @@ static bool id_live(struct ac__wtab *t, uint64_t id)
 				32) == id_gen(id);
 }
 
-void ac__watch_register(ac__loop_t *loop, struct ac__msg *m)
+/* WATCH, on the owner loop: record the watch, or fire it at once if the
+ * connection is already gone. */
+void ac__watch_deliver_watch(ac__loop_t *loop, struct ac__msg *m)
 {
 	ac_runtime_t *rt = loop->rt;
 	ac_conn_t *c = ac__handle_local(loop, m->h);
@@ -344,6 +343,18 @@ void ac__watch_register(ac__loop_t *loop, struct ac__msg *m)
 		c->capwatches = cap;
 	}
 	c->watches[c->nwatches++].id = id;
+}
+
+/* WATCH for a loop that is gone: so is the connection. */
+void ac__watch_settle_watch(ac__loop_t *loop, struct ac__msg *m)
+{
+	watch_fire(loop->rt, (uint64_t)(uintptr_t)m->b, AC_ESHUTDOWN);
+}
+
+/* FIRE: on the watch's loop, or on the stopping thread. */
+void ac__watch_deliver_fire(ac__loop_t *loop, struct ac__msg *m)
+{
+	watch_fire(loop->rt, (uint64_t)(uintptr_t)m->b, m->i);
 }
 
 void ac__watch_conn_closed(ac_conn_t *c)

@@ -108,7 +108,7 @@ END_TEST
 START_TEST(every_error_has_a_name_and_message)
 {
 	static const int codes[] = {
-#define CODE(name, val, msg) AC_##name,
+#define CODE(name, val, cr, msg) AC_##name,
 		AC_ERRNO_MAP(CODE)
 #undef CODE
 	};

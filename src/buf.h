@@ -1,0 +1,14 @@
+/* buf.h: the shared buffer's layout (buf.c), for the write path. */
+#ifndef AC_BUF_H
+#define AC_BUF_H
+
+#include "common.h"
+
+/* One allocation: the count, the length and the bytes. */
+struct ac_buf_s {
+	int refs; /* atomic */
+	size_t len;
+	unsigned char data[];
+};
+
+#endif /* AC_BUF_H */

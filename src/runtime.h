@@ -1,0 +1,49 @@
+/* runtime.h: the runtime object and its state (runtime.c). */
+#ifndef AC_RUNTIME_H
+#define AC_RUNTIME_H
+
+#include "common.h"
+
+#include <pthread.h>
+#include <sys/queue.h>
+
+#include "loop.h"
+#include "reclaim.h"
+
+enum ac__rt_state {
+	AC__RT_NEW,
+	AC__RT_RUNNING,
+	AC__RT_STOPPING,
+	AC__RT_STOPPED
+};
+
+struct ac_runtime_s {
+	int nloops;
+	unsigned mailbox_size; /* ring slots, a power of two */
+	int pin_cpus;
+	int state;             /* enum ac__rt_state; atomic */
+	uint64_t id;           /* unique per process, never reused */
+	ac__loop_t **loops;
+	struct ac__reclaim reclaim;
+	pthread_mutex_t lock;  /* guards listeners, pools, reclaim.foreign,
+				  state transitions; never on a hot path */
+	LIST_HEAD(, ac_listener_s) listeners;
+	LIST_HEAD(, ac_pool_s) pools; /* not yet freed */
+	unsigned rr;           /* round robin for foreign posts */
+	unsigned max_conns;
+	unsigned nconns;       /* atomic: open connections, all loops */
+	void (*log)(int level, const char *msg, void *arg);
+	void *log_arg;
+	char *resolv_conf;     /* NULL: /etc/resolv.conf */
+	struct ac__wtab *watches;
+};
+
+void ac__log(ac_runtime_t *rt, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static inline int ac__rt_state(const ac_runtime_t *rt)
+{
+	return __atomic_load_n(&rt->state, __ATOMIC_ACQUIRE);
+}
+
+#endif /* AC_RUNTIME_H */
