@@ -10,6 +10,7 @@
  * retried, and the deferred mailbox wake-ups are sent.
  */
 #include "loop.h"
+#include "spsc.h"
 #include "alloc.h"
 #include "conn.h"
 #include "listener.h"
@@ -112,17 +113,45 @@ void ac__loop_run_ctl(ac__loop_t *loop)
 
 #define AC__TAKE 64 /* messages copied out of a ring at a time */
 
-/* Dispatches up to about `batch` messages from one ring; returns the
- * number dispatched. */
-static unsigned drain_ring(ac__loop_t *loop, struct ac__ring *r,
+static void note_depth(ac__loop_t *loop, uint64_t depth)
+{
+	if (depth > loop->st.mailbox_max_depth)
+		AC__STAT_SET(loop, mailbox_max_depth, depth);
+}
+
+/*
+ * Dispatches up to about `batch` messages from a loop's ring; returns the
+ * number dispatched. Messages run where they lie in the ring, and their
+ * slots go back to the producer AC__TAKE at a time. A handler that posts
+ * to this same ring cannot reach those slots: they are not released yet.
+ */
+static unsigned drain_spsc(ac__loop_t *loop, struct ac__spsc *r,
 			   unsigned batch)
+{
+	unsigned got = 0;
+	uint32_t n;
+
+	while (got < batch && (n = ac__spsc_ready(r))) {
+		if (!got) /* what was there when the drain began */
+			note_depth(loop, n);
+		if (n > AC__TAKE)
+			n = AC__TAKE;
+		for (uint32_t i = 0; i < n; i++)
+			ac__dispatch(loop, ac__spsc_at(r, i));
+		ac__spsc_release(r, n);
+		got += n;
+	}
+	return got;
+}
+
+/* The same for the foreign threads' ring. */
+static unsigned drain_foreign(ac__loop_t *loop, struct ac__ring *r,
+			      unsigned batch)
 {
 	struct ac__msg m[AC__TAKE];
 	unsigned got = 0, n;
-	uint64_t depth = ck_ring_size(&r->ring);
 
-	if (depth > loop->st.mailbox_max_depth)
-		AC__STAT_SET(loop, mailbox_max_depth, depth);
+	note_depth(loop, ck_ring_size(&r->ring));
 	while (got < batch && (n = ac__ring_take(r, m, AC__TAKE))) {
 		for (unsigned i = 0; i < n; i++)
 			ac__dispatch(loop, &m[i]);
@@ -141,15 +170,15 @@ static bool drain(ac__loop_t *loop, unsigned batch)
 
 	for (int j = 0; j < loop->rt->nloops; j++) {
 		/* Acquire pairs with the producer's release in ring_to. */
-		struct ac__ring *r =
+		struct ac__spsc *r =
 			__atomic_load_n(&loop->in[j], __ATOMIC_ACQUIRE);
 
 		if (r) {
-			got += n = drain_ring(loop, r, batch);
+			got += n = drain_spsc(loop, r, batch);
 			more |= n >= batch;
 		}
 	}
-	got += n = drain_ring(loop, loop->foreign, batch);
+	got += n = drain_foreign(loop, loop->foreign, batch);
 	more |= n >= batch;
 	AC__STAT_ADD(loop, mailbox_received, got);
 	return more;
@@ -255,16 +284,18 @@ void ac__loop_settle(ac__loop_t *loop)
 	ac__loop_run_ctl(loop);
 	ac__accept_drop_all(loop);
 	for (int j = 0; j < loop->rt->nloops; j++) {
-		struct ac__ring *r = loop->in[j];
-		struct ac__ovf_node *n;
+		struct ac__spsc *r = loop->in[j];
+		struct ac__ovf *o = &loop->ovf[j];
 
-		while (r && ck_ring_dequeue_spsc_acmsg(&r->ring, r->slots, &m))
+		/* Loop j has exited (joined): what it staged is ours too. */
+		if (r)
+			ac__spsc_publish(r);
+		while (r && ac__spsc_take(r, &m, 1))
 			ac__settle(loop, &m);
-		while ((n = STAILQ_FIRST(&loop->ovf[j]))) { /* bound for loop j */
-			STAILQ_REMOVE_HEAD(&loop->ovf[j], next);
-			ac__settle(loop->rt->loops[j], &n->msg);
-			ac__free(AC__K_MSG, n);
-		}
+		while (!ac__ovf_empty(o)) /* bound for loop j */
+			ac__settle(loop->rt->loops[j],
+				   &o->v[o->head++ & (o->cap - 1)]);
+		ac__ovf_clear(o);
 	}
 	loop->ovf_count = 0;
 	while (ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
@@ -309,15 +340,6 @@ int ac__loop_start(ac__loop_t *loop)
 	return 0;
 }
 
-static struct ac__ovf *ovf_lists(int n)
-{
-	struct ac__ovf *o = ac__calloc(AC__K_OTHER, (size_t)n, sizeof(*o));
-
-	for (int i = 0; o && i < n; i++)
-		STAILQ_INIT(&o[i]);
-	return o;
-}
-
 ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 {
 	struct event_config *ecfg = NULL;
@@ -342,7 +364,7 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 		goto fail;
 	if (!(loop->foreign = ac__ring_new(rt->mailbox_size)) ||
 	    !(loop->in = ac__calloc(AC__K_OTHER, n, sizeof(*loop->in))) ||
-	    !(loop->ovf = ovf_lists(n)) ||
+	    !(loop->ovf = ac__calloc(AC__K_OTHER, n, sizeof(*loop->ovf))) ||
 	    !(loop->wake_mark = ac__calloc(AC__K_OTHER, n, 1)) ||
 	    !(loop->unsignalled =
 		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->unsignalled))) ||
@@ -394,9 +416,11 @@ void ac__loop_free(ac__loop_t *loop)
 		close(loop->wake_fd);
 	if (loop->in)
 		for (int j = 0; j < loop->rt->nloops; j++)
-			ac__ring_free(loop->in[j]);
+			ac__spsc_free(loop->in[j]);
 	ac__ring_free(loop->foreign);
 	ac__free(AC__K_OTHER, loop->in);
+	for (int j = 0; loop->ovf && j < loop->rt->nloops; j++)
+		ac__ovf_clear(&loop->ovf[j]);
 	ac__free(AC__K_OTHER, loop->ovf);
 	ac__free(AC__K_OTHER, loop->wake_mark);
 	ac__free(AC__K_OTHER, loop->unsignalled);

@@ -79,7 +79,7 @@ struct ac__loop {
 	int index;
 	int wake_fd;             /* eventfd */
 	struct ac__ring *foreign; /* MPSC: threads that are not loops */
-	struct ac__ring **in;    /* [nloops]; in[j] created by loop j */
+	struct ac__spsc **in;    /* [nloops]; in[j] created by loop j */
 	struct ac__htab htab;    /* segments read by pinning threads */
 
 	/* Owner only from here on. */

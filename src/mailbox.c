@@ -2,7 +2,8 @@
  * mailbox.c: bounded lock-free mailboxes between threads and loops.
  *
  * Each consumer loop k has one SPSC ring per producer loop j (in[j],
- * created by j on first use) and one MPSC ring for every other thread.
+ * created by j on first use; spsc.h) and one MPSC ring for every other
+ * thread (Concurrency Kit's ck_ring).
  * Messages are 32-byte values stored in the ring slots: enqueue and
  * dequeue take no lock and allocate nothing.
  *
@@ -21,6 +22,7 @@
  * per-producer order.
  */
 #include "mailbox.h"
+#include "spsc.h"
 #include "alloc.h"
 #include "clock.h"
 #include "conn.h"
@@ -56,6 +58,31 @@ void ac__ring_free(struct ac__ring *r)
 {
 	if (r) {
 		ac__free(AC__K_OTHER, r->slots);
+		ac__free(AC__K_OTHER, r);
+	}
+}
+
+struct ac__spsc *ac__spsc_new(unsigned size)
+{
+	struct ac__spsc *r;
+	struct ac__msg *slots;
+
+	if (!(r = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*r))))
+		return NULL;
+	if (!(slots = ac__calloc(AC__K_OTHER, size, sizeof(*slots)))) {
+		ac__free(AC__K_OTHER, r);
+		return NULL;
+	}
+	memset(r, 0, sizeof(*r));
+	r->pmask = r->cmask = size - 1;
+	r->pslots = r->cslots = slots;
+	return r;
+}
+
+void ac__spsc_free(struct ac__spsc *r)
+{
+	if (r) {
+		ac__free(AC__K_OTHER, r->pslots);
 		ac__free(AC__K_OTHER, r);
 	}
 }
@@ -119,17 +146,32 @@ void ac__wake(ac__loop_t *loop)
 	}
 }
 
-/*
- * Loop producer: remember to wake `dest` when the current callback ends.
- * A callback can be long (a drain cycle runs up to a thousand posted
- * functions), so once an eighth of a ring has gone unsignalled the wake-up
- * is sent at once: the consumer starts draining before the ring fills.
- */
-static void defer_wake(ac__loop_t *self, int dest)
+/* Loop producer: publishes what it staged for dest, then wakes dest. */
+static void publish_and_wake(ac__loop_t *self, int dest)
 {
+	ac__loop_t *dst = self->rt->loops[dest];
+
+	self->unsignalled[dest] = 0;
+	ac__spsc_publish(dst->in[self->index]);
+	ac__wake(dst);
+}
+
+/*
+ * Loop producer, after staging a message for dest: publish it and wake
+ * dest when the current callback ends, so that a callback that sends a
+ * thousand messages costs one index store and at most one wake-up per
+ * destination. A callback can be long (a drain cycle runs up to a
+ * thousand posted functions), so once an eighth of a ring is staged it is
+ * published and signalled at once: the consumer starts draining before
+ * the ring fills. A message to the loop itself is published at once: the
+ * drain cycle posting it may be the one that should run it.
+ */
+static void defer_wake(ac__loop_t *self, int dest, struct ac__spsc *r)
+{
+	if (dest == self->index)
+		ac__spsc_publish(r);
 	if (++self->unsignalled[dest] >= self->rt->mailbox_size / 8) {
-		self->unsignalled[dest] = 0;
-		ac__wake(self->rt->loops[dest]);
+		publish_and_wake(self, dest);
 		return;
 	}
 	if (!self->wake_mark[dest]) {
@@ -138,11 +180,37 @@ static void defer_wake(ac__loop_t *self, int dest)
 	}
 }
 
+#define AC__OVF_MIN 256u /* messages in an overflow array at first */
+
+void ac__ovf_clear(struct ac__ovf *o)
+{
+	ac__free(AC__K_MSG, o->v);
+	memset(o, 0, sizeof(*o));
+}
+
+/* Doubles o's array, keeping the messages in order. */
+static int ovf_grow(struct ac__ovf *o)
+{
+	uint32_t cap = o->cap ? o->cap * 2 : AC__OVF_MIN, n = o->tail - o->head;
+	struct ac__msg *v = ac__malloc(AC__K_MSG, cap * sizeof(*v));
+
+	if (!v)
+		return AC_ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = o->v[(o->head + i) & (o->cap - 1)];
+	ac__free(AC__K_MSG, o->v);
+	o->v = v;
+	o->head = 0;
+	o->tail = n;
+	o->cap = cap;
+	return 0;
+}
+
 static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
 {
-	struct ac__ovf_node *n = ac__malloc(AC__K_MSG, sizeof(*n));
+	struct ac__ovf *o = &self->ovf[dest];
 
-	if (!n)
+	if (o->tail - o->head == o->cap && ovf_grow(o))
 		return AC_ENOMEM;
 	/* Arm the retry first: adding a timer can allocate (libevent's
 	 * heap), and a message queued with no retry armed would wait until
@@ -150,25 +218,22 @@ static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
 	 * instead, the caller keeps it. */
 	if (self->ovf_ev && !evtimer_pending(self->ovf_ev, NULL)) {
 		struct timeval tv = {0, AC__OVERFLOW_RETRY_US};
-		if (evtimer_add(self->ovf_ev, &tv)) {
-			ac__free(AC__K_MSG, n);
+		if (evtimer_add(self->ovf_ev, &tv))
 			return AC_ENOMEM;
-		}
 	}
-	n->msg = *m;
+	o->v[o->tail++ & (o->cap - 1)] = *m;
 	AC__STAT_ADD(self, mailbox_overflowed, 1);
-	STAILQ_INSERT_TAIL(&self->ovf[dest], n, next);
 	self->ovf_count++;
 	return 0;
 }
 
-static struct ac__ring *ring_to(ac__loop_t *self, ac__loop_t *dst)
+static struct ac__spsc *ring_to(ac__loop_t *self, ac__loop_t *dst)
 {
-	struct ac__ring *r = dst->in[self->index];
+	struct ac__spsc *r = dst->in[self->index];
 
 	if (AC__LIKELY(r != NULL))
 		return r;
-	if (!(r = ac__ring_new(self->rt->mailbox_size)))
+	if (!(r = ac__spsc_new(self->rt->mailbox_size)))
 		return NULL;
 	/* Release: the initialised ring is visible to the consumer before
 	 * the pointer; the consumer loads it with acquire. */
@@ -181,18 +246,20 @@ static struct ac__ring *ring_to(ac__loop_t *self, ac__loop_t *dst)
 static bool retry_dest(ac__loop_t *self, int d)
 {
 	struct ac__ovf *o = &self->ovf[d];
-	struct ac__ring *r = ring_to(self, self->rt->loops[d]);
-	struct ac__ovf_node *n;
+	struct ac__spsc *r = ring_to(self, self->rt->loops[d]);
 
-	while (r && (n = STAILQ_FIRST(o))) {
-		if (!ck_ring_enqueue_spsc_acmsg(&r->ring, r->slots, &n->msg))
+	while (r && !ac__ovf_empty(o)) {
+		if (!ac__spsc_put(r, &o->v[o->head & (o->cap - 1)]))
 			break;
-		STAILQ_REMOVE_HEAD(o, next);
-		ac__free(AC__K_MSG, n);
+		o->head++;
 		self->ovf_count--;
-		defer_wake(self, d);
+		defer_wake(self, d, r);
 	}
-	return STAILQ_EMPTY(o);
+	/* Emptied: a large array goes (a small one stays for the next
+	 * burst). */
+	if (ac__ovf_empty(o) && o->cap > 4 * AC__OVF_MIN)
+		ac__ovf_clear(o);
+	return ac__ovf_empty(o);
 }
 
 /* Owner loop `self`: retries every overflow list. Returns the number of
@@ -200,7 +267,7 @@ static bool retry_dest(ac__loop_t *self, int d)
 unsigned ac__mailbox_retry(ac__loop_t *self)
 {
 	for (int d = 0; d < self->rt->nloops && self->ovf_count; d++)
-		if (!STAILQ_EMPTY(&self->ovf[d]))
+		if (!ac__ovf_empty(&self->ovf[d]))
 			retry_dest(self, d);
 	return self->ovf_count;
 }
@@ -211,8 +278,7 @@ void ac__mailbox_flush_wakes(ac__loop_t *self)
 	for (int i = 0; i < self->nwake; i++) {
 		int d = self->wake_list[i];
 		self->wake_mark[d] = 0;
-		self->unsignalled[d] = 0;
-		ac__wake(self->rt->loops[d]);
+		publish_and_wake(self, d);
 	}
 	self->nwake = 0;
 }
@@ -223,19 +289,19 @@ int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
 	ac__loop_t *dst = rt->loops[dest];
 
 	if (self && self->rt == rt) {
-		struct ac__ring *r;
+		struct ac__spsc *r;
 
-		/* Behind a waiting overflow list only if it cannot drain now:
-		 * per-producer order. */
-		if (AC__UNLIKELY(!STAILQ_EMPTY(&self->ovf[dest])) &&
-		    !retry_dest(self, dest))
+		/* Behind a waiting overflow list: per-producer order. It is
+		 * retried when the callback ends and on a timer, not here,
+		 * where a producer outrunning its consumer would re-read the
+		 * consumer's index for every message. */
+		if (AC__UNLIKELY(!ac__ovf_empty(&self->ovf[dest])))
 			return ovf_push(self, dest, m);
 		if (AC__UNLIKELY(!(r = ring_to(self, dst))))
 			return AC_ENOMEM;
-		if (AC__UNLIKELY(!ck_ring_enqueue_spsc_acmsg(&r->ring, r->slots,
-							     m)))
+		if (AC__UNLIKELY(!ac__spsc_put(r, m)))
 			return ovf_push(self, dest, m);
-		defer_wake(self, dest);
+		defer_wake(self, dest, r);
 		return 0;
 	}
 	if (AC__UNLIKELY(!ck_ring_enqueue_mpsc_acmsg(&dst->foreign->ring,

@@ -13,8 +13,6 @@
 
 #include "common.h"
 
-#include <sys/queue.h>
-
 #include <ck_ring.h>
 
 #define AC__DEFAULT_MAILBOX 4096u /* messages per ring */
@@ -70,12 +68,25 @@ struct ac__ring {
 	struct ac__msg *slots;
 };
 
-/* A message a loop could not place because the ring was full. */
-struct ac__ovf_node {
-	STAILQ_ENTRY(ac__ovf_node) next;
-	struct ac__msg msg;
+/*
+ * Messages a loop could not place because the destination's ring was
+ * full, in order: a circular array that doubles when full, so that a
+ * producer outrunning its consumer pays an allocation per doubling, not
+ * per message. Messages to that destination queue behind it until it is
+ * empty again (per-producer order).
+ */
+struct ac__ovf {
+	struct ac__msg *v;
+	uint32_t head, tail, cap; /* free-running; cap a power of two */
 };
-STAILQ_HEAD(ac__ovf, ac__ovf_node);
+
+static inline bool ac__ovf_empty(const struct ac__ovf *o)
+{
+	return o->head == o->tail;
+}
+
+/* Frees the array of an empty list, or of any list at the end. */
+void ac__ovf_clear(struct ac__ovf *o);
 
 /* Any thread: place m in loop dest's mailbox. Lock-free; allocates only
  * when a loop producer overflows, or to make a ring on first use. */
@@ -91,15 +102,20 @@ void ac__mailbox_flush_wakes(ac__loop_t *self);
 /* Any thread: tell loop that its mailbox has work. */
 void ac__wake(ac__loop_t *loop);
 
+struct ac__spsc;
 struct ac__ring *ac__ring_new(unsigned capacity);
 /* The consumer: up to max messages out, their slots handed back at once. */
 unsigned ac__ring_take(struct ac__ring *r, struct ac__msg *out, unsigned max);
 void ac__ring_free(struct ac__ring *r);
 
-/* Deliver on the consumer loop, or settle after it exited. */
+/* Deliver on the consumer loop, or settle after it exited. A posted
+ * function, the most common message, skips the table. */
 static inline void ac__dispatch(ac__loop_t *loop, struct ac__msg *m)
 {
-	ac__msg_ops[m->kind].deliver(loop, m);
+	if (AC__LIKELY(m->kind == AC__MSG_POST))
+		m->a.fn(m->b);
+	else
+		ac__msg_ops[m->kind].deliver(loop, m);
 }
 
 static inline void ac__settle(ac__loop_t *loop, struct ac__msg *m)

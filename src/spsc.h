@@ -1,0 +1,136 @@
+/*
+ * spsc.h: the single-producer, single-consumer ring that carries messages
+ * from one loop to another.
+ *
+ * Why not ck_ring, which the foreign (MPSC) mailbox still uses: ck_ring's
+ * producer loads the consumer's index on every enqueue and stores its own
+ * on every enqueue, and its consumer does the same, so both index cache
+ * lines move between the two cores for every message. Here each side
+ * keeps a private copy of the other side's index and re-reads the shared
+ * one only when the ring looks full (producer) or empty (consumer), and
+ * the producer stages messages and publishes a whole batch with one store
+ * (ac__spsc_publish), at the end of its callback, as Seastar's cross-core
+ * queues do. `actorconn-bench mailbox` shows the difference (README,
+ * Performance: loop -> loop).
+ *
+ * Memory layout: four cache lines, one per writer and role, so that a
+ * side's private fields never share a line with what the other side reads.
+ * Indexes run free (mod 2^32); tail - head is the number of messages in
+ * the ring, at most mask + 1.
+ *
+ * Ordering, the whole of it: the producer's release store of tail pairs
+ * with the consumer's acquire load of tail (the slots up to tail are
+ * written); the consumer's release store of head pairs with the
+ * producer's acquire load of head (the slots below head have been read,
+ * so they may be overwritten).
+ */
+#ifndef AC_SPSC_H
+#define AC_SPSC_H
+
+#include "common.h"
+#include "mailbox.h"
+
+struct ac__spsc {
+	/* The producer's own line. */
+	uint32_t next AC__ALIGNED;  /* staged up to here (not all published) */
+	uint32_t head_seen;         /* head, as the producer last read it */
+	uint32_t pmask;
+	struct ac__msg *pslots;
+	/* Written by the producer when it publishes; read by the consumer
+	 * when its copy runs out. */
+	uint32_t tail AC__ALIGNED;
+	/* The consumer's own line. */
+	uint32_t cnext AC__ALIGNED; /* the next slot to take */
+	uint32_t tail_seen;         /* tail, as the consumer last read it */
+	uint32_t cmask;
+	struct ac__msg *cslots;
+	/* Written by the consumer after each take; read by the producer
+	 * when its copy says full. */
+	uint32_t head AC__ALIGNED;
+};
+
+/* A ring of capacity slots (a power of two); NULL without memory. */
+struct ac__spsc *ac__spsc_new(unsigned capacity);
+void ac__spsc_free(struct ac__spsc *r);
+
+/* The producer: stages m. False when the ring is full (nothing staged).
+ * No lock, no allocation, and no shared line touched unless the
+ * producer's copy of head says full. */
+static inline bool ac__spsc_put(struct ac__spsc *r, const struct ac__msg *m)
+{
+	uint32_t n = r->next;
+
+	if (AC__UNLIKELY(n - r->head_seen > r->pmask)) {
+		/* Acquire: the consumer has read the slots below head. */
+		r->head_seen = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+		if (n - r->head_seen > r->pmask)
+			return false;
+	}
+	r->pslots[n & r->pmask] = *m;
+	r->next = n + 1;
+	return true;
+}
+
+/* The producer: whether staged messages wait for ac__spsc_publish. */
+static inline bool ac__spsc_staged(const struct ac__spsc *r)
+{
+	return r->next != __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
+}
+
+/* The producer: makes every staged message visible to the consumer. */
+static inline void ac__spsc_publish(struct ac__spsc *r)
+{
+	/* Release: the staged slots are written before tail moves. */
+	__atomic_store_n(&r->tail, r->next, __ATOMIC_RELEASE);
+}
+
+/* The consumer: how many published messages wait at ac__spsc_at(r, 0)
+ * onwards (re-reading the producer's tail only when its copy says none). */
+static inline uint32_t ac__spsc_ready(struct ac__spsc *r)
+{
+	uint32_t c = r->cnext;
+
+	if (c == r->tail_seen)
+		/* Acquire: the slots below tail are written. */
+		r->tail_seen = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	return r->tail_seen - c;
+}
+
+/* The consumer: the i-th waiting message, read in place (i < ready). */
+static inline struct ac__msg *ac__spsc_at(struct ac__spsc *r, uint32_t i)
+{
+	return &r->cslots[(r->cnext + i) & r->cmask];
+}
+
+/* The consumer: hands the first n waiting slots back, with one store. */
+static inline void ac__spsc_release(struct ac__spsc *r, uint32_t n)
+{
+	r->cnext += n;
+	/* Release: our reads of those slots complete before the producer
+	 * can see them free. */
+	__atomic_store_n(&r->head, r->cnext, __ATOMIC_RELEASE);
+}
+
+/* The consumer: copies up to max waiting messages out and releases them. */
+static inline unsigned ac__spsc_take(struct ac__spsc *r, struct ac__msg *out,
+				     unsigned max)
+{
+	uint32_t n = ac__spsc_ready(r);
+
+	if (n > max)
+		n = max;
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = *ac__spsc_at(r, i);
+	if (n)
+		ac__spsc_release(r, n);
+	return n;
+}
+
+/* Any thread, a snapshot: messages published and not yet taken. */
+static inline uint32_t ac__spsc_depth(const struct ac__spsc *r)
+{
+	return __atomic_load_n(&r->tail, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&r->head, __ATOMIC_RELAXED);
+}
+
+#endif /* AC_SPSC_H */
