@@ -1,0 +1,128 @@
+/*
+ * broker.h: private to actorconn-broker. The broker's state and what its
+ * files share:
+ *
+ *   broker.c    connections (decoding, replies, client state), options, main
+ *   pubsub.c    the topic tables: subscribe, unsubscribe, publish
+ *   commands.c  the command table, argument checks and each command
+ *   forward.c   --upstream: PUBLISH forwarded through a connection pool
+ *
+ * Every function here runs on the loop that owns the connection it is
+ * given, except where its comment says otherwise.
+ */
+#ifndef AC_BROKER_H
+#define AC_BROKER_H
+
+#include <actorconn.h>
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resp.h"
+
+#define MAX_ARGS 4096
+#define SHARDS 16
+#define BUCKETS 4096 /* per shard */
+#define VERSION "7.0.0"
+
+/* A channel or a pattern: a name and the group of its subscribers. */
+struct topic {
+	struct topic *next;
+	ac_group_t *group;
+	size_t subs; /* under the table's lock */
+	size_t len;
+	char name[];
+};
+
+struct table {
+	pthread_mutex_t lock; /* short: lookups and group joins/leaves */
+	struct topic **buckets;
+	size_t nbuckets, count;
+};
+
+/* The one broker of the process (broker.c). */
+struct broker {
+	ac_runtime_t *rt;
+	struct resp_limits lim;
+	struct table chans[SHARDS];
+	struct table pats; /* one table: every publish scans it anyway */
+	uint64_t seed;     /* of the topic hash (pubsub_init) */
+	uint64_t started_ms;
+	int port;
+	uint64_t commands, next_id; /* atomic */
+	ac_pool_t *up;              /* --upstream: PUBLISH is forwarded */
+	uint64_t fwd_ok, fwd_failed; /* atomic */
+};
+extern struct broker B;
+
+/* One subscription of a client: the channel's or pattern's name. */
+struct sub {
+	char *name;
+	size_t len;
+};
+
+/* A client's state: made by the first command that needs it. */
+struct client {
+	uint64_t id;
+	char *name;
+	struct sub *chans, *pats;
+	size_t nchans, npats, capchans, cappats;
+};
+
+/* ---- broker.c ------------------------------------------------------------- */
+
+uint64_t now_ms(void);
+/* malloc that aborts: the broker does not run on without memory. */
+void *xmalloc(size_t n);
+
+/* Replies: queued on c in order (ac_conn_write). */
+void out(ac_conn_t *c, const void *p, size_t n);
+void outf(ac_conn_t *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void outs(ac_conn_t *c, const char *s);
+void bulk(ac_conn_t *c, const char *p, size_t n);
+void bulk_str(ac_conn_t *c, const char *s);
+
+/* c's client state, made now; NULL (c closing) if out of memory. */
+struct client *client_new(ac_conn_t *c);
+
+/* ---- pubsub.c ------------------------------------------------------------- */
+
+/* Before the runtime starts: empty tables and a fresh hash seed; and
+ * after it has stopped, their memory freed. */
+void pubsub_init(void);
+void pubsub_free(void);
+size_t nsubs(const struct client *cl); /* cl may be NULL */
+/* Each replies as Redis does ("subscribe", "punsubscribe", ...). */
+void subscribe(ac_conn_t *c, struct client *cl, int pattern,
+	       const char *name, size_t len);
+/* quiet: no reply (the client is closing or resetting). */
+void unsubscribe(ac_conn_t *c, struct client *cl, int pattern,
+		 const char *name, size_t len, int quiet);
+void unsubscribe_all(ac_conn_t *c, struct client *cl, int pattern, int quiet);
+/* Delivers msg to ch's subscribers and to the patterns that match ch;
+ * returns the number of receivers. Takes each table's lock in turn. */
+long publish(const char *ch, size_t clen, const char *msg, size_t mlen);
+
+/* PUBSUB CHANNELS [pat] (pat NULL: all): a copy of the names, which the
+ * caller frees, each name and then the array. */
+struct sub *channels_matching(const char *pat, size_t plen, size_t *count);
+size_t channel_subscribers(const char *name, size_t len); /* NUMSUB */
+size_t channel_count(void);
+size_t pattern_count(void);
+
+/* ---- commands.c ----------------------------------------------------------- */
+
+/* Runs one command; cl is NULL until a command has needed the state. */
+void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
+	     const size_t *argl);
+
+/* ---- forward.c ------------------------------------------------------------ */
+
+/* Before ac_runtime_start: the pool to addr; NULL with errno if not. */
+ac_pool_t *upstream_pool(const char *addr);
+/* Sends PUBLISH ch msg to B.up; counts it in B.fwd_ok or B.fwd_failed. */
+void forward(const char *ch, size_t clen, const char *msg, size_t mlen);
+
+#endif

@@ -1,0 +1,355 @@
+/*
+ * pubsub.c: actorconn-broker's channels and patterns.
+ *
+ * Each channel (and each pattern) is an ac_group_t: its subscribers may
+ * live on every loop, and a PUBLISH sends one mailbox message per loop
+ * that has subscribers, which writes one shared buffer to each of them.
+ * The channel tables are sharded maps under short mutexes; they are
+ * touched by SUBSCRIBE, UNSUBSCRIBE and PUBLISH, never by delivery.
+ */
+#include "broker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "hash.h"
+
+/* ---- topic tables ------------------------------------------------------------ */
+
+static void table_init(struct table *t, size_t nbuckets)
+{
+	pthread_mutex_init(&t->lock, NULL);
+	t->buckets = calloc(nbuckets, sizeof(*t->buckets));
+	if (!t->buckets)
+		abort();
+	t->nbuckets = nbuckets;
+}
+
+/* A seed per run: names sent from the network cannot be chosen to land in
+ * one bucket (the library's registry seeds its table the same way). */
+static uint64_t new_seed(void)
+{
+	uint64_t s;
+
+	if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s))
+		s = ac__hash_mix(now_ms() ^ (uint64_t)getpid());
+	return s;
+}
+
+void pubsub_init(void)
+{
+	B.seed = new_seed();
+	for (int s = 0; s < SHARDS; s++)
+		table_init(&B.chans[s], BUCKETS);
+	table_init(&B.pats, 64);
+}
+
+void pubsub_free(void)
+{
+	for (int s = 0; s < SHARDS; s++)
+		free(B.chans[s].buckets);
+	free(B.pats.buckets);
+}
+
+static uint64_t hash(const char *name, size_t len)
+{
+	return ac__hash(name, len, B.seed);
+}
+
+/* The shard of B.chans that holds channel name. */
+static struct table *chan_table(const char *name, size_t len)
+{
+	return &B.chans[hash(name, len) % SHARDS];
+}
+
+/* Under t->lock: the link that points at name's topic, or the empty one
+ * at the end of its bucket. */
+static struct topic **find(struct table *t, const char *name, size_t len)
+{
+	struct topic **p = &t->buckets[(hash(name, len) / SHARDS) % t->nbuckets];
+
+	for (; *p; p = &(*p)->next)
+		if ((*p)->len == len && !memcmp((*p)->name, name, len))
+			return p;
+	return p;
+}
+
+/* Under t->lock: c joins name's group, made on first use. */
+static void join(struct table *t, ac_conn_t *c, const char *name, size_t len)
+{
+	struct topic **p = find(t, name, len), *tp = *p;
+
+	if (!tp) {
+		tp = xmalloc(sizeof(*tp) + len);
+		tp->next = NULL;
+		tp->subs = 0;
+		tp->len = len;
+		memcpy(tp->name, name, len);
+		if (!(tp->group = ac_group_new(B.rt)))
+			abort();
+		*p = tp;
+		t->count++;
+	}
+	if (ac_group_join(tp->group, c) == 0)
+		tp->subs++;
+}
+
+/* Under t->lock: c leaves name's group; the last one out frees it. */
+static void leave(struct table *t, ac_conn_t *c, const char *name, size_t len)
+{
+	struct topic **p = find(t, name, len), *tp = *p;
+
+	if (!tp || ac_group_leave(tp->group, c))
+		return;
+	if (--tp->subs == 0) {
+		*p = tp->next;
+		t->count--;
+		ac_group_free(tp->group);
+		free(tp);
+	}
+}
+
+/* ---- subscriptions of one client ------------------------------------------ */
+
+static struct sub *find_sub(struct sub *v, size_t n, const char *name,
+			    size_t len)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].len == len && !memcmp(v[i].name, name, len))
+			return &v[i];
+	return NULL;
+}
+
+static void add_sub(struct sub **v, size_t *n, size_t *cap, const char *name,
+		    size_t len)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 4;
+		*v = realloc(*v, *cap * sizeof(**v));
+		if (!*v)
+			abort();
+	}
+	(*v)[*n].name = xmalloc(len ? len : 1);
+	memcpy((*v)[*n].name, name, len);
+	(*v)[*n].len = len;
+	(*n)++;
+}
+
+static void del_sub(struct sub *v, size_t *n, struct sub *s)
+{
+	free(s->name);
+	*s = v[--*n];
+}
+
+size_t nsubs(const struct client *cl)
+{
+	return cl ? cl->nchans + cl->npats : 0;
+}
+
+/* "*3 $9 subscribe $len name :count", and the other three kinds. */
+static void sub_reply(ac_conn_t *c, const char *kind, const char *name,
+		      size_t len, size_t count)
+{
+	outf(c, "*3\r\n");
+	bulk_str(c, kind);
+	if (name)
+		bulk(c, name, len);
+	else
+		out(c, "$-1\r\n", 5);
+	outf(c, ":%zu\r\n", count);
+}
+
+void subscribe(ac_conn_t *c, struct client *cl, int pattern,
+	       const char *name, size_t len)
+{
+	struct sub **v = pattern ? &cl->pats : &cl->chans;
+	size_t *n = pattern ? &cl->npats : &cl->nchans;
+
+	if (!find_sub(*v, *n, name, len)) {
+		struct table *t = pattern ? &B.pats : chan_table(name, len);
+
+		pthread_mutex_lock(&t->lock);
+		join(t, c, name, len);
+		pthread_mutex_unlock(&t->lock);
+		add_sub(v, n, pattern ? &cl->cappats : &cl->capchans, name, len);
+	}
+	sub_reply(c, pattern ? "psubscribe" : "subscribe", name, len, nsubs(cl));
+}
+
+void unsubscribe(ac_conn_t *c, struct client *cl, int pattern,
+		 const char *name, size_t len, int quiet)
+{
+	struct sub *v = pattern ? cl->pats : cl->chans;
+	size_t *n = pattern ? &cl->npats : &cl->nchans;
+	struct sub *s = find_sub(v, *n, name, len);
+
+	if (s) {
+		struct table *t = pattern ? &B.pats : chan_table(name, len);
+
+		pthread_mutex_lock(&t->lock);
+		leave(t, c, name, len);
+		pthread_mutex_unlock(&t->lock);
+	}
+	if (!quiet)
+		sub_reply(c, pattern ? "punsubscribe" : "unsubscribe", name,
+			  len, nsubs(cl) - (s ? 1 : 0));
+	if (s)
+		del_sub(v, n, s);
+}
+
+void unsubscribe_all(ac_conn_t *c, struct client *cl, int pattern, int quiet)
+{
+	size_t *n = pattern ? &cl->npats : &cl->nchans;
+
+	if (*n == 0 && !quiet) {
+		sub_reply(c, pattern ? "punsubscribe" : "unsubscribe", NULL, 0,
+			  nsubs(cl));
+		return;
+	}
+	while (*n) {
+		struct sub *v = pattern ? cl->pats : cl->chans;
+		/* Copy: unsubscribe frees the entry. */
+		size_t len = v[0].len;
+		char *name = xmalloc(len ? len : 1);
+
+		memcpy(name, v[0].name, len);
+		unsubscribe(c, cl, pattern, name, len, quiet);
+		free(name);
+	}
+}
+
+/* ---- publishing -------------------------------------------------------------- */
+
+/* "*3 $7 message $ch $msg" or "*4 $8 pmessage $pat $ch $msg" as one
+ * shared buffer. */
+static ac_buf_t *push(const char *pat, size_t plen, const char *ch,
+		      size_t clen, const char *msg, size_t mlen)
+{
+	size_t cap = 64 + plen + clen + mlen;
+	char *p = xmalloc(cap), *w = p;
+	ac_buf_t *b;
+
+	if (pat)
+		w += sprintf(w, "*4\r\n$8\r\npmessage\r\n$%zu\r\n", plen);
+	else
+		w += sprintf(w, "*3\r\n$7\r\nmessage\r\n");
+	if (pat) {
+		memcpy(w, pat, plen);
+		w += plen;
+		w += sprintf(w, "\r\n");
+	}
+	w += sprintf(w, "$%zu\r\n", clen);
+	memcpy(w, ch, clen);
+	w += clen;
+	w += sprintf(w, "\r\n$%zu\r\n", mlen);
+	memcpy(w, msg, mlen);
+	w += mlen;
+	w += sprintf(w, "\r\n");
+	b = ac_buf_new(p, (size_t)(w - p));
+	free(p);
+	if (!b)
+		abort();
+	return b;
+}
+
+/* Publishes the push for (pat, ch, msg) to tp's group; its receivers. */
+static long deliver(struct topic *tp, const char *pat, size_t plen,
+		    const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+	ac_buf_t *b = push(pat, plen, ch, clen, msg, mlen);
+	int n = ac_group_publish(tp->group, b);
+
+	ac_buf_unref(b);
+	return n > 0 ? n : 0;
+}
+
+long publish(const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+	struct table *t = chan_table(ch, clen);
+	struct topic *tp;
+	long receivers = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if ((tp = *find(t, ch, clen)))
+		receivers += deliver(tp, NULL, 0, ch, clen, msg, mlen);
+	pthread_mutex_unlock(&t->lock);
+
+	pthread_mutex_lock(&B.pats.lock);
+	for (size_t i = 0; B.pats.count && i < B.pats.nbuckets; i++)
+		for (tp = B.pats.buckets[i]; tp; tp = tp->next)
+			if (resp_glob(tp->name, tp->len, ch, clen))
+				receivers += deliver(tp, tp->name, tp->len, ch,
+						     clen, msg, mlen);
+	pthread_mutex_unlock(&B.pats.lock);
+	return receivers;
+}
+
+/* ---- what PUBSUB and INFO report -------------------------------------------- */
+
+struct sub *channels_matching(const char *pat, size_t plen, size_t *count)
+{
+	size_t n = 0, cap = 16;
+	struct sub *names = xmalloc(cap * sizeof(*names));
+
+	for (int s = 0; s < SHARDS; s++) {
+		struct table *t = &B.chans[s];
+		pthread_mutex_lock(&t->lock);
+		for (size_t i = 0; i < t->nbuckets; i++)
+			for (struct topic *tp = t->buckets[i]; tp;
+			     tp = tp->next) {
+				if (pat && !resp_glob(pat, plen, tp->name,
+						      tp->len))
+					continue;
+				if (n == cap)
+					names = realloc(names, (cap *= 2) *
+								       sizeof(*names));
+				if (!names)
+					abort();
+				names[n].len = tp->len;
+				names[n].name = xmalloc(tp->len + 1);
+				memcpy(names[n].name, tp->name, tp->len);
+				n++;
+			}
+		pthread_mutex_unlock(&t->lock);
+	}
+	*count = n;
+	return names;
+}
+
+size_t channel_subscribers(const char *name, size_t len)
+{
+	struct table *t = chan_table(name, len);
+	struct topic *tp;
+	size_t subs;
+
+	pthread_mutex_lock(&t->lock);
+	tp = *find(t, name, len);
+	subs = tp ? tp->subs : 0;
+	pthread_mutex_unlock(&t->lock);
+	return subs;
+}
+
+size_t channel_count(void)
+{
+	size_t n = 0;
+
+	for (int s = 0; s < SHARDS; s++) {
+		pthread_mutex_lock(&B.chans[s].lock);
+		n += B.chans[s].count;
+		pthread_mutex_unlock(&B.chans[s].lock);
+	}
+	return n;
+}
+
+size_t pattern_count(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&B.pats.lock);
+	n = B.pats.count;
+	pthread_mutex_unlock(&B.pats.lock);
+	return n;
+}
