@@ -1,10 +1,14 @@
 /*
- * bench.h: private to actorconn-bench. The pieces that bench.c (options,
- * output, the micro-benchmarks) shares with the network load generators
- * (netload.c, reqload.c, fanout.c, idle.c). Nothing here is library API.
+ * bench.h: private to actorconn-bench. What its files share: bench.c
+ * (options, subcommands, small helpers), report.c (table and JSON output),
+ * the micro-benchmarks (mailbox.c, handle.c) and the network load
+ * generators (netload.c, reqload.c, fanout.c, idle.c). Nothing here is
+ * library API.
  */
 #ifndef AC_BENCH_H
 #define AC_BENCH_H
+
+#include <actorconn.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +16,8 @@
 
 #define PROG "actorconn-bench"
 #define MAX_REPS 1000 /* the medians use fixed arrays */
+#define MB_CAPACITY 4096u /* the library's default ring; the baseline's too */
+#define H_MAX_THREADS 2   /* handle: runs with 1 .. this many threads */
 
 /* ---- small helpers (bench.c) --------------------------------------------- */
 
@@ -20,6 +26,9 @@ uint64_t now_ns(void); /* CLOCK_MONOTONIC: comparable across processes */
 void die(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));
 double median(double *v, int n); /* v is left sorted */
+/* A started runtime of `loops` loops with rings of MB_CAPACITY; dies if
+ * it cannot make one. */
+ac_runtime_t *bench_runtime(int loops);
 
 /* ---- options ----------------------------------------------------------------
  * One table of options for every subcommand; a subcommand lists the ones it
@@ -68,7 +77,7 @@ struct opts {
 	long long per_process;
 };
 
-/* ---- table output ------------------------------------------------------------ */
+/* ---- table output (report.c) ------------------------------------------------- */
 
 struct col {
 	const char *title;
@@ -79,7 +88,7 @@ void table_row(const struct col *cols, int ncols, const char *const *cells);
 void table_header(const struct col *cols, int ncols);
 void fmt_rate(char *buf, size_t n, double v); /* "12.34M", "850.2k" */
 
-/* ---- JSON output ----------------------------------------------------------------
+/* ---- JSON output (report.c) -----------------------------------------------------
  * {"name": [{...}, {...}]}: an array of flat objects, one per line.
  */
 struct json {
@@ -97,11 +106,13 @@ void json_num(struct json *j, const char *k, double v, int decimals);
 void json_obj_end(struct json *j);
 int json_close(struct json *j);
 
-/* ---- the network subcommands ------------------------------------------------- */
+/* ---- the subcommands ------------------------------------------------------------ */
 
-int cmd_ping(const struct opts *o);   /* reqload.c */
-int cmd_echo(const struct opts *o);   /* reqload.c */
-int cmd_fanout(const struct opts *o); /* fanout.c */
-int cmd_idle(const struct opts *o);   /* idle.c */
+int cmd_mailbox(const struct opts *o); /* mailbox.c */
+int cmd_handle(const struct opts *o);  /* handle.c */
+int cmd_ping(const struct opts *o);    /* reqload.c */
+int cmd_echo(const struct opts *o);    /* reqload.c */
+int cmd_fanout(const struct opts *o);  /* fanout.c */
+int cmd_idle(const struct opts *o);    /* idle.c */
 
 #endif
