@@ -23,6 +23,7 @@
 
 double now_s(void);
 uint64_t now_ns(void); /* CLOCK_MONOTONIC: comparable across processes */
+void sleep_ms(unsigned ms);
 void die(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));
 double median(double *v, int n); /* v is left sorted */

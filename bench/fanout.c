@@ -29,13 +29,8 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #define FO_CHANNEL "actorconn-bench"
 #define FO_IN_MIN (16u << 10)      /* a subscriber's first input buffer */
@@ -46,103 +41,67 @@
 enum { PH_SUBSCRIBE, PH_PUBLISH, PH_EXIT };
 
 struct fo_conn {
-	int fd;
+	struct net_conn nc;
 	int is_pub;
-	int out_armed;
 	char *in;
 	size_t have, cap;
 	char *out;           /* unwritten bytes at out + out_off */
 	size_t out_len, out_off, out_cap;
 };
 
-struct fo_run;
-
+/* counted: deliveries read in the measured window. */
 struct fo_thread {
-	struct fo_run *run;
-	pthread_t th;
-	int ep, efd;
-	struct fo_conn *conns;
-	int nconn;
+	struct net_thread nt;
 	long long delivered; /* atomic: written by this thread only */
 	int blocked;         /* atomic: publishers here wait for the window */
-	long long counted;   /* deliveries read in the measured window */
 	int nsubscribed;     /* confirmations not yet added to the run's */
-	struct hist hist;
-	char err[256];
 } __attribute__((aligned(64)));
 
 struct fo_run {
-	struct net_addr addr;
+	struct net_run nr;     /* t_start, t_end: set before phase PUBLISH */
 	long long subs;        /* S */
 	long long window;      /* messages in flight, all publishers */
 	size_t size;           /* payload bytes */
 	long long published;   /* atomic: messages claimed by publishers */
 	long long subscribed;  /* atomic: confirmations */
 	int phase;             /* atomic: PH_* */
-	int failed;            /* atomic */
-	uint64_t t_start, t_end; /* written before phase becomes PUBLISH */
-	struct fo_thread *threads;
-	int nthreads;
-	pthread_barrier_t bar; /* every thread connected */
 };
 
-static void fo_fail(struct fo_thread *t, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void fo_fail(struct fo_thread *t, const char *fmt, ...)
+static struct fo_run *fo_run_of(const struct net_thread *t)
 {
-	va_list ap;
-
-	if (t->err[0])
-		return;
-	va_start(ap, fmt);
-	vsnprintf(t->err, sizeof(t->err), fmt, ap);
-	va_end(ap);
-	__atomic_store_n(&t->run->failed, 1, __ATOMIC_RELAXED);
+	return (struct fo_run *)t->run;
 }
 
-static void kick(int efd)
+static struct fo_thread *fo_thread_at(const struct fo_run *r, int k)
 {
-	uint64_t one = 1;
+	return (struct fo_thread *)r->nr.threads[k];
+}
 
-	/* A full counter already means "wake up"; nothing to handle. */
-	if (write(efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		die("eventfd write: %s", strerror(errno));
+static struct fo_conn *fo_conn_at(const struct net_thread *t, int i)
+{
+	return (struct fo_conn *)net_conn_at(t, i);
 }
 
 static void kick_all(struct fo_run *r)
 {
-	for (int k = 0; k < r->nthreads; k++)
-		kick(r->threads[k].efd);
+	for (int k = 0; k < r->nr.nthreads; k++)
+		net_kick(r->nr.threads[k]);
 }
 
 static long long delivered_sum(const struct fo_run *r)
 {
 	long long d = 0;
 
-	for (int k = 0; k < r->nthreads; k++)
-		d += __atomic_load_n(&r->threads[k].delivered, __ATOMIC_SEQ_CST);
+	for (int k = 0; k < r->nr.nthreads; k++)
+		d += __atomic_load_n(&fo_thread_at(r, k)->delivered,
+				     __ATOMIC_SEQ_CST);
 	return d;
 }
 
 /* ---- output -------------------------------------------------------------------- */
 
-static int fo_arm(struct fo_thread *t, struct fo_conn *c, int out)
-{
-	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
-				 .data.ptr = c};
-
-	if (c->out_armed == out)
-		return 0;
-	c->out_armed = out;
-	if (epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
-		fo_fail(t, "epoll_ctl: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 /* Makes room for n more unwritten bytes. */
-static int fo_reserve(struct fo_thread *t, struct fo_conn *c, size_t n)
+static int fo_reserve(struct net_thread *t, struct fo_conn *c, size_t n)
 {
 	size_t cap = c->out_cap ? c->out_cap : 4096;
 	char *q;
@@ -157,7 +116,7 @@ static int fo_reserve(struct fo_thread *t, struct fo_conn *c, size_t n)
 	while (cap < c->out_len + n)
 		cap *= 2;
 	if (!(q = realloc(c->out, cap))) {
-		fo_fail(t, "out of memory");
+		net_fail(t, "out of memory");
 		return -1;
 	}
 	c->out = q;
@@ -165,7 +124,7 @@ static int fo_reserve(struct fo_thread *t, struct fo_conn *c, size_t n)
 	return 0;
 }
 
-static int fo_append(struct fo_thread *t, struct fo_conn *c, const char *p,
+static int fo_append(struct net_thread *t, struct fo_conn *c, const char *p,
 		     size_t n)
 {
 	if (fo_reserve(t, c, n))
@@ -175,32 +134,26 @@ static int fo_append(struct fo_thread *t, struct fo_conn *c, const char *p,
 	return 0;
 }
 
-static int fo_flush(struct fo_thread *t, struct fo_conn *c)
+static int fo_flush(struct net_thread *t, struct net_conn *nc)
 {
-	while (c->out_off < c->out_len) {
-		ssize_t w = write(c->fd, c->out + c->out_off,
-				  c->out_len - c->out_off);
+	struct fo_conn *c = (struct fo_conn *)nc;
+	ssize_t w = net_send(t, nc, c->out + c->out_off,
+			     c->out_len - c->out_off);
 
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return fo_arm(t, c, 1);
-			fo_fail(t, "write: %s", strerror(errno));
-			return -1;
-		}
-		c->out_off += (size_t)w;
-	}
-	c->out_off = c->out_len = 0;
-	return fo_arm(t, c, 0);
+	if (w < 0)
+		return -1;
+	c->out_off += (size_t)w;
+	if (c->out_off == c->out_len)
+		c->out_off = c->out_len = 0;
+	return 0;
 }
 
 /* ---- publishing ---------------------------------------------------------------- */
 
 /* Appends one PUBLISH whose payload carries the time now. */
-static int fo_publish(struct fo_thread *t, struct fo_conn *c, uint64_t now)
+static int fo_publish(struct net_thread *t, struct fo_conn *c, uint64_t now)
 {
-	size_t size = t->run->size;
+	size_t size = fo_run_of(t)->size;
 	char hdr[64], *p;
 	int hl;
 
@@ -225,16 +178,16 @@ static int fo_publish(struct fo_thread *t, struct fo_conn *c, uint64_t now)
  */
 static int fo_pump(struct fo_thread *t, uint64_t now)
 {
-	struct fo_run *r = t->run;
+	struct fo_run *r = fo_run_of(&t->nt);
 	int progress = 1, rc = 0;
 
 	if (__atomic_load_n(&r->phase, __ATOMIC_RELAXED) != PH_PUBLISH ||
-	    now >= r->t_end)
+	    now >= r->nr.t_end)
 		return 0;
 	while (progress) {
 		progress = 0;
-		for (int i = 0; i < t->nconn; i++) {
-			struct fo_conn *c = &t->conns[i];
+		for (int i = 0; i < t->nt.nconn; i++) {
+			struct fo_conn *c = fo_conn_at(&t->nt, i);
 			long long pub, owed;
 
 			if (!c->is_pub || c->out_len - c->out_off > FO_OUT_MAX)
@@ -256,29 +209,32 @@ static int fo_pump(struct fo_thread *t, uint64_t now)
 						 __ATOMIC_RELAXED);
 			}
 			__atomic_fetch_add(&r->published, 1, __ATOMIC_SEQ_CST);
-			if (fo_publish(t, c, now))
+			if (fo_publish(&t->nt, c, now))
 				return -1;
 			progress = 1;
 		}
 	}
 flush:
-	for (int i = 0; i < t->nconn && !rc; i++)
-		if (t->conns[i].is_pub && t->conns[i].out_len)
-			rc = fo_flush(t, &t->conns[i]);
+	for (int i = 0; i < t->nt.nconn && !rc; i++) {
+		struct fo_conn *c = fo_conn_at(&t->nt, i);
+
+		if (c->is_pub && c->out_len)
+			rc = fo_flush(&t->nt, &c->nc);
+	}
 	return rc;
 }
 
 /* Wakes the threads whose publishers wait, now that deliveries moved. */
 static void fo_wake_blocked(struct fo_thread *self)
 {
-	struct fo_run *r = self->run;
+	struct fo_run *r = fo_run_of(&self->nt);
 
-	for (int k = 0; k < r->nthreads; k++) {
-		struct fo_thread *u = &r->threads[k];
+	for (int k = 0; k < r->nr.nthreads; k++) {
+		struct fo_thread *u = fo_thread_at(r, k);
 
 		if (u != self && __atomic_load_n(&u->blocked, __ATOMIC_SEQ_CST) &&
 		    __atomic_exchange_n(&u->blocked, 0, __ATOMIC_SEQ_CST))
-			kick(u->efd);
+			net_kick(&u->nt);
 	}
 }
 
@@ -317,7 +273,7 @@ static int fo_push(struct fo_thread *t, const char *p, size_t n,
 {
 	static const char msg[] = "*3\r\n$7\r\nmessage\r\n";
 	static const char sub[] = "*3\r\n$9\r\nsubscribe\r\n";
-	struct fo_run *r = t->run;
+	struct fo_run *r = fo_run_of(&t->nt);
 	const char *q = p + sizeof(msg) - 1, *end = p + n;
 	long long len;
 
@@ -328,11 +284,11 @@ static int fo_push(struct fo_thread *t, const char *p, size_t n,
 		if ((len = bulk_hdr(&q, end)) < 16)
 			goto bad;
 		t->delivered++;
-		if (now >= r->t_start && now < r->t_end) {
+		if (net_in_window(&r->nr, now)) {
 			uint64_t ts = hex16(q);
 
-			hist_add(&t->hist, now > ts ? now - ts : 0);
-			t->counted++;
+			hist_add(&t->nt.hist, now > ts ? now - ts : 0);
+			t->nt.counted++;
 		}
 		return 0;
 	}
@@ -341,13 +297,15 @@ static int fo_push(struct fo_thread *t, const char *p, size_t n,
 		return 0;
 	}
 bad:
-	fo_fail(t, "unexpected push to a subscriber: \"%.*s\"",
-		(int)(n < 40 ? n : 40), p);
+	net_fail(&t->nt, "unexpected push to a subscriber: \"%.*s\"",
+		 (int)(n < 40 ? n : 40), p);
 	return -1;
 }
 
-static int fo_read(struct fo_thread *t, struct fo_conn *c)
+static int fo_read(struct net_thread *nt, struct net_conn *nc)
 {
+	struct fo_thread *t = (struct fo_thread *)nt;
+	struct fo_conn *c = (struct fo_conn *)nc;
 	size_t off = 0;
 	uint64_t now;
 	ssize_t n;
@@ -356,24 +314,16 @@ static int fo_read(struct fo_thread *t, struct fo_conn *c)
 		char *q = realloc(c->in, c->cap * 2);
 
 		if (!q) {
-			fo_fail(t, "out of memory");
+			net_fail(nt, "out of memory");
 			return -1;
 		}
 		c->in = q;
 		c->cap *= 2;
 	}
-	n = read(c->fd, c->in + c->have, c->cap - c->have);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return 0;
-		fo_fail(t, "read: %s", strerror(errno));
-		return -1;
-	}
-	if (n == 0) {
-		fo_fail(t, "the server closed a %s connection",
-			c->is_pub ? "publisher" : "subscriber");
-		return -1;
-	}
+	if ((n = net_recv(nt, nc, c->in + c->have, c->cap - c->have,
+			  c->is_pub ? "publisher connection"
+				    : "subscriber connection")) <= 0)
+		return (int)n;
 	now = now_ns();
 	c->have += (size_t)n;
 	for (;;) {
@@ -382,15 +332,15 @@ static int fo_read(struct fo_thread *t, struct fo_conn *c)
 		if (len == 0)
 			break;
 		if (len < 0) {
-			fo_fail(t, "malformed RESP from the server");
+			net_fail(nt, "malformed RESP from the server");
 			return -1;
 		}
 		if (c->is_pub) {
 			/* PUBLISH answers with the number of receivers. */
 			if (c->in[off] != ':') {
-				fo_fail(t, "PUBLISH failed: \"%.*s\"",
-					(int)(len < 40 ? len : 40),
-					c->in + off);
+				net_fail(nt, "PUBLISH failed: \"%.*s\"",
+					 (int)(len < 40 ? len : 40),
+					 c->in + off);
 				return -1;
 			}
 		} else if (fo_push(t, c->in + off, (size_t)len, now)) {
@@ -405,42 +355,27 @@ static int fo_read(struct fo_thread *t, struct fo_conn *c)
 
 /* ---- the threads ---------------------------------------------------------------- */
 
-static int fo_setup(struct fo_thread *t)
+static int fo_setup(struct net_thread *t)
 {
 	/* FO_CHANNEL is 15 bytes long. */
 	static const char subscribe[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$15\r\n"
 					FO_CHANNEL "\r\n";
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-	struct fo_run *r = t->run;
 
-	if ((t->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-	    (t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
-	    epoll_ctl(t->ep, EPOLL_CTL_ADD, t->efd, &ev) < 0) {
-		fo_fail(t, "epoll/eventfd: %s", strerror(errno));
+	if (net_thread_open(t, 1))
 		return -1;
-	}
 	for (int i = 0; i < t->nconn; i++) {
-		struct fo_conn *c = &t->conns[i];
-		int fd = net_connect(&r->addr);
+		struct fo_conn *c = fo_conn_at(t, i);
 
-		if (fd < 0) {
-			fo_fail(t, "connect: %s", strerror(-fd));
+		if (net_conn_open(t, &c->nc))
 			return -1;
-		}
-		c->fd = fd;
 		c->cap = c->is_pub ? 4096 : FO_IN_MIN;
 		if (!(c->in = malloc(c->cap))) {
-			fo_fail(t, "out of memory");
-			return -1;
-		}
-		ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = c};
-		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			fo_fail(t, "epoll_ctl: %s", strerror(errno));
+			net_fail(t, "out of memory");
 			return -1;
 		}
 		if (!c->is_pub &&
 		    (fo_append(t, c, subscribe, sizeof(subscribe) - 1) ||
-		     fo_flush(t, c)))
+		     fo_flush(t, &c->nc)))
 			return -1;
 	}
 	return 0;
@@ -448,40 +383,21 @@ static int fo_setup(struct fo_thread *t)
 
 static void *fo_main(void *arg)
 {
+	static const struct net_ops ops = {.writable = fo_flush,
+					   .readable = fo_read};
 	struct fo_thread *t = arg;
-	struct fo_run *r = t->run;
-	struct epoll_event evs[256];
+	struct fo_run *r = fo_run_of(&t->nt);
 
-	fo_setup(t);
-	pthread_barrier_wait(&r->bar);
+	fo_setup(&t->nt);
+	pthread_barrier_wait(&r->nr.bar);
 	while (__atomic_load_n(&r->phase, __ATOMIC_ACQUIRE) != PH_EXIT &&
-	       !__atomic_load_n(&r->failed, __ATOMIC_RELAXED)) {
-		/* The main thread kicks the eventfd at each phase change;
-		 * the timeout is a backstop. */
-		int n = epoll_wait(t->ep, evs, 256, 100);
+	       !net_failed(&r->nr)) {
 		long long before = t->delivered;
 
-		if (n < 0 && errno != EINTR) {
-			fo_fail(t, "epoll_wait: %s", strerror(errno));
+		/* The main thread kicks the eventfd at each phase change;
+		 * the timeout is a backstop. */
+		if (net_poll(&t->nt, 100, &ops))
 			break;
-		}
-		for (int i = 0; i < n; i++) {
-			struct fo_conn *c = evs[i].data.ptr;
-			uint64_t junk;
-
-			if (!c) {
-				if (read(t->efd, &junk, sizeof(junk)) < 0 &&
-				    errno != EAGAIN)
-					fo_fail(t, "eventfd read: %s",
-						strerror(errno));
-				continue;
-			}
-			if ((evs[i].events & EPOLLOUT) && fo_flush(t, c))
-				return NULL;
-			if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
-			    fo_read(t, c))
-				return NULL;
-		}
 		if (t->nsubscribed) {
 			__atomic_fetch_add(&r->subscribed, t->nsubscribed,
 					   __ATOMIC_RELEASE);
@@ -493,47 +409,19 @@ static void *fo_main(void *arg)
 			fo_wake_blocked(t);
 		}
 		if (fo_pump(t, now_ns()))
-			return NULL;
+			break;
 	}
 	return NULL;
 }
 
 /* ---- one run ---------------------------------------------------------------------- */
 
-static void sleep_ms(unsigned ms)
+static void fo_conn_free(struct net_conn *nc)
 {
-	struct timespec ts = {.tv_sec = ms / 1000,
-			      .tv_nsec = (long)(ms % 1000) * 1000000};
+	struct fo_conn *c = (struct fo_conn *)nc;
 
-	nanosleep(&ts, NULL);
-}
-
-static const char *fo_error(const struct fo_run *r)
-{
-	for (int k = 0; k < r->nthreads; k++)
-		if (r->threads[k].err[0])
-			return r->threads[k].err;
-	return NULL;
-}
-
-static void fo_free(struct fo_run *r)
-{
-	for (int k = 0; k < r->nthreads; k++) {
-		struct fo_thread *t = &r->threads[k];
-
-		for (int i = 0; i < t->nconn; i++) {
-			if (t->conns[i].fd >= 0)
-				close(t->conns[i].fd);
-			free(t->conns[i].in);
-			free(t->conns[i].out);
-		}
-		free(t->conns);
-		if (t->ep >= 0)
-			close(t->ep);
-		if (t->efd >= 0)
-			close(t->efd);
-	}
-	free(r->threads);
+	free(c->in);
+	free(c->out);
 }
 
 static struct net_result fo_once(const struct opts *o, long long *published)
@@ -541,102 +429,62 @@ static struct net_result fo_once(const struct opts *o, long long *published)
 	struct fo_run r = {.subs = o->subscribers,
 			   .window = o->pipeline * o->publishers,
 			   .size = (size_t)o->size};
-	long long nconn = o->subscribers + o->publishers, counted = 0, want;
-	struct net_result res = {0};
-	struct hist *all;
+	long long nconn = o->subscribers + o->publishers, want;
+	struct net_result res;
+	struct net_thread *t0;
 	double deadline;
-	const char *err;
-	int rc;
+	int n;
 
-	if (net_addr_parse(o->server, &r.addr))
-		exit(1);
-	r.nthreads = o->threads < nconn ? o->threads : (int)nconn;
-	if (!(r.threads = aligned_alloc(64, sizeof(*r.threads) *
-					    (size_t)r.nthreads)) ||
-	    !(all = calloc(1, sizeof(*all))))
-		die("out of memory");
-	memset(r.threads, 0, sizeof(*r.threads) * (size_t)r.nthreads);
-	for (int k = 0; k < r.nthreads; k++) {
-		struct fo_thread *t = &r.threads[k];
-
-		t->run = &r;
-		t->ep = t->efd = -1;
-		t->nconn = (int)(nconn / r.nthreads + (k < nconn % r.nthreads));
-		if (!(t->conns = calloc((size_t)t->nconn, sizeof(*t->conns))))
-			die("out of memory");
-	}
+	net_run_init(&r.nr, o, nconn, sizeof(struct fo_thread),
+		     sizeof(struct fo_conn));
 	/* Connection i goes to thread i % T; the publishers are the last
 	 * ones, so they spread over the threads too. */
-	for (long long i = 0; i < nconn; i++) {
-		struct fo_conn *c =
-			&r.threads[i % r.nthreads].conns[i / r.nthreads];
-
-		c->fd = -1;
-		c->is_pub = i >= o->subscribers;
-	}
-	pthread_barrier_init(&r.bar, NULL, (unsigned)r.nthreads + 1);
-	for (int k = 0; k < r.nthreads; k++)
-		if ((rc = pthread_create(&r.threads[k].th, NULL, fo_main,
-					 &r.threads[k])))
-			die("pthread_create: %s", strerror(rc));
-	pthread_barrier_wait(&r.bar);
+	n = r.nr.nthreads;
+	for (long long i = 0; i < nconn; i++)
+		fo_conn_at(r.nr.threads[i % n], (int)(i / n))->is_pub =
+			i >= o->subscribers;
+	net_run_start(&r.nr, fo_main);
 
 	deadline = now_s() + FO_SUBSCRIBE_S;
 	while (__atomic_load_n(&r.subscribed, __ATOMIC_ACQUIRE) < r.subs &&
-	       !__atomic_load_n(&r.failed, __ATOMIC_RELAXED) &&
-	       now_s() < deadline)
+	       !net_failed(&r.nr) && now_s() < deadline)
 		sleep_ms(1);
 	if (__atomic_load_n(&r.subscribed, __ATOMIC_ACQUIRE) < r.subs &&
-	    !__atomic_load_n(&r.failed, __ATOMIC_RELAXED)) {
-		__atomic_store_n(&r.failed, 1, __ATOMIC_RELAXED);
-		snprintf(r.threads[0].err, sizeof(r.threads[0].err),
+	    !net_failed(&r.nr)) {
+		__atomic_store_n(&r.nr.failed, 1, __ATOMIC_RELAXED);
+		t0 = r.nr.threads[0];
+		snprintf(t0->err, sizeof(t0->err),
 			 "only %lld of %lld subscribers confirmed within %d s",
 			 __atomic_load_n(&r.subscribed, __ATOMIC_RELAXED),
 			 r.subs, FO_SUBSCRIBE_S);
 	}
 
-	r.t_start = now_ns() + (uint64_t)(o->warmup * 1e9);
-	r.t_end = r.t_start + (uint64_t)(o->duration * 1e9);
+	net_run_window(&r.nr, o);
 	__atomic_store_n(&r.phase, PH_PUBLISH, __ATOMIC_RELEASE);
 	kick_all(&r);
-	while (now_ns() < r.t_end && !__atomic_load_n(&r.failed,
-						      __ATOMIC_RELAXED))
+	while (now_ns() < r.nr.t_end && !net_failed(&r.nr))
 		sleep_ms(10);
 
 	/* Every claimed message was queued on a publisher; wait until each
 	 * subscriber has read it. */
 	deadline = now_s() + FO_DRAIN_S;
-	while (!__atomic_load_n(&r.failed, __ATOMIC_RELAXED) &&
+	while (!net_failed(&r.nr) &&
 	       delivered_sum(&r) <
 		       __atomic_load_n(&r.published, __ATOMIC_SEQ_CST) * r.subs &&
 	       now_s() < deadline)
 		sleep_ms(1);
 	__atomic_store_n(&r.phase, PH_EXIT, __ATOMIC_RELEASE);
 	kick_all(&r);
-	for (int k = 0; k < r.nthreads; k++)
-		pthread_join(r.threads[k].th, NULL);
-	pthread_barrier_destroy(&r.bar);
-	if ((err = fo_error(&r)))
-		die("fanout %s: %s", o->server, err);
+	net_run_join(&r.nr, "fanout", o);
 	want = r.published * r.subs;
 	if (delivered_sum(&r) != want)
 		die("fanout %s: %lld of %lld deliveries (%lld messages x %lld "
 		    "subscribers) arrived within %d s of the end",
 		    o->server, delivered_sum(&r), want, r.published, r.subs,
 		    FO_DRAIN_S);
-	for (int k = 0; k < r.nthreads; k++) {
-		hist_merge(all, &r.threads[k].hist);
-		counted += r.threads[k].counted;
-	}
 	*published = r.published;
-	fo_free(&r);
-	if (counted == 0)
-		die("fanout %s: no delivery in the %.1f s measured", o->server,
-		    o->duration);
-	res.count = counted;
-	res.rate = (double)counted / o->duration;
-	net_result_hist(&res, all);
-	free(all);
+	res = net_run_result(&r.nr, "fanout", "delivery", o);
+	net_run_free(&r.nr, fo_conn_free);
 	return res;
 }
 

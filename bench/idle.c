@@ -30,7 +30,6 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define IDLE_READY_S 300   /* bound on opening every connection */
@@ -212,14 +211,6 @@ static int await_kids(struct kid *k, int nk, const char *server)
 		}
 	}
 	return 0;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000,
-			      .tv_nsec = (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
 }
 
 /*

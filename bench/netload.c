@@ -10,8 +10,11 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 /* ---- addresses -------------------------------------------------------------- */
@@ -211,6 +214,249 @@ static long reply_len(const char *p, size_t n, int depth)
 long resp_reply_len(const char *p, size_t n)
 {
 	return reply_len(p, n, 0);
+}
+
+/* ---- client threads: the main thread's side ---------------------------------- */
+
+void net_run_init(struct net_run *r, const struct opts *o, long long nconn,
+		  size_t thread_size, size_t conn_size)
+{
+	/* aligned_alloc wants a multiple of the alignment. */
+	size_t tsize = (thread_size + 63) & ~(size_t)63;
+
+	if (net_addr_parse(o->server, &r->addr))
+		exit(1);
+	r->nthreads = o->threads < nconn ? o->threads : (int)nconn;
+	if (!(r->threads = calloc((size_t)r->nthreads, sizeof(*r->threads))))
+		die("out of memory");
+	for (int k = 0; k < r->nthreads; k++) {
+		struct net_thread *t = aligned_alloc(64, tsize);
+
+		if (!t)
+			die("out of memory");
+		memset(t, 0, tsize);
+		t->run = r;
+		t->ep = t->efd = -1;
+		t->conn_size = conn_size;
+		t->nconn = (int)(nconn / r->nthreads + (k < nconn % r->nthreads));
+		if (!(t->conns = calloc((size_t)t->nconn, conn_size)))
+			die("out of memory");
+		for (int i = 0; i < t->nconn; i++)
+			net_conn_at(t, i)->fd = -1;
+		r->threads[k] = t;
+	}
+}
+
+void net_run_start(struct net_run *r, void *(*fn)(void *))
+{
+	int err;
+
+	pthread_barrier_init(&r->bar, NULL, (unsigned)r->nthreads + 1);
+	for (int k = 0; k < r->nthreads; k++)
+		if ((err = pthread_create(&r->threads[k]->th, NULL, fn,
+					  r->threads[k])))
+			die("pthread_create: %s", strerror(err));
+	pthread_barrier_wait(&r->bar);
+}
+
+void net_run_window(struct net_run *r, const struct opts *o)
+{
+	r->t_start = now_ns() + (uint64_t)(o->warmup * 1e9);
+	r->t_end = r->t_start + (uint64_t)(o->duration * 1e9);
+}
+
+void net_run_join(struct net_run *r, const char *what, const struct opts *o)
+{
+	for (int k = 0; k < r->nthreads; k++)
+		pthread_join(r->threads[k]->th, NULL);
+	pthread_barrier_destroy(&r->bar);
+	for (int k = 0; k < r->nthreads; k++)
+		if (r->threads[k]->err[0])
+			die("%s %s: %s", what, o->server, r->threads[k]->err);
+}
+
+struct net_result net_run_result(const struct net_run *r, const char *what,
+				 const char *noun, const struct opts *o)
+{
+	struct net_result res = {0};
+	struct hist *all = calloc(1, sizeof(*all));
+
+	if (!all)
+		die("out of memory");
+	for (int k = 0; k < r->nthreads; k++) {
+		hist_merge(all, &r->threads[k]->hist);
+		res.count += r->threads[k]->counted;
+	}
+	if (res.count == 0)
+		die("%s %s: no %s in the %.1f s measured", what, o->server,
+		    noun, o->duration);
+	res.rate = (double)res.count / o->duration;
+	net_result_hist(&res, all);
+	free(all);
+	return res;
+}
+
+void net_run_free(struct net_run *r, void (*conn_free)(struct net_conn *c))
+{
+	for (int k = 0; k < r->nthreads; k++) {
+		struct net_thread *t = r->threads[k];
+
+		for (int i = 0; i < t->nconn; i++) {
+			struct net_conn *c = net_conn_at(t, i);
+
+			if (c->fd >= 0)
+				close(c->fd);
+			if (conn_free)
+				conn_free(c);
+		}
+		free(t->conns);
+		if (t->ep >= 0)
+			close(t->ep);
+		if (t->efd >= 0)
+			close(t->efd);
+		free(t);
+	}
+	free(r->threads);
+}
+
+/* ---- client threads: their own side ------------------------------------------- */
+
+void net_fail(struct net_thread *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (t->err[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->err, sizeof(t->err), fmt, ap);
+	va_end(ap);
+	__atomic_store_n(&t->run->failed, 1, __ATOMIC_RELAXED);
+}
+
+int net_thread_open(struct net_thread *t, int with_efd)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+
+	if ((t->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+		net_fail(t, "epoll_create1: %s", strerror(errno));
+		return -1;
+	}
+	if (with_efd &&
+	    ((t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+	     epoll_ctl(t->ep, EPOLL_CTL_ADD, t->efd, &ev) < 0)) {
+		net_fail(t, "eventfd: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int net_conn_open(struct net_thread *t, struct net_conn *c)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+	int fd = net_connect(&t->run->addr);
+
+	if (fd < 0) {
+		net_fail(t, "connect: %s", strerror(-fd));
+		return -1;
+	}
+	c->fd = fd;
+	if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		net_fail(t, "epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int net_arm(struct net_thread *t, struct net_conn *c, int out)
+{
+	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
+				 .data.ptr = c};
+
+	if (c->out_armed == out)
+		return 0;
+	c->out_armed = out;
+	if (epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+		net_fail(t, "epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+ssize_t net_send(struct net_thread *t, struct net_conn *c, const char *p,
+		 size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t w = write(c->fd, p + done, n - done);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return net_arm(t, c, 1) ? -1 : (ssize_t)done;
+			net_fail(t, "write: %s", strerror(errno));
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	return net_arm(t, c, 0) ? -1 : (ssize_t)done;
+}
+
+ssize_t net_recv(struct net_thread *t, struct net_conn *c, char *buf,
+		 size_t n, const char *what)
+{
+	ssize_t r = read(c->fd, buf, n);
+
+	if (r < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return 0;
+		net_fail(t, "read: %s", strerror(errno));
+		return -1;
+	}
+	if (r == 0) {
+		net_fail(t, "the server closed a %s", what);
+		return -1;
+	}
+	return r;
+}
+
+int net_poll(struct net_thread *t, int timeout_ms, const struct net_ops *ops)
+{
+	struct epoll_event evs[256];
+	int n = epoll_wait(t->ep, evs, 256, timeout_ms);
+
+	if (n < 0 && errno != EINTR) {
+		net_fail(t, "epoll_wait: %s", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct net_conn *c = evs[i].data.ptr;
+		uint64_t junk;
+
+		if (!c) {
+			/* net_kick: nothing to do but wake. */
+			if (read(t->efd, &junk, sizeof(junk)) < 0 &&
+			    errno != EAGAIN)
+				net_fail(t, "eventfd read: %s", strerror(errno));
+			continue;
+		}
+		if ((evs[i].events & EPOLLOUT) && ops->writable(t, c))
+			return -1;
+		if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
+		    ops->readable(t, c))
+			return -1;
+	}
+	return 0;
+}
+
+void net_kick(struct net_thread *t)
+{
+	uint64_t one = 1;
+
+	/* A full counter already means "wake up"; nothing to handle. */
+	if (write(t->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		die("eventfd write: %s", strerror(errno));
 }
 
 /* ---- results -------------------------------------------------------------------- */

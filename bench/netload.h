@@ -1,14 +1,17 @@
 /*
  * netload.h: private to actorconn-bench. What the network load generators
  * (reqload.c, fanout.c, idle.c) share: addresses and connecting, a
- * latency histogram, a RESP reply scanner, and the per-run summary.
+ * latency histogram, a RESP reply scanner, the client threads with their
+ * epoll loops and measured window, and the per-run summary.
  */
 #ifndef AC_BENCH_NETLOAD_H
 #define AC_BENCH_NETLOAD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "bench.h"
 
@@ -57,6 +60,114 @@ double hist_quantile_us(const struct hist *h, double q); /* NAN if empty */
  * incomplete, -1 if it is malformed. Arrays nest at most 8 deep.
  */
 long resp_reply_len(const char *p, size_t n);
+
+/* ---- client threads --------------------------------------------------------------
+ * A load generator (reqload.c, fanout.c) spreads its connections
+ * round-robin over T threads, each with its own epoll set and
+ * non-blocking sockets. Its run, thread and connection structs begin with
+ * a struct net_run, net_thread and net_conn. A thread that meets an error
+ * records it (net_fail) and sets the run's failed flag, on which every
+ * thread stops; the main thread reports the first error when it joins
+ * them (net_run_join).
+ */
+struct net_conn {
+	int fd;        /* -1 until connected */
+	int out_armed; /* EPOLLOUT is in the interest set */
+};
+
+struct net_run;
+
+struct net_thread {
+	struct net_run *run;
+	pthread_t th;
+	int ep, efd;       /* the epoll set; an eventfd for net_kick, or -1 */
+	void *conns;       /* nconn structs of conn_size bytes, each starting
+			      with a struct net_conn */
+	size_t conn_size;
+	int nconn;
+	long long counted; /* replies or deliveries read in the window */
+	struct hist hist;  /* their latencies */
+	char err[256];     /* this thread's first error */
+} __attribute__((aligned(64)));
+
+struct net_run {
+	struct net_addr addr;
+	uint64_t t_start, t_end; /* the measured window (net_run_window) */
+	int failed;              /* atomic: a thread gave up; all stop */
+	pthread_barrier_t bar;   /* the threads and the main thread */
+	struct net_thread **threads;
+	int nthreads;
+};
+
+/* Main thread, in this order. net_run_init parses o->server (exits if it
+ * is bad) and makes min(o->threads, nconn) threads, of thread_size bytes
+ * each (a struct starting with a struct net_thread), with their share of
+ * nconn connections of conn_size bytes, zeroed but for fd = -1. */
+void net_run_init(struct net_run *r, const struct opts *o, long long nconn,
+		  size_t thread_size, size_t conn_size);
+/* Runs fn(thread) on each thread; returns when every one has waited on
+ * r->bar once, which fn does when it has connected (or failed to). */
+void net_run_start(struct net_run *r, void *(*fn)(void *));
+/* Sets the measured window: from o->warmup seconds on, for o->duration. */
+void net_run_window(struct net_run *r, const struct opts *o);
+/* Joins the threads; exits with "WHAT SERVER: ERROR" if one failed. */
+void net_run_join(struct net_run *r, const char *what, const struct opts *o);
+/* The run's rate and latencies, from every thread's counted and hist;
+ * exits if nothing was measured ("no NOUN in the S s measured"). */
+struct net_result net_run_result(const struct net_run *r, const char *what,
+				 const char *noun, const struct opts *o);
+/* Closes every connection and epoll set and frees the threads;
+ * conn_free (may be NULL) frees what a connection holds besides. */
+void net_run_free(struct net_run *r, void (*conn_free)(struct net_conn *c));
+
+static inline int net_failed(const struct net_run *r)
+{
+	return __atomic_load_n(&r->failed, __ATOMIC_RELAXED);
+}
+
+/* Whether a reply or delivery read at now counts. */
+static inline int net_in_window(const struct net_run *r, uint64_t now)
+{
+	return now >= r->t_start && now < r->t_end;
+}
+
+static inline struct net_conn *net_conn_at(const struct net_thread *t, int i)
+{
+	return (struct net_conn *)(void *)((char *)t->conns +
+					   (size_t)i * t->conn_size);
+}
+
+/* Client thread. Those that return int return 0, or -1 after net_fail
+ * (the thread should then end). */
+void net_fail(struct net_thread *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Makes t's epoll set and, with_efd, an eventfd in it (data.ptr NULL). */
+int net_thread_open(struct net_thread *t, int with_efd);
+/* Connects c to the run's server and adds it to t's set (EPOLLIN). */
+int net_conn_open(struct net_thread *t, struct net_conn *c);
+/* Puts EPOLLOUT in c's interest set (out) or takes it out. */
+int net_arm(struct net_thread *t, struct net_conn *c, int out);
+/* Writes p[0, n) as far as the socket takes it and arms EPOLLOUT for the
+ * rest, or disarms it when all is written; the bytes written, or -1. */
+ssize_t net_send(struct net_thread *t, struct net_conn *c, const char *p,
+		 size_t n);
+/* Reads into buf: the bytes read, 0 if there are none yet, -1 on an error
+ * or end of file ("the server closed a WHAT"). */
+ssize_t net_recv(struct net_thread *t, struct net_conn *c, char *buf,
+		 size_t n, const char *what);
+
+/* What a thread does with the events of its connections. */
+struct net_ops {
+	int (*writable)(struct net_thread *t, struct net_conn *c);
+	int (*readable)(struct net_thread *t, struct net_conn *c);
+};
+
+/* Waits up to timeout_ms for events and hands each to ops (a wake-up
+ * through the eventfd is drained); 0, or -1 if a handler or the wait
+ * failed: the thread should end. */
+int net_poll(struct net_thread *t, int timeout_ms, const struct net_ops *ops);
+/* Any thread: wakes t out of net_poll (t must have an eventfd). */
+void net_kick(struct net_thread *t);
 
 /* ---- results ------------------------------------------------------------------ */
 

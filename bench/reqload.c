@@ -23,11 +23,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <unistd.h>
 
 /* What one subcommand sends and expects. */
 struct rr_spec {
@@ -37,8 +34,7 @@ struct rr_spec {
 };
 
 struct rr_conn {
-	int fd;
-	int out_armed;       /* EPOLLOUT is in the interest set */
+	struct net_conn nc;
 	size_t owe;          /* bytes queued, not yet written */
 	size_t off;          /* where in the request the next byte is */
 	uint64_t *sent;      /* ring of P queue times, oldest at head */
@@ -47,43 +43,18 @@ struct rr_conn {
 	size_t have;
 };
 
-struct rr_run;
-
-struct rr_thread {
-	struct rr_run *run;
-	pthread_t th;
-	int ep;
-	struct rr_conn *conns;
-	int nconn;
-	long long done;      /* replies completed in the window */
-	struct hist hist;
-	char err[256];
-} __attribute__((aligned(64)));
-
+/* The threads are plain net_threads: counted is replies completed in the
+ * window. */
 struct rr_run {
+	struct net_run nr;
 	const struct rr_spec *spec;
-	struct net_addr addr;
 	unsigned depth;          /* P */
 	const char *stream;      /* P + 1 copies of the request */
-	pthread_barrier_t bar;   /* connected; go */
-	uint64_t t_start, t_end; /* the measured window, written before "go" */
-	int failed;              /* atomic: a thread gave up; all stop */
-	struct rr_thread *threads;
-	int nthreads;
 };
 
-static void rr_fail(struct rr_thread *t, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void rr_fail(struct rr_thread *t, const char *fmt, ...)
+static struct rr_run *rr_run_of(const struct net_thread *t)
 {
-	va_list ap;
-
-	if (t->err[0])
-		return;
-	va_start(ap, fmt);
-	vsnprintf(t->err, sizeof(t->err), fmt, ap);
-	va_end(ap);
-	__atomic_store_n(&t->run->failed, 1, __ATOMIC_RELAXED);
+	return (struct rr_run *)t->run;
 }
 
 /* Queues k requests sent at time now. */
@@ -95,47 +66,24 @@ static void rr_queue(struct rr_run *r, struct rr_conn *c, unsigned k,
 	c->owe += (size_t)k * r->spec->req_len;
 }
 
-static int rr_arm(struct rr_thread *t, struct rr_conn *c, int out)
+/* Writes what c owes, as far as the socket takes it. */
+static int rr_flush(struct net_thread *t, struct net_conn *nc)
 {
-	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),
-				 .data.ptr = c};
+	struct rr_conn *c = (struct rr_conn *)nc;
+	struct rr_run *r = rr_run_of(t);
+	/* off < req_len and owe <= P * req_len: the bytes are contiguous in
+	 * the P + 1 copies. */
+	ssize_t w = net_send(t, nc, r->stream + c->off, c->owe);
 
-	if (c->out_armed == out)
-		return 0;
-	c->out_armed = out;
-	if (epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
-		rr_fail(t, "epoll_ctl: %s", strerror(errno));
+	if (w < 0)
 		return -1;
-	}
+	c->owe -= (size_t)w;
+	c->off = (c->off + (size_t)w) % r->spec->req_len;
 	return 0;
 }
 
-/* Writes what c owes, as far as the socket takes it. */
-static int rr_flush(struct rr_thread *t, struct rr_conn *c)
-{
-	size_t req_len = t->run->spec->req_len;
-
-	while (c->owe) {
-		/* off < req_len and owe <= P * req_len: the bytes are
-		 * contiguous in the P + 1 copies. */
-		ssize_t w = write(c->fd, t->run->stream + c->off, c->owe);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return rr_arm(t, c, 1);
-			rr_fail(t, "write: %s", strerror(errno));
-			return -1;
-		}
-		c->owe -= (size_t)w;
-		c->off = (c->off + (size_t)w) % req_len;
-	}
-	return rr_arm(t, c, 0);
-}
-
 /* Reports the bytes at p, which are not the reply they should be. */
-static int rr_mismatch(struct rr_thread *t, const char *p, size_t n)
+static int rr_mismatch(struct net_thread *t, const char *p, size_t n)
 {
 	char shown[41];
 	size_t k;
@@ -143,29 +91,22 @@ static int rr_mismatch(struct rr_thread *t, const char *p, size_t n)
 	for (k = 0; k < n && k < 40; k++)
 		shown[k] = p[k] >= 0x20 && p[k] < 0x7f ? p[k] : '.';
 	shown[k] = '\0';
-	rr_fail(t, "unexpected reply \"%s\"", shown);
+	net_fail(t, "unexpected reply \"%s\"", shown);
 	return -1;
 }
 
-static int rr_read(struct rr_thread *t, struct rr_conn *c)
+static int rr_read(struct net_thread *t, struct net_conn *nc)
 {
-	struct rr_run *r = t->run;
+	struct rr_conn *c = (struct rr_conn *)nc;
+	struct rr_run *r = rr_run_of(t);
 	const struct rr_spec *s = r->spec;
 	size_t cap = (size_t)r->depth * s->rep_len, nrep, i;
 	ssize_t n;
 	uint64_t now;
 
-	n = read(c->fd, c->in + c->have, cap - c->have);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR)
-			return 0;
-		rr_fail(t, "read: %s", strerror(errno));
-		return -1;
-	}
-	if (n == 0) {
-		rr_fail(t, "the server closed a connection");
-		return -1;
-	}
+	if ((n = net_recv(t, nc, c->in + c->have, cap - c->have,
+			  "connection")) <= 0)
+		return (int)n;
 	now = now_ns();
 	c->have += (size_t)n;
 	nrep = c->have / s->rep_len;
@@ -174,9 +115,9 @@ static int rr_read(struct rr_thread *t, struct rr_conn *c)
 
 		if (memcmp(p, s->rep, s->rep_len))
 			return rr_mismatch(t, p, s->rep_len);
-		if (now >= r->t_start && now < r->t_end) {
+		if (net_in_window(&r->nr, now)) {
 			hist_add(&t->hist, now - c->sent[c->head]);
-			t->done++;
+			t->counted++;
 		}
 		c->head = (c->head + 1) % r->depth;
 		c->inflight--;
@@ -188,39 +129,28 @@ static int rr_read(struct rr_thread *t, struct rr_conn *c)
 	 * the connection unnoticed. */
 	if (memcmp(c->in, s->rep, c->have))
 		return rr_mismatch(t, c->in, c->have);
-	if (now < r->t_end && nrep) {
+	if (now < r->nr.t_end && nrep) {
 		rr_queue(r, c, (unsigned)nrep, now);
-		return rr_flush(t, c);
+		return rr_flush(t, nc);
 	}
 	return 0;
 }
 
-static int rr_setup(struct rr_thread *t)
+static int rr_setup(struct net_thread *t)
 {
-	struct rr_run *r = t->run;
+	struct rr_run *r = rr_run_of(t);
 	size_t cap = (size_t)r->depth * r->spec->rep_len;
 
-	if ((t->ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
-		rr_fail(t, "epoll_create1: %s", strerror(errno));
+	if (net_thread_open(t, 0))
 		return -1;
-	}
 	for (int i = 0; i < t->nconn; i++) {
-		struct rr_conn *c = &t->conns[i];
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-		int fd = net_connect(&r->addr);
+		struct rr_conn *c = (struct rr_conn *)net_conn_at(t, i);
 
-		if (fd < 0) {
-			rr_fail(t, "connect: %s", strerror(-fd));
+		if (net_conn_open(t, &c->nc))
 			return -1;
-		}
-		c->fd = fd;
 		if (!(c->sent = calloc(r->depth, sizeof(*c->sent))) ||
 		    !(c->in = malloc(cap))) {
-			rr_fail(t, "out of memory");
-			return -1;
-		}
-		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			rr_fail(t, "epoll_ctl: %s", strerror(errno));
+			net_fail(t, "out of memory");
 			return -1;
 		}
 	}
@@ -229,62 +159,41 @@ static int rr_setup(struct rr_thread *t)
 
 static void *rr_main(void *arg)
 {
-	struct rr_thread *t = arg;
-	struct rr_run *r = t->run;
-	struct epoll_event evs[256];
+	static const struct net_ops ops = {.writable = rr_flush,
+					   .readable = rr_read};
+	struct net_thread *t = arg;
+	struct rr_run *r = rr_run_of(t);
 	uint64_t now;
 
 	rr_setup(t);
-	pthread_barrier_wait(&r->bar); /* connected (or failed) */
-	pthread_barrier_wait(&r->bar); /* go: the window is set */
-	if (__atomic_load_n(&r->failed, __ATOMIC_RELAXED))
+	pthread_barrier_wait(&r->nr.bar); /* connected (or failed) */
+	pthread_barrier_wait(&r->nr.bar); /* go: the window is set */
+	if (net_failed(&r->nr))
 		return NULL;
 	now = now_ns();
 	for (int i = 0; i < t->nconn; i++) {
-		rr_queue(r, &t->conns[i], r->depth, now);
-		if (rr_flush(t, &t->conns[i]))
+		struct rr_conn *c = (struct rr_conn *)net_conn_at(t, i);
+
+		rr_queue(r, c, r->depth, now);
+		if (rr_flush(t, &c->nc))
 			return NULL;
 	}
-	while ((now = now_ns()) < r->t_end &&
-	       !__atomic_load_n(&r->failed, __ATOMIC_RELAXED)) {
+	while ((now = now_ns()) < r->nr.t_end && !net_failed(&r->nr)) {
 		/* Wake at least every 100 ms to see the end or a failure. */
-		uint64_t left_ms = (r->t_end - now) / 1000000 + 1;
-		int n = epoll_wait(t->ep, evs, 256,
-				   left_ms < 100 ? (int)left_ms : 100);
+		uint64_t left_ms = (r->nr.t_end - now) / 1000000 + 1;
 
-		if (n < 0 && errno != EINTR) {
-			rr_fail(t, "epoll_wait: %s", strerror(errno));
+		if (net_poll(t, left_ms < 100 ? (int)left_ms : 100, &ops))
 			break;
-		}
-		for (int i = 0; i < n; i++) {
-			struct rr_conn *c = evs[i].data.ptr;
-
-			if ((evs[i].events & EPOLLOUT) && rr_flush(t, c))
-				return NULL;
-			if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
-			    rr_read(t, c))
-				return NULL;
-		}
 	}
 	return NULL;
 }
 
-static void rr_free(struct rr_run *r)
+static void rr_conn_free(struct net_conn *nc)
 {
-	for (int k = 0; k < r->nthreads; k++) {
-		struct rr_thread *t = &r->threads[k];
+	struct rr_conn *c = (struct rr_conn *)nc;
 
-		for (int i = 0; i < t->nconn; i++) {
-			if (t->conns[i].fd >= 0)
-				close(t->conns[i].fd);
-			free(t->conns[i].sent);
-			free(t->conns[i].in);
-		}
-		free(t->conns);
-		if (t->ep >= 0)
-			close(t->ep);
-	}
-	free(r->threads);
+	free(c->sent);
+	free(c->in);
 }
 
 /* One run: returns its result, or exits with the first thread's error. */
@@ -292,57 +201,17 @@ static struct net_result rr_once(const struct rr_spec *s,
 				 const struct opts *o, const char *stream)
 {
 	struct rr_run r = {.spec = s, .depth = (unsigned)o->pipeline,
-			   .stream = stream, .nthreads = o->threads};
-	struct net_result res = {0};
-	struct hist *all;
-	long long done = 0;
-	int err;
+			   .stream = stream};
+	struct net_result res;
 
-	if (net_addr_parse(o->server, &r.addr))
-		exit(1);
-	if (r.nthreads > o->connections)
-		r.nthreads = (int)o->connections;
-	if (!(r.threads = aligned_alloc(64, sizeof(*r.threads) *
-					    (size_t)r.nthreads)) ||
-	    !(all = calloc(1, sizeof(*all))))
-		die("out of memory");
-	memset(r.threads, 0, sizeof(*r.threads) * (size_t)r.nthreads);
-	pthread_barrier_init(&r.bar, NULL, (unsigned)r.nthreads + 1);
-	for (int k = 0; k < r.nthreads; k++) {
-		struct rr_thread *t = &r.threads[k];
-
-		t->run = &r;
-		t->ep = -1;
-		t->nconn = (int)(o->connections / r.nthreads +
-				 (k < o->connections % r.nthreads));
-		if (!(t->conns = calloc((size_t)t->nconn, sizeof(*t->conns))))
-			die("out of memory");
-		for (int i = 0; i < t->nconn; i++)
-			t->conns[i].fd = -1;
-		if ((err = pthread_create(&t->th, NULL, rr_main, t)))
-			die("pthread_create: %s", strerror(err));
-	}
-	pthread_barrier_wait(&r.bar);
-	r.t_start = now_ns() + (uint64_t)(o->warmup * 1e9);
-	r.t_end = r.t_start + (uint64_t)(o->duration * 1e9);
-	pthread_barrier_wait(&r.bar);
-	for (int k = 0; k < r.nthreads; k++) {
-		pthread_join(r.threads[k].th, NULL);
-		if (r.threads[k].err[0])
-			die("%s %s: %s", s->what, o->server,
-			    r.threads[k].err);
-		hist_merge(all, &r.threads[k].hist);
-		done += r.threads[k].done;
-	}
-	pthread_barrier_destroy(&r.bar);
-	rr_free(&r);
-	if (done == 0)
-		die("%s %s: no reply in the %.1f s measured", s->what,
-		    o->server, o->duration);
-	res.count = done;
-	res.rate = (double)done / o->duration;
-	net_result_hist(&res, all);
-	free(all);
+	net_run_init(&r.nr, o, o->connections, sizeof(struct net_thread),
+		     sizeof(struct rr_conn));
+	net_run_start(&r.nr, rr_main);
+	net_run_window(&r.nr, o);
+	pthread_barrier_wait(&r.nr.bar); /* go */
+	net_run_join(&r.nr, s->what, o);
+	res = net_run_result(&r.nr, s->what, "reply", o);
+	net_run_free(&r.nr, rr_conn_free);
 	return res;
 }
 
