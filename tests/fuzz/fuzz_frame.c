@@ -19,6 +19,7 @@
  * point, honouring need between them as conn.c does, it yields the same
  * frames and the same error as the whole stream decoded at once (for raw
  * framing, where a read is a frame, the same bytes in the same order).
+ * The reads are fed by fuzz.h's split-reads driver.
  */
 #include <actorconn.h>
 
@@ -133,111 +134,54 @@ static int decode(const unsigned char *p, size_t n, size_t max, ac_frame_t *f)
 	return r;
 }
 
-/* What a connection makes of a stream: frame bytes, frame ends, error. */
-struct result {
-	unsigned char *bytes; /* frames, back to back */
-	size_t nbytes;
-	size_t *ends;         /* end offset in bytes of each frame */
-	size_t nframes;
-	int error;            /* AC_EFRAME once one is reported */
-	size_t left;          /* bytes left undecoded */
-};
-
-static void add_frame(struct result *res, const unsigned char *p, size_t n)
+/* The driver's step: one checked decoder call; a frame is an item. */
+static int decode_step(const unsigned char *buf, size_t have, void *arg,
+		       struct fuzz_run *run, size_t *consumed, size_t *need)
 {
-	res->bytes = realloc(res->bytes, res->nbytes + n + 1);
-	res->ends = realloc(res->ends, (res->nframes + 1) * sizeof(size_t));
-	FUZZ_CHECK(res->bytes && res->ends);
-	if (n)
-		memcpy(res->bytes + res->nbytes, p, n);
-	res->nbytes += n;
-	res->ends[res->nframes++] = res->nbytes;
-}
+	size_t max = *(const size_t *)arg;
+	ac_frame_t f;
+	int rc = decode(buf, have, max, &f);
 
-/*
- * Feeds data as reads of the given sizes, into a buffer that holds the
- * undecoded rest, as conn.c does: after each read, decode frames until
- * the decoder wants more, and do not call it again until the buffer
- * reaches the length it said it needs.
- */
-static void stream(const unsigned char *data, const size_t *reads,
-		   int nreads, size_t max, struct result *res)
-{
-	unsigned char *buf = NULL;
-	size_t have = 0, need = 0, at = 0;
-
-	memset(res, 0, sizeof(*res));
-	for (int r = 0; r < nreads && !res->error; r++) {
-		buf = realloc(buf, have + reads[r] + 1);
-		FUZZ_CHECK(buf != NULL);
-		memcpy(buf + have, data + at, reads[r]);
-		have += reads[r];
-		at += reads[r];
-		if (reads[r] == 0 || (need && have < need))
-			continue;
-		need = 0;
-		while (have > 0) {
-			ac_frame_t f;
-			int rc = decode(buf, have, max, &f);
-
-			if (rc < 0) {
-				res->error = rc;
-				break;
-			}
-			if (rc == 0) {
-				need = f.need;
-				break;
-			}
-			add_frame(res, buf + f.off, f.len);
-			memmove(buf, buf + f.consumed, have - f.consumed);
-			have -= f.consumed;
-		}
+	if (rc < 0) {
+		run->err = "AC_EFRAME";
+		return -1;
 	}
-	res->left = have;
-	free(buf);
-}
-
-static void result_free(struct result *res)
-{
-	free(res->bytes);
-	free(res->ends);
+	if (rc == 0) {
+		*need = f.need;
+		return 0;
+	}
+	fuzz_put(run, buf + f.off, f.len);
+	fuzz_end_item(run);
+	*consumed = f.consumed;
+	return 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct result whole, cut;
-	size_t max, n, reads[2];
-	const unsigned char *p;
+	struct fuzz_run whole, cut;
+	size_t max, n;
 
 	if (size < 2)
 		return 0;
 	max = pick_max_frame(data[0]);
-	p = data + 2;
 	n = size - 2;
-	reads[0] = n ? (size_t)data[1] * n / 255 : 0;
-	reads[1] = n - reads[0];
-
-	stream(p, &n, 1, max, &whole);
-	stream(p, reads, 2, max, &cut);
-	FUZZ_CHECK(whole.nbytes == cut.nbytes);
-	FUZZ_CHECK(whole.nbytes == 0 ||
-		   memcmp(whole.bytes, cut.bytes, whole.nbytes) == 0);
+	fuzz_split(data + 2, n, fuzz_cut(data[1], n), decode_step, &max,
+		   &whole, &cut);
 	if (FUZZ_FRAMING == AC_FRAME_RAW) {
-		/* Reads are frames: the split may add one frame boundary. */
-		FUZZ_CHECK(cut.nframes >= whole.nframes);
-		FUZZ_CHECK(whole.error == 0 && cut.error == 0);
+		/* Reads are frames: the same bytes in the same order, but
+		 * the split may add one frame boundary. */
+		FUZZ_CHECK(whole.nbytes == cut.nbytes);
+		FUZZ_CHECK(whole.nbytes == 0 ||
+			   memcmp(whole.bytes, cut.bytes, whole.nbytes) == 0);
+		FUZZ_CHECK(cut.nitems >= whole.nitems);
+		FUZZ_CHECK(!whole.err && !cut.err);
 		FUZZ_CHECK(whole.left == 0 && cut.left == 0);
 	} else {
-		FUZZ_CHECK(whole.nframes == cut.nframes);
-		FUZZ_CHECK(whole.nframes == 0 ||
-			   memcmp(whole.ends, cut.ends,
-				  whole.nframes * sizeof(size_t)) == 0);
-		FUZZ_CHECK(whole.error == cut.error);
-		FUZZ_CHECK(whole.error || whole.left == cut.left);
+		fuzz_same(&whole, &cut);
 	}
-	result_free(&whole);
-	result_free(&cut);
+	fuzz_run_free(&whole);
+	fuzz_run_free(&cut);
 	return 0;
 }

@@ -18,8 +18,9 @@
  *     error as bytes are added; a prefix shorter than a "need" it gave is
  *     still "more" with all the bytes;
  *   - the stream cut into two reads at the cut point, parsed as the
- *     broker does (keep the tail, honour need), gives the same commands
- *     and the same error as the whole stream at once.
+ *     broker does (keep the tail, honour need), gives the same commands,
+ *     the same error and the same undecoded tail as the whole stream at
+ *     once (fuzz.h's split-reads driver).
  */
 #include "../../examples/resp.h"
 #include "fuzz.h"
@@ -141,62 +142,30 @@ static void check_prefix(const char *p, size_t n, size_t k,
 		FUZZ_CHECK(whole->r == RESP_MORE);
 }
 
-/* The commands of a stream, as a connection sees them. */
-struct run {
-	unsigned char *bytes; /* each command: argc, then (len, bytes)... */
-	size_t nbytes;
-	size_t ncmds;
-	const char *err;
-};
-
-static void put(struct run *run, const void *p, size_t n)
+/* The driver's step: one checked parse; a command is an item, written
+ * as its argc, then each argument's length and bytes. */
+static int parse_step(const unsigned char *buf, size_t have, void *arg,
+		      struct fuzz_run *run, size_t *consumed, size_t *need)
 {
-	run->bytes = realloc(run->bytes, run->nbytes + n + 1);
-	FUZZ_CHECK(run->bytes != NULL);
-	if (n)
-		memcpy(run->bytes + run->nbytes, p, n);
-	run->nbytes += n;
-}
+	struct parsed c;
 
-static void stream(const char *data, const size_t *reads, int nreads,
-		   const struct resp_limits *lim, struct run *run)
-{
-	char *buf = NULL;
-	size_t have = 0, need = 0, at = 0;
-
-	memset(run, 0, sizeof(*run));
-	for (int r = 0; r < nreads && !run->err; r++) {
-		buf = realloc(buf, have + reads[r] + 1);
-		FUZZ_CHECK(buf != NULL);
-		memcpy(buf + have, data + at, reads[r]);
-		have += reads[r];
-		at += reads[r];
-		if (reads[r] == 0 || (need && have < need))
-			continue;
-		need = 0;
-		while (have > 0) {
-			struct parsed c;
-
-			parse(buf, have, lim, &c);
-			if (c.r == RESP_ERR) {
-				run->err = c.err;
-				break;
-			}
-			if (c.r == RESP_MORE) {
-				need = c.need;
-				break;
-			}
-			put(run, &c.argc, sizeof(c.argc));
-			for (size_t i = 0; i < c.argc; i++) {
-				put(run, &c.len[i], sizeof(c.len[i]));
-				put(run, buf + c.off[i], c.len[i]);
-			}
-			run->ncmds++;
-			memmove(buf, buf + c.consumed, have - c.consumed);
-			have -= c.consumed;
-		}
+	parse((const char *)buf, have, arg, &c);
+	if (c.r == RESP_ERR) {
+		run->err = c.err;
+		return -1;
 	}
-	free(buf);
+	if (c.r == RESP_MORE) {
+		*need = c.need;
+		return 0;
+	}
+	fuzz_put(run, &c.argc, sizeof(c.argc));
+	for (size_t i = 0; i < c.argc; i++) {
+		fuzz_put(run, &c.len[i], sizeof(c.len[i]));
+		fuzz_put(run, buf + c.off[i], c.len[i]);
+	}
+	fuzz_end_item(run);
+	*consumed = c.consumed;
+	return 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -205,9 +174,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct resp_limits lim;
 	struct parsed whole;
-	struct run a, b;
+	struct fuzz_run a, b;
 	const char *p;
-	size_t n, reads[2];
+	size_t n, cut;
 
 	if (size < 4)
 		return 0;
@@ -217,21 +186,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lim.max_bulk = data[2] != 255 ? data[2] : (size_t)512 << 20;
 	p = (const char *)data + 4;
 	n = size - 4;
-	reads[0] = n ? (size_t)data[3] * n / 255 : 0;
-	reads[1] = n - reads[0];
+	cut = fuzz_cut(data[3], n);
 
 	parse(p, n, &lim, &whole);
-	check_prefix(p, n, reads[0], &lim, &whole);
+	check_prefix(p, n, cut, &lim, &whole);
 	if (whole.r == RESP_OK && whole.consumed > 0)
 		check_prefix(p, n, whole.consumed - 1, &lim, &whole);
 
-	stream(p, &n, 1, &lim, &a);
-	stream(p, reads, 2, &lim, &b);
-	FUZZ_CHECK(a.ncmds == b.ncmds && a.nbytes == b.nbytes);
-	FUZZ_CHECK(a.nbytes == 0 || memcmp(a.bytes, b.bytes, a.nbytes) == 0);
-	FUZZ_CHECK((a.err == NULL) == (b.err == NULL));
-	FUZZ_CHECK(a.err == NULL || strcmp(a.err, b.err) == 0);
-	free(a.bytes);
-	free(b.bytes);
+	fuzz_split(data + 4, n, cut, parse_step, &lim, &a, &b);
+	fuzz_same(&a, &b);
+	fuzz_run_free(&a);
+	fuzz_run_free(&b);
 	return 0;
 }
