@@ -50,14 +50,11 @@ int main(void)
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -300,42 +297,6 @@ static void mark(void *p) { __atomic_store_n((int64_t *)p, 1, __ATOMIC_RELEASE);
 
 /* ---- the client's side (no Check asserts: this runs in a child) ---------- */
 
-static int dial_tcp(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	REQUIRE(fd >= 0, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		/* No loop could take the listening sockets (refused), or the
-		 * one we reached gave its socket up (reset). */
-		REQUIRE(errno == ECONNREFUSED || errno == ECONNRESET,
-			"connect: %s", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
-
-static int dial_unix(const char *path)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	REQUIRE(fd >= 0, "socket: %s", strerror(errno));
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		REQUIRE(errno == ECONNREFUSED || errno == ECONNRESET,
-			"connect %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* A client connection and what it has received. */
 struct cli {
 	int fd;
@@ -344,11 +305,16 @@ struct cli {
 	size_t len, cap;
 };
 
+/* fd: what th_dial_tcp or th_dial_unix returned. */
 static void cli_open(struct cli *k, int fd)
 {
+	/* No loop could take the listening sockets (refused), or the one we
+	 * reached gave its socket up (reset): the client is closed. */
+	REQUIRE(fd >= 0 || fd == -ECONNREFUSED || fd == -ECONNRESET,
+		"connect: %s", strerror(-fd));
 	memset(k, 0, sizeof(*k));
-	k->fd = fd;
-	k->closed = fd < 0; /* refused */
+	k->fd = fd < 0 ? -1 : fd;
+	k->closed = fd < 0;
 	k->cap = 4 * BIG;
 	k->in = malloc(k->cap);
 	REQUIRE(k->in, "malloc");
@@ -366,19 +332,8 @@ static void cli_free(struct cli *k)
 /* Sends everything, or notices the server is gone. */
 static void cli_send(struct cli *k, const void *p, size_t n)
 {
-	const char *s = p;
-
-	while (n && !k->closed) {
-		ssize_t w = send(k->fd, s, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			k->closed = true;
-			return;
-		}
-		s += w;
-		n -= (size_t)w;
-	}
+	if (!k->closed && !th_send_all(k->fd, p, n))
+		k->closed = true;
 }
 
 static void cli_send_len32(struct cli *k, const void *p, size_t n)
@@ -463,60 +418,64 @@ static bool peer_gone(struct cli *k)
 		(p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
 }
 
-/* Waits for the echo of a len32 frame: true if it came, false if the
- * server closed the connection instead; a hang is a failure. */
+/* The expect_* functions wait for a reply: true if it came, false if the
+ * server closed the connection instead; a hang is a failure. Between two
+ * looks at the input: false if the connection is closed, else reads more,
+ * and fails the run STEP_MS after start. */
+static bool cli_more(struct cli *k, uint64_t start, const char *what)
+{
+	if (k->closed)
+		return false;
+	REQUIRE(th_now_ms() < start + STEP_MS,
+		"%s: %zu bytes of output, then nothing and no close within "
+		"%d ms (hang)", what, k->len, STEP_MS);
+	cli_pump(k, 10);
+	return true;
+}
+
+/* The echo of a len32 frame. */
 static bool expect_frame(struct cli *k, const void *want, size_t n,
 			 const char *what)
 {
-	uint64_t end = th_now_ms() + STEP_MS;
+	uint64_t start = th_now_ms();
 	unsigned char *d;
 	size_t got;
 
-	for (;;) {
+	do {
 		if (cli_frame(k, &d, &got)) {
 			REQUIRE(got == n && memcmp(d, want, n) == 0,
 				"%s: wrong echo (%zu bytes)", what, got);
 			return true;
 		}
-		if (k->closed)
-			return false;
-		REQUIRE(th_now_ms() < end,
-			"%s: no echo and no close within %d ms (hang)", what,
-			STEP_MS);
-		cli_pump(k, 10);
-	}
+	} while (cli_more(k, start, what));
+	return false;
 }
 
+/* The echo of a line, past any heartbeats. */
 static bool expect_line(struct cli *k, const char *want, const char *what)
 {
-	uint64_t end = th_now_ms() + STEP_MS;
+	uint64_t start = th_now_ms();
 	char line[64];
 
-	for (;;) {
-		if (cli_line(k, line, sizeof(line))) {
-			if (!strcmp(line, "ping"))
-				continue; /* a heartbeat */
-			REQUIRE(strcmp(line, want) == 0, "%s: wrong echo '%s'",
-				what, line);
-			return true;
-		}
-		if (k->closed)
-			return false;
-		REQUIRE(th_now_ms() < end,
-			"%s: no echo and no close within %d ms (hang)", what,
-			STEP_MS);
-		cli_pump(k, 10);
-	}
+	do {
+		while (cli_line(k, line, sizeof(line)))
+			if (strcmp(line, "ping")) { /* not a heartbeat */
+				REQUIRE(strcmp(line, want) == 0,
+					"%s: wrong echo '%s'", what, line);
+				return true;
+			}
+	} while (cli_more(k, start, what));
+	return false;
 }
 
-/* Waits for the 2 MiB frame of "bulk". */
+/* The 2 MiB frame of "bulk". */
 static bool expect_bulk(struct cli *k, const char *what)
 {
-	uint64_t end = th_now_ms() + STEP_MS;
+	uint64_t start = th_now_ms();
 	unsigned char *d;
 	size_t got;
 
-	for (;;) {
+	do {
 		if (cli_frame(k, &d, &got)) {
 			REQUIRE(got == BULK, "%s: %zu bytes", what, got);
 			for (size_t i = 0; i < got; i++)
@@ -524,25 +483,17 @@ static bool expect_bulk(struct cli *k, const char *what)
 					"%s: wrong byte at %zu", what, i);
 			return true;
 		}
-		if (k->closed)
-			return false;
-		REQUIRE(th_now_ms() < end,
-			"%s: %zu bytes of output, then nothing and no close "
-			"within %d ms (hang)", what, k->len, STEP_MS);
-		cli_pump(k, 10);
-	}
+	} while (cli_more(k, start, what));
+	return false;
 }
 
+/* The end of the connection (what comes before it no longer matters). */
 static void expect_eof(struct cli *k, const char *what)
 {
-	uint64_t end = th_now_ms() + STEP_MS;
-
-	while (!k->closed) {
-		REQUIRE(th_now_ms() < end, "%s: still open after %d ms", what,
-			STEP_MS);
-		cli_pump(k, 10);
-		k->len = 0; /* the content no longer matters */
-	}
+	REQUIRE(k->closed || th_wait_eof(k->fd, STEP_MS),
+		"%s: still open after %d ms", what, STEP_MS);
+	k->closed = true;
+	k->len = 0;
 }
 
 static uint64_t dropped_now(ac_runtime_t *rt)
@@ -696,7 +647,7 @@ static void session_echo(void)
 	/* TCP: echo a small frame and a large one, then messages from
 	 * another thread. */
 	if (lt) {
-		cli_open(&t, dial_tcp(ac_listener_port(lt)));
+		cli_open(&t, th_dial_tcp("127.0.0.1", ac_listener_port(lt), 0));
 		cli_send_len32(&t, "hello", 5);
 		tcp_ok = expect_frame(&t, "hello", 5, "tcp small");
 		if (tcp_ok) {
@@ -764,7 +715,7 @@ static void session_echo(void)
 	 * to loop 1 through the mailbox. */
 	if (lu_ok) {
 		for (int i = 0; i < 2; i++) {
-			cli_open(&u[i], dial_unix(path));
+			cli_open(&u[i], th_dial_unix(path));
 			cli_send(&u[i], "line\n", 5);
 			u_ok[i] = expect_line(&u[i], "line", "unix echo");
 		}
@@ -784,7 +735,7 @@ static void session_echo(void)
 
 	/* A flushing close with 2 MiB queued: all of it, then EOF. */
 	if (lt) {
-		cli_open(&t2, dial_tcp(ac_listener_port(lt)));
+		cli_open(&t2, th_dial_tcp("127.0.0.1", ac_listener_port(lt), 0));
 		cli_send_len32(&t2, "bulk-close", 10);
 		if (expect_bulk(&t2, "tcp bulk-close"))
 			expect_eof(&t2, "after bulk-close");
@@ -867,26 +818,6 @@ static void on_frame_slow(ac_conn_t *c, const void *data, size_t len)
 	__atomic_fetch_add(&bulks, 1, __ATOMIC_RELEASE);
 }
 
-/* A client that reads nothing, with a receive buffer too small for the
- * kernel to take the output off the server's hands. */
-static void dial_mute(struct cli *k, int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), small = 4096;
-
-	REQUIRE(fd >= 0, "socket: %s", strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		REQUIRE(errno == ECONNREFUSED || errno == ECONNRESET,
-			"connect: %s", strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	cli_open(k, fd);
-}
-
 static ac_listener_t *mute_l;
 
 /* Another mute client of mute_l's runtime, which sends cmd; returns once
@@ -895,7 +826,10 @@ static void mute_again(ac_runtime_t *rt, const char *cmd, struct cli *k)
 {
 	int64_t want = __atomic_load_n(&bulks, __ATOMIC_ACQUIRE) + 1;
 
-	dial_mute(k, ac_listener_port(mute_l));
+	/* A client that reads nothing, with a receive buffer too small for
+	 * the kernel to take the output off the server's hands. */
+	cli_open(k, th_dial_tcp("127.0.0.1", ac_listener_port(mute_l),
+				 4096));
 	cli_send_len32(k, cmd, strlen(cmd));
 	/* Queued (or refused, which closes), or the connection is gone. */
 	for (uint64_t end = th_now_ms() + STEP_MS;
@@ -936,10 +870,30 @@ static ac_runtime_t *mute_peer(const char *cmd, struct cli *k,
 	return rt;
 }
 
+/* A flushing close of 16 MiB to a peer that reads nothing: over after
+ * linger_ms. Part of the slow session, and swept on its own too. */
+static void session_linger(void)
+{
+	struct cli a = {.fd = -1};
+	ac_runtime_t *rt;
+
+	if ((rt = mute_peer("huge-close", &a, 20))) {
+		int64_t want = __atomic_load_n(&opened, __ATOMIC_ACQUIRE);
+		for (uint64_t end = th_now_ms() + STEP_MS;
+		     __atomic_load_n(&closed_n, __ATOMIC_ACQUIRE) < want;
+		     usleep(1000))
+			REQUIRE(th_now_ms() < end,
+				"flushing close to a peer that does not read "
+				"outlived its linger (hang)");
+		ac_runtime_free(rt);
+	}
+	cli_free(&a);
+}
+
 static void session_slow(void)
 {
 	ac_config_t cfg = {.loops = 2, .mailbox_capacity = 64};
-	struct cli a = {.fd = -1}, b = {.fd = -1};
+	struct cli b = {.fd = -1};
 	ac_runtime_t *rt;
 	int r;
 
@@ -964,18 +918,7 @@ static void session_slow(void)
 		REQUIRE(errno == ENOMEM, "ac_runtime_new: errno %d", errno);
 	}
 
-	/* A flushing close of 16 MiB to a peer that reads nothing: over
-	 * after linger_ms. */
-	if ((rt = mute_peer("huge-close", &a, 20))) {
-		int64_t want = __atomic_load_n(&opened, __ATOMIC_ACQUIRE);
-		for (uint64_t end = th_now_ms() + STEP_MS;
-		     __atomic_load_n(&closed_n, __ATOMIC_ACQUIRE) < want;
-		     usleep(1000))
-			REQUIRE(th_now_ms() < end,
-				"flushing close to a peer that does not read "
-				"outlived its linger (hang)");
-		ac_runtime_free(rt);
-	}
+	session_linger();
 
 	/* 16 MiB for a peer that reads nothing, then a stop: over after the
 	 * grace (the child's alarm catches a stop that never ends). */
@@ -983,7 +926,6 @@ static void session_slow(void)
 		code_ok("ac_runtime_stop", ac_runtime_stop(rt, 20));
 		ac_runtime_free(rt);
 	}
-	cli_free(&a);
 	cli_free(&b);
 }
 
@@ -1182,26 +1124,8 @@ stop:
 		(long long)LD(ob_closes));
 }
 
-/* Regression sessions, swept on their own (see below). */
-
-/* A flushing close of 16 MiB to a peer that reads nothing. */
-static void session_linger(void)
-{
-	struct cli a = {.fd = -1};
-	ac_runtime_t *rt;
-
-	if ((rt = mute_peer("huge-close", &a, 20))) {
-		int64_t want = __atomic_load_n(&opened, __ATOMIC_ACQUIRE);
-		for (uint64_t end = th_now_ms() + STEP_MS;
-		     __atomic_load_n(&closed_n, __ATOMIC_ACQUIRE) < want;
-		     usleep(1000))
-			REQUIRE(th_now_ms() < end,
-				"flushing close to a peer that does not read "
-				"outlived its linger (hang)");
-		ac_runtime_free(rt);
-	}
-	cli_free(&a);
-}
+/* Regression sessions, swept on their own (see below); session_linger is
+ * above. */
 
 /* A peer that reads nothing, its output lingering for 10 s, seven loop
  * timers (with the linger timer they fill libevent's first timer heap, so
@@ -1492,22 +1416,16 @@ END_TEST
  * is refused rather than left hanging. */
 START_TEST(unix_listener_whose_loop_cannot_take_it_refuses_connections)
 {
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	char addr[80];
-	int fd;
+	char sock[64], addr[80];
 
-	snprintf(a.sun_path, sizeof(a.sun_path), "/tmp/ac-fault-r-%d.sock",
-		 (int)getpid());
-	snprintf(addr, sizeof(addr), "unix:%s", a.sun_path);
+	snprintf(sock, sizeof(sock), "/tmp/ac-fault-r-%d.sock", (int)getpid());
+	snprintf(addr, sizeof(addr), "unix:%s", sock);
 	ac__fault_only_loop(0);
 	ac__fault_fail_nth(1, 1);
 	th_server_start(2, addr, NULL);
 	ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, mark, &posted[0]), 0);
 	ck_assert(th_wait_ge(&posted[0], 1, 5000));
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	ck_assert_int_ne(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(errno, ECONNREFUSED);
-	close(fd);
+	ck_assert_int_eq(th_dial_unix(sock), -ECONNREFUSED);
 	ac__fault_fail_nth(0, 0);
 	ac__fault_only_loop(-1);
 	th_finish();

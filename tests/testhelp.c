@@ -19,67 +19,82 @@ static void set_timeout(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-int th_connect_tcp(const char *host, int port)
+int th_dial_tcp(const char *host, int port, int rcvbuf)
 {
 	struct sockaddr_storage ss = {0};
 	socklen_t len;
-	int fd, one = 1;
+	int fd, one = 1, err;
 
 	if (strchr(host, ':')) {
 		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
 		a->sin6_family = AF_INET6;
 		a->sin6_port = htons((uint16_t)port);
-		ck_assert_int_eq(inet_pton(AF_INET6, host, &a->sin6_addr), 1);
+		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+			return -EINVAL;
 		len = sizeof(*a);
 	} else {
 		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
 		a->sin_family = AF_INET;
 		a->sin_port = htons((uint16_t)port);
-		ck_assert_int_eq(inet_pton(AF_INET, host, &a->sin_addr), 1);
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			return -EINVAL;
 		len = sizeof(*a);
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&ss, len) == 0,
-		      "connect: %s", strerror(errno));
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -errno;
+	/* Before connecting: the window is agreed in the handshake. */
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	if (connect(fd, (struct sockaddr *)&ss, len)) {
+		err = errno;
+		close(fd);
+		return -err;
+	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+int th_dial_unix(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+
+	if (fd < 0)
+		return -errno;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
+int th_connect_tcp(const char *host, int port)
+{
+	int fd = th_dial_tcp(host, port, 0);
+
+	ck_assert_msg(fd >= 0, "connect %s:%d: %s", host, port, strerror(-fd));
 	set_timeout(fd);
 	return fd;
 }
 
 int th_connect_unix(const char *path)
 {
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = th_dial_unix(path);
 
-	ck_assert_int_ge(fd, 0);
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0,
-		      "connect %s: %s", path, strerror(errno));
+	ck_assert_msg(fd >= 0, "connect %s: %s", path, strerror(-fd));
 	set_timeout(fd);
 	return fd;
 }
 
-void th_write_all(int fd, const void *buf, size_t len)
+/* All len bytes through send (out) or recv, again after EINTR; false at
+ * end of file or on an error, errno saying which. */
+static bool xfer_all(int fd, char *p, size_t len, bool out)
 {
-	const char *p = buf;
-
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		ck_assert_msg(n > 0, "send: %s", strerror(errno));
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-bool th_read_full(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = recv(fd, p, len, 0);
+		ssize_t n = out ? send(fd, p, len, MSG_NOSIGNAL)
+				: recv(fd, p, len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -88,6 +103,21 @@ bool th_read_full(int fd, void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return true;
+}
+
+bool th_send_all(int fd, const void *buf, size_t len)
+{
+	return xfer_all(fd, (char *)buf, len, true); /* send only reads it */
+}
+
+void th_write_all(int fd, const void *buf, size_t len)
+{
+	ck_assert_msg(th_send_all(fd, buf, len), "send: %s", strerror(errno));
+}
+
+bool th_read_full(int fd, void *buf, size_t len)
+{
+	return xfer_all(fd, buf, len, false);
 }
 
 bool th_wait_eof(int fd, int ms)

@@ -15,6 +15,15 @@
 int th_connect_tcp(const char *host, int port);
 int th_connect_unix(const char *path);
 void th_write_all(int fd, const void *buf, size_t len);
+
+/* The same without Check asserts, for a process forked from a test (a
+ * failed assert there would report for the test): a connected blocking
+ * socket without timeouts, TCP ones with TCP_NODELAY, or -errno. rcvbuf
+ * > 0 sets SO_RCVBUF first (a client that cannot take much output). */
+int th_dial_tcp(const char *host, int port, int rcvbuf);
+int th_dial_unix(const char *path);
+/* Sends all of buf; false if the peer is gone or the send failed. */
+bool th_send_all(int fd, const void *buf, size_t len);
 /* Reads exactly len bytes; returns false on EOF, error or timeout. */
 bool th_read_full(int fd, void *buf, size_t len);
 /* Reads until EOF or error; returns true if the peer closed within ms. */
