@@ -34,6 +34,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "listen_addr.h"
+
 #define NAME "epoll-echo"
 #define MAX_FRAME ((size_t)1 << 20)
 #define IN_MIN 65536u             /* first input buffer: one read's worth */
@@ -275,16 +277,13 @@ int main(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICHOST | AI_PASSIVE},
-			*ai;
+	struct addrinfo *ai;
 	const char *addr = "127.0.0.1:7001";
-	char host[256], port[16];
+	char host[256];
 	long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
 	struct worker *w;
-	const char *colon;
 	sigset_t sigs;
-	int opt, sig;
+	int opt, sig, rc = 0;
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -294,19 +293,13 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 1;
 		}
 	}
-	colon = strrchr(addr, ':');
-	if (optind != argc || nthreads < 1 || nthreads > 256 || !colon ||
-	    colon == addr || (size_t)(colon - addr) >= sizeof(host) ||
-	    strlen(colon + 1) >= sizeof(port)) {
+	if (optind != argc || nthreads < 1 || nthreads > 256 ||
+	    (rc = listen_addr(NAME, addr, host, sizeof(host), &ai)) == 1) {
 		usage(stderr);
 		return 1;
 	}
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	snprintf(port, sizeof(port), "%s", colon + 1);
-	if (getaddrinfo(host, port, &hints, &ai)) {
-		fprintf(stderr, NAME ": bad address '%s'\n", addr);
+	if (rc)
 		return 1;
-	}
 
 	/* The workers inherit the blocked stop signals; main waits. */
 	sigemptyset(&sigs);

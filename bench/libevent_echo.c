@@ -30,6 +30,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "listen_addr.h"
+
 #define NAME "libevent-echo"
 #define MAX_FRAME ((uint32_t)1 << 20)
 
@@ -94,17 +96,15 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICHOST | AI_PASSIVE},
-			*ai;
-	const char *addr = "127.0.0.1:7002", *colon;
-	char host[256], port[16];
+	struct addrinfo *ai;
+	const char *addr = "127.0.0.1:7002";
+	char host[256];
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	struct evconnlistener *l;
 	struct event_base *base;
 	struct event *sint, *sterm;
-	int opt;
+	int opt, rc = 0;
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -113,19 +113,13 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 1;
 		}
 	}
-	colon = strrchr(addr, ':');
-	if (optind != argc || !colon || colon == addr ||
-	    (size_t)(colon - addr) >= sizeof(host) ||
-	    strlen(colon + 1) >= sizeof(port)) {
+	if (optind != argc ||
+	    (rc = listen_addr(NAME, addr, host, sizeof(host), &ai)) == 1) {
 		usage(stderr);
 		return 1;
 	}
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	snprintf(port, sizeof(port), "%s", colon + 1);
-	if (getaddrinfo(host, port, &hints, &ai)) {
-		fprintf(stderr, NAME ": bad address '%s'\n", addr);
+	if (rc)
 		return 1;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	if (!(base = event_base_new())) {
 		fprintf(stderr, NAME ": event_base_new failed\n");
