@@ -311,16 +311,25 @@ START_TEST(connect_to_unix_and_ipv6_listeners)
 }
 END_TEST
 
+/* ac_connect to a loopback port where nothing listens: every attempt is
+ * refused. Returns the handle. */
+static ac_handle_t connect_refused(ac_runtime_t *rt, const ac_conn_opts_t *o)
+{
+	char addr[64];
+	ac_handle_t h;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", up_free_port());
+	ck_assert_int_eq(ac_connect(rt, addr, &cl_cbs, o, NULL, &h), 0);
+	return h;
+}
+
 START_TEST(connect_refused_reaches_on_close_once_with_econnect)
 {
 	ac_runtime_t *rt = client_rt(1, NULL);
 	ac_conn_opts_t o = line_opts();
-	char addr[64];
-	ac_handle_t h;
+	ac_handle_t h = connect_refused(rt, &o);
 	ac_stats_t st;
 
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", up_free_port());
-	ck_assert_int_eq(ac_connect(rt, addr, &cl_cbs, &o, NULL, &h), 0);
 	ck_assert(th_wait_ge(&cl.closes, 1, 5000));
 	usleep(50000);
 	ck_assert_int_eq(cl.closes, 1);
@@ -336,47 +345,56 @@ START_TEST(connect_refused_reaches_on_close_once_with_econnect)
 }
 END_TEST
 
-/* Fills the backlog of a listener that never accepts (struct up with
- * backlog_only): further SYNs are dropped, so a connect to it hangs. */
-static void fill_backlog(int port, int fill[4])
+/* A peer that never answers: a listener that never accepts, its backlog
+ * filled, so that further SYNs are dropped and a connect to it hangs. */
+struct silent_peer {
+	struct up u;
+	int fill[4];
+	char addr[64];
+};
+
+static void silent_start(struct silent_peer *p)
 {
+	p->u = (struct up){.backlog_only = 1};
+	up_start(&p->u, 0);
 	for (int i = 0; i < 4; i++) {
 		struct sockaddr_in a = {.sin_family = AF_INET,
-					.sin_port = htons((uint16_t)port)};
+					.sin_port = htons((uint16_t)p->u.port)};
 		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-		connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+		p->fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		connect(p->fill[i], (struct sockaddr *)&a, sizeof(a));
 	}
 	usleep(50000);
+	snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", p->u.port);
+}
+
+static void silent_stop(struct silent_peer *p)
+{
+	for (int i = 0; i < 4; i++)
+		close(p->fill[i]);
+	up_stop(&p->u);
 }
 
 START_TEST(connect_timeout_fires_when_the_peer_never_answers)
 {
-	/* A listener whose backlog is full drops further SYNs: the connect
-	 * hangs until our timeout. */
-	struct up u = {.backlog_only = 1};
+	/* The connect hangs until our timeout. */
+	struct silent_peer p;
 	ac_runtime_t *rt = client_rt(1, NULL);
 	ac_conn_opts_t o = line_opts();
-	int fill[4];
-	char addr[64];
 	ac_handle_t h;
 	uint64_t t0;
 
-	up_start(&u, 0);
-	fill_backlog(u.port, fill);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", u.port);
+	silent_start(&p);
 	o.connect_timeout_ms = 300;
 	t0 = th_now_ms();
-	ck_assert_int_eq(ac_connect(rt, addr, &cl_cbs, &o, NULL, &h), 0);
+	ck_assert_int_eq(ac_connect(rt, p.addr, &cl_cbs, &o, NULL, &h), 0);
 	ck_assert(th_wait_ge(&cl.closes, 1, 5000));
 	ck_assert_int_eq(cl.opens, 0);
 	ck_assert_int_eq(cl.reasons[0], AC_ETIMEDOUT);
 	ck_assert_uint_ge(cl.close_ms[0] - t0, 290);
 	ck_assert_uint_lt(cl.close_ms[0] - t0, 3000);
 	ac_runtime_free(rt);
-	for (int i = 0; i < 4; i++)
-		close(fill[i]);
-	up_stop(&u);
+	silent_stop(&p);
 	th_assert_no_live_objects();
 }
 END_TEST
@@ -462,14 +480,12 @@ START_TEST(reconnect_gives_up_after_max_attempts)
 	ac_runtime_t *rt = client_rt(1, NULL);
 	ac_conn_opts_t o = line_opts();
 	const unsigned attempts = 5;
-	char addr[64];
 	ac_handle_t h;
 
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", up_free_port());
 	o.reconnect_min_ms = 5;
 	o.reconnect_max_ms = 20;
 	o.reconnect_max_attempts = attempts;
-	ck_assert_int_eq(ac_connect(rt, addr, &cl_cbs, &o, NULL, &h), 0);
+	h = connect_refused(rt, &o);
 	ck_assert(th_wait_ge(&cl.closes, attempts, 10000));
 	usleep(100000); /* no further attempt comes */
 	ck_assert_int_eq(cl.closes, attempts);
@@ -552,12 +568,10 @@ START_TEST(closing_while_waiting_to_reconnect_is_final)
 {
 	ac_runtime_t *rt = client_rt(1, NULL);
 	ac_conn_opts_t o = line_opts();
-	char addr[64];
 	ac_handle_t h;
 
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", up_free_port());
 	o.reconnect_min_ms = 5000; /* a long wait to interrupt */
-	ck_assert_int_eq(ac_connect(rt, addr, &cl_cbs, &o, NULL, &h), 0);
+	h = connect_refused(rt, &o);
 	ck_assert(th_wait_ge(&cl.closes, 1, 5000));
 	ck_assert_int_eq(cl.reconnecting[0], 1);
 	ck_assert_int_eq(ac_close(rt, h, AC_CLOSE_ABORT), 0);
@@ -572,19 +586,16 @@ END_TEST
 
 START_TEST(stopping_the_runtime_ends_pending_connects_with_eshutdown)
 {
-	struct up u = {.backlog_only = 1};
+	struct silent_peer p;
 	ac_runtime_t *rt = client_rt(2, NULL);
 	ac_conn_opts_t o = line_opts();
-	char addr[64];
-	int fill[4];
 	ac_handle_t h[8];
 
-	up_start(&u, 0);
-	fill_backlog(u.port, fill);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", u.port);
+	silent_start(&p);
 	o.reconnect_min_ms = 10;
 	for (int i = 0; i < 8; i++)
-		ck_assert_int_eq(ac_connect(rt, addr, &cl_cbs, &o, NULL, &h[i]),
+		ck_assert_int_eq(ac_connect(rt, p.addr, &cl_cbs, &o, NULL,
+					    &h[i]),
 				 0);
 	usleep(50000);
 	ck_assert_int_eq(ac_runtime_stop(rt, 100), 0);
@@ -593,12 +604,10 @@ START_TEST(stopping_the_runtime_ends_pending_connects_with_eshutdown)
 		ck_assert_int_eq(cl.reasons[i], AC_ESHUTDOWN);
 		ck_assert_int_eq(cl.reconnecting[i], 0);
 	}
-	ck_assert_int_eq(ac_connect(rt, addr, &cl_cbs, &o, NULL, &h[0]),
+	ck_assert_int_eq(ac_connect(rt, p.addr, &cl_cbs, &o, NULL, &h[0]),
 			 AC_ESHUTDOWN);
 	ac_runtime_free(rt);
-	for (int i = 0; i < 4; i++)
-		close(fill[i]);
-	up_stop(&u);
+	silent_stop(&p);
 	th_assert_no_live_objects();
 }
 END_TEST

@@ -18,6 +18,18 @@ static bool size_is(void *n)
 	return ac_group_size(grp) == (size_t)(intptr_t)n;
 }
 
+/* A server on two loops whose connections all join grp, and n clients
+ * in fds, returned once all n are members. */
+static void start_members(const ac_conn_opts_t *o, int *fds, int n)
+{
+	th_srv.on_open = join_group;
+	th_server_start(2, "127.0.0.1:0", o);
+	grp = ac_group_new(th_srv.rt);
+	for (int i = 0; i < n; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)(intptr_t)n, 5000));
+}
+
 #define MEMBERS 8
 #define MESSAGES 1000
 
@@ -49,12 +61,7 @@ START_TEST(publish_from_foreign_threads_reaches_every_member_once_in_order)
 	int fds[MEMBERS];
 	int on[2] = {0, 0};
 
-	th_srv.on_open = join_group;
-	th_server_start(2, "127.0.0.1:0", &(ac_conn_opts_t){.framing = AC_FRAME_LINE});
-	grp = ac_group_new(th_srv.rt);
-	for (int i = 0; i < MEMBERS; i++)
-		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(size_is, (void *)MEMBERS, 5000));
+	start_members(&(ac_conn_opts_t){.framing = AC_FRAME_LINE}, fds, MEMBERS);
 	for (int i = 0; i < MEMBERS; i++)
 		on[AC_HANDLE_LOOP(th_handle(i))]++;
 	ck_assert_msg(on[0] && on[1], "members on both loops (%d, %d)", on[0], on[1]);
@@ -94,12 +101,7 @@ START_TEST(members_that_close_leave_by_themselves)
 	int fds[4];
 	ac_buf_t *b = ac_buf_new("x\n", 2);
 
-	th_srv.on_open = join_group;
-	th_server_start(2, "127.0.0.1:0", NULL);
-	grp = ac_group_new(th_srv.rt);
-	for (int i = 0; i < 4; i++)
-		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(size_is, (void *)4, 5000));
+	start_members(NULL, fds, 4);
 	close(fds[0]);
 	close(fds[1]);
 	ck_assert(th_wait(size_is, (void *)2, 5000));
@@ -124,23 +126,16 @@ START_TEST(slow_member_is_dropped_while_the_others_receive)
 	ac_conn_opts_t o = {.framing = AC_FRAME_LINE, .out_hard_limit = 256 << 10,
 			    .out_soft_limit = 256 << 10};
 	static char chunk[16 << 10];
-	int fast[3], slow, small = 4096;
+	int fast[3], slow;
 	pthread_t dummy;
 	(void)dummy;
 
 	memset(chunk, 'z', sizeof(chunk) - 1);
 	chunk[sizeof(chunk) - 1] = '\n';
-	th_srv.on_open = join_group;
-	th_server_start(2, "127.0.0.1:0", &o);
-	grp = ac_group_new(th_srv.rt);
-	slow = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)th_srv.port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	ck_assert_int_eq(connect(slow, (struct sockaddr *)&a, sizeof(a)), 0);
-	for (int i = 0; i < 3; i++)
-		fast[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	start_members(&o, fast, 3);
+	/* A receive buffer too small to take the output off the server. */
+	slow = th_dial_tcp("127.0.0.1", th_srv.port, 4096);
+	ck_assert_int_ge(slow, 0);
 	ck_assert(th_wait(size_is, (void *)4, 5000));
 
 	ac_buf_t *b = ac_buf_new(chunk, sizeof(chunk));
@@ -197,12 +192,7 @@ START_TEST(group_freed_with_members_and_messages_in_flight_leaks_nothing)
 {
 	int fds[4];
 
-	th_srv.on_open = join_group;
-	th_server_start(2, "127.0.0.1:0", NULL);
-	grp = ac_group_new(th_srv.rt);
-	for (int i = 0; i < 4; i++)
-		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(size_is, (void *)4, 5000));
+	start_members(NULL, fds, 4);
 	for (int i = 0; i < 100; i++) {
 		ac_buf_t *b = ac_buf_new("m", 1);
 		ck_assert_int_eq(ac_group_publish(grp, b), 4);

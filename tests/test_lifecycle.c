@@ -258,13 +258,8 @@ START_TEST(output_over_the_soft_limit_for_too_long_is_eslow)
 	th_srv.on_open = write_once;
 	th_server_start(1, "127.0.0.1:0", &o);
 	/* Tiny receive buffer, never read: most of 16 MiB stays queued. */
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	int small = 4096;
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)th_srv.port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	fd = th_dial_tcp("127.0.0.1", th_srv.port, 4096);
+	ck_assert_int_ge(fd, 0);
 	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	ck_assert_uint_ge(th_now_ms() - t0, 250);
 	ck_assert_int_eq(th_srv.reasons[0], AC_ESLOW);

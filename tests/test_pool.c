@@ -73,6 +73,14 @@ static void acquire_ids(void *arg) /* "a-b": ids a .. b-1 */
 			ac_pool_acquire(pool, on_acq, (void *)(intptr_t)id), 0);
 }
 
+/* On the loop: acquires ids "a-b", then waits until n acquire callbacks
+ * in all have come. */
+static void acquire_on(int loop, const char *ids, int64_t n)
+{
+	on_loop(loop, acquire_ids, (void *)ids);
+	ck_assert(th_wait_ge(&got.n, n, 5000));
+}
+
 static int release_how = AC_POOL_REUSE;
 static void release_id(void *arg)
 {
@@ -133,8 +141,7 @@ START_TEST(pool_never_exceeds_max_per_loop_and_serves_waiters_fifo)
 	ac_pool_opts_t o = {.max_per_loop = 2};
 
 	start(1, &o);
-	on_loop(0, acquire_ids, "0-6");
-	ck_assert(th_wait_ge(&got.n, 2, 5000));
+	acquire_on(0, "0-6", 2);
 	usleep(100000);
 	ck_assert_int_eq(got.n, 2);
 	ck_assert_int_eq(got.order[0], 0);
@@ -164,11 +171,9 @@ START_TEST(acquire_times_out_when_nothing_frees_up)
 	uint64_t t0;
 
 	start(1, &o);
-	on_loop(0, acquire_ids, "0-1");
-	ck_assert(th_wait_ge(&got.n, 1, 5000));
+	acquire_on(0, "0-1", 1);
 	t0 = th_now_ms();
-	on_loop(0, acquire_ids, "1-2");
-	ck_assert(th_wait_ge(&got.n, 2, 5000));
+	acquire_on(0, "1-2", 2);
 	ck_assert_int_eq(got.err[1], AC_ETIMEDOUT);
 	ck_assert_ptr_null(got.conn[1]);
 	ck_assert_uint_ge(got.at_ms[1] - t0, 140);
@@ -182,10 +187,8 @@ START_TEST(too_many_waiters_get_elimit)
 	ac_pool_opts_t o = {.max_per_loop = 1, .max_waiters = 2};
 
 	start(1, &o);
-	on_loop(0, acquire_ids, "0-1");
-	ck_assert(th_wait_ge(&got.n, 1, 5000));
-	on_loop(0, acquire_ids, "1-4");
-	ck_assert(th_wait_ge(&got.n, 2, 5000));
+	acquire_on(0, "0-1", 1);
+	acquire_on(0, "1-4", 2);
 	usleep(50000);
 	ck_assert_int_eq(got.n, 2);
 	ck_assert_int_eq(got.order[1], 3);
@@ -214,8 +217,7 @@ START_TEST(dead_upstream_fails_waiters_fast_and_the_pool_refills)
 	up_stop(&up);
 	ck_assert(th_wait(idle_is, (void *)0, 5000));
 	t0 = th_now_ms();
-	on_loop(1, acquire_ids, "0-3");
-	ck_assert(th_wait_ge(&got.n, 3, 5000));
+	acquire_on(1, "0-3", 3);
 	for (int id = 0; id < 3; id++) {
 		ck_assert_int_eq(got.err[id], -ECONNREFUSED);
 		ck_assert_uint_lt(got.at_ms[id] - t0, 1000);
@@ -308,15 +310,13 @@ START_TEST(a_connection_closed_while_borrowed_never_returns)
 	ac_pool_opts_t o = {.max_per_loop = 1};
 
 	start(1, &o);
-	on_loop(0, acquire_ids, "0-1");
-	ck_assert(th_wait_ge(&got.n, 1, 5000));
+	acquire_on(0, "0-1", 1);
 	ac_conn_t *first = got.conn[0];
 	on_loop(0, close_then_release, NULL);
 	usleep(50000);
 	ck_assert_uint_eq(stats().idle, 0);
 	ck_assert_uint_eq(stats().busy, 0);
-	on_loop(0, acquire_ids, "1-2");
-	ck_assert(th_wait_ge(&got.n, 2, 5000));
+	acquire_on(0, "1-2", 2);
 	ck_assert_int_eq(got.err[1], 0);
 	ck_assert_uint_eq(stats().connects, 2); /* a new one */
 	(void)first;
@@ -353,8 +353,7 @@ START_TEST(frames_reach_the_user_only_on_borrowed_connections)
 	 * one to a ping sent just before it was lent. */
 	for (int i = 0; i < 20; i++) {
 		memset(&got, 0, sizeof(got));
-		on_loop(0, acquire_ids, "0-1");
-		ck_assert(th_wait_ge(&got.n, 1, 5000));
+		acquire_on(0, "0-1", 1);
 		usleep(60000);
 		ck_assert_int_eq(got.frames, 0);
 		on_loop(0, say_hi, NULL);
@@ -373,8 +372,7 @@ START_TEST(idle_ttl_and_max_lifetime_close_connections)
 	ac_pool_opts_t o = {.max_per_loop = 2, .idle_ttl_ms = 100};
 
 	start(1, &o);
-	on_loop(0, acquire_ids, "0-1");
-	ck_assert(th_wait_ge(&got.n, 1, 5000));
+	acquire_on(0, "0-1", 1);
 	on_loop(0, release_id, (void *)0);
 	ck_assert_uint_eq(stats().idle, 1);
 	ck_assert(th_wait(idle_is, (void *)0, 2000)); /* past its TTL */
@@ -399,8 +397,7 @@ START_TEST(freeing_fails_waiters_and_waits_for_borrowed_connections)
 	ac_debug_counts_t d;
 
 	start(1, &o);
-	on_loop(0, acquire_ids, "0-2");
-	ck_assert(th_wait_ge(&got.n, 1, 5000));
+	acquire_on(0, "0-2", 1);
 	ac_pool_free(pool);
 	ck_assert(th_wait_ge(&got.n, 2, 5000));
 	ck_assert_int_eq(got.err[1], AC_ESHUTDOWN);
@@ -446,8 +443,7 @@ START_TEST(pool_argument_and_thread_errors)
 	ck_assert_int_eq(ac_pool_acquire(pool, on_acq, NULL), AC_ETHREAD);
 	ck_assert_int_eq(ac_pool_acquire(NULL, on_acq, NULL), AC_EINVAL);
 	ck_assert_int_eq(ac_pool_stats(NULL, NULL), AC_EINVAL);
-	on_loop(0, acquire_ids, "0-1");
-	ck_assert(th_wait_ge(&got.n, 1, 5000));
+	acquire_on(0, "0-1", 1);
 	on_loop(1, release_elsewhere, NULL);
 	ck_assert_int_eq(off_loop_checked, 1);
 	ck_assert_int_eq(ac_pool_release(pool, NULL, 0), AC_EINVAL);
@@ -467,8 +463,7 @@ START_TEST(stopping_the_runtime_fails_waiters_and_frees_leftover_pools)
 	ck_assert_int_gt(ac_stats_prometheus(rt, text, sizeof(text)), 0);
 	ck_assert_ptr_nonnull(strstr(text, "actorconn_pool_idle{loop=\"0\"} 1"));
 	ck_assert_ptr_nonnull(strstr(text, "actorconn_pool_connects_total"));
-	on_loop(0, acquire_ids, "0-3"); /* one served, two waiting */
-	ck_assert(th_wait_ge(&got.n, 1, 5000));
+	acquire_on(0, "0-3", 1); /* one served, two waiting */
 	ck_assert_int_eq(ac_runtime_stop(rt, 0), 0);
 	ck_assert_int_eq(got.n, 3);
 	ck_assert_int_eq(got.err[1], AC_ESHUTDOWN);

@@ -83,6 +83,30 @@ static void assert_untouched(int fd)
 	ck_assert_int_eq(__atomic_load_n(&th_srv.closed, __ATOMIC_ACQUIRE), 0);
 }
 
+/* A server on two loops with one connection, the victim, in grp; returns
+ * the client's socket. */
+static int victim_start(void)
+{
+	int fd;
+
+	th_srv.on_open = capture;
+	th_server_start(2, "127.0.0.1:0", NULL);
+	grp = ac_group_new(th_srv.rt);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait_ge(&joined, 1, 5000));
+	return fd;
+}
+
+/* Checks that the victim is untouched, then closes it and the server. */
+static void victim_end(int fd)
+{
+	assert_untouched(fd);
+	close(fd);
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	ac_group_free(grp);
+	th_finish();
+}
+
 static void *plain_thread(void *arg)
 {
 	misuse(arg);
@@ -97,20 +121,12 @@ START_TEST(conn_calls_from_a_plain_thread_return_ethread_and_touch_nothing)
 	pthread_t t;
 	int fd;
 
-	th_srv.on_open = capture;
-	th_server_start(2, "127.0.0.1:0", NULL);
-	grp = ac_group_new(th_srv.rt);
-	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait_ge(&joined, 1, 5000));
+	fd = victim_start();
 	/* From this test's own thread, then from a fresh one. */
 	misuse(__atomic_load_n(&victim, __ATOMIC_ACQUIRE));
 	ck_assert_int_eq(pthread_create(&t, NULL, plain_thread, victim), 0);
 	pthread_join(t, NULL);
-	assert_untouched(fd);
-	close(fd);
-	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
-	ac_group_free(grp);
-	th_finish();
+	victim_end(fd);
 }
 END_TEST
 
@@ -133,11 +149,7 @@ START_TEST(conn_calls_from_another_loop_return_ethread)
 	ac_conn_t *c;
 	int fd;
 
-	th_srv.on_open = capture;
-	th_server_start(2, "127.0.0.1:0", NULL);
-	grp = ac_group_new(th_srv.rt);
-	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait_ge(&joined, 1, 5000));
+	fd = victim_start();
 	c = __atomic_load_n(&victim, __ATOMIC_ACQUIRE);
 	/* The other loop: c's loop index is in its handle. */
 	ck_assert_int_eq(ac_loop_post(th_srv.rt,
@@ -145,11 +157,7 @@ START_TEST(conn_calls_from_another_loop_return_ethread)
 				      misuse_from_other_loop, c),
 			 0);
 	ck_assert(th_wait_ge(&other_done, 1, 5000));
-	assert_untouched(fd);
-	close(fd);
-	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
-	ac_group_free(grp);
-	th_finish();
+	victim_end(fd);
 }
 END_TEST
 
