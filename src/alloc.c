@@ -2,11 +2,12 @@
  * alloc.c: the library's one allocation layer, and its live-object counts.
  *
  * Every object the library allocates is tagged with a kind and counted, so
- * that after ac_runtime_free a test (or ac_debug_counts) can show zero. The
- * counters are process-wide and sharded: each thread adds to one of
- * AC__SHARDS cache lines, so two loops allocating at once do not contend.
- * A live count is the sum over shards (a shard may go negative when an
- * object is freed on another thread than the one that made it).
+ * that after ac_runtime_free a test (or ac_debug_counts) can show zero.
+ * Each thread counts in a block of its own, with plain stores (one writer:
+ * no read-modify-write, no line shared with another thread), and a reader
+ * sums the blocks. A thread's block may go negative when it frees what
+ * another made; the sum is what counts. A block is made on the thread's
+ * first count and folded into the exited threads' sums when it exits.
  *
  * Fault injection (configure --enable-fault-injection, never in a release
  * build): every allocation attempt made here, and libevent's once
@@ -17,6 +18,7 @@
 #include "alloc.h"
 #include "loop.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -42,39 +44,95 @@
 #define SYS_FREE free
 #endif
 
-#define AC__SHARDS 16
-
-struct ac__shard {
+struct ac__counts {
 	int64_t live[AC__K_COUNT];
 	int64_t allocs;
 	int64_t dropped;
-} AC__ALIGNED;
+	struct ac__counts *next; /* blocks, under counts_lock */
+};
 
-static struct ac__shard shards[AC__SHARDS];
-static unsigned next_shard;
-static __thread int my_shard = -1;
+static pthread_mutex_t counts_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ac__counts *blocks;  /* live threads'; under counts_lock */
+static struct ac__counts gone;     /* exited threads' sums; likewise */
+/* When a block cannot be allocated: counted with atomic adds, shared. */
+static struct ac__counts fallback;
+static pthread_once_t counts_once = PTHREAD_ONCE_INIT;
+static pthread_key_t counts_key;
+static __thread struct ac__counts *tls_counts
+	__attribute__((tls_model("initial-exec")));
 
-static struct ac__shard *shard(void)
+/* Thread exit: fold the block into `gone`. (Another key's destructor may
+ * count again after this; glibc then runs this one once more.) */
+static void counts_exit(void *p)
 {
-	if (AC__UNLIKELY(my_shard < 0))
-		my_shard = (int)(__atomic_fetch_add(&next_shard, 1,
-						    __ATOMIC_RELAXED) %
-				 AC__SHARDS);
-	return &shards[my_shard];
+	struct ac__counts *c = p, **pp;
+
+	pthread_mutex_lock(&counts_lock);
+	for (int k = 0; k < AC__K_COUNT; k++)
+		gone.live[k] += c->live[k];
+	gone.allocs += c->allocs;
+	gone.dropped += c->dropped;
+	for (pp = &blocks; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	pthread_mutex_unlock(&counts_lock);
+	tls_counts = NULL;
+	free(c); /* libc's: the blocks are the counts' own, never counted */
+}
+
+static void counts_init(void)
+{
+	pthread_key_create(&counts_key, counts_exit);
+}
+
+static struct ac__counts *counts_new(void)
+{
+	struct ac__counts *c;
+
+	pthread_once(&counts_once, counts_init);
+	if (!(c = calloc(1, sizeof(*c))))
+		return NULL;
+	pthread_mutex_lock(&counts_lock);
+	c->next = blocks;
+	blocks = c;
+	pthread_mutex_unlock(&counts_lock);
+	pthread_setspecific(counts_key, c);
+	tls_counts = c;
+	return c;
+}
+
+/* Adds d to the calling thread's count at offset (a field of struct
+ * ac__counts). */
+static inline void count_at(size_t offset, int64_t d)
+{
+	struct ac__counts *c = tls_counts;
+	int64_t *p;
+
+	if (AC__UNLIKELY(!c) && !(c = counts_new())) {
+		__atomic_fetch_add((int64_t *)((char *)&fallback + offset), d,
+				   __ATOMIC_RELAXED);
+		return;
+	}
+	p = (int64_t *)((char *)c + offset);
+	/* Relaxed store, one writer: readers see whole values, and
+	 * ac_runtime_free's joins order them before anyone checks for
+	 * zero. */
+	__atomic_store_n(p, *p + d, __ATOMIC_RELAXED);
 }
 
 void ac__count(enum ac__kind k, int delta)
 {
-	/* Relaxed: counts are statistics; ac_runtime_free's joins order them
-	 * before anyone checks for zero. */
-	__atomic_fetch_add(&shard()->live[k], delta, __ATOMIC_RELAXED);
+	count_at(offsetof(struct ac__counts, live) + (size_t)k * sizeof(int64_t),
+		 delta);
 }
 
 void ac__count_dropped(void)
 {
 	ac__loop_t *loop = ac__tls_loop;
 
-	__atomic_fetch_add(&shard()->dropped, 1, __ATOMIC_RELAXED);
+	count_at(offsetof(struct ac__counts, dropped), 1);
 	if (loop) {
 		AC__STAT_ADD(loop, dropped, 1);
 		/* The stop closed its connection, or is closing it. */
@@ -85,7 +143,7 @@ void ac__count_dropped(void)
 
 void ac__count_dropped_settled(ac__loop_t *loop)
 {
-	__atomic_fetch_add(&shard()->dropped, 1, __ATOMIC_RELAXED);
+	count_at(offsetof(struct ac__counts, dropped), 1);
 	/* The loop has exited (or never ran): this thread is now the only
 	 * writer of its counters. */
 	AC__STAT_ADD(loop, dropped, 1);
@@ -209,9 +267,8 @@ void ac__fault_hook_libevent(void)
 static void *counted(enum ac__kind k, void *p)
 {
 	if (p) {
-		struct ac__shard *s = shard();
-		__atomic_fetch_add(&s->live[k], 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&s->allocs, 1, __ATOMIC_RELAXED);
+		ac__count(k, 1);
+		count_at(offsetof(struct ac__counts, allocs), 1);
 	}
 	return p;
 }
@@ -268,19 +325,26 @@ char *ac__strdup(const char *s)
 	return d;
 }
 
+static void add_counts(int64_t *sum, int64_t *allocs, int64_t *dropped,
+		       const struct ac__counts *c)
+{
+	for (int k = 0; k < AC__K_COUNT; k++)
+		sum[k] += __atomic_load_n(&c->live[k], __ATOMIC_RELAXED);
+	*allocs += __atomic_load_n(&c->allocs, __ATOMIC_RELAXED);
+	*dropped += __atomic_load_n(&c->dropped, __ATOMIC_RELAXED);
+}
+
 AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)
 {
 	int64_t sum[AC__K_COUNT] = {0};
 	int64_t allocs = 0, dropped = 0;
 
-	for (int i = 0; i < AC__SHARDS; i++) {
-		for (int k = 0; k < AC__K_COUNT; k++)
-			sum[k] += __atomic_load_n(&shards[i].live[k],
-						  __ATOMIC_RELAXED);
-		allocs += __atomic_load_n(&shards[i].allocs, __ATOMIC_RELAXED);
-		dropped +=
-			__atomic_load_n(&shards[i].dropped, __ATOMIC_RELAXED);
-	}
+	pthread_mutex_lock(&counts_lock);
+	add_counts(sum, &allocs, &dropped, &gone);
+	for (const struct ac__counts *c = blocks; c; c = c->next)
+		add_counts(sum, &allocs, &dropped, c);
+	pthread_mutex_unlock(&counts_lock);
+	add_counts(sum, &allocs, &dropped, &fallback);
 	out->conns = sum[AC__K_CONN];
 	out->handles = sum[AC__K_HANDLE];
 	out->messages = sum[AC__K_MSG];

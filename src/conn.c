@@ -16,11 +16,11 @@
  * connection's own buffer, which is freed again once empty. An idle
  * connection therefore holds no input memory.
  *
- * Output: writes append to an evbuffer and queue the connection for a
- * flush at the end of the callback, so a burst of writes (pipelined
- * replies, a drain of many mailbox messages) costs one sendmsg. The
- * evbuffer is freed once empty. sendmsg
- * with MSG_NOSIGNAL: a vanished peer is an error code, never SIGPIPE.
+ * Output: writes append to the output queue (outq.h) and queue the
+ * connection for a flush at the end of the callback, so a burst of writes
+ * (pipelined replies, a drain of many mailbox messages) costs one
+ * sendmsg. The queue holds no memory once empty. sendmsg with
+ * MSG_NOSIGNAL: a vanished peer is an error code, never SIGPIPE.
  */
 #define _GNU_SOURCE
 #include "conn.h"
@@ -41,7 +41,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 
 #define AC__IOV_MAX 64
 
@@ -213,7 +212,7 @@ static void queue_flush(ac_conn_t *c)
 
 static size_t out_len(const ac_conn_t *c)
 {
-	return c->out ? evbuffer_get_length(c->out) : 0;
+	return c->out.bytes;
 }
 
 /* ---- callbacks from libevent ------------------------------------------- */
@@ -405,6 +404,7 @@ ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err)
 	c->proto = proto;
 	c->data = proto->ud;
 	c->handle = ac__handle_make(loop->index, idx, gen);
+	ac__outq_init(&c->out);
 	/* Not yet published: no reader can race this first write. */
 	ac__facts_set(c, AF_UNSPEC, NULL, 0, ac__wall_ms());
 	ac__proto_ref(proto);
@@ -678,9 +678,7 @@ void ac__conn_finalize(ac_conn_t *c)
 		c->proto->cbs.on_close(c, c->reason);
 	ac__groups_conn_closed(c); /* after on_close: it may leave by itself */
 	/* 4. Buffers, then the memory itself, once no pin holds it. */
-	if (c->out)
-		evbuffer_free(c->out);
-	c->out = NULL;
+	ac__outq_clear(&c->out);
 	ac__free(AC__K_OTHER, c->in);
 	c->in = NULL;
 	if (again) {
@@ -737,9 +735,9 @@ static void output_shrank(ac_conn_t *c, size_t len)
 }
 
 /*
- * Owner loop: checks that len more bytes may be queued on c and makes the
- * output buffer. Returns 0, AC_ESTATE, AC_ENOMEM, or AC_ESLOW (then c is
- * being closed): queued output never passes the hard limit.
+ * Owner loop: checks that len more bytes may be queued on c. Returns 0,
+ * AC_ESTATE, or AC_ESLOW (then c is being closed): queued output never
+ * passes the hard limit.
  */
 int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 {
@@ -749,8 +747,6 @@ int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 		ac__conn_fail(c, AC_ESLOW);
 		return AC_ESLOW;
 	}
-	if (!c->out && !(c->out = evbuffer_new()))
-		return AC_ENOMEM;
 	return 0;
 }
 
@@ -769,8 +765,25 @@ int ac__conn_write(ac_conn_t *c, const void *buf, size_t len)
 
 	if ((err = ac__conn_out_reserve(c, len)) || !len)
 		return err;
-	if (evbuffer_add(c->out, buf, len))
+	if (ac__outq_write(&c->out, buf, len))
 		return AC_ENOMEM;
+	ac__conn_out_added(c);
+	return 0;
+}
+
+/* Owner loop: queues ch, an ac_send payload, as it is. 0, or an error
+ * (then the caller still owns ch). */
+static int conn_send_chunk(ac_conn_t *c, struct ac__chunk *ch)
+{
+	int err;
+
+	if ((err = ac__conn_out_reserve(c, ch->len)))
+		return err;
+	if (!ch->len) {
+		ac__chunk_free(ch);
+		return 0;
+	}
+	ac__outq_append(&c->out, ch);
 	ac__conn_out_added(c);
 	return 0;
 }
@@ -786,21 +799,14 @@ AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len)
 	return ac__conn_write(c, buf, len);
 }
 
-/* evbuffer calls this when the referenced bytes have been written or the
- * output buffer is freed. */
-static void drop_ref(const void *data, size_t len, void *b)
-{
-	ac_buf_unref(b);
-}
-
 /*
  * Up to this size a shared buffer is copied into the output, not
- * referenced. A reference costs an evbuffer chain of its own (an
- * allocation and an iovec entry per message) plus two atomic operations
- * on a count every loop shares; copying 512 bytes is cheaper, and small
- * messages to the same connection then share one chain and one iovec.
- * Measured with actorconn-bench fanout (1,000 subscribers, 64-byte
- * messages): about 1.4x the deliveries per second of referencing.
+ * referenced. A reference costs a chunk of its own (an allocation and an
+ * iovec entry per message) plus two atomic operations on a count every
+ * loop shares; copying 512 bytes is cheaper, and small messages to the
+ * same connection then share one chunk and one iovec. Measured with
+ * actorconn-bench fanout (1,000 subscribers, 64-byte messages): about
+ * 1.4x the deliveries per second of referencing.
  */
 #define AC__BUF_COPY_MAX 512u
 
@@ -813,11 +819,8 @@ int ac__conn_write_buf(ac_conn_t *c, ac_buf_t *b)
 		return ac__conn_write(c, b->data, b->len);
 	if ((err = ac__conn_out_reserve(c, b->len)) || !b->len)
 		return err;
-	ac_buf_ref(b);
-	if (evbuffer_add_reference(c->out, b->data, b->len, drop_ref, b)) {
-		ac_buf_unref(b);
+	if (ac__outq_ref(&c->out, b))
 		return AC_ENOMEM;
-	}
 	ac__conn_out_added(c);
 	return 0;
 }
@@ -887,21 +890,13 @@ void ac__conn_flush(ac_conn_t *c)
 	if (c->state == AC__C_DEAD || c->close_queued)
 		return;
 	while (out_len(c) > 0) {
-		struct evbuffer_iovec v[AC__IOV_MAX];
 		struct iovec iov[AC__IOV_MAX];
 		struct msghdr mh = {.msg_iov = iov};
-		int n = evbuffer_peek(c->out, -1, NULL, v, AC__IOV_MAX);
-		size_t want = 0;
+		size_t want;
 		ssize_t w;
 
-		if (n > AC__IOV_MAX)
-			n = AC__IOV_MAX;
-		for (int i = 0; i < n; i++) {
-			iov[i].iov_base = v[i].iov_base;
-			iov[i].iov_len = v[i].iov_len;
-			want += v[i].iov_len;
-		}
-		mh.msg_iovlen = (size_t)n;
+		mh.msg_iovlen =
+			(size_t)ac__outq_iov(&c->out, iov, AC__IOV_MAX, &want);
 		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0) {
 			if (errno == EINTR)
@@ -912,7 +907,7 @@ void ac__conn_flush(ac_conn_t *c)
 			ac__conn_fail(c, errno == EPIPE ? AC_ECONNRESET : -errno);
 			return;
 		}
-		evbuffer_drain(c->out, (size_t)w);
+		ac__outq_consume(&c->out, (size_t)w);
 		__atomic_store_n(&c->bytes_out, c->bytes_out + (uint64_t)w,
 				 __ATOMIC_RELAXED);
 		AC__STAT_ADD(c->loop, bytes_out, w);
@@ -929,14 +924,9 @@ void ac__conn_flush(ac_conn_t *c)
 		arm_write(c);
 		return;
 	}
+	/* All written: the queue holds no memory now, as the input buffer
+	 * does not once empty, so an idle connection holds neither. */
 	disarm_write(c);
-	/* All written: the output buffer goes, as the input buffer does, so
-	 * an idle connection holds neither (one allocation per write burst,
-	 * against some 150 bytes on every idle connection). */
-	if (c->out) {
-		evbuffer_free(c->out);
-		c->out = NULL;
-	}
 	if (c->state == AC__C_CLOSING)
 		queue_close(c);
 }
@@ -1108,19 +1098,20 @@ static ac_conn_t *open_target(ac__loop_t *loop, const struct ac__msg *m)
 	return c && c->state == AC__C_OPEN ? c : NULL;
 }
 
+/* SEND: the payload arrives as a chunk and joins the output as it is. */
 void ac__conn_deliver_send(ac__loop_t *loop, struct ac__msg *m)
 {
-	struct ac__blob *b = m->b;
 	ac_conn_t *c = open_target(loop, m);
 
-	if (!c || ac__conn_write(c, b->data, b->len))
+	if (!c || conn_send_chunk(c, m->b)) {
+		ac__chunk_free(m->b);
 		ac__count_dropped();
-	ac__free(AC__K_MSG, b);
+	}
 }
 
 void ac__conn_settle_send(ac__loop_t *loop, struct ac__msg *m)
 {
-	ac__free(AC__K_MSG, m->b);
+	ac__chunk_free(m->b);
 	ac__count_dropped_settled(loop);
 }
 

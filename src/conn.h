@@ -15,6 +15,7 @@
 
 #include "loop.h"
 #include "mailbox.h"
+#include "outq.h"
 #include "reclaim.h"
 
 /* Defaults (documented in actorconn(7)). */
@@ -84,13 +85,21 @@ struct ac__inbuf {
 	unsigned char data[];
 };
 
-struct ac__wentry {
-	uint64_t id; /* watch id */
+/* The watches of a connection: their ids, grown by doubling. */
+struct ac__watchlist {
+	uint32_t n, cap;
+	uint64_t id[];
 };
 
 struct ac__gentry {
 	ac_group_t *g;
 	uint32_t idx; /* c's place in g's member array on c's loop */
+};
+
+/* The groups a connection is a member of, grown by doubling. */
+struct ac__grouplist {
+	uint32_t n, cap;
+	struct ac__gentry e[];
 };
 
 /*
@@ -121,14 +130,13 @@ struct ac_conn_s {
 	uint8_t counted;    /* holds a place in the max_conns counters */
 	uint8_t is_open;    /* counted in loop->nopen */
 	int reason;      /* close reason, fixed by the first close */
-	size_t need;     /* input length worth decoding again */
+	uint32_t need;   /* input length worth decoding again (frames are
+			    at most max_frame; past 4 GiB, 0: try again) */
 	LIST_HEAD(, ac_timer_s) timers; /* conn-owned timers */
-	struct ac__wentry *watches; /* watchers to fire at close */
-	unsigned nwatches, capwatches;
-	struct ac__gentry *groups;  /* groups c is a member of */
-	unsigned ngroups, capgroups;
+	struct ac__watchlist *watches; /* watchers to fire at close */
+	struct ac__grouplist *groups;  /* groups c is a member of */
 	struct ac__inbuf *in;    /* NULL unless a frame is incomplete */
-	struct evbuffer *out;    /* NULL unless output is pending */
+	struct ac__outq out;     /* holds no memory while empty */
 	struct ac__outbound *ob; /* outbound connections only (connect.c) */
 	STAILQ_ENTRY(ac_conn_s) closing; /* loop->closing */
 	SLIST_ENTRY(ac_conn_s) flushing; /* loop->flushing */

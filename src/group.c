@@ -77,9 +77,9 @@ AC_EXPORT ac_group_t *ac_group_new(ac_runtime_t *rt)
 
 static struct ac__gentry *entry_of(ac_conn_t *c, ac_group_t *g)
 {
-	for (unsigned i = 0; i < c->ngroups; i++)
-		if (c->groups[i].g == g)
-			return &c->groups[i];
+	for (uint32_t i = 0; c->groups && i < c->groups->n; i++)
+		if (c->groups->e[i].g == g)
+			return &c->groups->e[i];
 	return NULL;
 }
 
@@ -105,16 +105,18 @@ AC_EXPORT int ac_group_join(ac_group_t *g, ac_conn_t *c)
 		gl->m = m;
 		gl->cap = cap;
 	}
-	if (c->ngroups == c->capgroups) {
-		unsigned cap = c->capgroups ? c->capgroups * 2 : 2;
-		struct ac__gentry *e =
-			ac__realloc(AC__K_GROUP, c->groups, cap * sizeof(*e));
-		if (!e)
+	if (!c->groups || c->groups->n == c->groups->cap) {
+		uint32_t cap = c->groups ? c->groups->cap * 2 : 2;
+		struct ac__grouplist *l = ac__realloc(
+			AC__K_GROUP, c->groups, sizeof(*l) + cap * sizeof(l->e[0]));
+		if (!l)
 			return AC_ENOMEM;
-		c->groups = e;
-		c->capgroups = cap;
+		if (!c->groups)
+			l->n = 0;
+		l->cap = cap;
+		c->groups = l;
 	}
-	c->groups[c->ngroups++] = (struct ac__gentry){g, gl->n};
+	c->groups->e[c->groups->n++] = (struct ac__gentry){g, gl->n};
 	gl->m[gl->n++] = c;
 	__atomic_store_n(&gl->count, gl->n, __ATOMIC_RELAXED);
 	return 0;
@@ -131,7 +133,7 @@ static void remove_member(ac_group_t *g, ac_conn_t *c, struct ac__gentry *e)
 		entry_of(last, g)->idx = e->idx;
 	}
 	__atomic_store_n(&gl->count, gl->n, __ATOMIC_RELAXED);
-	*e = c->groups[--c->ngroups];
+	*e = c->groups->e[--c->groups->n];
 }
 
 AC_EXPORT int ac_group_leave(ac_group_t *g, ac_conn_t *c)
@@ -152,11 +154,10 @@ AC_EXPORT int ac_group_leave(ac_group_t *g, ac_conn_t *c)
 /* Finalize, after on_close: c leaves every group it is still in. */
 void ac__groups_conn_closed(ac_conn_t *c)
 {
-	while (c->ngroups)
-		remove_member(c->groups[0].g, c, &c->groups[0]);
+	while (c->groups && c->groups->n)
+		remove_member(c->groups->e[0].g, c, &c->groups->e[0]);
 	ac__free(AC__K_GROUP, c->groups);
 	c->groups = NULL;
-	c->capgroups = 0;
 }
 
 AC_EXPORT size_t ac_group_size(ac_group_t *g)

@@ -20,7 +20,7 @@
 
 enum ac__msg_kind {
 	AC__MSG_POST = 1, /* fn(arg): a.fn, b */
-	AC__MSG_SEND,     /* write blob b to h */
+	AC__MSG_SEND,     /* queue chunk b (outq.h) on h */
 	AC__MSG_TELL,     /* on_message(h, i, b), or a.fn(b) to drop it */
 	AC__MSG_CLOSE,    /* close h, how = i */
 	AC__MSG_ADOPT,    /* adopt fd i for listener b */
@@ -54,12 +54,6 @@ struct ac__msg_ops {
 };
 
 extern const struct ac__msg_ops ac__msg_ops[AC__MSG_KINDS];
-
-/* The payload of ac_send: one allocation holding the copy. */
-struct ac__blob {
-	size_t len;
-	unsigned char data[];
-};
 
 CK_RING_PROTOTYPE(acmsg, ac__msg)
 

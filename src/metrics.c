@@ -11,44 +11,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <event2/buffer.h>
 
 /*
  * The blank line that ends a request: render once, from one snapshot,
- * into a buffer whose chains then move into the connection's output, with
- * the header (and its Content-Length) put in front. Nothing is rendered
- * twice, so the length sent is the length of the body sent.
+ * straight into the connection's output queue, then put the header, with
+ * the Content-Length the render came to, in front of it. Nothing is
+ * rendered twice, so the length sent is the length of the body sent.
  */
 static void metrics_frame(ac_conn_t *c, const void *data, size_t len)
 {
 	ac_runtime_t *rt = c->loop->rt;
-	struct evbuffer *body;
+	struct ac__outq head;
+	size_t before = c->out.bytes, body;
 	char hdr[128];
 	int n;
 
 	if (len > 0)
 		return; /* request line or header: wait for the blank line */
-	if (!(body = evbuffer_new()) || ac__stats_render(rt, body)) {
-		if (body)
-			evbuffer_free(body);
-		ac__conn_close(c, AC_CLOSE_ABORT);
-		return;
-	}
+	ac__outq_init(&head);
+	if (ac__conn_out_reserve(c, 0) || before ||
+	    ac__stats_render(rt, &c->out))
+		goto fail; /* answered once per connection: nothing before */
+	body = c->out.bytes;
 	n = snprintf(hdr, sizeof(hdr),
 		     "HTTP/1.0 200 OK\r\n"
 		     "Content-Type: text/plain; version=0.0.4\r\n"
 		     "Content-Length: %zu\r\n\r\n",
-		     evbuffer_get_length(body));
-	if (evbuffer_prepend(body, hdr, (size_t)n) ||
-	    ac__conn_out_reserve(c, evbuffer_get_length(body)) ||
-	    evbuffer_add_buffer(c->out, body)) {
-		evbuffer_free(body);
-		ac__conn_close(c, AC_CLOSE_ABORT);
+		     body);
+	if (ac__outq_write(&head, hdr, (size_t)n))
+		goto fail;
+	ac__outq_prepend(&c->out, &head);
+	if (ac__conn_out_reserve(c, 0)) /* the hard limit applies as ever */
 		return;
-	}
-	evbuffer_free(body);
 	ac__conn_out_added(c);
 	ac__conn_close(c, AC_CLOSE_FLUSH);
+	return;
+fail:
+	ac__outq_clear(&head);
+	ac__conn_close(c, AC_CLOSE_ABORT);
 }
 
 AC_EXPORT int ac_metrics_listen(ac_runtime_t *rt, const char *addr,

@@ -6,6 +6,7 @@
  * result is a snapshot, not an atomic cut across loops.
  */
 #include "stats.h"
+#include "outq.h"
 #include "alloc.h"
 #include "loop.h"
 #include "runtime.h"
@@ -14,7 +15,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include <event2/buffer.h>
 
 #ifdef AC_HAVE_TCMALLOC
 #include <gperftools/malloc_extension_c.h>
@@ -99,15 +99,15 @@ AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
 /* ---- Prometheus text exposition format -----------------------------------
  *
  * One renderer, two sinks: a caller's buffer with snprintf's contract
- * (ac_stats_prometheus), or an evbuffer that grows as needed (the HTTP
- * responder, which so renders exactly once from exactly one snapshot).
+ * (ac_stats_prometheus), or an output queue that grows as needed (the
+ * HTTP responder, which so renders exactly once from one snapshot).
  */
 
 struct out {
 	char *buf;
 	size_t len, used;     /* used may exceed len: the length needed */
-	struct evbuffer *eb;  /* instead of buf when set */
-	int failed;           /* an evbuffer could not grow */
+	struct ac__outq *q;   /* instead of buf when set */
+	int failed;           /* the queue could not grow */
 };
 
 static void put(struct out *o, const char *fmt, ...)
@@ -119,8 +119,8 @@ static void put(struct out *o, const char *fmt, ...)
 	int n;
 
 	va_start(ap, fmt);
-	if (o->eb)
-		n = evbuffer_add_vprintf(o->eb, fmt, ap);
+	if (o->q)
+		n = ac__outq_vprintf(o->q, fmt, ap) ? -1 : 0;
 	else
 		n = vsnprintf(room ? o->buf + o->used : NULL, room, fmt, ap);
 	va_end(ap);
@@ -232,9 +232,9 @@ AC_EXPORT int ac_stats_prometheus(ac_runtime_t *rt, char *buf, size_t len)
 	return o.used > (size_t)INT32_MAX ? INT32_MAX : (int)o.used;
 }
 
-int ac__stats_render(ac_runtime_t *rt, struct evbuffer *eb)
+int ac__stats_render(ac_runtime_t *rt, struct ac__outq *q)
 {
-	struct out o = {NULL, 0, 0, eb, 0};
+	struct out o = {NULL, 0, 0, q, 0};
 
 	return render(rt, &o);
 }

@@ -4,9 +4,9 @@
 
 #include "common.h"
 
-struct evbuffer;
+struct ac__outq;
 
-/* The Prometheus text of one snapshot, appended to eb. 0 or AC_ENOMEM. */
-int ac__stats_render(ac_runtime_t *rt, struct evbuffer *eb);
+/* The Prometheus text of one snapshot, appended to q. 0 or AC_ENOMEM. */
+int ac__stats_render(ac_runtime_t *rt, struct ac__outq *q);
 
 #endif /* AC_STATS_H */

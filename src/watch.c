@@ -319,7 +319,8 @@ void ac__watch_deliver_watch(ac__loop_t *loop, struct ac__msg *m)
 	ac_conn_t *c = ac__handle_local(loop, m->h);
 	uint64_t id = (uint64_t)(uintptr_t)m->b;
 	struct ac__wslot *sl = wslot(rt->watches, id_index(id));
-	unsigned n = 0;
+	struct ac__watchlist *w;
+	uint32_t n = 0;
 
 	if (!c || c->state == AC__C_DEAD) {
 		post_fire(rt, id, watch_loop(sl), AC_ESTALE);
@@ -327,25 +328,27 @@ void ac__watch_deliver_watch(ac__loop_t *loop, struct ac__msg *m)
 	}
 	/* Drop ids that were cancelled since: a connection watched and
 	 * unwatched over and over does not grow its list. */
-	for (unsigned i = 0; i < c->nwatches; i++)
-		if (id_live(rt->watches, c->watches[i].id))
-			c->watches[n++] = c->watches[i];
-	c->nwatches = n;
-	if (c->nwatches == c->capwatches) {
-		unsigned cap = c->capwatches ? c->capwatches * 2 : 2;
-		struct ac__wentry *w = ac__realloc(AC__K_OTHER, c->watches,
-						   cap * sizeof(*c->watches));
-		if (!w) {
+	if ((w = c->watches)) {
+		for (uint32_t i = 0; i < w->n; i++)
+			if (id_live(rt->watches, w->id[i]))
+				w->id[n++] = w->id[i];
+		w->n = n;
+	}
+	if (!w || n == w->cap) {
+		uint32_t cap = w && w->cap ? w->cap * 2 : 2;
+
+		if (!(w = ac__realloc(AC__K_OTHER, w,
+				      sizeof(*w) + cap * sizeof(w->id[0])))) {
 			post_fire(rt, id, watch_loop(sl), AC_ENOMEM);
 			return;
 		}
+		w->cap = cap;
 		c->watches = w;
-		c->capwatches = cap;
 	}
-	c->watches[c->nwatches++].id = id;
+	w->id[n++] = id;
+	w->n = n;
 }
 
-/* WATCH for a loop that is gone: so is the connection. */
 void ac__watch_settle_watch(ac__loop_t *loop, struct ac__msg *m)
 {
 	watch_fire(loop->rt, (uint64_t)(uintptr_t)m->b, AC_ESHUTDOWN);
@@ -361,8 +364,8 @@ void ac__watch_conn_closed(ac_conn_t *c)
 {
 	ac_runtime_t *rt = c->loop->rt;
 
-	for (unsigned i = 0; i < c->nwatches; i++) {
-		uint64_t id = c->watches[i].id;
+	for (uint32_t i = 0; c->watches && i < c->watches->n; i++) {
+		uint64_t id = c->watches->id[i];
 		struct ac__wslot *sl = wslot(rt->watches, id_index(id));
 
 		if (id_live(rt->watches, id))
@@ -370,5 +373,4 @@ void ac__watch_conn_closed(ac_conn_t *c)
 	}
 	ac__free(AC__K_OTHER, c->watches);
 	c->watches = NULL;
-	c->nwatches = c->capwatches = 0;
 }

@@ -1469,8 +1469,8 @@ static void fill_ring_and_one_more(void *rt)
 {
 	int r = 0;
 
-	/* A ring of 64 slots holds 63 messages. */
-	for (int i = 0; i < 64; i++)
+	/* A ring of 64 slots holds 64 messages: the 65th overflows. */
+	for (int i = 0; i < 65; i++)
 		if ((r = ac_loop_post(rt, 1, count_ran, NULL)) == 0)
 			accepted_posts++;
 	__atomic_store_n(&overflow_rc, r, __ATOMIC_RELEASE);

@@ -1,0 +1,191 @@
+/* outq.c: a connection's output queue (outq.h). */
+#include "outq.h"
+#include "alloc.h"
+#include "buf.h"
+
+#include <stdio.h>
+
+/* A chunk for small writes is one 4 KiB allocation, header included;
+ * a larger write gets a chunk of its own size. */
+#define AC__CHUNK_ALLOC 4096u
+#define AC__CHUNK_ROOM (AC__CHUNK_ALLOC - sizeof(struct ac__chunk))
+
+static struct ac__chunk *chunk_new(size_t cap)
+{
+	struct ac__chunk *ch;
+
+	if (cap > UINT32_MAX ||
+	    !(ch = ac__malloc(AC__K_MSG, sizeof(*ch) + cap)))
+		return NULL;
+	ch->off = ch->len = 0;
+	ch->cap = (uint32_t)cap;
+	ch->buf = NULL;
+	return ch;
+}
+
+struct ac__chunk *ac__chunk_copy(const void *data, size_t len)
+{
+	struct ac__chunk *ch = chunk_new(len);
+
+	if (ch && len) {
+		memcpy(ch->bytes, data, len);
+		ch->len = (uint32_t)len;
+	}
+	return ch;
+}
+
+void ac__chunk_free(struct ac__chunk *ch)
+{
+	if (ch && ch->buf)
+		ac_buf_unref(ch->buf);
+	ac__free(AC__K_MSG, ch);
+}
+
+static const unsigned char *chunk_data(const struct ac__chunk *ch)
+{
+	return ch->buf ? ch->buf->data : ch->bytes;
+}
+
+/* Room left in the last chunk (0 when there is none, or it is a
+ * reference). */
+static size_t tail_room(const struct ac__outq *o)
+{
+	const struct ac__chunk *ch = TAILQ_LAST(&o->q, ac__chunkq);
+
+	return ch && !ch->buf ? ch->cap - ch->len : 0;
+}
+
+int ac__outq_write(struct ac__outq *o, const void *data, size_t len)
+{
+	size_t room = tail_room(o);
+	struct ac__chunk *ch;
+
+	if (len <= room) {
+		ch = TAILQ_LAST(&o->q, ac__chunkq);
+		memcpy(ch->bytes + ch->len, data, len);
+		ch->len += (uint32_t)len;
+		o->bytes += len;
+		return 0;
+	}
+	/* A new chunk for the rest, so that all or nothing is queued. */
+	if (!(ch = chunk_new(len - room > AC__CHUNK_ROOM ? len - room
+						       : AC__CHUNK_ROOM)))
+		return AC_ENOMEM;
+	if (room) {
+		struct ac__chunk *last = TAILQ_LAST(&o->q, ac__chunkq);
+
+		memcpy(last->bytes + last->len, data, room);
+		last->len += (uint32_t)room;
+	}
+	memcpy(ch->bytes, (const unsigned char *)data + room, len - room);
+	ch->len = (uint32_t)(len - room);
+	TAILQ_INSERT_TAIL(&o->q, ch, link);
+	o->bytes += len;
+	return 0;
+}
+
+void ac__outq_append(struct ac__outq *o, struct ac__chunk *ch)
+{
+	TAILQ_INSERT_TAIL(&o->q, ch, link);
+	o->bytes += ch->len - ch->off;
+}
+
+int ac__outq_ref(struct ac__outq *o, ac_buf_t *b)
+{
+	struct ac__chunk *ch;
+
+	if (b->len > UINT32_MAX || !(ch = chunk_new(0)))
+		return AC_ENOMEM;
+	ch->buf = ac_buf_ref(b);
+	ch->len = (uint32_t)b->len;
+	ac__outq_append(o, ch);
+	return 0;
+}
+
+int ac__outq_vprintf(struct ac__outq *o, const char *fmt, va_list ap)
+{
+	struct ac__chunk *ch = TAILQ_LAST(&o->q, ac__chunkq);
+	size_t room = tail_room(o);
+	va_list again;
+	int n;
+
+	va_copy(again, ap);
+	n = vsnprintf(room ? (char *)ch->bytes + ch->len : NULL, room, fmt, ap);
+	if (n < 0) {
+		va_end(again);
+		return AC_EINVAL;
+	}
+	/* vsnprintf wants room for its NUL: n < room means it all fit. */
+	if ((size_t)n >= room) {
+		if (!(ch = chunk_new((size_t)n + 1 > AC__CHUNK_ROOM
+					     ? (size_t)n + 1
+					     : AC__CHUNK_ROOM))) {
+			va_end(again);
+			return AC_ENOMEM;
+		}
+		vsnprintf((char *)ch->bytes, (size_t)n + 1, fmt, again);
+		TAILQ_INSERT_TAIL(&o->q, ch, link);
+	}
+	va_end(again);
+	ch->len += (uint32_t)n;
+	o->bytes += (size_t)n;
+	return 0;
+}
+
+void ac__outq_prepend(struct ac__outq *o, struct ac__outq *from)
+{
+	TAILQ_CONCAT(&from->q, &o->q, link);
+	TAILQ_CONCAT(&o->q, &from->q, link);
+	o->bytes += from->bytes;
+	from->bytes = 0;
+}
+
+int ac__outq_iov(const struct ac__outq *o, struct iovec *iov, int max,
+		 size_t *total)
+{
+	const struct ac__chunk *ch;
+	int n = 0;
+
+	*total = 0;
+	TAILQ_FOREACH(ch, &o->q, link) {
+		if (n == max)
+			break;
+		if (ch->len == ch->off)
+			continue;
+		iov[n].iov_base = (void *)(chunk_data(ch) + ch->off);
+		iov[n].iov_len = ch->len - ch->off;
+		*total += iov[n].iov_len;
+		n++;
+	}
+	return n;
+}
+
+void ac__outq_consume(struct ac__outq *o, size_t n)
+{
+	struct ac__chunk *ch;
+
+	o->bytes -= n;
+	/* Finished chunks go, and with them any empty one at the front. */
+	while ((ch = TAILQ_FIRST(&o->q))) {
+		size_t left = ch->len - ch->off;
+
+		if (n < left) {
+			ch->off += (uint32_t)n;
+			return;
+		}
+		n -= left;
+		TAILQ_REMOVE(&o->q, ch, link);
+		ac__chunk_free(ch);
+	}
+}
+
+void ac__outq_clear(struct ac__outq *o)
+{
+	struct ac__chunk *ch;
+
+	while ((ch = TAILQ_FIRST(&o->q))) {
+		TAILQ_REMOVE(&o->q, ch, link);
+		ac__chunk_free(ch);
+	}
+	o->bytes = 0;
+}
