@@ -869,7 +869,9 @@ typedef struct ac_debug_counts {
 	int64_t conns;      /* connection objects, including retired ones
 			       a hazard pointer still protects */
 	int64_t handles;    /* handle slots in use */
-	int64_t messages;   /* ac_send copies and overflow nodes */
+	int64_t messages;   /* ac_send payloads, output chunks (a loop
+			       keeps up to 64 for reuse while it runs) and
+			       mailbox overflow arrays */
 	int64_t listeners;  /* listener objects */
 	int64_t timers;     /* timers */
 	int64_t watches;    /* watches not yet fired or cancelled */

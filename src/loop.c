@@ -10,6 +10,7 @@
  * retried, and the deferred mailbox wake-ups are sent.
  */
 #include "loop.h"
+#include "outq.h"
 #include "spsc.h"
 #include "alloc.h"
 #include "conn.h"
@@ -323,8 +324,9 @@ static void *loop_main(void *arg)
 	}
 	event_base_loop(loop->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	/* Loop timers nobody cancelled stop with the loop (connection timers
-	 * went with their connections). */
+	 * went with their connections); the output chunks it kept go. */
 	ac__timers_free_loop(loop);
+	ac__chunk_spares_free(loop);
 	__atomic_store_n(&loop->exited, 1, __ATOMIC_RELEASE);
 	ac__tls_loop = NULL;
 	return NULL;
@@ -426,6 +428,7 @@ void ac__loop_free(ac__loop_t *loop)
 	ac__free(AC__K_OTHER, loop->unsignalled);
 	ac__free(AC__K_OTHER, loop->wake_list);
 	ac__free(AC__K_OTHER, loop->scratch);
+	ac__chunk_spares_free(loop);
 	ac__htab_destroy(&loop->htab);
 	ac__free(AC__K_OTHER, loop);
 }

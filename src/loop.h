@@ -116,6 +116,8 @@ struct ac__loop {
 	int stopping;
 	int exited;
 	unsigned char *scratch;  /* AC__READ_CHUNK bytes for reads */
+	struct ac__chunk *spare_chunks; /* output chunks kept for reuse */
+	unsigned nspare_chunks;
 
 	struct ac__ctl stop_ctl; /* preallocated: stopping cannot fail */
 };

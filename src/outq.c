@@ -2,6 +2,7 @@
 #include "outq.h"
 #include "alloc.h"
 #include "buf.h"
+#include "loop.h"
 
 #include <stdio.h>
 
@@ -10,13 +11,26 @@
 #define AC__CHUNK_ALLOC 4096u
 #define AC__CHUNK_ROOM (AC__CHUNK_ALLOC - sizeof(struct ac__chunk))
 
+/*
+ * Standard chunks (one 4 KiB allocation) are kept for reuse on the loop
+ * that freed them, up to AC__CHUNK_SPARE: a loop that writes a burst to a
+ * thousand connections and flushes them all would otherwise allocate and
+ * free a thousand chunks per burst.
+ */
+#define AC__CHUNK_SPARE 64u
+
 static struct ac__chunk *chunk_new(size_t cap)
 {
+	ac__loop_t *loop = ac__tls_loop;
 	struct ac__chunk *ch;
 
-	if (cap > UINT32_MAX ||
-	    !(ch = ac__malloc(AC__K_MSG, sizeof(*ch) + cap)))
+	if (cap == AC__CHUNK_ROOM && loop && (ch = loop->spare_chunks)) {
+		loop->spare_chunks = *(struct ac__chunk **)ch->bytes;
+		loop->nspare_chunks--;
+	} else if (cap > UINT32_MAX ||
+		   !(ch = ac__malloc(AC__K_MSG, sizeof(*ch) + cap))) {
 		return NULL;
+	}
 	ch->off = ch->len = 0;
 	ch->cap = (uint32_t)cap;
 	ch->buf = NULL;
@@ -36,9 +50,31 @@ struct ac__chunk *ac__chunk_copy(const void *data, size_t len)
 
 void ac__chunk_free(struct ac__chunk *ch)
 {
-	if (ch && ch->buf)
+	ac__loop_t *loop = ac__tls_loop;
+
+	if (!ch)
+		return;
+	if (ch->buf)
 		ac_buf_unref(ch->buf);
+	if (ch->cap == AC__CHUNK_ROOM && loop && !loop->stopping &&
+	    loop->nspare_chunks < AC__CHUNK_SPARE) {
+		*(struct ac__chunk **)ch->bytes = loop->spare_chunks;
+		loop->spare_chunks = ch;
+		loop->nspare_chunks++;
+		return;
+	}
 	ac__free(AC__K_MSG, ch);
+}
+
+void ac__chunk_spares_free(ac__loop_t *loop)
+{
+	struct ac__chunk *ch;
+
+	while ((ch = loop->spare_chunks)) {
+		loop->spare_chunks = *(struct ac__chunk **)ch->bytes;
+		ac__free(AC__K_MSG, ch);
+	}
+	loop->nspare_chunks = 0;
 }
 
 static const unsigned char *chunk_data(const struct ac__chunk *ch)

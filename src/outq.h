@@ -41,6 +41,8 @@ struct ac__outq {
  * queued. */
 struct ac__chunk *ac__chunk_copy(const void *data, size_t len);
 void ac__chunk_free(struct ac__chunk *ch);
+/* The chunks a loop keeps for reuse, freed (at its exit). */
+void ac__chunk_spares_free(ac__loop_t *loop);
 
 static inline void ac__outq_init(struct ac__outq *o)
 {
