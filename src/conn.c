@@ -230,6 +230,16 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 	ac__loop_leave(loop);
 }
 
+/* ---- what only some connections need --------------------------------------- */
+
+/* c's aux, made on first need; NULL without memory. */
+static struct ac__conn_aux *aux(ac_conn_t *c)
+{
+	if (!c->aux)
+		c->aux = ac__calloc(AC__K_OTHER, 1, sizeof(*c->aux));
+	return c->aux;
+}
+
 /* ---- liveness timers ------------------------------------------------------ */
 
 /* A liveness timer ran out: close c with reason, in a library callback. */
@@ -575,13 +585,15 @@ static void begin_close(ac_conn_t *c, int how, int reason)
 		unsigned ms = c->proto->opts.linger_ms;
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
+		struct ac__conn_aux *x;
+
 		if (c->state == AC__C_CLOSING)
 			return; /* already flushing */
-		if (!c->linger_ev)
-			c->linger_ev = evtimer_new(c->loop->base, linger_cb, c);
+		if ((x = aux(c)) && !x->linger_ev)
+			x->linger_ev = evtimer_new(c->loop->base, linger_cb, c);
 		/* Without the linger timer (out of memory) a peer that never
 		 * reads would hold the close open for ever: close now. */
-		if (c->linger_ev && evtimer_add(c->linger_ev, &tv) == 0) {
+		if (x && x->linger_ev && evtimer_add(x->linger_ev, &tv) == 0) {
 			c->state = AC__C_CLOSING;
 			stop_reading(c);
 			queue_flush(c);
@@ -621,6 +633,20 @@ AC_EXPORT int ac_conn_close(ac_conn_t *c, int how)
 	return 0;
 }
 
+/* Finalize: what aux holds goes with the attempt. */
+static void aux_free(ac_conn_t *c)
+{
+	struct ac__conn_aux *x = c->aux;
+
+	if (!x)
+		return;
+	ac__event_free(&x->linger_ev);
+	ac__event_free(&x->wto_ev);
+	ac__event_free(&x->soft_ev);
+	ac__free(AC__K_OTHER, x);
+	c->aux = NULL;
+}
+
 /* The statistics' index for c's close: an outbound attempt that failed
  * before it opened counts as a connect failure whatever its code. */
 static int close_index(const ac_conn_t *c)
@@ -635,9 +661,7 @@ static int close_index(const ac_conn_t *c)
 void ac__conn_finalize(ac_conn_t *c)
 {
 	ac__loop_t *loop = c->loop;
-	struct event **evs[] = {&c->rev,    &c->wev,   &c->linger_ev,
-				&c->idle_ev, &c->hb_ev, &c->wto_ev,
-				&c->soft_ev};
+	struct event **evs[] = {&c->rev, &c->wev, &c->idle_ev, &c->hb_ev};
 	/* An outbound connection that will try again keeps its handle and
 	 * its watchers: they follow the logical connection. */
 	bool again = c->ob && ac__outbound_again(c);
@@ -653,6 +677,7 @@ void ac__conn_finalize(ac_conn_t *c)
 	ac__timers_cancel_conn(c);
 	for (unsigned i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		ac__event_free(evs[i]);
+	aux_free(c);
 	if (c->ob)
 		ac__outbound_end_attempt(c);
 	if (c->fd >= 0)
@@ -715,8 +740,9 @@ static void output_grew(ac_conn_t *c, size_t len)
 	if (len > o->out_high)
 		c->above_high = 1;
 	if (len > o->out_soft_limit &&
-	    (!c->soft_ev || !evtimer_pending(c->soft_ev, NULL)) &&
-	    arm(c, &c->soft_ev, o->out_soft_ms, 0, soft_cb))
+	    (!c->aux || !c->aux->soft_ev ||
+	     !evtimer_pending(c->aux->soft_ev, NULL)) &&
+	    (!aux(c) || arm(c, &c->aux->soft_ev, o->out_soft_ms, 0, soft_cb)))
 		ac__conn_fail(c, AC_ENOMEM);
 }
 
@@ -725,8 +751,8 @@ static void output_shrank(ac_conn_t *c, size_t len)
 {
 	const ac__proto_t *p = c->proto;
 
-	if (len <= p->opts.out_soft_limit)
-		disarm(c->soft_ev);
+	if (len <= p->opts.out_soft_limit && c->aux)
+		disarm(c->aux->soft_ev);
 	if (c->above_high && len < p->opts.out_low) {
 		c->above_high = 0;
 		if (p->cbs.on_drain && c->state == AC__C_OPEN)
@@ -869,8 +895,8 @@ static void arm_write(ac_conn_t *c)
 		/* Output is stuck on the socket: the write timeout runs from
 		 * here, and is re-armed by every write that makes progress. */
 		if (c->proto->opts.write_timeout_ms &&
-		    arm(c, &c->wto_ev, c->proto->opts.write_timeout_ms, 0,
-			wto_cb))
+		    (!aux(c) || arm(c, &c->aux->wto_ev,
+				    c->proto->opts.write_timeout_ms, 0, wto_cb)))
 			ac__conn_fail(c, AC_ENOMEM);
 	}
 }
@@ -880,7 +906,8 @@ static void disarm_write(ac_conn_t *c)
 	if (c->writing) {
 		event_del(c->wev);
 		c->writing = 0;
-		disarm(c->wto_ev);
+		if (c->aux)
+			disarm(c->aux->wto_ev);
 	}
 }
 
@@ -911,9 +938,9 @@ void ac__conn_flush(ac_conn_t *c)
 		__atomic_store_n(&c->bytes_out, c->bytes_out + (uint64_t)w,
 				 __ATOMIC_RELAXED);
 		AC__STAT_ADD(c->loop, bytes_out, w);
-		if (c->writing && c->wto_ev)
-			arm(c, &c->wto_ev, c->proto->opts.write_timeout_ms, 0,
-			    wto_cb); /* progress: the timeout starts over */
+		if (c->writing && c->aux && c->aux->wto_ev)
+			arm(c, &c->aux->wto_ev, c->proto->opts.write_timeout_ms,
+			    0, wto_cb); /* progress: the timeout starts over */
 		output_shrank(c, out_len(c));
 		if ((size_t)w < want)
 			break; /* the socket is full: wait for writability */

@@ -102,21 +102,30 @@ struct ac__grouplist {
 	struct ac__gentry e[];
 };
 
+/* What only some connections need, allocated the first time one does
+ * and freed when it closes: a flushing close's linger timer, the write
+ * timeout, the soft limit's timer, and a TLS connection's state. */
+struct ac__conn_aux {
+	struct event *linger_ev;
+	struct event *wto_ev;
+	struct event *soft_ev;
+	struct ac__tls_conn *tls; /* tls.c */
+};
+
 /*
  * A connection. It is kept small (256 bytes, one tcmalloc size class) for
- * idle memory: what only some connections need is allocated on demand,
- * and the retirement record overlays event pointers that are all freed
- * and NULL by the time the connection is retired.
+ * idle memory: what only some connections need is allocated on demand
+ * (aux, in, ob), and the retirement record overlays event pointers that
+ * are all freed and NULL by the time the connection is retired.
  */
 struct ac_conn_s {
 	union {
 		struct ac__hpobj hp; /* retirement through ck_hp (first) */
 		struct {
-			struct event *rev, *wev, *linger_ev, *idle_ev,
-				*hb_ev;
+			struct event *rev, *wev, *idle_ev, *hb_ev;
 		};
 	};
-	struct event *wto_ev, *soft_ev; /* lazily made, like wev and idle_ev */
+	struct ac__conn_aux *aux; /* NULL until needed */
 	ac__loop_t *loop;
 	ac__proto_t *proto;
 	ac_handle_t handle;
