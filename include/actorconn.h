@@ -72,6 +72,12 @@ extern "C" {
  *   AC_ESHUTDOWN    the runtime stopped
  *   AC_ENOMEM       the library could not allocate for this connection
  *   AC_ENAME        outbound: the host name could not be resolved
+ *   AC_ETLS         TLS: the handshake failed, or a record was bad
+ *   AC_ECERT        TLS: the peer's certificate was not verified (an
+ *                   outbound connection's server, or a client under
+ *                   mutual TLS); ac_conn_tls_info says why
+ *   AC_EHANDSHAKE   TLS: the handshake did not finish within the
+ *                   context's handshake_timeout_ms
  *   -errno          any other socket error, as the kernel reported it;
  *                   outbound attempts that fail say why this way
  *                   (-ECONNREFUSED, -ENETUNREACH, -EHOSTUNREACH, ...)
@@ -105,7 +111,14 @@ extern "C" {
 	   "called from a thread that may not make this call")                \
 	XX(EWTIMEDOUT, AC__ERR_LIB - 8, WTIMEOUT,                             \
 	   "pending output made no progress in time")                         \
-	XX(ENAME, AC__ERR_LIB - 9, CONNECT, "host name could not be resolved")
+	XX(ENAME, AC__ERR_LIB - 9, CONNECT, "host name could not be resolved") \
+	XX(ENOTSUP, -ENOTSUP, ERROR,                                          \
+	   "not supported by this build (TLS without OpenSSL)")               \
+	XX(ETLS, AC__ERR_LIB - 10, TLS, "TLS handshake or protocol failure")  \
+	XX(ECERT, AC__ERR_LIB - 11, TLS,                                      \
+	   "peer certificate not verified (see ac_conn_tls_info)")            \
+	XX(EHANDSHAKE, AC__ERR_LIB - 12, TLS,                                 \
+	   "TLS handshake did not finish in time")
 
 enum ac_errno {
 	AC_OK = 0,
@@ -241,6 +254,13 @@ typedef struct ac_conn_opts {
 	/* Listeners only: open connections from this listener; 0: no limit. */
 	unsigned max_conns;
 
+	/* TLS on this listener or outbound connection (see ac_tls_new),
+	   which holds its own reference; NULL: plain. */
+	struct ac_tls_s *tls;
+	/* Outbound only: the server name sent (SNI) and checked against the
+	   certificate; NULL: the host part of addr. */
+	const char *tls_name;
+
 	/* Outbound only (ac_connect, pools). */
 	int loop;                  /* owner loop as AC_LOOP(i); 0: the calling
 				      loop, or round robin off-loop */
@@ -276,6 +296,108 @@ typedef struct ac_conn_cbs {
 	   are refused from here on; ac_conn_data still works. */
 	void (*on_close)(ac_conn_t *c, int reason);
 } ac_conn_cbs_t;
+
+/* ---- TLS -----------------------------------------------------------------------
+ * A TLS context (OpenSSL 3 underneath): certificates, keys and settings,
+ * shared read-only by every loop. Listeners and outbound connections take
+ * one in ac_conn_opts_t.tls; a connection's owner loop does all of its TLS
+ * work, and every bound (frames, output limits, timeouts) applies to the
+ * plaintext as it does without TLS. Built --without-openssl, ac_tls_new
+ * returns NULL with errno ENOTSUP and the rest return AC_ENOTSUP. */
+
+typedef struct ac_tls_s ac_tls_t;
+
+enum ac_tls_role {
+	AC_TLS_SERVER = 0, /* for listeners */
+	AC_TLS_CLIENT = 1  /* for ac_connect and pools */
+};
+
+enum ac_tls_version { AC_TLS_1_2 = 12, AC_TLS_1_3 = 13 };
+
+enum ac_tls_verify {
+	/* Server: no client certificate asked for. Client: the server's
+	   certificate must chain to ca_file (or the system's CAs) and name
+	   the server (tls_name, or the host of the address). */
+	AC_TLS_VERIFY_DEFAULT = 0,
+	/* Client only, for tests: any server certificate is accepted. */
+	AC_TLS_VERIFY_NONE = 1,
+	/* Server only, mutual TLS: a client certificate that chains to
+	   ca_file is required; without one the handshake fails (AC_ECERT). */
+	AC_TLS_VERIFY_CLIENT = 2
+};
+
+/* A zeroed field takes its default. Strings are copied. */
+typedef struct ac_tls_opts {
+	int role;              /* enum ac_tls_role */
+	const char *cert_file; /* PEM certificate chain: a server's (required),
+				  or a client's for mutual TLS */
+	const char *key_file;  /* PEM private key of cert_file */
+	const char *ca_file;   /* PEM CA certificates to verify the peer with;
+				  NULL: a client uses the system's */
+	int min_version;       /* AC_TLS_1_2 (default) or AC_TLS_1_3 */
+	const char *ciphers;   /* TLS 1.2 cipher list (OpenSSL's syntax);
+				  NULL: OpenSSL's default */
+	const char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's default */
+	const char *alpn;      /* protocols, comma-separated ("h2,http/1.1"):
+				  a client offers them, a server picks the
+				  first of its own the client offers; NULL:
+				  none */
+	int verify;            /* enum ac_tls_verify */
+	unsigned handshake_timeout_ms; /* a handshake not done in this time
+				  closes with AC_EHANDSHAKE; 0: 5000 */
+} ac_tls_opts_t;
+
+/*
+ * Any thread. A TLS context from o, reading the files now. NULL on failure
+ * with errno EINVAL (why, if not NULL, says what: a missing file, a key
+ * that does not match its certificate, a bad cipher list ...), ENOMEM, or
+ * ENOTSUP without OpenSSL. One reference, the caller's.
+ */
+AC_EXPORT ac_tls_t *ac_tls_new(const ac_tls_opts_t *o, char *why,
+			       size_t whylen);
+
+/*
+ * Any thread. Reads the certificate, key and CA files again: handshakes
+ * that start after the call use them, connections already open keep
+ * theirs. Returns 0, or AC_ETLS and the reason in why when the files do
+ * not make a working context: the old one stays in force. AC_EINVAL,
+ * AC_ENOTSUP.
+ */
+AC_EXPORT int ac_tls_reload(ac_tls_t *t, char *why, size_t whylen);
+
+/*
+ * Any thread. Server name indication: a client that asks for name gets
+ * ctx's certificate instead of server's. name is a host name or
+ * "*.domain" (one label); the first match in the order added wins, and a
+ * name no entry matches gets server's own. server keeps a reference to
+ * ctx. 0, AC_EINVAL (not both servers, or a bad name), AC_ENOMEM,
+ * AC_ENOTSUP.
+ */
+AC_EXPORT int ac_tls_sni(ac_tls_t *server, const char *name, ac_tls_t *ctx);
+
+/* Any thread. Drops the caller's reference; listeners and connections
+   that use t keep theirs. */
+AC_EXPORT void ac_tls_free(ac_tls_t *t);
+
+/* What a TLS connection negotiated, copied out by ac_conn_tls_info. */
+typedef struct ac_tls_info {
+	char version[16];      /* "TLSv1.3", ... ("" before the handshake) */
+	char cipher[64];
+	char alpn[32];         /* the protocol chosen, or "" */
+	char server_name[256]; /* the SNI name: sent (client), asked for
+				  (server), or "" */
+	char peer_subject[256]; /* the peer certificate's subject, or "" */
+	int resumed;           /* the session was resumed */
+	int verify_result;     /* OpenSSL's X509_V_* code; 0: verified */
+	char verify_error[128]; /* why a certificate was refused, or "" */
+} ac_tls_info_t;
+
+/*
+ * Owner loop. What c's TLS session negotiated; inside on_close after a
+ * failed handshake, why it failed. 0, AC_EINVAL (c is not a TLS
+ * connection), AC_ETHREAD, AC_ENOTSUP.
+ */
+AC_EXPORT int ac_conn_tls_info(const ac_conn_t *c, ac_tls_info_t *out);
 
 /* ---- runtime ---------------------------------------------------------------- */
 
@@ -778,6 +900,9 @@ enum ac_close_reason {
 	AC_CR_SLOW,     /* AC_ESLOW */
 	AC_CR_LIMIT,    /* AC_ELIMIT */
 	AC_CR_SHUTDOWN, /* AC_ESHUTDOWN */
+	AC_CR_TLS,      /* AC_ETLS, AC_ECERT, AC_EHANDSHAKE: a TLS handshake
+			   or record failed (listeners count here the
+			   handshakes they never finished) */
 	AC_CR_CONNECT,  /* AC_ENAME, -ECONNREFUSED, -ENETUNREACH,
 			   -EHOSTUNREACH, -EADDRNOTAVAIL; the runtime also
 			   counts here every outbound attempt that failed

@@ -143,3 +143,16 @@ void ac__addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
 		snprintf(buf, n, "unix");
 	}
 }
+
+int ac__addr_host(const struct ac__addr *a, char *buf, size_t n)
+{
+	const void *ip;
+
+	if (a->family == AF_INET)
+		ip = &((const struct sockaddr_in *)&a->ss)->sin_addr;
+	else if (a->family == AF_INET6)
+		ip = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+	else
+		return AC_EINVAL;
+	return inet_ntop(a->family, ip, buf, (socklen_t)n) ? 0 : AC_EINVAL;
+}

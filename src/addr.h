@@ -23,5 +23,8 @@ int ac__addr_split(const char *s, struct ac__addr *out, char *host,
 		   size_t hostlen, int *port);
 void ac__addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
 		     size_t n);
+/* The numeric host of an IPv4 or IPv6 address ("10.0.0.1", "::1"): 0, or
+ * AC_EINVAL for a unix address (or a buffer too small). */
+int ac__addr_host(const struct ac__addr *a, char *buf, size_t n);
 
 #endif /* AC_ADDR_H */

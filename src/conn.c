@@ -32,6 +32,7 @@
 #include "handle.h"
 #include "runtime.h"
 #include "timer.h"
+#include "tls.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -104,7 +105,8 @@ static int out_bounds(ac_runtime_t *rt, ac_conn_opts_t *o)
 }
 
 ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
-			   const ac_conn_opts_t *opts, void *ud, int *err)
+			   const ac_conn_opts_t *opts, void *ud, int role,
+			   int *err)
 {
 	ac_conn_opts_t o = {0};
 	ac__proto_t *p;
@@ -153,13 +155,34 @@ ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
 		*err = AC_EINVAL;
 		return NULL;
 	}
+#ifndef AC_HAVE_OPENSSL
+	if (o.tls) {
+		ac__log(rt, AC_LOG_ERROR, "TLS asked for, but built without OpenSSL");
+		*err = AC_ENOTSUP;
+		return NULL;
+	}
+#endif
+	if (o.tls && ac__tls_is_server(o.tls) != (role == AC_TLS_SERVER)) {
+		ac__log(rt, AC_LOG_ERROR, "%s",
+			role == AC_TLS_SERVER
+				? "a listener needs a TLS context made with role AC_TLS_SERVER"
+				: "an outbound connection needs a TLS context made with role AC_TLS_CLIENT");
+		*err = AC_EINVAL;
+		return NULL;
+	}
 	if (!(p = ac__calloc(AC__K_OTHER, 1, sizeof(*p)))) {
+		*err = AC_ENOMEM;
+		return NULL;
+	}
+	if (o.tls_name && !(o.tls_name = p->tls_name = ac__strdup(o.tls_name))) {
+		ac__free(AC__K_OTHER, p);
 		*err = AC_ENOMEM;
 		return NULL;
 	}
 	if (o.ping_len) {
 		/* Our own copy: the caller's buffer need not outlive listen. */
 		if (!(p->ping = ac__malloc(AC__K_OTHER, o.ping_len))) {
+			ac__free(AC__K_OTHER, p->tls_name);
 			ac__free(AC__K_OTHER, p);
 			*err = AC_ENOMEM;
 			return NULL;
@@ -173,6 +196,8 @@ ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
 	p->decode = o.decode;
 	p->ud = ud;
 	p->refs = 1;
+	if (o.tls)
+		ac__tls_ref(o.tls);
 	return p;
 }
 
@@ -185,6 +210,8 @@ void ac__proto_unref(ac__proto_t *p)
 {
 	/* Acq-rel: every holder's last use happens before the free. */
 	if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		ac__tls_unref(p->opts.tls);
+		ac__free(AC__K_OTHER, p->tls_name);
 		ac__free(AC__K_OTHER, p->ping);
 		ac__free(AC__K_OTHER, p);
 	}
@@ -210,9 +237,11 @@ static void queue_flush(ac_conn_t *c)
 	SLIST_INSERT_HEAD(&c->loop->flushing, c, flushing);
 }
 
+/* Plaintext queued and not yet sent: under TLS, also what is encrypted
+ * and waiting on the socket. The output bounds measure this. */
 static size_t out_len(const ac_conn_t *c)
 {
-	return c->out.bytes;
+	return c->out.bytes + (AC__UNLIKELY(c->tls) ? ac__tls_unsent(c) : 0);
 }
 
 /* ---- callbacks from libevent ------------------------------------------- */
@@ -426,6 +455,8 @@ ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err)
 	return c;
 }
 
+static void aux_free(ac_conn_t *c);
+
 static void unlink_conn(ac_conn_t *c)
 {
 	c->loop->nconns--;
@@ -465,6 +496,7 @@ void ac__conn_discard(ac_conn_t *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	aux_free(c);
 	unlink_conn(c);
 	give_place(c);
 	AC__STAT_SET(loop, handles_live, loop->htab.live);
@@ -474,17 +506,17 @@ void ac__conn_discard(ac_conn_t *c)
 }
 
 /*
- * Owner loop. c->fd is a connected socket: records the peer, starts
- * reading and the liveness timers, and counts c as open. AC_ENOMEM when
- * an event could not be made (nothing is left armed then).
+ * Owner loop. c->fd is a connected socket: records the peer and starts
+ * reading; under TLS, makes the handshake's state (name: what a client
+ * sends and checks). AC_ENOMEM or AC_ETLS with nothing left armed.
  */
-int ac__conn_ready(ac_conn_t *c)
+int ac__conn_ready(ac_conn_t *c, const char *name)
 {
 	ac__loop_t *loop = c->loop;
-	const ac__proto_t *proto = c->proto;
+	ac_tls_t *tls = c->proto->opts.tls;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	int family = AF_UNIX;
+	int family = AF_UNIX, err;
 
 	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0 &&
 	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
@@ -500,21 +532,68 @@ int ac__conn_ready(ac_conn_t *c)
 	}
 	if (!(c->rev = event_new(loop->base, c->fd, EV_READ | EV_PERSIST,
 				 read_cb, c)) ||
-	    event_add(c->rev, NULL) ||
-	    (proto->opts.idle_timeout_ms &&
+	    event_add(c->rev, NULL)) {
+		ac__event_free(&c->rev);
+		return AC_ENOMEM;
+	}
+	if (tls) {
+		err = aux(c) ? ac__tls_start(c, tls, name) : AC_ENOMEM;
+		if (err) {
+			ac__event_free(&c->rev);
+			return err;
+		}
+		c->tls = 1;
+		c->state = AC__C_HANDSHAKE;
+	}
+	return 0;
+}
+
+/* Owner loop: c is connected and, under TLS, through its handshake: the
+ * liveness timers start and the user hears of it. */
+static void conn_opened(ac_conn_t *c)
+{
+	ac__loop_t *loop = c->loop;
+	const ac__proto_t *proto = c->proto;
+
+	if ((proto->opts.idle_timeout_ms &&
 	     arm(c, &c->idle_ev, proto->opts.idle_timeout_ms, 0, idle_cb)) ||
 	    (proto->opts.heartbeat_ms &&
 	     arm(c, &c->hb_ev, proto->opts.heartbeat_ms, EV_PERSIST, hb_cb))) {
-		ac__event_free(&c->rev);
-		ac__event_free(&c->idle_ev);
-		ac__event_free(&c->hb_ev);
-		return AC_ENOMEM;
+		ac__conn_fail(c, AC_ENOMEM);
+		return;
 	}
 	c->state = AC__C_OPEN;
 	c->is_open = 1;
 	loop->nopen++;
 	AC__STAT_SET(loop, conns_open, loop->nopen);
-	return 0;
+	if (c->ob) {
+		c->ob->failures = 0;
+		AC__STAT_ADD(loop, connected, 1);
+	}
+	if (proto->cbs.on_open)
+		proto->cbs.on_open(c);
+}
+
+/* One step of c's TLS handshake, after readiness (or to begin). */
+static void handshake(ac_conn_t *c)
+{
+	int r = ac__tls_step(c);
+
+	if (r < 0) {
+		ac__conn_fail(c, r);
+		return;
+	}
+	queue_flush(c); /* the records it wrote */
+	if (r == 1)
+		conn_opened(c);
+}
+
+void ac__conn_start(ac_conn_t *c)
+{
+	if (c->state == AC__C_HANDSHAKE)
+		handshake(c); /* a client's ClientHello goes out now */
+	else
+		conn_opened(c);
 }
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
@@ -543,13 +622,12 @@ int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto)
 	}
 	c->counted = 1;
 	c->fd = fd;
-	if ((err = ac__conn_ready(c))) {
+	if ((err = ac__conn_ready(c, NULL))) {
 		ac__conn_discard(c);
 		return err;
 	}
 	AC__STAT_ADD(loop, accepted, 1);
-	if (proto->cbs.on_open)
-		proto->cbs.on_open(c);
+	ac__conn_start(c);
 	return 0;
 }
 
@@ -579,9 +657,12 @@ static void begin_close(ac_conn_t *c, int how, int reason)
 		queue_close(c);
 		return;
 	}
-	if (c->state == AC__C_OPEN)
+	if (c->state == AC__C_OPEN || c->state == AC__C_HANDSHAKE)
 		c->reason = reason;
-	if (how == AC_CLOSE_FLUSH && out_len(c) > 0) {
+	/* A flushing close sends what is queued and, under TLS, a
+	 * close_notify after it. */
+	if (how == AC_CLOSE_FLUSH &&
+	    (out_len(c) > 0 || (c->tls && ac__tls_notify_due(c)))) {
 		unsigned ms = c->proto->opts.linger_ms;
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
@@ -643,16 +724,23 @@ static void aux_free(ac_conn_t *c)
 	ac__event_free(&x->linger_ev);
 	ac__event_free(&x->wto_ev);
 	ac__event_free(&x->soft_ev);
+	ac__tls_end(c);
+	c->tls = 0;
 	ac__free(AC__K_OTHER, x);
 	c->aux = NULL;
 }
 
-/* The statistics' index for c's close: an outbound attempt that failed
- * before it opened counts as a connect failure whatever its code. */
+/* The statistics' index for c's close: a TLS handshake that did not
+ * finish counts as a TLS failure, and an outbound attempt that failed
+ * before it opened as a connect failure, whatever their codes. */
 static int close_index(const ac_conn_t *c)
 {
-	if (c->ob && !c->is_open && c->reason != 0 &&
-	    c->reason != AC_ESHUTDOWN && c->reason != AC_ELIMIT)
+	bool failed = !c->is_open && c->reason != 0 &&
+		      c->reason != AC_ESHUTDOWN && c->reason != AC_ELIMIT;
+
+	if (failed && c->tls)
+		return AC_CR_TLS;
+	if (failed && c->ob)
 		return AC_CR_CONNECT;
 	return ac_close_reason_index(c->reason);
 }
@@ -666,6 +754,9 @@ void ac__conn_finalize(ac_conn_t *c)
 	 * its watchers: they follow the logical connection. */
 	bool again = c->ob && ac__outbound_again(c);
 	int cr = close_index(c);
+	/* An accepted connection whose TLS handshake never finished was
+	 * never opened: its user hears nothing. */
+	bool heard = c->is_open || c->ob;
 
 	/* 1. The handle goes stale before anything is torn down. */
 	if (!again) {
@@ -699,7 +790,7 @@ void ac__conn_finalize(ac_conn_t *c)
 		c->state = AC__C_WAITING; /* ac_conn_reconnecting is true */
 		c->close_queued = 0;
 	}
-	if (c->proto->cbs.on_close)
+	if (heard && c->proto->cbs.on_close)
 		c->proto->cbs.on_close(c, c->reason);
 	ac__groups_conn_closed(c); /* after on_close: it may leave by itself */
 	/* 4. Buffers, then the memory itself, once no pin holds it. */
@@ -911,11 +1002,22 @@ static void disarm_write(ac_conn_t *c)
 	}
 }
 
-/* Writes as much pending output as the socket takes. Owner loop. */
-void ac__conn_flush(ac_conn_t *c)
+/* w bytes left for the socket. */
+static void sent_bytes(ac_conn_t *c, size_t w)
 {
-	if (c->state == AC__C_DEAD || c->close_queued)
-		return;
+	__atomic_store_n(&c->bytes_out, c->bytes_out + (uint64_t)w,
+			 __ATOMIC_RELAXED);
+	AC__STAT_ADD(c->loop, bytes_out, w);
+	if (c->writing && c->aux && c->aux->wto_ev)
+		arm(c, &c->aux->wto_ev, c->proto->opts.write_timeout_ms, 0,
+		    wto_cb); /* progress: the timeout starts over */
+	output_shrank(c, out_len(c));
+}
+
+/* Sends queued output until done (0), the socket is full (AC_EAGAIN), or
+ * it fails (a close reason). */
+static int flush_plain(ac_conn_t *c)
+{
 	while (out_len(c) > 0) {
 		struct iovec iov[AC__IOV_MAX];
 		struct msghdr mh = {.msg_iov = iov};
@@ -929,25 +1031,45 @@ void ac__conn_flush(ac_conn_t *c)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
+				return AC_EAGAIN;
 			/* EPIPE: the peer is gone, like a reset. */
-			ac__conn_fail(c, errno == EPIPE ? AC_ECONNRESET : -errno);
-			return;
+			return errno == EPIPE ? AC_ECONNRESET : -errno;
 		}
 		ac__outq_consume(&c->out, (size_t)w);
-		__atomic_store_n(&c->bytes_out, c->bytes_out + (uint64_t)w,
-				 __ATOMIC_RELAXED);
-		AC__STAT_ADD(c->loop, bytes_out, w);
-		if (c->writing && c->aux && c->aux->wto_ev)
-			arm(c, &c->aux->wto_ev, c->proto->opts.write_timeout_ms,
-			    0, wto_cb); /* progress: the timeout starts over */
-		output_shrank(c, out_len(c));
+		sent_bytes(c, (size_t)w);
 		if ((size_t)w < want)
-			break; /* the socket is full: wait for writability */
+			return AC_EAGAIN; /* the socket is full */
+	}
+	return 0;
+}
+
+/* The same under TLS: encrypts, sends, and once closing ends with a
+ * close_notify. */
+static int flush_tls(ac_conn_t *c)
+{
+	size_t sent = 0;
+	int err = ac__tls_flush(c, c->state == AC__C_CLOSING, &sent);
+
+	if (sent)
+		sent_bytes(c, sent);
+	return err;
+}
+
+/* Writes as much pending output as the socket takes. Owner loop. */
+void ac__conn_flush(ac_conn_t *c)
+{
+	int err;
+
+	if (c->state == AC__C_DEAD || c->close_queued)
+		return;
+	err = AC__UNLIKELY(c->tls) ? flush_tls(c) : flush_plain(c);
+	if (err && err != AC_EAGAIN) {
+		ac__conn_fail(c, err);
+		return;
 	}
 	if (c->close_queued)
 		return; /* on_drain closed it */
-	if (out_len(c) > 0) {
+	if (err == AC_EAGAIN) {
 		arm_write(c);
 		return;
 	}
@@ -1040,25 +1162,48 @@ static int grow_input(ac_conn_t *c)
 	return 0;
 }
 
-static void on_read_error(ac_conn_t *c, ssize_t n)
+/* A read ended the stream (0) or failed (a close reason). */
+static void on_read_end(ac_conn_t *c, ssize_t n)
 {
 	if (n == 0) {
 		/* Orderly EOF: what we still owe the peer goes out first. */
 		begin_close(c, AC_CLOSE_FLUSH, AC_EEOF);
-	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-		ac__conn_fail(c, -errno); /* -ECONNRESET is AC_ECONNRESET */
+	} else if (n != AC_EAGAIN) {
+		ac__conn_fail(c, (int)n); /* -ECONNRESET is AC_ECONNRESET */
 	}
 }
 
-/* Bytes arrived: account for them and restart the idle clock. */
-static void got_bytes(ac_conn_t *c, ssize_t n)
+void ac__conn_got_bytes(ac_conn_t *c, size_t n)
 {
 	__atomic_store_n(&c->bytes_in, c->bytes_in + (uint64_t)n,
 			 __ATOMIC_RELAXED);
 	AC__STAT_ADD(c->loop, bytes_in, n);
 	if (c->idle_ev &&
 	    arm(c, &c->idle_ev, c->proto->opts.idle_timeout_ms, 0, idle_cb))
-		ac__conn_fail(c, AC_ENOMEM);
+		ac__conn_fail(c, AC_ENOMEM); /* restarts the idle clock */
+}
+
+/* Up to len bytes of c's input: >0, 0 at the end of the stream, or a
+ * close reason (AC_EAGAIN: nothing now). *more: TLS holds more that no
+ * readiness event will announce. */
+static ssize_t conn_recv(ac_conn_t *c, void *buf, size_t len, bool *more)
+{
+	ssize_t n;
+
+	if (AC__UNLIKELY(c->tls)) {
+		n = ac__tls_recv(c, buf, len, more);
+		if (ac__tls_has_output(c))
+			queue_flush(c); /* TLS answered something */
+		return n;
+	}
+	do
+		n = recv(c->fd, buf, len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		ac__conn_got_bytes(c, (size_t)n);
+	else if (n < 0)
+		n = errno == EAGAIN || errno == EWOULDBLOCK ? AC_EAGAIN : -errno;
+	return n;
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)
@@ -1067,18 +1212,20 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	ac__loop_t *loop = c->loop;
 	struct ac__inbuf *in;
 	ssize_t n, used;
+	bool more = false;
 
 	ac__loop_enter(loop);
+	if (c->state == AC__C_HANDSHAKE)
+		handshake(c); /* and, once done, on to read what follows */
 	if (c->state != AC__C_OPEN)
 		goto out;
 	if (!c->in) {
 		/* Fast path: decode straight from the loop's scratch. */
-		n = recv(fd, loop->scratch, AC__READ_CHUNK, 0);
+		n = conn_recv(c, loop->scratch, AC__READ_CHUNK, &more);
 		if (n <= 0) {
-			on_read_error(c, n);
+			on_read_end(c, n);
 			goto out;
 		}
-		got_bytes(c, n);
 		used = dispatch(c, loop->scratch, (size_t)n);
 		if (used >= 0 && used < n && c->state == AC__C_OPEN &&
 		    keep_tail(c, loop->scratch + used, (size_t)(n - used)))
@@ -1090,12 +1237,11 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		goto out;
 	}
 	in = c->in;
-	n = recv(fd, in->data + in->len, in->cap - in->len, 0);
+	n = conn_recv(c, in->data + in->len, in->cap - in->len, &more);
 	if (n <= 0) {
-		on_read_error(c, n);
+		on_read_end(c, n);
 		goto out;
 	}
-	got_bytes(c, n);
 	in->len += (size_t)n;
 	if (c->need && in->len < c->need)
 		goto out; /* the decoder said: not before `need` bytes */
@@ -1111,6 +1257,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		keep_tail(c, in->data + used, in->len);
 	}
 out:
+	/* Decrypted input waits inside TLS: read again, after the other
+	 * events of this turn. */
+	if (more && c->state == AC__C_OPEN)
+		event_active(c->rev, EV_READ, 1);
 	ac__loop_leave(loop);
 }
 

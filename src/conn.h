@@ -37,12 +37,16 @@ struct ac__proto {
 	int refs;            /* atomic: listeners and connections */
 	unsigned nconns;     /* atomic: open connections (max_conns) */
 	void *ping;          /* heartbeat payload, owned */
+	char *tls_name;      /* opts.tls_name, owned */
 };
 
 /* Resolves defaults and refuses options that cannot work (AC_EINVAL in
- * *err, with a log line through rt saying why). */
+ * *err, with a log line through rt saying why). role: AC_TLS_SERVER for a
+ * listener, AC_TLS_CLIENT for outbound connections; opts->tls must be
+ * made for it. */
 ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
-			   const ac_conn_opts_t *opts, void *ud, int *err);
+			   const ac_conn_opts_t *opts, void *ud, int role,
+			   int *err);
 void ac__proto_ref(ac__proto_t *p);
 void ac__proto_unref(ac__proto_t *p);
 
@@ -51,7 +55,8 @@ enum ac__conn_state {
 	AC__C_CLOSING,    /* flushing before close; no more reading */
 	AC__C_DEAD,       /* finalized: only on_close and retirement remain */
 	AC__C_CONNECTING, /* outbound: resolving or connecting */
-	AC__C_WAITING     /* outbound: back-off before the next attempt */
+	AC__C_WAITING,    /* outbound: back-off before the next attempt */
+	AC__C_HANDSHAKE   /* TLS: connected, handshaking; not yet open */
 };
 
 /*
@@ -138,6 +143,7 @@ struct ac_conn_s {
 	uint8_t above_high; /* output went over out_high; on_drain pending */
 	uint8_t counted;    /* holds a place in the max_conns counters */
 	uint8_t is_open;    /* counted in loop->nopen */
+	uint8_t tls;        /* TLS: aux->tls holds its state (tls.c) */
 	int reason;      /* close reason, fixed by the first close */
 	uint32_t need;   /* input length worth decoding again (frames are
 			    at most max_frame; past 4 GiB, 0: try again) */
@@ -176,7 +182,15 @@ static inline int ac__owner_check(const ac_conn_t *c)
 
 int ac__conn_open(ac__loop_t *loop, int fd, ac__proto_t *proto);
 ac_conn_t *ac__conn_new(ac__loop_t *loop, ac__proto_t *proto, int *err);
-int ac__conn_ready(ac_conn_t *c);
+/* Owner loop, c->fd connected: reading starts and, for a TLS protocol,
+ * the handshake state is made (name: the server name a client sends and
+ * checks, or NULL). 0, or AC_ENOMEM / AC_ETLS with nothing armed. */
+int ac__conn_ready(ac_conn_t *c, const char *name);
+/* Then: a plain connection opens (on_open); a TLS one starts its
+ * handshake and opens when it finishes. */
+void ac__conn_start(ac_conn_t *c);
+/* Owner loop: n bytes came off c's socket (tls.c reads them itself). */
+void ac__conn_got_bytes(ac_conn_t *c, size_t n);
 bool ac__conn_take_place(ac_conn_t *c);
 void ac__conn_discard(ac_conn_t *c);
 /* Owner loop: calls fn(c, arg) for every connection of the loop; fn may

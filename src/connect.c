@@ -26,6 +26,7 @@
 #include "conn.h"
 #include "loop.h"
 #include "runtime.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,10 +108,26 @@ static void attempt_failed(ac_conn_t *c, int reason)
 	ac__conn_fail(c, reason); /* still CONNECTING: takes reason */
 }
 
+/* The name a TLS client sends and checks the certificate against:
+ * tls_name, else the host as given (a name, or a numeric address, which
+ * the certificate must then list); none for a unix socket. */
+static const char *tls_name(ac_conn_t *c, char *buf, size_t len)
+{
+	const struct ac__target *t = c->ob->t;
+
+	if (c->proto->tls_name)
+		return c->proto->tls_name;
+	if (t->host)
+		return t->host;
+	if (ac__addr_host(t->addr, buf, len) == 0)
+		return buf;
+	return NULL;
+}
+
 static void established(ac_conn_t *c)
 {
-	ac__loop_t *loop = c->loop;
 	struct ac__outbound *ob = c->ob;
+	char name[INET6_ADDRSTRLEN];
 	int err;
 
 	event_del(ob->cto_ev);
@@ -120,14 +137,12 @@ static void established(ac_conn_t *c)
 		evutil_freeaddrinfo(ob->ai);
 		ob->ai = ob->ai_next = NULL;
 	}
-	if ((err = ac__conn_ready(c))) { /* sets the facts of this attempt */
+	/* Sets the facts of this attempt; under TLS, checks the name. */
+	if ((err = ac__conn_ready(c, tls_name(c, name, sizeof(name))))) {
 		attempt_failed(c, err);
 		return;
 	}
-	ob->failures = 0;
-	AC__STAT_ADD(loop, connected, 1);
-	if (c->proto->cbs.on_open)
-		c->proto->cbs.on_open(c);
+	ac__conn_start(c); /* on_open now, or after the handshake */
 }
 
 /* Starts a non-blocking connect to one address. Returns 0 when under way
@@ -445,6 +460,7 @@ void ac__outbound_free(ac_conn_t *c)
 
 	event_free(ob->retry_ev);
 	event_free(ob->cto_ev);
+	ac__tls_forget_session(c);
 	if (ob->own) {
 		ac__target_clear(ob->own);
 		ac__free(AC__K_OTHER, ob->own);
@@ -626,7 +642,7 @@ AC_EXPORT int ac_connect(ac_runtime_t *rt, const char *addr,
 		return AC_ENOMEM;
 	if ((err = ac__target_parse(addr, t)))
 		goto fail;
-	if (!(proto = ac__proto_new(rt, cbs, opts, ud, &err)))
+	if (!(proto = ac__proto_new(rt, cbs, opts, ud, AC_TLS_CLIENT, &err)))
 		goto fail;
 
 	if (self) {

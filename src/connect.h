@@ -29,6 +29,7 @@ struct ac__outbound {
 	uint8_t resolving;
 	uint8_t fixed_left;      /* the fixed address is still to be tried */
 	uint8_t stop;            /* closed by this side or shutdown: final */
+	void *tls_session;       /* TLS: the last session, to resume (tls.c) */
 	/* Pool bookkeeping (pool.c) when the connection belongs to a pool. */
 	struct ac__subpool *sp;
 	uint8_t pstate;

@@ -62,7 +62,8 @@ static const char *const reason_names[AC_CR_COUNT] = {
 	[AC_CR_RESET] = "reset",       [AC_CR_TIMEOUT] = "timeout",
 	[AC_CR_WTIMEOUT] = "write_timeout", [AC_CR_FRAME] = "frame",
 	[AC_CR_SLOW] = "slow",         [AC_CR_LIMIT] = "limit",
-	[AC_CR_SHUTDOWN] = "shutdown", [AC_CR_CONNECT] = "connect",
+	[AC_CR_SHUTDOWN] = "shutdown", [AC_CR_TLS] = "tls",
+	[AC_CR_CONNECT] = "connect",
 	[AC_CR_ERROR] = "error"};
 
 AC_EXPORT int ac_close_reason_index(int reason)

@@ -358,7 +358,7 @@ AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
 	l->refs = 1;
 	l->is_unix = a.family == AF_UNIX;
 	l->nfds = l->is_unix ? 1 : rt->nloops;
-	if (!(l->proto = ac__proto_new(rt, cbs, opts, ud, &err)))
+	if (!(l->proto = ac__proto_new(rt, cbs, opts, ud, AC_TLS_SERVER, &err)))
 		goto fail;
 	err = AC_ENOMEM;
 	if (!(l->fds = ac__malloc(AC__K_OTHER, sizeof(int) * (size_t)l->nfds)) ||

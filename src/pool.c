@@ -652,7 +652,8 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 	cbs.on_close = pool_on_close;
 	cbs.on_frame = pool_on_frame;
 	cbs.on_heartbeat = pool_on_heartbeat;
-	if (!(p->proto = ac__proto_new(rt, &cbs, &o.conn, o.ud, &err))) {
+	if (!(p->proto = ac__proto_new(rt, &cbs, &o.conn, o.ud, AC_TLS_CLIENT,
+					 &err))) {
 		ac__target_clear(&p->target);
 		ac__free(AC__K_POOL, p);
 		errno = err == AC_ENOMEM ? ENOMEM : EINVAL;
