@@ -714,8 +714,9 @@ AC_EXPORT int ac_conn_close(ac_conn_t *c, int how)
 	return 0;
 }
 
-/* Finalize: what aux holds goes with the attempt. */
-static void aux_free(ac_conn_t *c)
+/* Finalize: aux's timers go with the attempt, before the socket closes;
+ * its TLS state stays for on_close. */
+static void aux_stop(ac_conn_t *c)
 {
 	struct ac__conn_aux *x = c->aux;
 
@@ -724,9 +725,18 @@ static void aux_free(ac_conn_t *c)
 	ac__event_free(&x->linger_ev);
 	ac__event_free(&x->wto_ev);
 	ac__event_free(&x->soft_ev);
+	ac__tls_detach(c);
+}
+
+/* Then the rest of aux. */
+static void aux_free(ac_conn_t *c)
+{
+	if (!c->aux)
+		return;
+	aux_stop(c);
 	ac__tls_end(c);
 	c->tls = 0;
-	ac__free(AC__K_OTHER, x);
+	ac__free(AC__K_OTHER, c->aux);
 	c->aux = NULL;
 }
 
@@ -768,7 +778,7 @@ void ac__conn_finalize(ac_conn_t *c)
 	ac__timers_cancel_conn(c);
 	for (unsigned i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		ac__event_free(evs[i]);
-	aux_free(c);
+	aux_stop(c);
 	if (c->ob)
 		ac__outbound_end_attempt(c);
 	if (c->fd >= 0)
@@ -793,6 +803,7 @@ void ac__conn_finalize(ac_conn_t *c)
 	if (heard && c->proto->cbs.on_close)
 		c->proto->cbs.on_close(c, c->reason);
 	ac__groups_conn_closed(c); /* after on_close: it may leave by itself */
+	aux_free(c);
 	/* 4. Buffers, then the memory itself, once no pin holds it. */
 	ac__outq_clear(&c->out);
 	ac__free(AC__K_OTHER, c->in);

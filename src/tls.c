@@ -233,8 +233,14 @@ static SSL_CTX *ctx_build(ac_tls_t *t, char *why, size_t len)
 		if (!t->key_file ||
 		    SSL_CTX_use_PrivateKey_file(ctx, t->key_file,
 						SSL_FILETYPE_PEM) != 1) {
-			why_openssl(why, len, t->key_file ? t->key_file
-							   : "no key_file");
+			bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) ==
+					X509_R_KEY_VALUES_MISMATCH;
+
+			why_openssl(why, len,
+				    !t->key_file ? "no key_file"
+				    : mismatch   ? "the key does not match the "
+						   "certificate"
+						 : t->key_file);
 			goto fail;
 		}
 		if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -733,7 +739,7 @@ int ac__tls_flush(ac_conn_t *c, bool closing, size_t *sent)
 	}
 }
 
-void ac__tls_end(ac_conn_t *c)
+void ac__tls_detach(ac_conn_t *c)
 {
 	struct ac__tls_conn *tc = tc_of(c);
 
@@ -746,11 +752,21 @@ void ac__tls_end(ac_conn_t *c)
 
 		send_cipher(c, tc, &sent);
 	}
+	if (tc->hs_ev)
+		event_free(tc->hs_ev);
+	tc->hs_ev = NULL;
+}
+
+void ac__tls_end(ac_conn_t *c)
+{
+	struct ac__tls_conn *tc = tc_of(c);
+
+	if (!tc)
+		return;
+	ac__tls_detach(c);
 	/* Keep the session: a reconnect resumes it. */
 	if (c->ob && tc->done && !c->ob->tls_session)
 		c->ob->tls_session = SSL_get1_session(tc->ssl);
-	if (tc->hs_ev)
-		event_free(tc->hs_ev);
 	SSL_free(tc->ssl); /* and the BIO, both references */
 	ac__outq_clear(&tc->cq);
 	ac__tls_unref(tc->t);
@@ -824,6 +840,7 @@ bool ac__tls_has_output(const ac_conn_t *c) { return false; }
 bool ac__tls_notify_due(const ac_conn_t *c) { return false; }
 int ac__tls_flush(ac_conn_t *c, bool closing, size_t *sent) { return AC_ENOTSUP; }
 size_t ac__tls_unsent(const ac_conn_t *c) { return 0; }
+void ac__tls_detach(ac_conn_t *c) {}
 void ac__tls_end(ac_conn_t *c) {}
 void ac__tls_forget_session(ac_conn_t *c) {}
 

@@ -44,7 +44,12 @@ int ac__tls_flush(ac_conn_t *c, bool closing, size_t *sent);
 /* Bytes of plaintext taken from c's queue whose records are not all
  * sent yet. */
 size_t ac__tls_unsent(const ac_conn_t *c);
-/* Finalize: c's TLS state goes (the session is kept for a reconnect). */
+/* Finalize, with the socket still open: a failed handshake's alert gets
+ * one try, and the handshake timer goes. The rest stays for on_close
+ * (ac_conn_tls_info). */
+void ac__tls_detach(ac_conn_t *c);
+/* After on_close: c's TLS state goes (the session is kept for a
+ * reconnect). */
 void ac__tls_end(ac_conn_t *c);
 /* The final close of an outbound connection: the kept session goes. */
 void ac__tls_forget_session(ac_conn_t *c);
