@@ -1007,6 +1007,14 @@ typedef struct ac_debug_counts {
 	int64_t other;      /* runtimes, loops, rings, tables, buffers */
 	int64_t allocs;     /* allocations made, ever (not a live count) */
 	int64_t dropped;    /* accepted messages dropped, ever */
+	int64_t tls;        /* TLS contexts and connections' TLS state */
+	int64_t openssl;    /* OpenSSL's own live allocations: the first
+			       ac_tls_new routes them through the library's
+			       allocator, unless the process had used
+			       OpenSSL before (then -1). Not 0 at the end:
+			       OpenSSL keeps tables for the process; it
+			       returns to the same figure when connections
+			       and contexts are gone */
 } ac_debug_counts_t;
 
 /* Any thread. Fills *out. */

@@ -17,6 +17,7 @@
  */
 #include "alloc.h"
 #include "loop.h"
+#include "tls.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -345,6 +346,8 @@ AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)
 		add_counts(sum, &allocs, &dropped, c);
 	pthread_mutex_unlock(&counts_lock);
 	add_counts(sum, &allocs, &dropped, &fallback);
+	out->tls = sum[AC__K_TLS];
+	out->openssl = ac__tls_hooked() ? sum[AC__K_OPENSSL] : -1;
 	out->conns = sum[AC__K_CONN];
 	out->handles = sum[AC__K_HANDLE];
 	out->messages = sum[AC__K_MSG];

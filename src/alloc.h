@@ -21,6 +21,8 @@ enum ac__kind {
 	AC__K_GROUP,  /* groups and their member arrays */
 	AC__K_POOL,   /* pools, sub-pools, waiting acquires */
 	AC__K_OTHER,
+	AC__K_TLS,     /* TLS contexts and connections' TLS state */
+	AC__K_OPENSSL, /* OpenSSL's own blocks, once routed here (tls.c) */
 	AC__K_COUNT
 };
 

@@ -88,7 +88,55 @@ static void why_set(char *why, size_t len, const char *fmt, const char *arg)
 		snprintf(why, len, fmt, arg);
 }
 
+/* ---- OpenSSL's memory ------------------------------------------------------ */
+
+/* OpenSSL's allocations go through ours: counted (ac_debug_counts), from
+ * the library's allocator, and failing under fault injection like ours.
+ * Only possible before OpenSSL's first allocation in the process. */
+static bool hooked;
+static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+	return ac__malloc(AC__K_OPENSSL, n);
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+	if (p && n == 0) {
+		ac__free(AC__K_OPENSSL, p);
+		return NULL;
+	}
+	return ac__realloc(AC__K_OPENSSL, p, n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+	ac__free(AC__K_OPENSSL, p);
+}
+
+static void hook_memory(void)
+{
+	hooked = CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc,
+					  ossl_free) == 1;
+}
+
+bool ac__tls_hooked(void)
+{
+	return __atomic_load_n(&hooked, __ATOMIC_ACQUIRE);
+}
+
 /* ---- contexts ------------------------------------------------------------------- */
+
+static char *tls_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = ac__malloc(AC__K_TLS, n);
+
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
 
 static char *dup_or_null(const char *s, bool *ok)
 {
@@ -96,7 +144,7 @@ static char *dup_or_null(const char *s, bool *ok)
 
 	if (!s)
 		return NULL;
-	if (!(d = ac__strdup(s)))
+	if (!(d = tls_strdup(s)))
 		*ok = false;
 	return d;
 }
@@ -105,7 +153,7 @@ static char *dup_or_null(const char *s, bool *ok)
 static int alpn_wire(const char *list, unsigned char **out, unsigned *len)
 {
 	size_t n = strlen(list), w = 0;
-	unsigned char *buf = ac__malloc(AC__K_OTHER, n + 1);
+	unsigned char *buf = ac__malloc(AC__K_TLS, n + 1);
 
 	if (!buf)
 		return AC_ENOMEM;
@@ -114,7 +162,7 @@ static int alpn_wire(const char *list, unsigned char **out, unsigned *len)
 		size_t l = e ? (size_t)(e - p) : strlen(p);
 
 		if (l == 0 || l > 255) {
-			ac__free(AC__K_OTHER, buf);
+			ac__free(AC__K_TLS, buf);
 			return AC_EINVAL;
 		}
 		buf[w++] = (unsigned char)l;
@@ -274,6 +322,10 @@ static SSL_CTX *ctx_build(ac_tls_t *t, char *why, size_t len)
 						   SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
 					   NULL);
 		}
+		/* Resumption by ticket only: stateless, so no session cache
+		 * (and no lock) is shared by the loops, and closed
+		 * connections leave nothing behind. */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 		SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ac",
 					       2);
 		SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
@@ -301,19 +353,19 @@ fail:
 static void tls_destroy(ac_tls_t *t)
 {
 	for (unsigned i = 0; i < t->nsnis; i++) {
-		ac__free(AC__K_OTHER, t->snis[i].name);
+		ac__free(AC__K_TLS, t->snis[i].name);
 		ac__tls_unref(t->snis[i].t);
 	}
-	ac__free(AC__K_OTHER, t->snis);
+	ac__free(AC__K_TLS, t->snis);
 	SSL_CTX_free(t->ctx);
-	ac__free(AC__K_OTHER, t->cert_file);
-	ac__free(AC__K_OTHER, t->key_file);
-	ac__free(AC__K_OTHER, t->ca_file);
-	ac__free(AC__K_OTHER, t->ciphers);
-	ac__free(AC__K_OTHER, t->ciphersuites);
-	ac__free(AC__K_OTHER, t->alpn);
+	ac__free(AC__K_TLS, t->cert_file);
+	ac__free(AC__K_TLS, t->key_file);
+	ac__free(AC__K_TLS, t->ca_file);
+	ac__free(AC__K_TLS, t->ciphers);
+	ac__free(AC__K_TLS, t->ciphersuites);
+	ac__free(AC__K_TLS, t->alpn);
 	pthread_mutex_destroy(&t->lock);
-	ac__free(AC__K_OTHER, t);
+	ac__free(AC__K_TLS, t);
 }
 
 void ac__tls_ref(ac_tls_t *t)
@@ -339,6 +391,7 @@ AC_EXPORT ac_tls_t *ac_tls_new(const ac_tls_opts_t *o, char *why,
 	ac_tls_t *t;
 	bool ok = true;
 
+	pthread_once(&hook_once, hook_memory);
 	if (why && whylen)
 		why[0] = 0;
 	if (!o || (o->role != AC_TLS_SERVER && o->role != AC_TLS_CLIENT) ||
@@ -356,7 +409,7 @@ AC_EXPORT ac_tls_t *ac_tls_new(const ac_tls_opts_t *o, char *why,
 		errno = EINVAL;
 		return NULL;
 	}
-	if (!(t = ac__calloc(AC__K_OTHER, 1, sizeof(*t)))) {
+	if (!(t = ac__calloc(AC__K_TLS, 1, sizeof(*t)))) {
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -418,14 +471,14 @@ AC_EXPORT int ac_tls_sni(ac_tls_t *server, const char *name, ac_tls_t *ctx)
 	    (strchr(name, '*') && (strncmp(name, "*.", 2) != 0 ||
 				   strchr(name + 1, '*'))))
 		return AC_EINVAL;
-	if (!(n = ac__strdup(name)))
+	if (!(n = tls_strdup(name)))
 		return AC_ENOMEM;
 	pthread_mutex_lock(&server->lock);
-	v = ac__realloc(AC__K_OTHER, server->snis,
+	v = ac__realloc(AC__K_TLS, server->snis,
 			(server->nsnis + 1) * sizeof(*v));
 	if (!v) {
 		pthread_mutex_unlock(&server->lock);
-		ac__free(AC__K_OTHER, n);
+		ac__free(AC__K_TLS, n);
 		return AC_ENOMEM;
 	}
 	ac__tls_ref(ctx);
@@ -524,7 +577,7 @@ int ac__tls_start(ac_conn_t *c, ac_tls_t *t, const char *name)
 	pthread_once(&bio_once, bio_init);
 	if (!bio_method || !c->aux)
 		return AC_ENOMEM;
-	if (!(tc = ac__calloc(AC__K_OTHER, 1, sizeof(*tc))))
+	if (!(tc = ac__calloc(AC__K_TLS, 1, sizeof(*tc))))
 		return AC_ENOMEM;
 	ac__outq_init(&tc->cq);
 	ctx = ctx_get(t);
@@ -535,8 +588,7 @@ int ac__tls_start(ac_conn_t *c, ac_tls_t *t, const char *name)
 	    evtimer_add(tc->hs_ev, &tv))
 		goto nomem;
 	BIO_set_data(tc->bio, c);
-	BIO_up_ref(tc->bio); /* SSL_set_bio takes one per direction */
-	SSL_set_bio(tc->ssl, tc->bio, tc->bio);
+	SSL_set_bio(tc->ssl, tc->bio, tc->bio); /* one BIO: one reference */
 	tc->t = t;
 	ac__tls_ref(t);
 	c->aux->tls = tc;
@@ -573,7 +625,7 @@ nomem:
 	if (tc->bio && !SSL_get_rbio(tc->ssl))
 		BIO_free(tc->bio);
 	SSL_free(tc->ssl);
-	ac__free(AC__K_OTHER, tc);
+	ac__free(AC__K_TLS, tc);
 	return AC_ENOMEM;
 }
 
@@ -770,7 +822,7 @@ void ac__tls_end(ac_conn_t *c)
 	SSL_free(tc->ssl); /* and the BIO, both references */
 	ac__outq_clear(&tc->cq);
 	ac__tls_unref(tc->t);
-	ac__free(AC__K_OTHER, tc);
+	ac__free(AC__K_TLS, tc);
 	c->aux->tls = NULL;
 }
 
@@ -843,6 +895,7 @@ size_t ac__tls_unsent(const ac_conn_t *c) { return 0; }
 void ac__tls_detach(ac_conn_t *c) {}
 void ac__tls_end(ac_conn_t *c) {}
 void ac__tls_forget_session(ac_conn_t *c) {}
+bool ac__tls_hooked(void) { return false; }
 
 AC_EXPORT ac_tls_t *ac_tls_new(const ac_tls_opts_t *o, char *why,
 			       size_t whylen)

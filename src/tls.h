@@ -54,4 +54,7 @@ void ac__tls_end(ac_conn_t *c);
 /* The final close of an outbound connection: the kept session goes. */
 void ac__tls_forget_session(ac_conn_t *c);
 
+/* OpenSSL's allocations are routed through the library's (alloc.h). */
+bool ac__tls_hooked(void);
+
 #endif /* AC_TLS_H */

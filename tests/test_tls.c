@@ -834,6 +834,42 @@ START_TEST(a_pool_connects_over_tls)
 }
 END_TEST
 
+/* ---- memory ------------------------------------------------------------------ */
+
+static int64_t openssl_blocks(void)
+{
+	ac_debug_counts_t d;
+
+	ac_debug_counts(&d);
+	return d.openssl;
+}
+
+START_TEST(connections_leave_nothing_behind_in_openssl)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
+	int64_t level = 0;
+	char back[6];
+	struct cli k;
+
+	tls_server(1, &o, server_tls("server.pem", "server.key", 0, NULL));
+	ck_assert_int_ge(openssl_blocks(), 0); /* the hook is in */
+	/* The first connections make what OpenSSL keeps for the process
+	 * (the client side's too: it shares the hook). */
+	for (int round = 0; round < 23; round++) {
+		ck_assert(cli_open(&k, th_srv.port, NULL));
+		cli_write(&k, "hello\n", 6);
+		ck_assert(cli_read(&k, back, 6));
+		cli_close(&k);
+		ck_assert(th_wait(th_closed_ge, (void *)(intptr_t)(round + 1),
+				  3000));
+		if (round == 2)
+			level = openssl_blocks();
+	}
+	ck_assert_int_eq(openssl_blocks(), level);
+	th_finish();
+}
+END_TEST
+
 /* ---- options ------------------------------------------------------------------ */
 
 START_TEST(contexts_that_cannot_work_are_refused_with_a_reason)
@@ -938,6 +974,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(t, a_reload_changes_new_handshakes_and_keeps_open_connections);
 	tcase_add_test(t, groups_and_heartbeats_over_tls);
 	tcase_add_test(t, a_pool_connects_over_tls);
+	tcase_add_test(t, connections_leave_nothing_behind_in_openssl);
 	tcase_add_test(t, contexts_that_cannot_work_are_refused_with_a_reason);
 	tcase_add_test(t, tls_info_of_a_plain_connection_is_einval);
 	suite_add_tcase(s, t);
