@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- small shared helpers ------------------------------------------------ */
 
@@ -98,6 +99,49 @@ ac_runtime_t *bench_runtime(int loops)
 	return rt;
 }
 
+/* ---- another process, from /proc -------------------------------------------- */
+
+double proc_cpu_ms(long long pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%lld/stat", pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* Field 2, the command name, is in parentheses and may hold spaces
+	 * and parentheses itself: count from the last ')', which ends it.
+	 * Field 3 (state) is then at p + 2; 4 to 13 are skipped. */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+			  "%llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+long long proc_rss_kib(long long pid)
+{
+	char path[64], line[256];
+	long long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%lld/status", pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6)) {
+			kib = strtoll(line + 6, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kib;
+}
+
 /* ---- options ----------------------------------------------------------------
  * One table for every subcommand: an option is a name, its O_* bit, how its
  * value is read, where it goes in struct opts, and its largest value. A
@@ -138,6 +182,8 @@ static const struct optdef optdefs[] = {
 	{"size", O_SIZE, V_COUNT, OFF(size), 1 << 20, 0},
 	{"subscribers", O_SUBSCRIBERS, V_COUNT, OFF(subscribers), 100000, 0},
 	{"publishers", O_PUBLISHERS, V_COUNT, OFF(publishers), 1000, 0},
+	/* The server's process: idle measures its memory; ping, echo and
+	 * fanout its CPU time. */
 	{"pid", O_PID, V_COUNT, OFF(pid), INT_MAX, 0},
 	{"probe", O_PROBE, V_PROBE, OFF(probe), 0, 0},
 	{"per-process", O_PER_PROCESS, V_COUNT, OFF(per_process), 19000, 0},
@@ -151,6 +197,7 @@ struct subcmd {
 	const char *args;    /* usage line after the name */
 	const char *summary;
 	unsigned accepts;    /* O_* bits */
+	unsigned requires;   /* O_* bits of options that must be given */
 	long long min_count; /* smallest --messages / --iterations */
 	struct opts defaults;
 	int (*run)(const struct opts *o);
@@ -270,12 +317,12 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 			sc->name, argv[optind]);
 		return -1;
 	}
-	if ((sc->accepts & O_SERVER) && !o->server) {
+	if ((sc->requires & O_SERVER) && !o->server) {
 		fprintf(stderr, PROG " %s: --server HOST:PORT is required\n",
 			sc->name);
 		return -1;
 	}
-	if ((sc->accepts & O_PID) && !o->pid) {
+	if ((sc->requires & O_PID) && !o->pid) {
 		fprintf(stderr, PROG " %s: --pid PID is required\n", sc->name);
 		return -1;
 	}
@@ -287,49 +334,51 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 /* ---- the subcommands -------------------------------------------------------- */
 
 #define NET_COMMON (O_SERVER | O_LABEL | O_DURATION | O_WARMUP | O_THREADS | \
-		    O_REPS | O_JSON)
+		    O_REPS | O_JSON | O_PID)
 
 static const struct subcmd subcmds[] = {
 	{"mailbox", "[--messages N] [--reps R] [--json FILE]",
 	 "messages/s through the mailboxes vs a mutex+eventfd queue",
-	 O_MESSAGES | O_REPS | O_JSON, 1,
+	 O_MESSAGES | O_REPS | O_JSON, 0, 1,
 	 {.messages = 5000000, .reps = 3},
 	 cmd_mailbox},
 	{"handle", "[--iterations N] [--reps R] [--json FILE]",
 	 "ns per weak-handle pin+unpin vs a locked and an atomic refcount",
-	 O_ITERATIONS | O_REPS | O_JSON, H_MAX_THREADS,
+	 O_ITERATIONS | O_REPS | O_JSON, 0, H_MAX_THREADS,
 	 {.iterations = 20000000, .reps = 3},
 	 cmd_handle},
 	{"ping", "--server HOST:PORT [--connections C] [--pipeline P]\n"
 		 "[--duration S] [--warmup S] [--threads T] [--reps R]\n"
-		 "[--label NAME] [--json FILE]",
-	 "RESP PING requests/s and latency (actorconn-broker, redis-server)",
-	 NET_COMMON | O_CONNECTIONS | O_PIPELINE, 1,
+		 "[--pid PID] [--label NAME] [--json FILE]",
+	 "RESP PING requests/s, latency, server CPU/request (--pid)",
+	 NET_COMMON | O_CONNECTIONS | O_PIPELINE, O_SERVER, 1,
 	 {.connections = 50, .pipeline = 1, .duration = 5, .warmup = 1,
 	  .threads = 1, .reps = 1},
 	 cmd_ping},
 	{"echo", "--server HOST:PORT [--connections C] [--pipeline P]\n"
 		 "[--size B] [--duration S] [--warmup S] [--threads T]\n"
-		 "[--reps R] [--label NAME] [--json FILE]",
-	 "len32 echo requests/s and latency (actorconn-echo, baselines)",
-	 NET_COMMON | O_CONNECTIONS | O_PIPELINE | O_SIZE, 1,
+		 "[--reps R] [--pid PID] [--label NAME] [--json FILE]",
+	 "len32 echo requests/s, latency, server CPU/request (--pid)",
+	 NET_COMMON | O_CONNECTIONS | O_PIPELINE | O_SIZE, O_SERVER, 1,
 	 {.connections = 100, .pipeline = 1, .size = 64, .duration = 5,
 	  .warmup = 1, .threads = 1, .reps = 1},
 	 cmd_echo},
 	{"fanout", "--server HOST:PORT [--subscribers S] [--publishers N]\n"
 		   "[--pipeline W] [--size B] [--duration S] [--warmup S]\n"
-		   "[--threads T] [--reps R] [--label NAME] [--json FILE]",
-	 "RESP pub/sub deliveries/s and publish-to-delivery latency",
-	 NET_COMMON | O_SUBSCRIBERS | O_PUBLISHERS | O_PIPELINE | O_SIZE, 1,
+		   "[--threads T] [--reps R] [--pid PID] [--label NAME]\n"
+		   "[--json FILE]",
+	 "RESP pub/sub deliveries/s, latency, server CPU and memory (--pid)",
+	 NET_COMMON | O_SUBSCRIBERS | O_PUBLISHERS | O_PIPELINE | O_SIZE,
+	 O_SERVER, 1,
 	 {.subscribers = 1000, .publishers = 1, .pipeline = 64, .size = 64,
 	  .duration = 5, .warmup = 1, .threads = 1, .reps = 1},
 	 cmd_fanout},
 	{"idle", "--server HOST:PORT --pid PID [--connections N]\n"
 		 "[--probe resp|memcache|len32|none] [--per-process K]\n"
 		 "[--label NAME] [--json FILE]",
-	 "a server's resident memory per idle connection",
+	 "a server's memory and CPU per idle connection",
 	 O_SERVER | O_LABEL | O_JSON | O_PID | O_CONNECTIONS | O_PROBE |
-		 O_PER_PROCESS, 1,
+		 O_PER_PROCESS, O_SERVER | O_PID, 1,
 	 {.connections = 10000, .probe = PROBE_RESP, .per_process = 15000},
 	 cmd_idle},
 };

@@ -31,6 +31,17 @@ double median(double *v, int n); /* v is left sorted */
  * it cannot make one. */
 ac_runtime_t *bench_runtime(int loops);
 
+/*
+ * Another process, read from /proc: its CPU time, user + system of all its
+ * threads (fields 14 and 15 of /proc/PID/stat), in ms; its VmRSS in KiB.
+ * -1 if the process is gone. The CPU time moves in clock ticks
+ * (sysconf(_SC_CLK_TCK), 10 ms at the usual 100 Hz): a figure over a
+ * window holds that much error, so windows are made long enough that it
+ * does not matter (see actorconn-bench(1), "Server CPU").
+ */
+double proc_cpu_ms(long long pid);
+long long proc_rss_kib(long long pid);
+
 /* ---- options ----------------------------------------------------------------
  * One table of options for every subcommand; a subcommand lists the ones it
  * accepts (O_* bits) and brings its own defaults.

@@ -24,10 +24,18 @@
  * window (deliveries read in it, over its length), then publishing stops and
  * the run waits, 10 s at most, for every published message to reach every
  * subscriber: a loss is an error.
+ *
+ * With --pid, the server's CPU time at the start and the end of the window,
+ * over the deliveries read in it, gives its CPU per delivery; and its
+ * VmRSS before the connections open and at the end of the window, over
+ * the connections, its memory per connection under this load (output
+ * buffers included; a server keeps memory it has used, so that figure is
+ * meant for a fresh server and the first run).
  */
 #include "netload.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,7 +432,13 @@ static void fo_conn_free(struct net_conn *nc)
 	free(c->out);
 }
 
-static struct net_result fo_once(const struct opts *o, long long *published)
+/* What a run measures besides a net_result. */
+struct fo_extra {
+	long long published;  /* messages */
+	long long rss0, rss1; /* the server's VmRSS in KiB (--pid), or -1 */
+};
+
+static struct net_result fo_once(const struct opts *o, struct fo_extra *x)
 {
 	struct fo_run r = {.subs = o->subscribers,
 			   .window = o->pipeline * o->publishers,
@@ -435,6 +449,9 @@ static struct net_result fo_once(const struct opts *o, long long *published)
 	double deadline;
 	int n;
 
+	x->rss0 = x->rss1 = -1;
+	if (o->pid)
+		x->rss0 = proc_rss_kib(o->pid);
 	net_run_init(&r.nr, o, nconn, sizeof(struct fo_thread),
 		     sizeof(struct fo_conn));
 	/* Connection i goes to thread i % T; the publishers are the last
@@ -462,8 +479,9 @@ static struct net_result fo_once(const struct opts *o, long long *published)
 	net_run_window(&r.nr, o);
 	__atomic_store_n(&r.phase, PH_PUBLISH, __ATOMIC_RELEASE);
 	kick_all(&r);
-	while (now_ns() < r.nr.t_end && !net_failed(&r.nr))
-		sleep_ms(10);
+	net_run_wait(&r.nr);
+	if (o->pid)
+		x->rss1 = proc_rss_kib(o->pid);
 
 	/* Every claimed message was queued on a publisher; wait until each
 	 * subscriber has read it. */
@@ -482,7 +500,7 @@ static struct net_result fo_once(const struct opts *o, long long *published)
 		    "subscribers) arrived within %d s of the end",
 		    o->server, delivered_sum(&r), want, r.published, r.subs,
 		    FO_DRAIN_S);
-	*published = r.published;
+	x->published = r.published;
 	res = net_run_result(&r.nr, "fanout", "delivery", o);
 	net_run_free(&r.nr, fo_conn_free);
 	return res;
@@ -491,8 +509,9 @@ static struct net_result fo_once(const struct opts *o, long long *published)
 int cmd_fanout(const struct opts *o)
 {
 	struct net_result runs[MAX_REPS], m;
-	double pub[MAX_REPS];
-	long long published;
+	double pub[MAX_REPS], mem[MAX_REPS], rss0[MAX_REPS], rss1[MAX_REPS];
+	long long nconn = o->subscribers + o->publishers;
+	struct fo_extra x;
 	struct net_addr check;
 	struct json j;
 
@@ -501,7 +520,7 @@ int cmd_fanout(const struct opts *o)
 				"(the timestamp)\n");
 		return 2;
 	}
-	if (net_addr_parse(o->server, &check))
+	if (net_addr_parse(o->server, &check) || net_check_pid(o, "fanout"))
 		return 1;
 	if (o->json && json_open(&j, o->json, "fanout"))
 		return 1;
@@ -512,13 +531,27 @@ int cmd_fanout(const struct opts *o)
 	       o->reps > 1 ? "s" : "");
 	fflush(stdout);
 	for (int i = 0; i < o->reps; i++) {
-		runs[i] = fo_once(o, &published);
-		pub[i] = (double)published;
+		runs[i] = fo_once(o, &x);
+		pub[i] = (double)x.published;
+		rss0[i] = (double)x.rss0;
+		rss1[i] = (double)x.rss1;
+		mem[i] = x.rss0 < 0 || x.rss1 < 0
+				 ? NAN
+				 : (double)(x.rss1 - x.rss0) * 1024 /
+					   (double)nconn;
 	}
 	m = net_summarize("deliveries/s", runs, o->reps);
 	printf("latency: publish to delivery; measured: deliveries read in "
 	       "the window; published: %.0f messages%s\n",
 	       median(pub, o->reps), o->reps > 1 ? " (median)" : "");
+	net_cpu_note(o, "delivery");
+	if (o->pid)
+		printf("server memory: VmRSS %.0f KiB before connecting, %.0f "
+		       "KiB at the end of the window: %.0f bytes per connection "
+		       "(%lld)%s\n",
+		       median(rss0, o->reps), median(rss1, o->reps),
+		       median(mem, o->reps), nconn,
+		       o->reps > 1 ? " (medians)" : "");
 	if (o->json) {
 		json_obj_begin(&j);
 		net_json_common(&j, o);
@@ -528,6 +561,11 @@ int cmd_fanout(const struct opts *o)
 		json_int(&j, "size", o->size);
 		net_json_result(&j, "deliveries_per_s", &m);
 		json_num(&j, "published", median(pub, o->reps), 0);
+		if (o->pid) {
+			json_num(&j, "rss_before_kib", median(rss0, o->reps), 0);
+			json_num(&j, "rss_end_kib", median(rss1, o->reps), 0);
+			json_num(&j, "bytes_per_conn", median(mem, o->reps), 1);
+		}
 		json_obj_end(&j);
 		if (json_close(&j))
 			return 1;

@@ -19,14 +19,26 @@
  * Connections close with SO_LINGER 0 (a reset): 10,000 sockets in
  * TIME_WAIT per run would use up the loopback's ephemeral ports over a
  * few runs.
+ *
+ * Two more figures come with it. The server's CPU time (/proc/PID/stat)
+ * from before the first connection to when every one has been probed,
+ * over N: its CPU per connection accepted and answered once. Then the
+ * same while the RSS settles, the connections idle: what holding them
+ * costs, per second and per 1,000 connections (a server that walks its
+ * clients on a timer pays here). And each connection's first round trip,
+ * from connect() to the probe's reply, in one histogram that the children
+ * share: its p99 shows whether a server answers a new connection later
+ * the more it holds.
  */
 #include "netload.h"
 
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -38,25 +50,6 @@
 #define IDLE_STABLE_MS 2000 /* settled: this long within the tolerance */
 #define IDLE_SETTLE_S 20   /* bound on settling */
 #define IDLE_HOLD_S 600    /* a child exits by itself after this long */
-
-/* The server's VmRSS in KiB, or -1. */
-static long long rss_kib(long long pid)
-{
-	char path[64], line[256];
-	long long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%lld/status", pid);
-	if (!(f = fopen(path, "r")))
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6)) {
-			kib = strtoll(line + 6, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return kib;
-}
 
 /* ---- a child: open, probe, hold ----------------------------------------------- */
 
@@ -114,12 +107,24 @@ static int probe(int fd, const struct probe_def *p, char *err, size_t errlen)
 	return -1;
 }
 
+/* hist_add for a histogram that several processes share (MAP_SHARED):
+ * each count is one atomic add. Relaxed: the parent reads the counts only
+ * after every child has written its status line to a pipe, and a pipe's
+ * write and read order them. */
+static void hist_add_shared(struct hist *h, uint64_t ns)
+{
+	__atomic_fetch_add(&h->b[hist_bucket(ns)], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->n, 1, __ATOMIC_RELAXED);
+}
+
 /*
- * Opens n connections and probes each, then tells the parent on status
- * ("ok\n", or a message) and holds them until ctl reaches end of file.
+ * Opens n connections and probes each, adding each one's first round trip
+ * to lat, then tells the parent on status ("ok\n", or a message) and holds
+ * them until ctl reaches end of file.
  */
 static void child(const struct net_addr *a, long long n,
-		  const struct probe_def *p, int status, int ctl)
+		  const struct probe_def *p, struct hist *lat, int status,
+		  int ctl)
 {
 	const struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	const struct timeval tv = {.tv_sec = IDLE_REPLY_S};
@@ -139,6 +144,7 @@ static void child(const struct net_addr *a, long long n,
 	}
 	for (long long i = 0; i < n; i++) {
 		int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		uint64_t t0 = now_ns();
 
 		if (fd < 0 || connect(fd, (const struct sockaddr *)&a->ss,
 				      a->len) < 0) {
@@ -154,6 +160,8 @@ static void child(const struct net_addr *a, long long n,
 				 err);
 			goto report;
 		}
+		if (p->req)
+			hist_add_shared(lat, now_ns() - t0);
 		fds[i] = fd;
 	}
 report:
@@ -228,7 +236,7 @@ static long long settle(long long pid, long long before, double *took)
 	for (;;) {
 		long long lo, hi, tol;
 
-		if ((s[n++] = rss_kib(pid)) < 0)
+		if ((s[n++] = proc_rss_kib(pid)) < 0)
 			die("idle: process %lld is gone", pid);
 		*took = now_s() - t0;
 		if (n == max)
@@ -251,18 +259,25 @@ int cmd_idle(const struct opts *o)
 {
 	struct net_addr a;
 	struct kid *k;
+	struct hist *lat;
+	struct net_result first = {0}; /* the first round trips */
 	long long before, after = 0, per;
-	double took = 0, bytes = 0;
+	double took = 0, bytes = 0, cpu[3] = {0}, cpu_us = NAN, idle_ms = NAN;
 	int nk, failed = 0;
 	struct json j;
 
 	if (net_addr_parse(o->server, &a))
 		return 1;
-	if ((before = rss_kib(o->pid)) < 0) {
-		fprintf(stderr, PROG " idle: cannot read /proc/%lld/status: "
-			"%s\n", o->pid, strerror(errno));
+	if ((before = proc_rss_kib(o->pid)) < 0 ||
+	    (cpu[0] = proc_cpu_ms(o->pid)) < 0) {
+		fprintf(stderr, PROG " idle: cannot read /proc/%lld: %s\n",
+			o->pid, strerror(errno));
 		return 1;
 	}
+	lat = mmap(NULL, sizeof(*lat), PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (lat == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
 	if (o->json && json_open(&j, o->json, "idle"))
 		return 1;
 	printf("idle %s (%s, pid %lld): %lld connections", o->server,
@@ -291,7 +306,8 @@ int cmd_idle(const struct opts *o)
 			}
 			close(sp[0]);
 			close(cp[1]);
-			child(&a, k[i].n, &probes[o->probe], sp[1], cp[0]);
+			child(&a, k[i].n, &probes[o->probe], lat, sp[1],
+			      cp[0]);
 		}
 		close(sp[1]);
 		close(cp[0]);
@@ -303,11 +319,19 @@ int cmd_idle(const struct opts *o)
 	if (await_kids(k, nk, o->server)) {
 		failed = 1;
 	} else {
+		cpu[1] = proc_cpu_ms(o->pid);
 		after = settle(o->pid, before, &took);
+		cpu[2] = proc_cpu_ms(o->pid);
 		bytes = (double)(after - before) * 1024 / (double)o->connections;
+		cpu_us = (cpu[1] - cpu[0]) * 1e3 / (double)o->connections;
+		if (took > 0)
+			idle_ms = (cpu[2] - cpu[1]) / took /
+				  ((double)o->connections / 1000);
+		net_result_hist(&first, lat);
 	}
 	stop_kids(k, nk);
 	free(k);
+	munmap(lat, sizeof(*lat));
 	if (failed) {
 		if (o->json)
 			fclose(j.f);
@@ -317,19 +341,32 @@ int cmd_idle(const struct opts *o)
 	{
 		static const struct col cols[] = {
 			{"server", 26}, {"connections", 13}, {"RSS before", 13},
-			{"RSS after", 13}, {"bytes/conn", 0}};
-		char b[4][32];
-		const char *cells[5] = {o->label, b[0], b[1], b[2], b[3]};
+			{"RSS after", 13}, {"bytes/conn", 12},
+			{"srv CPU us/conn", 17}, {"first reply p99 us", 0}};
+		char b[6][32];
+		const char *cells[7] = {o->label, b[0], b[1], b[2], b[3], b[4],
+					b[5]};
 
 		snprintf(b[0], sizeof(b[0]), "%lld", o->connections);
 		snprintf(b[1], sizeof(b[1]), "%lld KiB", before);
 		snprintf(b[2], sizeof(b[2]), "%lld KiB", after);
 		snprintf(b[3], sizeof(b[3]), "%.0f", bytes);
-		table_header(cols, 5);
-		table_row(cols, 5, cells);
+		fmt_us(b[4], sizeof(b[4]), cpu_us);
+		fmt_us(b[5], sizeof(b[5]), first.p99);
+		table_header(cols, 7);
+		table_row(cols, 7, cells);
 		printf("RSS: VmRSS of pid %lld, settled after %.1f s; "
 		       "bytes/conn = (after - before) / connections\n",
 		       o->pid, took);
+		printf("srv CPU: user + system time of pid %lld (%ld ticks/s) "
+		       "from the first connect to the last probe's reply, over "
+		       "the connections; while they idled: %.2f ms per second "
+		       "per 1,000 connections\n",
+		       o->pid, sysconf(_SC_CLK_TCK), idle_ms);
+		if (probes[o->probe].req)
+			printf("first reply: connect() to the probe's reply, "
+			       "p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n",
+			       first.p50, first.p99, first.p999);
 	}
 	if (o->json) {
 		json_obj_begin(&j);
@@ -342,6 +379,12 @@ int cmd_idle(const struct opts *o)
 		json_int(&j, "rss_after_kib", after);
 		json_num(&j, "settle_s", took, 2);
 		json_num(&j, "bytes_per_conn", bytes, 1);
+		json_num(&j, "server_cpu_ms", cpu[1] - cpu[0], 0);
+		json_num(&j, "server_cpu_us_per_op", cpu_us, 4);
+		json_num(&j, "idle_cpu_ms_per_s_per_1000", idle_ms, 3);
+		json_num(&j, "p50_us", first.p50, 1);
+		json_num(&j, "p99_us", first.p99, 1);
+		json_num(&j, "p999_us", first.p999, 1);
 		json_obj_end(&j);
 		if (json_close(&j))
 			return 1;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- addresses -------------------------------------------------------------- */
@@ -77,7 +78,7 @@ int net_connect(const struct net_addr *a)
 
 /* ---- latency histogram -------------------------------------------------------- */
 
-static unsigned hist_index(uint64_t v)
+unsigned hist_bucket(uint64_t v)
 {
 	unsigned msb, shift;
 
@@ -103,7 +104,7 @@ static double hist_value(unsigned i)
 
 void hist_add(struct hist *h, uint64_t ns)
 {
-	h->b[hist_index(ns)]++;
+	h->b[hist_bucket(ns)]++;
 	h->n++;
 }
 
@@ -226,6 +227,7 @@ void net_run_init(struct net_run *r, const struct opts *o, long long nconn,
 
 	if (net_addr_parse(o->server, &r->addr))
 		exit(1);
+	r->pid = o->pid;
 	r->nthreads = o->threads < nconn ? o->threads : (int)nconn;
 	if (!(r->threads = calloc((size_t)r->nthreads, sizeof(*r->threads))))
 		die("out of memory");
@@ -265,6 +267,44 @@ void net_run_window(struct net_run *r, const struct opts *o)
 	r->t_end = r->t_start + (uint64_t)(o->duration * 1e9);
 }
 
+/* Sleeps until t, or until a thread failed. */
+static void sleep_until(const struct net_run *r, uint64_t t)
+{
+	uint64_t now;
+
+	while ((now = now_ns()) < t && !net_failed(r)) {
+		uint64_t ms = (t - now) / 1000000;
+
+		/* The last step to t is exact, within the sleep's slack. */
+		if (ms >= 10) {
+			sleep_ms(10);
+		} else {
+			struct timespec ts = {.tv_nsec = (long)(t - now)};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+static double server_cpu(const struct net_run *r)
+{
+	double ms = proc_cpu_ms(r->pid);
+
+	if (ms < 0)
+		die("the server's process %lld is gone", r->pid);
+	return ms;
+}
+
+void net_run_wait(struct net_run *r)
+{
+	sleep_until(r, r->t_start);
+	if (r->pid)
+		r->cpu0 = server_cpu(r);
+	sleep_until(r, r->t_end);
+	if (r->pid)
+		r->cpu1 = server_cpu(r);
+}
+
 void net_run_join(struct net_run *r, const char *what, const struct opts *o)
 {
 	for (int k = 0; k < r->nthreads; k++)
@@ -291,6 +331,11 @@ struct net_result net_run_result(const struct net_run *r, const char *what,
 		die("%s %s: no %s in the %.1f s measured", what, o->server,
 		    noun, o->duration);
 	res.rate = (double)res.count / o->duration;
+	res.cpu_ms = res.cpu_us = NAN;
+	if (r->pid) {
+		res.cpu_ms = r->cpu1 - r->cpu0;
+		res.cpu_us = res.cpu_ms * 1e3 / (double)res.count;
+	}
 	net_result_hist(&res, all);
 	free(all);
 	return res;
@@ -468,47 +513,81 @@ void net_result_hist(struct net_result *r, const struct hist *h)
 	r->p999 = hist_quantile_us(h, 0.999);
 }
 
-static void result_row(const struct col *cols, const char *name,
+void fmt_us(char *buf, size_t n, double v)
+{
+	if (isnan(v))
+		snprintf(buf, n, "-");
+	else if (v >= 100)
+		snprintf(buf, n, "%.0f", v);
+	else if (v >= 10)
+		snprintf(buf, n, "%.1f", v);
+	else if (v >= 1)
+		snprintf(buf, n, "%.2f", v);
+	else
+		snprintf(buf, n, "%.3g", v);
+}
+
+/* The columns of net_summarize; the CPU one is left out without --pid. */
+enum { RC_RUN, RC_RATE, RC_P50, RC_P99, RC_P999, RC_CPU, RC_COUNT, RC_N };
+
+static void result_row(const struct col *cols, int ncols, const char *name,
 		       const struct net_result *r)
 {
-	char b[5][32];
-	const char *cells[6] = {name, b[0], b[1], b[2], b[3], b[4]};
+	char b[RC_N][32];
+	const char *cells[RC_N];
+	int k = 0;
 
-	fmt_rate(b[0], sizeof(b[0]), r->rate);
-	snprintf(b[1], sizeof(b[1]), "%.0f", r->p50);
-	snprintf(b[2], sizeof(b[2]), "%.0f", r->p99);
-	snprintf(b[3], sizeof(b[3]), "%.0f", r->p999);
-	snprintf(b[4], sizeof(b[4]), "%lld", r->count);
-	table_row(cols, 6, cells);
+	fmt_rate(b[RC_RATE], sizeof(b[0]), r->rate);
+	snprintf(b[RC_P50], sizeof(b[0]), "%.0f", r->p50);
+	snprintf(b[RC_P99], sizeof(b[0]), "%.0f", r->p99);
+	snprintf(b[RC_P999], sizeof(b[0]), "%.0f", r->p999);
+	fmt_us(b[RC_CPU], sizeof(b[0]), r->cpu_us);
+	snprintf(b[RC_COUNT], sizeof(b[0]), "%lld", r->count);
+	cells[k++] = name;
+	for (int c = RC_RATE; c < RC_N; c++)
+		if (c != RC_CPU || ncols == RC_N)
+			cells[k++] = b[c];
+	table_row(cols, ncols, cells);
 }
 
 struct net_result net_summarize(const char *rate_title,
 				const struct net_result *runs, int n)
 {
-	const struct col cols[] = {{"run", 8},     {rate_title, 14},
-				   {"p50 us", 10}, {"p99 us", 10},
-				   {"p99.9 us", 11}, {"measured", 0}};
-	double v[5][MAX_REPS];
+	const struct col all[RC_N] = {
+		[RC_RUN] = {"run", 8},         [RC_RATE] = {rate_title, 14},
+		[RC_P50] = {"p50 us", 10},     [RC_P99] = {"p99 us", 10},
+		[RC_P999] = {"p99.9 us", 11},  [RC_CPU] = {"srv CPU us/op", 15},
+		[RC_COUNT] = {"measured", 0}};
+	struct col cols[RC_N];
+	double v[RC_N][MAX_REPS], ms[MAX_REPS];
+	int with_cpu = !isnan(runs[0].cpu_us), ncols = 0;
 	struct net_result m;
 	char name[16];
 
-	table_header(cols, 6);
+	for (int c = 0; c < RC_N; c++)
+		if (c != RC_CPU || with_cpu)
+			cols[ncols++] = all[c];
+	table_header(cols, ncols);
 	for (int i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "%d", i + 1);
-		result_row(cols, name, &runs[i]);
-		v[0][i] = runs[i].rate;
-		v[1][i] = runs[i].p50;
-		v[2][i] = runs[i].p99;
-		v[3][i] = runs[i].p999;
-		v[4][i] = (double)runs[i].count;
+		result_row(cols, ncols, name, &runs[i]);
+		v[RC_RATE][i] = runs[i].rate;
+		v[RC_P50][i] = runs[i].p50;
+		v[RC_P99][i] = runs[i].p99;
+		v[RC_P999][i] = runs[i].p999;
+		v[RC_CPU][i] = runs[i].cpu_us;
+		ms[i] = runs[i].cpu_ms;
+		v[RC_COUNT][i] = (double)runs[i].count;
 	}
-	m.rate = median(v[0], n);
-	m.p50 = median(v[1], n);
-	m.p99 = median(v[2], n);
-	m.p999 = median(v[3], n);
-	m.count = (long long)median(v[4], n);
+	m.rate = median(v[RC_RATE], n);
+	m.p50 = median(v[RC_P50], n);
+	m.p99 = median(v[RC_P99], n);
+	m.p999 = median(v[RC_P999], n);
+	m.cpu_us = with_cpu ? median(v[RC_CPU], n) : NAN;
+	m.cpu_ms = with_cpu ? median(ms, n) : NAN;
+	m.count = (long long)median(v[RC_COUNT], n);
 	if (n > 1)
-		result_row(cols, "median", &m);
+		result_row(cols, ncols, "median", &m);
 	return m;
 }
 
@@ -520,6 +599,28 @@ void net_json_result(struct json *j, const char *rate_key,
 	json_num(j, "p99_us", r->p99, 1);
 	json_num(j, "p999_us", r->p999, 1);
 	json_int(j, "measured", r->count);
+	if (!isnan(r->cpu_us)) {
+		json_num(j, "server_cpu_ms", r->cpu_ms, 0);
+		json_num(j, "server_cpu_us_per_op", r->cpu_us, 4);
+	}
+}
+
+int net_check_pid(const struct opts *o, const char *what)
+{
+	if (o->pid && proc_cpu_ms(o->pid) < 0) {
+		fprintf(stderr, PROG " %s: cannot read /proc/%lld/stat: %s\n",
+			what, o->pid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void net_cpu_note(const struct opts *o, const char *noun)
+{
+	if (o->pid)
+		printf("srv CPU: user + system time of pid %lld in the window "
+		       "(%ld ticks/s), us per %s measured\n",
+		       o->pid, sysconf(_SC_CLK_TCK), noun);
 }
 
 void net_json_common(struct json *j, const struct opts *o)
@@ -530,4 +631,6 @@ void net_json_common(struct json *j, const struct opts *o)
 	json_num(j, "duration_s", o->duration, 3);
 	json_num(j, "warmup_s", o->warmup, 3);
 	json_int(j, "reps", o->reps);
+	if (o->pid)
+		json_int(j, "server_pid", o->pid);
 }

@@ -49,6 +49,7 @@ struct hist {
 	uint64_t b[HIST_BUCKETS];
 };
 
+unsigned hist_bucket(uint64_t ns); /* the index in b[] of a value */
 void hist_add(struct hist *h, uint64_t ns);
 void hist_merge(struct hist *to, const struct hist *from);
 double hist_quantile_us(const struct hist *h, double q); /* NAN if empty */
@@ -93,6 +94,8 @@ struct net_thread {
 struct net_run {
 	struct net_addr addr;
 	uint64_t t_start, t_end; /* the measured window (net_run_window) */
+	long long pid;           /* the server's, or 0 (--pid) */
+	double cpu0, cpu1;       /* its CPU ms at t_start, t_end (net_run_wait) */
 	int failed;              /* atomic: a thread gave up; all stop */
 	pthread_barrier_t bar;   /* the threads and the main thread */
 	struct net_thread **threads;
@@ -110,10 +113,16 @@ void net_run_init(struct net_run *r, const struct opts *o, long long nconn,
 void net_run_start(struct net_run *r, void *(*fn)(void *));
 /* Sets the measured window: from o->warmup seconds on, for o->duration. */
 void net_run_window(struct net_run *r, const struct opts *o);
+/* Sleeps until the window has ended or a thread failed. With --pid it
+ * reads the server's CPU time when the window starts and when it ends
+ * (the threads count only what they read inside it, so both figures
+ * cover the same interval); exits if the server is gone. */
+void net_run_wait(struct net_run *r);
 /* Joins the threads; exits with "WHAT SERVER: ERROR" if one failed. */
 void net_run_join(struct net_run *r, const char *what, const struct opts *o);
-/* The run's rate and latencies, from every thread's counted and hist;
- * exits if nothing was measured ("no NOUN in the S s measured"). */
+/* The run's rate and latencies, from every thread's counted and hist,
+ * and with --pid the server's CPU per NOUN; exits if nothing was measured
+ * ("no NOUN in the S s measured"). */
 struct net_result net_run_result(const struct net_run *r, const char *what,
 				 const char *noun, const struct opts *o);
 /* Closes every connection and epoll set and frees the threads;
@@ -175,21 +184,38 @@ struct net_result {
 	double rate;            /* requests or deliveries per second */
 	double p50, p99, p999;  /* microseconds */
 	long long count;        /* requests or deliveries measured */
+	double cpu_ms;          /* the server's CPU time in the window, or NAN
+				   (no --pid) */
+	double cpu_us;          /* the same per request or delivery, or NAN */
 };
 
 /* Fills the percentiles of r from h. */
 void net_result_hist(struct net_result *r, const struct hist *h);
 
+/* "12.3", "1.234", "0.0123": a few significant digits of a microsecond
+ * figure such as CPU per operation, "-" for NAN. */
+void fmt_us(char *buf, size_t n, double v);
+
 /*
  * Prints one row per run and, with more than one, a row of medians; returns
- * the medians (of each column on its own).
+ * the medians (of each column on its own). The server CPU column is there
+ * when the runs measured it (--pid).
  */
 struct net_result net_summarize(const char *rate_title,
 				const struct net_result *runs, int n);
 
-/* Writes the fields of r into the current JSON object. */
+/* Writes the fields of r into the current JSON object; the server's CPU
+ * (server_cpu_ms, server_cpu_us_per_op) only if measured. */
 void net_json_result(struct json *j, const char *rate_key,
 		     const struct net_result *r);
+
+/* With --pid: 0 if the server's /proc/PID/stat can be read, else -1 with
+ * a message. Without: 0. */
+int net_check_pid(const struct opts *o, const char *what);
+
+/* With --pid, prints what the server CPU column means, with NOUN the
+ * operation ("request", "delivery"). */
+void net_cpu_note(const struct opts *o, const char *noun);
 
 /* Writes the options every network subcommand shares. */
 void net_json_common(struct json *j, const struct opts *o);

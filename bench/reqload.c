@@ -12,6 +12,9 @@
  * A run is a warm-up (connections open, load on, nothing counted), then the
  * measured window of --duration seconds: the rate is replies completed in
  * the window over its length, the percentiles those replies' latencies.
+ * With --pid, the main thread reads the server's CPU time as the window
+ * opens and closes; over the replies completed in it, that is the server's
+ * CPU per request.
  *
  * Both protocols have a fixed request and a fixed reply, so a connection's
  * output is one request repeated: it is written straight out of a buffer of
@@ -209,6 +212,7 @@ static struct net_result rr_once(const struct rr_spec *s,
 	net_run_start(&r.nr, rr_main);
 	net_run_window(&r.nr, o);
 	pthread_barrier_wait(&r.nr.bar); /* go */
+	net_run_wait(&r.nr);
 	net_run_join(&r.nr, s->what, o);
 	res = net_run_result(&r.nr, s->what, "reply", o);
 	net_run_free(&r.nr, rr_conn_free);
@@ -223,7 +227,7 @@ static int rr_command(const struct rr_spec *s, const struct opts *o)
 	char *stream;
 
 	/* A bad address should fail before anything is printed. */
-	if (net_addr_parse(o->server, &check))
+	if (net_addr_parse(o->server, &check) || net_check_pid(o, s->what))
 		return 1;
 	if (o->json && json_open(&j, o->json, s->what))
 		return 1;
@@ -243,6 +247,7 @@ static int rr_command(const struct rr_spec *s, const struct opts *o)
 	for (int i = 0; i < o->reps; i++)
 		runs[i] = rr_once(s, o, stream);
 	m = net_summarize("requests/s", runs, o->reps);
+	net_cpu_note(o, "reply");
 	free(stream);
 	if (o->json) {
 		json_obj_begin(&j);

@@ -12,6 +12,14 @@
 # machine's cores; every server of a comparison gets the same client
 # settings. Nothing is pinned to a core (see actorconn-bench(1)).
 #
+# Every run is given its server's pid, so besides throughput and latency
+# it reports the server's CPU time (user + system, all threads) per
+# operation in its measured window: per request (ping, echo), per delivery
+# (fanout), per connection accepted and answered once (idle). fanout runs
+# actorconn-broker twice, with one loop (--threads 1) and with its default
+# of one loop per core, so that the table separates what the design costs
+# from what a second core adds.
+#
 # Environment (defaults in brackets):
 #   BENCH_SECONDS     measured seconds per network run [5]
 #   BENCH_WARMUP      warm-up seconds before each network run [1]
@@ -129,6 +137,8 @@ maxc=$((IDLE_N + 100))
 srv_cmd() {
 	case $1 in
 	broker) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0) ;;
+	broker1) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0
+		--threads 1) ;;
 	redis) CMD=(redis-server --port @PORT --bind 127.0.0.1 --save ''
 		--appendonly no --daemonize no --maxclients "$maxc") ;;
 	memcached) CMD=(memcached -p @PORT -U 0 -l 127.0.0.1 -c "$maxc")
@@ -140,7 +150,8 @@ srv_cmd() {
 	libevent) CMD=("$BUILD/bench/libevent-echo" --listen 127.0.0.1:0) ;;
 	esac
 }
-declare -A PORT PID LABEL=([broker]=actorconn-broker [redis]=redis-server
+declare -A PORT PID LABEL=([broker]=actorconn-broker
+	[broker1]="actorconn-broker --threads 1" [redis]=redis-server
 	[memcached]=memcached [acecho]=actorconn-echo [epoll]=epoll-echo
 	[libevent]=libevent-echo)
 up() {
@@ -176,10 +187,11 @@ collect() {
 
 RUN_LOG=$TMP/runs.log
 # net CMD NAME TAG ARGS...: one run of actorconn-bench CMD against server
-# NAME, its JSON in $TMP/TAG.json; the table goes to the log.
+# NAME (and its pid, for its CPU time), its JSON in $TMP/TAG.json; the
+# table goes to the log.
 net() {
 	local cmd=$1 name=$2 tag=$3; shift 3
-	"$BENCH" "$cmd" --server "127.0.0.1:${PORT[$name]}" \
+	"$BENCH" "$cmd" --server "127.0.0.1:${PORT[$name]}" --pid "${PID[$name]}" \
 		--label "${LABEL[$name]}" --duration "$DUR" --warmup "$WARM" \
 		--threads "$THREADS" --json "$TMP/$tag.json" "$@" >>"$RUN_LOG" \
 		|| die "actorconn-bench $cmd against ${LABEL[$name]} failed (see above)"
@@ -205,9 +217,11 @@ if wants micro; then
 fi
 
 # ---- ping and fanout: actorconn-broker vs redis-server ---------------------------
+# fanout also runs the broker with one loop: three servers take turns.
 if wants ping || wants fanout; then
 	up broker
 	up redis
+	if wants fanout; then up broker1; fi
 	if wants ping; then
 		printf 'ping '
 		for r in $(seq 1 "$REPS"); do
@@ -223,12 +237,15 @@ if wants ping || wants fanout; then
 	if wants fanout; then
 		printf 'fanout '
 		for r in $(seq 1 "$REPS"); do
-			for s in $(order broker redis "$r"); do
+			set -- broker broker1 redis
+			[ $((r % 2)) -eq 1 ] || set -- redis broker1 broker
+			for s in "$@"; do
 				net fanout "$s" "fanout-$s-$r" --subscribers 1000 \
 					--publishers 1 --size 64
 			done
 		done
 		echo
+		down broker1
 	fi
 	down broker
 	down redis
@@ -280,8 +297,10 @@ fi
 
 # ---- the table ----------------------------------------------------------------------
 # Every ratio reads "higher is better for libactorconn": a rate is
-# actorconn / alternative, a cost (latency, bytes, ns) alternative /
-# actorconn. A target row compares with a fixed figure from the issue.
+# actorconn / alternative, a cost (latency, bytes, ns, server CPU)
+# alternative / actorconn. A target row compares with a fixed figure from
+# the issue. A row whose id ends in _cpu is the servers' CPU per operation
+# (the chart colours those).
 
 ROWS=$TMP/rows.tsv
 : >"$ROWS"
@@ -317,15 +336,30 @@ if wants ping; then
 		a=$(med p99_us "$TMP/ping-broker-p$p-*.json")
 		b=$(med p99_us "$TMP/ping-redis-p$p-*.json")
 		row "ping_p${p}_p99" "ping P=$p p99" "ping C=50 P=$p p99: broker vs redis" "$a" "$b" "us" cost 1.0
+		a=$(med server_cpu_us_per_op "$TMP/ping-broker-p$p-*.json")
+		b=$(med server_cpu_us_per_op "$TMP/ping-redis-p$p-*.json")
+		row "ping_p${p}_cpu" "ping P=$p CPU/req" "ping C=50 P=$p server CPU us/op: broker vs redis" "$a" "$b" "us" cost -
 	done
 fi
 if wants fanout; then
-	a=$(med deliveries_per_s "$TMP/fanout-broker-*.json")
-	b=$(med deliveries_per_s "$TMP/fanout-redis-*.json")
-	row fanout_rate "fanout msg/s" "fanout S=1000 64 B msg/s: broker vs redis" "$a" "$b" "msg/s" rate 2.0
-	a=$(med p99_us "$TMP/fanout-broker-*.json")
-	b=$(med p99_us "$TMP/fanout-redis-*.json")
-	row fanout_p99 "fanout p99" "fanout S=1000 p99: broker vs redis" "$a" "$b" "us" cost -
+	# Each figure of redis-server against the broker with all its loops
+	# (the existing rows) and with one.
+	f=$TMP/fanout
+	rate=$(med deliveries_per_s "$f-redis-*.json")
+	p99=$(med p99_us "$f-redis-*.json")
+	cpu=$(med server_cpu_us_per_op "$f-redis-*.json")
+	row fanout_rate "fanout msg/s" "fanout S=1000 64 B msg/s: broker vs redis" \
+		"$(med deliveries_per_s "$f-broker-*.json")" "$rate" "msg/s" rate 2.0
+	row fanout_p99 "fanout p99" "fanout S=1000 p99: broker vs redis" \
+		"$(med p99_us "$f-broker-*.json")" "$p99" "us" cost -
+	row fanout_cpu "fanout CPU/msg" "fanout S=1000 server CPU us/op: broker vs redis" \
+		"$(med server_cpu_us_per_op "$f-broker-*.json")" "$cpu" "us" cost -
+	row fanout_1loop_rate "fanout 1 loop msg/s" "fanout S=1000 64 B msg/s: broker 1 loop vs redis" \
+		"$(med deliveries_per_s "$f-broker1-*.json")" "$rate" "msg/s" rate -
+	row fanout_1loop_p99 "fanout 1 loop p99" "fanout S=1000 p99: broker 1 loop vs redis" \
+		"$(med p99_us "$f-broker1-*.json")" "$p99" "us" cost -
+	row fanout_1loop_cpu "fanout 1 loop CPU/msg" "fanout S=1000 server CPU us/op: broker 1 loop vs redis" \
+		"$(med server_cpu_us_per_op "$f-broker1-*.json")" "$cpu" "us" cost -
 fi
 if wants idle; then
 	a=$(med bytes_per_conn "$TMP/idle-broker-*.json")
@@ -334,6 +368,12 @@ if wants idle; then
 	row idle_redis "idle vs redis" "idle $IDLE_N conns B/conn: broker vs redis" "$a" "$b" "B" cost -
 	row idle_memcached "idle vs memcached" "idle $IDLE_N conns B/conn: broker vs memcached" "$a" "$c" "B" cost -
 	row idle_target "idle vs 512 B" "idle B/conn: broker vs 512 B target" "$a" 512 "B" cost 1.0
+	# Per connection accepted and answered once (the probe).
+	a=$(med server_cpu_us_per_op "$TMP/idle-broker-*.json")
+	b=$(med server_cpu_us_per_op "$TMP/idle-redis-*.json")
+	c=$(med server_cpu_us_per_op "$TMP/idle-memcached-*.json")
+	row idle_redis_cpu "idle CPU/conn vs redis" "idle $IDLE_N conns server CPU us/op: broker vs redis" "$a" "$b" "us" cost -
+	row idle_memcached_cpu "idle CPU/conn vs memcached" "idle $IDLE_N conns server CPU us/op: broker vs memcached" "$a" "$c" "us" cost -
 fi
 if wants echo; then
 	for p in 1 16; do
@@ -342,6 +382,11 @@ if wants echo; then
 		c=$(med requests_per_s "$TMP/echo-libevent-p$p-*.json")
 		row "echo_p${p}_epoll" "echo P=$p vs epoll" "echo C=100 P=$p req/s: actorconn vs raw epoll" "$a" "$b" "req/s" rate 0.9
 		row "echo_p${p}_libevent" "echo P=$p vs libevent" "echo C=100 P=$p req/s: actorconn vs libevent 1 thread" "$a" "$c" "req/s" rate 1.2
+		a=$(med server_cpu_us_per_op "$TMP/echo-acecho-p$p-*.json")
+		b=$(med server_cpu_us_per_op "$TMP/echo-epoll-p$p-*.json")
+		c=$(med server_cpu_us_per_op "$TMP/echo-libevent-p$p-*.json")
+		row "echo_p${p}_epoll_cpu" "echo P=$p CPU vs epoll" "echo C=100 P=$p server CPU us/op: actorconn vs raw epoll" "$a" "$b" "us" cost -
+		row "echo_p${p}_libevent_cpu" "echo P=$p CPU vs libevent" "echo C=100 P=$p server CPU us/op: actorconn vs libevent" "$a" "$c" "us" cost -
 	done
 fi
 if wants micro; then
@@ -379,15 +424,18 @@ human() {
 		else if (v >= 1e6) printf "%.2fM\n", v / 1e6
 		else if (v >= 1e4) printf "%.1fk\n", v / 1e3
 		else if (v >= 100) printf "%.0f\n", v
-		else printf "%.2f\n", v }'
+		else if (v >= 1) printf "%.2f\n", v
+		else printf "%.3f\n", v }'
 }
 
 echo
 echo "libactorconn vs alternatives: medians of $REPS; ratio > 1 favours libactorconn"
-echo "(rates: actorconn / alternative; costs such as latency, bytes, ns: alternative / actorconn)"
+echo "(rates: actorconn / alternative; costs such as latency, bytes, ns, server CPU: alternative / actorconn)"
+echo "(server CPU us/op: the server's user + system time in the measured window, per request, per"
+echo " delivery (fanout), per connection accepted and answered once (idle))"
 # times R: "1.23x", or "-".
 times() { if [ "$1" = - ]; then echo -; else printf '%.2fx\n' "$1"; fi; }
-fmt='%-56s %10s %10s %-6s %7s %7s %s\n'
+fmt='%-60s %10s %10s %-6s %7s %7s %s\n'
 # shellcheck disable=SC2059
 printf "$fmt" comparison actorconn other unit ratio target met
 while IFS=$'\t' read -r id label a b unit ratio target met _; do
@@ -423,8 +471,8 @@ echo "wall time: ${wall} s"
 } >"$OUT/latest.json"
 cp "$RUN_LOG" "$OUT/latest.log"
 
-awk -F'\t' '$6 != "-" { printf "%d\t%s\t%s\t%s\t%s\n", n++, $9, $6,
-	($7 == "-" ? 0 : $7), ($8 == "yes" ? 1 : 0) }' "$ROWS" >"$TMP/chart.dat"
+awk -F'\t' '$6 != "-" { printf "%d\t%s\t%s\t%s\t%s\t%d\n", n++, $9, $6,
+	($7 == "-" ? 0 : $7), ($8 == "yes" ? 1 : 0), ($1 ~ /_cpu$/) }' "$ROWS" >"$TMP/chart.dat"
 if [ -s "$TMP/chart.dat" ]; then
 	gnuplot -e "datafile='$TMP/chart.dat'; outfile='$OUT/latest.png'; subtitle='$(nproc) cores, medians of $REPS, $(date -u +%Y-%m-%d)'" \
 		"$SRC/bench/chart.gp" || die "gnuplot failed"
