@@ -23,10 +23,14 @@
  * Once every connection is open the clock starts. Every --interval
  * seconds (30) it prints the server's resident memory. After --warmup
  * (60 s: two samples) the memory must stay flat: no later sample more
- * than 2% above the one at the end of the warm-up. At the end the
+ * than 2% above the one at the end of the warm-up. A run of 60 s or less
+ * (a quick look) takes half its length as warm-up and samples six times,
+ * unless --interval and --warmup say otherwise. At the end the
  * clients stop messaging and reconnecting for a quiet window, in which
  * the server's CPU time (from /proc/PID/stat) gives the cost of the
- * heartbeats alone, per second and per 1,000 connections. The run fails
+ * heartbeats alone: per second and per 1,000 connections, and per
+ * heartbeat round trip (the server's PING, the client's PONG) answered in
+ * that window. The run fails
  * (exit 1) if memory grew, any connection was closed by the server
  * (idle timeout, reset, ...), an echo came back wrong, a heartbeat went
  * missing for more than 5 s, or the server had live objects left after
@@ -574,7 +578,8 @@ int main(int argc, char **argv)
 		{"msg-rate", required_argument, NULL, 'm'},
 		{"reconnect-rate", required_argument, NULL, 'r'},
 		{NULL, 0, NULL, 0}};
-	int seconds = 600, conns = 19000, interval = 30, warmup = 60, opt;
+	/* interval and warmup: -1 until given, then the defaults below. */
+	int seconds = 600, conns = 19000, interval = -1, warmup = -1, opt;
 	/* Per connection per second: a message on 1%, a reconnect of 0.2%. */
 	double msg_rate = 0.01, reconnect_rate = 0.002;
 	struct client_arg cargs[MAX_CLIENTS];
@@ -582,6 +587,7 @@ int main(int argc, char **argv)
 	int nclients, failures = 0;
 	double base_rss = -1, max_rss = 0, last_rss = 0, cpu0, cpu1, q0, q1;
 	uint64_t t0, tq;
+	int64_t pongs0, qpongs; /* heartbeat round trips in the quiet window */
 	int64_t msgs_end, echoes_end;
 	struct rlimit rl;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -601,6 +607,12 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
+	/* 30 s and 60 s, but a short run still gets samples after its
+	 * warm-up. */
+	if (interval == -1)
+		interval = seconds > 60 ? 30 : (seconds >= 6 ? seconds / 6 : 1);
+	if (warmup == -1)
+		warmup = seconds > 60 ? 60 : seconds / 2;
 	if (seconds < 1 || conns < 1 || interval < 1 || warmup < 0 ||
 	    warmup >= seconds)
 		usage();
@@ -701,9 +713,11 @@ int main(int argc, char **argv)
 	ST(sh->quiet, 1);
 	sleep(QUIET_SETTLE_S);
 	q0 = cpu_ms(srv);
+	pongs0 = SUM(pongs);
 	tq = now_ms();
 	sleep(QUIET_S);
 	q1 = cpu_ms(srv);
+	qpongs = SUM(pongs) - pongs0;
 	tq = now_ms() - tq;
 
 	/* The clients close everything, then the server stops. The echoes
@@ -737,10 +751,15 @@ int main(int argc, char **argv)
 		if (base_rss > 0 && growth >= 2.0)
 			failures++;
 	}
-	printf("soak: heartbeat CPU: %.2f ms per second per 1,000 connections "
-	       "(%d s of heartbeats only, %d connections)\n",
-	       (q1 - q0) / ((double)tq / 1000.0) / (conns / 1000.0), QUIET_S,
-	       conns);
+	/* A round trip counts when the client has sent its PONG: the few on
+	 * their way at either edge of the window are noise against the one a
+	 * second per connection in it. */
+	printf("soak: heartbeat CPU: %.2f ms per second per 1,000 connections, "
+	       "%.2f us per heartbeat round trip (%d s of heartbeats only, %d "
+	       "connections, %lld round trips)\n",
+	       (q1 - q0) / ((double)tq / 1000.0) / (conns / 1000.0),
+	       qpongs > 0 ? (q1 - q0) * 1000.0 / (double)qpongs : 0.0, QUIET_S,
+	       conns, (long long)qpongs);
 	printf("soak: server CPU over the run: %.2f ms per second per 1,000 "
 	       "connections (heartbeats, messages and reconnects)\n",
 	       (cpu1 - cpu0) / (double)seconds / (conns / 1000.0));
