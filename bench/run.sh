@@ -59,131 +59,12 @@ for f in actorconn-bench actorconn-broker actorconn-echo bench/epoll-echo \
 done
 case $REPS in '' | *[!0-9]* | 0) die "BENCH_REPS must be a positive integer" ;; esac
 
-# Scratch space under the build directory, not /tmp: other programs on a
-# shared machine may clean /tmp while a run is going.
-mkdir -p "$OUT"
-TMP=$(mktemp -d "$OUT/run.XXXXXX")
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Scratch directory, servers, figures: see servers.sh.
+MAXC=$((IDLE_N + 100))
+# shellcheck source=bench/servers.sh
+. "$SRC/bench/servers.sh"
 
 wants() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
-
-# ---- servers ---------------------------------------------------------------------
-
-# A TCP port in 20000..32767 (below the ephemeral range, where clients get
-# theirs) that no socket on this machine uses now.
-free_port() {
-	local used p
-	used=" $(tail -q -n +2 /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-		while read -r _ local _; do printf '%d ' "$((16#${local##*:}))"; done)"
-	while :; do
-		p=$((20000 + RANDOM % 12768))
-		case $used in *" $p "*) ;; *) echo "$p"; return ;; esac
-	done
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# start NAME CMD...: starts a server in the background, its output in
-# $TMP/NAME.log; CMD may contain @PORT, replaced by a free port, or use
-# port 0 and print "listening on HOST:PORT". Sets SPID and SPORT. Tries
-# another port if the server cannot start on the first.
-start() {
-	local name=$1 try i; shift
-	for try in 1 2 3 4 5; do
-		local port; port=$(free_port)
-		local args=("${@//@PORT/$port}")
-		# Empty the log here: the child opens it only after this
-		# shell has gone on, and an earlier run's line must not be
-		# read as this one's.
-		: >"$TMP/$name.log"
-		"${args[@]}" >>"$TMP/$name.log" 2>&1 &
-		SPID=$!
-		PIDS+=("$SPID")
-		for i in $(seq 1 100); do
-			kill -0 "$SPID" 2>/dev/null || break
-			# The whole line, port and all: a read may catch the
-			# line half written.
-			SPORT=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\) .*/\1/p' \
-				"$TMP/$name.log" | head -n 1)
-			[ -z "$SPORT" ] || return 0
-			case " $* " in *@PORT*)
-				if port_open "$port"; then SPORT=$port; return 0; fi ;;
-			esac
-			sleep 0.1
-		done
-		kill -TERM "$SPID" 2>/dev/null || true
-		wait "$SPID" 2>/dev/null || true
-	done
-	cat "$TMP/$name.log" >&2
-	die "$name did not start"
-}
-
-stop() {
-	kill -TERM "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
-
-# The command line of each server, into CMD. redis-server and memcached get
-# room for BENCH_IDLE_CONNS clients (their defaults are 10,000 and 1,024).
-maxc=$((IDLE_N + 100))
-srv_cmd() {
-	case $1 in
-	broker) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0) ;;
-	broker1) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0
-		--threads 1) ;;
-	redis) CMD=(redis-server --port @PORT --bind 127.0.0.1 --save ''
-		--appendonly no --daemonize no --maxclients "$maxc") ;;
-	memcached) CMD=(memcached -p @PORT -U 0 -l 127.0.0.1 -c "$maxc")
-		# memcached refuses to run as root without -u.
-		[ "$(id -u)" -ne 0 ] || CMD+=(-u root) ;;
-	acecho) CMD=("$BUILD/actorconn-echo" --framing len32
-		--listen 127.0.0.1:0) ;;
-	epoll) CMD=("$BUILD/bench/epoll-echo" --listen 127.0.0.1:0) ;;
-	libevent) CMD=("$BUILD/bench/libevent-echo" --listen 127.0.0.1:0) ;;
-	esac
-}
-declare -A PORT PID LABEL=([broker]=actorconn-broker
-	[broker1]="actorconn-broker --threads 1" [redis]=redis-server
-	[memcached]=memcached [acecho]=actorconn-echo [epoll]=epoll-echo
-	[libevent]=libevent-echo)
-up() {
-	srv_cmd "$1"
-	start "$1" "${CMD[@]}"
-	PORT[$1]=$SPORT
-	PID[$1]=$SPID
-}
-down() { stop "${PID[$1]}"; }
-
-# ---- figures -------------------------------------------------------------------
-
-# num FILE KEY [LINE-PATTERN]: the number after "KEY": on the first line of
-# FILE that matches LINE-PATTERN (our JSON has one object per line).
-num() {
-	grep -F -- "${3:-\"$2\"}" "$1" | head -n 1 |
-		sed -n "s/.*\"$2\": \\(-\\{0,1\\}[0-9.][0-9.e+-]*\\).*/\\1/p"
-}
-
-# median VALUES...: "-" if there are none.
-median() {
-	[ $# -gt 0 ] || { echo -; return; }
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END { if (NR % 2) print v[(NR + 1) / 2];
-		      else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# The values of KEY over every repetition's JSON file matching GLOB.
-collect() {
-	local key=$1 pat=$2 f; shift 2
-	for f in "$@"; do num "$f" "$key" "$pat"; done
-}
 
 RUN_LOG=$TMP/runs.log
 # net CMD NAME TAG ARGS...: one run of actorconn-bench CMD against server
@@ -318,14 +199,6 @@ row() {
 	fi
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "$a" "$b" \
 		"$unit" "$ratio" "$target" "$met" "$short" >>"$ROWS"
-}
-
-files() { local g; for g in "$@"; do [ -e "$g" ] && echo "$g"; done; }
-# med KEY GLOB [PATTERN]: the median of KEY over the files GLOB names.
-med() {
-	local key=$1 glob=$2 pat=${3:-}
-	# shellcheck disable=SC2046,SC2086
-	median $(collect "$key" "$pat" $(files $glob))
 }
 
 if wants ping; then
