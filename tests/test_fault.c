@@ -1012,7 +1012,8 @@ static void acquire_on_loop(void *arg)
 	__atomic_store_n(&acquire_rc, r, __ATOMIC_RELEASE);
 }
 
-static void session_outbound(void)
+/* The outbound session, over TLS when srv_tls and cli_tls are given. */
+static void outbound_body(ac_tls_t *srv_tls, ac_tls_t *cli_tls)
 {
 	static const ac_conn_cbs_t srv_cbs = {.on_open = on_open_plain,
 					      .on_frame = on_frame_tcp,
@@ -1020,8 +1021,10 @@ static void session_outbound(void)
 	static const ac_conn_cbs_t ob_cbs = {.on_open = ob_open,
 					     .on_frame = ob_frame,
 					     .on_close = ob_close};
-	const ac_conn_opts_t srv_opts = {.framing = AC_FRAME_LEN32};
+	const ac_conn_opts_t srv_opts = {.framing = AC_FRAME_LEN32,
+					 .tls = srv_tls};
 	const ac_conn_opts_t ob_opts = {.framing = AC_FRAME_LEN32,
+					.tls = cli_tls,
 					.connect_timeout_ms = 1000,
 					.reconnect_min_ms = 10,
 					.reconnect_max_ms = 40,
@@ -1030,6 +1033,7 @@ static void session_outbound(void)
 			     .min_idle_per_loop = 1,
 			     .acquire_timeout_ms = 1000,
 			     .conn = {.framing = AC_FRAME_LEN32,
+				      .tls = cli_tls,
 				      .connect_timeout_ms = 1000},
 			     .cbs = {.on_frame = pool_frame,
 				     .on_close = pool_close}};
@@ -1124,6 +1128,48 @@ stop:
 		(long long)LD(ob_closes));
 }
 
+static void session_outbound(void)
+{
+	outbound_body(NULL, NULL);
+}
+
+/*
+ * The outbound session over TLS: handshakes on both sides, a reconnect
+ * that resumes its session, a pool's TLS connection. The contexts are
+ * made before the numbering starts (child()), so the sweep covers what
+ * connections allocate, OpenSSL's share included, not the one-time
+ * loading of certificates.
+ */
+static ac_tls_t *tls_srv, *tls_cli;
+static char certdir[64];
+
+static void session_tls(void)
+{
+	ac_debug_counts_t d;
+
+	outbound_body(tls_srv, tls_cli);
+	ac_tls_free(tls_srv);
+	ac_tls_free(tls_cli);
+	ac_debug_counts(&d);
+	REQUIRE(d.tls == 0, "leak: %lld TLS objects", (long long)d.tls);
+}
+
+static void make_tls_contexts(void)
+{
+	char cert[128], key[128], ca[128], why[256];
+	ac_tls_opts_t so = {.role = AC_TLS_SERVER, .cert_file = cert,
+			    .key_file = key};
+	ac_tls_opts_t co = {.role = AC_TLS_CLIENT, .ca_file = ca};
+
+	snprintf(cert, sizeof(cert), "%s/server.pem", certdir);
+	snprintf(key, sizeof(key), "%s/server.key", certdir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", certdir);
+	tls_srv = ac_tls_new(&so, why, sizeof(why));
+	REQUIRE(tls_srv, "ac_tls_new: %s", why);
+	tls_cli = ac_tls_new(&co, why, sizeof(why));
+	REQUIRE(tls_cli, "ac_tls_new: %s", why);
+}
+
 /* Regression sessions, swept on their own (see below); session_linger is
  * above. */
 
@@ -1163,13 +1209,14 @@ static void session_grace(void)
 }
 
 static void (*const sessions[])(void) = {session_echo, session_slow,
-					 session_outbound, session_linger,
-					 session_grace};
+					 session_outbound, session_tls,
+					 session_linger, session_grace};
 static const char *const session_names[] = {"echo", "slow", "outbound",
-					    "linger", "grace"};
-#define NSESSIONS 3 /* the sweep's; the others are regressions' */
-#define S_LINGER 3
-#define S_GRACE 4
+					    "tls", "linger", "grace"};
+#define NSESSIONS 4 /* the sweep's; the others are regressions' */
+#define S_TLS 3
+#define S_LINGER 4
+#define S_GRACE 5
 static int cur_session;
 
 static const char *session_name(void)
@@ -1193,6 +1240,8 @@ static void child(int which, uint64_t n, int persist, int report_fd)
 	 * inherited from Check's test process would kill its whole group. */
 	signal(SIGALRM, SIG_DFL);
 	alarm(CHILD_MS / 1000);
+	if (which == S_TLS)
+		make_tls_contexts();
 	ac__fault_fail_nth(n, persist);
 	sessions[which]();
 	unlink(path);
@@ -1286,13 +1335,14 @@ static const char *env(const char *name)
 
 /* One sweep of one session: N from 1 up to k (the clean runs' attempts)
  * plus a margin, since thread timing (heartbeats, partial writes) moves a
- * few attempts between runs. */
-static int sweep(int which, int persist, uint64_t k)
+ * few attempts between runs; every stride-th N, from first. */
+static int sweep(int which, int persist, uint64_t k, uint64_t first,
+		 uint64_t stride)
 {
 	uint64_t last = k + k / 10 + 10, injected = 0, t0 = th_now_ms();
 	int bad = 0;
 
-	for (uint64_t n = 1; n <= last; n++) {
+	for (uint64_t n = first; n <= last; n += stride) {
 		struct outcome o = run_one(which, n, persist);
 
 		bad += o.status != 0;
@@ -1305,19 +1355,22 @@ static int sweep(int which, int persist, uint64_t k)
 			       (unsigned long long)o.attempts,
 			       (unsigned long long)o.failures);
 	}
-	printf("fault sweep, %s session%s: N = 1..%llu, failure injected in "
-	       "%llu runs, %d broken, %.1f s\n",
+	printf("fault sweep, %s session%s: N = %llu..%llu step %llu, failure "
+	       "injected in %llu runs, %d broken, %.1f s\n",
 	       session_names[which],
 	       persist ? ", N and every later attempt failing" : "",
-	       (unsigned long long)last, (unsigned long long)injected, bad,
+	       (unsigned long long)first, (unsigned long long)last,
+	       (unsigned long long)stride, (unsigned long long)injected, bad,
 	       (double)(th_now_ms() - t0) / 1000.0);
 	return bad;
 }
 
 /* Both sweeps of a session, up to the largest of three clean runs. */
+#define TLS_RUNS 400 /* runs of each TLS sweep */
+
 static int sweep_session(int which)
 {
-	uint64_t k = 0;
+	uint64_t k = 0, first = 1, stride = 1;
 	int bad = 0;
 
 	for (int i = 0; i < 3; i++) {
@@ -1330,12 +1383,33 @@ static int sweep_session(int which)
 		if (clean.attempts > k)
 			k = clean.attempts;
 	}
+	/* The TLS session makes thousands of attempts (OpenSSL's): it is
+	 * sampled, every stride-th attempt from a random first one, so that
+	 * runs over time cover them all; AC_FAULT_STRIDE=1 sweeps them all
+	 * (hours). */
+	if (which == S_TLS) {
+		stride = env("AC_FAULT_STRIDE")
+				 ? strtoull(env("AC_FAULT_STRIDE"), NULL, 10)
+				 : k / TLS_RUNS + 1;
+		if (!stride)
+			stride = 1;
+		first = env("AC_FAULT_FIRST")
+				? strtoull(env("AC_FAULT_FIRST"), NULL, 10)
+				: 1 + (uint64_t)getpid() % stride;
+	}
 	printf("fault sweep, %s session: a clean run makes up to %llu "
 	       "allocation attempts\n",
 	       session_names[which], (unsigned long long)k);
+	if (stride > 1)
+		printf("fault sweep, %s session: every %lluth from N = %llu "
+		       "(AC_FAULT_FIRST=%llu AC_FAULT_STRIDE=%llu repeats "
+		       "this)\n",
+		       session_names[which], (unsigned long long)stride,
+		       (unsigned long long)first, (unsigned long long)first,
+		       (unsigned long long)stride);
 	if (!env("AC_FAULT_PERSIST"))
-		bad += sweep(which, 0, k);
-	bad += sweep(which, 1, k);
+		bad += sweep(which, 0, k, first, stride);
+	bad += sweep(which, 1, k, first, stride);
 	return bad;
 }
 
@@ -1367,6 +1441,10 @@ START_TEST(every_allocation_failure_in_a_session_is_handled)
 	for (int which = 0; which < NSESSIONS; which++) {
 		const char *only = env("AC_FAULT_SESSION");
 
+#ifndef AC_HAVE_OPENSSL
+		if (which == S_TLS)
+			continue; /* built without TLS */
+#endif
 		if (!only || !strcmp(only, session_names[which]))
 			bad += sweep_session(which);
 	}
@@ -1535,6 +1613,7 @@ int main(void)
 {
 	Suite *s = suite_create("fault");
 	TCase *tc = tcase_create("fault");
+	int rc;
 
 	/* Before any other libevent call: libevent's allocations are
 	 * numbered and failed with the library's own. */
@@ -1550,7 +1629,11 @@ int main(void)
 	tcase_add_test(tc, flushing_close_whose_linger_timer_cannot_be_armed_closes_at_once);
 	tcase_add_test(tc, stop_whose_grace_timer_cannot_be_armed_still_ends_within_the_grace);
 	suite_add_tcase(s, tc);
-	return th_run(s);
+	if (!th_tls_certs(certdir, sizeof(certdir)))
+		return 99;
+	rc = th_run(s);
+	th_tls_certs_remove(certdir);
+	return rc;
 }
 
 #endif /* AC_FAULT_INJECTION */

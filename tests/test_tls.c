@@ -988,23 +988,11 @@ static Suite *tls_suite(void)
 
 int main(void)
 {
-	const char *top = getenv("ABS_TOP_SRCDIR");
-	char cmd[512];
 	int rc;
 
-	snprintf(certdir, sizeof(certdir), "/tmp/actls.XXXXXX");
-	if (!mkdtemp(certdir)) {
-		perror("mkdtemp");
+	if (!th_tls_certs(certdir, sizeof(certdir)))
 		return 99;
-	}
-	snprintf(cmd, sizeof(cmd), "sh '%s/tests/tls_certs.sh' '%s'",
-		 top ? top : ".", certdir);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "test_tls: could not make certificates\n");
-		return 99;
-	}
 	rc = th_run(tls_suite());
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", certdir);
-	(void)!system(cmd);
+	th_tls_certs_remove(certdir);
 	return rc;
 }

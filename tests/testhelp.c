@@ -334,3 +334,32 @@ size_t th_recv_frame(int fd, int f, void *buf, size_t cap, size_t want)
 	ck_assert(th_read_full(fd, buf, want));
 	return want;
 }
+
+bool th_tls_certs(char *dir, size_t len)
+{
+	const char *top = getenv("ABS_TOP_SRCDIR");
+	char cmd[512];
+
+	snprintf(dir, len, "/tmp/ac-certs.XXXXXX");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return false;
+	}
+	snprintf(cmd, sizeof(cmd), "sh '%s/tests/tls_certs.sh' '%s'",
+		 top ? top : ".", dir);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "could not make the test certificates (is the "
+				"openssl command installed?)\n");
+		return false;
+	}
+	return true;
+}
+
+void th_tls_certs_remove(const char *dir)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}

@@ -42,6 +42,12 @@ int th_run(Suite *s);
 
 uint64_t th_now_ms(void);
 
+/* Makes the TLS tests' certificates (tests/tls_certs.sh) in a new
+ * directory, whose name goes to dir; false (with a message) on failure.
+ * Then, at the end, removes them. */
+bool th_tls_certs(char *dir, size_t len);
+void th_tls_certs_remove(const char *dir);
+
 #endif
 
 /*
