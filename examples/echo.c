@@ -3,11 +3,14 @@
  *
  *   actorconn-echo [--listen ADDR] [--threads N] [--framing raw|line|len32]
  *                  [--idle-timeout MS] [--metrics ADDR]
+ *                  [--tls-cert FILE --tls-key FILE
+ *                   [--tls-ca FILE [--tls-verify-client]]]
  *
  * The smallest complete libactorconn server: a listener, one callback, and
  * a clean stop on SIGINT/SIGTERM. With --metrics it also answers HTTP
  * requests on ADDR with the runtime's statistics in the Prometheus text
- * format (ac_metrics_listen). See actorconn-echo(1).
+ * format (ac_metrics_listen); with --tls-cert its listener speaks TLS
+ * (ac_tls_new). See actorconn-echo(1).
  */
 #include <actorconn.h>
 
@@ -40,7 +43,9 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: actorconn-echo [--listen ADDR] [--threads N] "
 		   "[--framing raw|line|len32]\n"
-		   "                      [--idle-timeout MS] [--metrics ADDR]\n");
+		   "                      [--idle-timeout MS] [--metrics ADDR]\n"
+		   "                      [--tls-cert FILE --tls-key FILE\n"
+		   "                       [--tls-ca FILE [--tls-verify-client]]]\n");
 }
 
 int main(int argc, char **argv)
@@ -51,16 +56,22 @@ int main(int argc, char **argv)
 		{"framing", required_argument, NULL, 'f'},
 		{"idle-timeout", required_argument, NULL, 'i'},
 		{"metrics", required_argument, NULL, 'm'},
+		{"tls-cert", required_argument, NULL, 'C'},
+		{"tls-key", required_argument, NULL, 'K'},
+		{"tls-ca", required_argument, NULL, 'A'},
+		{"tls-verify-client", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	const char *addr = "127.0.0.1:7000", *fname = "raw", *maddr = NULL;
 	ac_config_t cfg = {0};
 	ac_conn_opts_t opts = {0};
 	ac_conn_cbs_t cbs = {.on_frame = on_frame};
+	ac_tls_opts_t to = {.role = AC_TLS_SERVER};
+	char why[256];
 	ac_listener_t *l;
 	ac_runtime_t *rt;
 	sigset_t sigs;
-	int opt, err, sig;
+	int opt, err, sig, status = 1;
 
 	while ((opt = getopt_long(argc, argv, "l:t:f:i:m:h", longopts, NULL)) !=
 	       -1) {
@@ -84,6 +95,18 @@ int main(int argc, char **argv)
 		case 'm':
 			maddr = optarg;
 			break;
+		case 'C':
+			to.cert_file = optarg;
+			break;
+		case 'K':
+			to.key_file = optarg;
+			break;
+		case 'A':
+			to.ca_file = optarg;
+			break;
+		case 'V':
+			to.verify = AC_TLS_VERIFY_CLIENT;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -106,6 +129,30 @@ int main(int argc, char **argv)
 		fprintf(stderr, "actorconn-echo: unknown framing '%s'\n", fname);
 		return 1;
 	}
+	if (to.cert_file || to.key_file || to.ca_file || to.verify) {
+		if (!to.cert_file || !to.key_file) {
+			fprintf(stderr, "actorconn-echo: TLS needs both --tls-cert "
+					"and --tls-key\n");
+			return 1;
+		}
+		if (to.verify && !to.ca_file) {
+			fprintf(stderr, "actorconn-echo: --tls-verify-client needs "
+					"--tls-ca\n");
+			return 1;
+		}
+		/* The files are read now: a bad one stops us before we
+		 * listen. The listener takes its own reference. */
+		if (!(opts.tls = ac_tls_new(&to, why, sizeof(why)))) {
+			if (errno == ENOTSUP)
+				fprintf(stderr, "actorconn-echo: TLS is not "
+						"available: libactorconn was "
+						"built without OpenSSL\n");
+			else
+				fprintf(stderr, "actorconn-echo: TLS: %s\n",
+					*why ? why : strerror(errno));
+			return 1;
+		}
+	}
 
 	/* Block the stop signals in every thread (the loops inherit the
 	 * mask), and wait for them here. */
@@ -116,15 +163,14 @@ int main(int argc, char **argv)
 
 	if (!(rt = ac_runtime_new(&cfg))) {
 		perror("actorconn-echo: ac_runtime_new");
-		return 1;
+		goto fail;
 	}
 	err = ac_listen(rt, addr, &cbs, &opts, (void *)(intptr_t)opts.framing,
 			&l);
 	if (err) {
 		fprintf(stderr, "actorconn-echo: cannot listen on %s: %s\n",
 			addr, ac_strerror(err));
-		ac_runtime_free(rt);
-		return 1;
+		goto fail;
 	}
 	if (maddr) {
 		ac_listener_t *ml;
@@ -134,8 +180,7 @@ int main(int argc, char **argv)
 					"%s: %s\n",
 				maddr,
 				ac_strerror(err));
-			ac_runtime_free(rt);
-			return 1;
+			goto fail;
 		}
 		size_t mlen = strlen(maddr);
 		if (mlen > 2 && !strcmp(maddr + mlen - 2, ":0"))
@@ -147,24 +192,29 @@ int main(int argc, char **argv)
 	}
 	if ((err = ac_runtime_start(rt))) {
 		fprintf(stderr, "actorconn-echo: start: %s\n", ac_strerror(err));
-		ac_runtime_free(rt);
-		return 1;
+		goto fail;
 	}
+	const char *tlsnote = !opts.tls ? ""
+			      : to.verify ? ", TLS with client certificates"
+					  : ", TLS";
 	/* With port 0, say which port was picked. */
 	size_t alen = strlen(addr);
 	if (alen > 2 && !strcmp(addr + alen - 2, ":0"))
 		printf("actorconn-echo: listening on %.*s:%d (%d loops, %s "
-		       "framing)\n",
+		       "framing%s)\n",
 		       (int)(alen - 2), addr, ac_listener_port(l),
-		       ac_runtime_loops(rt), fname);
+		       ac_runtime_loops(rt), fname, tlsnote);
 	else
 		printf("actorconn-echo: listening on %s (%d loops, %s "
-		       "framing)\n",
-		       addr, ac_runtime_loops(rt), fname);
+		       "framing%s)\n",
+		       addr, ac_runtime_loops(rt), fname, tlsnote);
 	fflush(stdout);
 
 	sigwait(&sigs, &sig);
 	ac_runtime_stop(rt, 1000);
+	status = 0;
+fail:
 	ac_runtime_free(rt);
-	return 0;
+	ac_tls_free(opts.tls); /* after the listener's reference went */
+	return status;
 }
