@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -163,10 +164,13 @@ static void on_close(ac_conn_t *c, int reason)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: actorconn-broker [--listen ADDR] [--unix PATH] [--threads N]\n"
+		"usage: actorconn-broker [--listen ADDR|none] [--unix PATH] [--threads N]\n"
 		"         [--idle-timeout MS] [--heartbeat MS] [--max-clients N]\n"
 		"         [--output-limit BYTES] [--max-bulk BYTES] [--metrics ADDR]\n"
-		"         [--upstream ADDR]\n");
+		"         [--upstream ADDR] [--tls-port N | --tls-listen ADDR]\n"
+		"         [--tls-cert-file FILE] [--tls-key-file FILE]\n"
+		"         [--tls-ca-cert-file FILE] [--tls-auth-clients yes|no]\n"
+		"         [--tls-ciphers LIST] [--tls-ciphersuites LIST]\n");
 }
 
 static unsigned long long number(const char *opt, const char *s)
@@ -188,8 +192,125 @@ static const char *errtext(int err)
 	return ac_strerror(err); /* system errors come back as -errno */
 }
 
+/* The TLS options, named as redis-server names them. */
+struct tls_args {
+	const char *port;   /* --tls-port */
+	const char *listen; /* --tls-listen */
+	const char *auth;   /* --tls-auth-clients; NULL: yes, as in Redis */
+	ac_tls_opts_t o;
+};
+
+/*
+ * The TLS listener's address: --tls-listen as given, or --tls-port on the
+ * host of --listen (of its default when --listen is none), as Redis'
+ * tls-port shares bind with port. NULL without TLS; exits on a bad
+ * combination.
+ */
+static char *tls_addr(const struct tls_args *ta, const char *plain)
+{
+	const char *colon;
+	char *a;
+
+	if (ta->port && ta->listen) {
+		fprintf(stderr, "actorconn-broker: give --tls-port or "
+				"--tls-listen, not both\n");
+		exit(1);
+	}
+	if (ta->listen)
+		return strcpy(xmalloc(strlen(ta->listen) + 1), ta->listen);
+	if (!ta->port)
+		return NULL;
+	if (ta->port[strspn(ta->port, "0123456789")] || !*ta->port ||
+	    number("--tls-port", ta->port) > 65535) {
+		fprintf(stderr, "actorconn-broker: bad --tls-port '%s'\n",
+			ta->port);
+		exit(1);
+	}
+	if (!strcmp(plain, "none"))
+		plain = "127.0.0.1:6380";
+	if (!(colon = strrchr(plain, ':'))) {
+		fprintf(stderr, "actorconn-broker: --tls-port: no host in "
+				"--listen '%s'\n", plain);
+		exit(1);
+	}
+	a = xmalloc((size_t)(colon - plain) + strlen(ta->port) + 2);
+	sprintf(a, "%.*s:%s", (int)(colon - plain), plain, ta->port);
+	return a;
+}
+
+/*
+ * The server context for the TLS listener, from the files now (so a bad
+ * file stops the broker before it listens). Exits with the library's
+ * reason on failure.
+ */
+static ac_tls_t *tls_context(struct tls_args *ta)
+{
+	char why[256];
+	ac_tls_t *t;
+
+	ta->o.role = AC_TLS_SERVER;
+	if (!ta->auth || !strcmp(ta->auth, "yes")) {
+		ta->o.verify = AC_TLS_VERIFY_CLIENT;
+	} else if (!strcmp(ta->auth, "no")) {
+		ta->o.verify = AC_TLS_VERIFY_DEFAULT;
+	} else if (!strcmp(ta->auth, "optional")) {
+		fprintf(stderr, "actorconn-broker: --tls-auth-clients optional "
+				"is not supported: a client certificate is "
+				"either required (yes) or not asked for (no)\n");
+		exit(1);
+	} else {
+		fprintf(stderr, "actorconn-broker: bad --tls-auth-clients "
+				"'%s' (yes or no)\n", ta->auth);
+		exit(1);
+	}
+	if (!ta->o.cert_file || !ta->o.key_file) {
+		fprintf(stderr, "actorconn-broker: TLS needs --tls-cert-file "
+				"and --tls-key-file\n");
+		exit(1);
+	}
+	if (ta->o.verify == AC_TLS_VERIFY_CLIENT && !ta->o.ca_file) {
+		fprintf(stderr, "actorconn-broker: --tls-auth-clients yes (the "
+				"default) needs --tls-ca-cert-file to verify "
+				"client certificates with; or give "
+				"--tls-auth-clients no\n");
+		exit(1);
+	}
+	if (!(t = ac_tls_new(&ta->o, why, sizeof(why)))) {
+		if (errno == ENOTSUP)
+			fprintf(stderr, "actorconn-broker: TLS is not available: "
+					"libactorconn was built without OpenSSL\n");
+		else
+			fprintf(stderr, "actorconn-broker: TLS: %s\n",
+				*why ? why : strerror(errno));
+		exit(1);
+	}
+	return t;
+}
+
+/* Prints addr, with the port l got if addr asked for port 0. */
+static void print_addr(const char *prefix, const char *addr, ac_listener_t *l)
+{
+	size_t alen = strlen(addr);
+
+	if (alen > 2 && !strcmp(addr + alen - 2, ":0"))
+		printf("%s%.*s:%d", prefix, (int)(alen - 2), addr,
+		       ac_listener_port(l));
+	else
+		printf("%s%s", prefix, addr);
+}
+
 int main(int argc, char **argv)
 {
+	enum {
+		OPT_TLS_PORT = 256,
+		OPT_TLS_LISTEN,
+		OPT_TLS_CERT,
+		OPT_TLS_KEY,
+		OPT_TLS_CA,
+		OPT_TLS_AUTH,
+		OPT_TLS_CIPHERS,
+		OPT_TLS_SUITES
+	};
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"unix", required_argument, NULL, 'u'},
@@ -201,10 +322,21 @@ int main(int argc, char **argv)
 		{"max-bulk", required_argument, NULL, 'B'},
 		{"metrics", required_argument, NULL, 'm'},
 		{"upstream", required_argument, NULL, 'U'},
+		{"tls-port", required_argument, NULL, OPT_TLS_PORT},
+		{"tls-listen", required_argument, NULL, OPT_TLS_LISTEN},
+		{"tls-cert-file", required_argument, NULL, OPT_TLS_CERT},
+		{"tls-key-file", required_argument, NULL, OPT_TLS_KEY},
+		{"tls-ca-cert-file", required_argument, NULL, OPT_TLS_CA},
+		{"tls-auth-clients", required_argument, NULL, OPT_TLS_AUTH},
+		{"tls-ciphers", required_argument, NULL, OPT_TLS_CIPHERS},
+		{"tls-ciphersuites", required_argument, NULL, OPT_TLS_SUITES},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	const char *addr = "127.0.0.1:6380", *upath = NULL, *maddr = NULL;
 	const char *upstream = NULL;
+	struct tls_args ta = {0};
+	char *taddr = NULL;
+	ac_tls_t *tls = NULL;
 	ac_conn_cbs_t cbs = {.on_frame = on_frame,
 			     .on_heartbeat = on_heartbeat,
 			     .on_close = on_close};
@@ -212,9 +344,10 @@ int main(int argc, char **argv)
 			       .decode = resp_decode,
 			       .max_frame = (size_t)1 << 30};
 	ac_config_t cfg = {0};
-	ac_listener_t *l, *ul, *ml;
+	ac_listener_t *l = NULL, *tl = NULL, *ul, *ml;
+	bool plain;
 	sigset_t sigs;
-	int opt, err, sig;
+	int opt, err, sig, status = 1;
 
 	B.lim.max_bulk = (size_t)512 << 20;
 	B.lim.max_inline = 64 << 10;
@@ -239,6 +372,14 @@ int main(int argc, char **argv)
 		case 'B': B.lim.max_bulk = number("--max-bulk", optarg); break;
 		case 'm': maddr = optarg; break;
 		case 'U': upstream = optarg; break;
+		case OPT_TLS_PORT: ta.port = optarg; break;
+		case OPT_TLS_LISTEN: ta.listen = optarg; break;
+		case OPT_TLS_CERT: ta.o.cert_file = optarg; break;
+		case OPT_TLS_KEY: ta.o.key_file = optarg; break;
+		case OPT_TLS_CA: ta.o.ca_file = optarg; break;
+		case OPT_TLS_AUTH: ta.auth = optarg; break;
+		case OPT_TLS_CIPHERS: ta.o.ciphers = optarg; break;
+		case OPT_TLS_SUITES: ta.o.ciphersuites = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -251,71 +392,128 @@ int main(int argc, char **argv)
 		opts.out_high = opts.out_hard_limit;
 		opts.out_low = opts.out_hard_limit / 4;
 	}
+	plain = strcmp(addr, "none") != 0;
+	taddr = tls_addr(&ta, addr);
+	if (!taddr && (ta.o.cert_file || ta.o.key_file || ta.o.ca_file ||
+		       ta.auth || ta.o.ciphers || ta.o.ciphersuites)) {
+		fprintf(stderr, "actorconn-broker: the --tls-* options need "
+				"--tls-port or --tls-listen\n");
+		return 1;
+	}
+	if (!plain && !taddr && !upath) {
+		fprintf(stderr, "actorconn-broker: --listen none leaves nothing "
+				"to listen on: give --tls-port, --tls-listen or "
+				"--unix\n");
+		return 1;
+	}
+	if (taddr)
+		tls = tls_context(&ta);
 
+	/* Block the stop signals, and SIGHUP when there are certificates
+	 * to reload, in every thread (the loops inherit the mask); this
+	 * thread waits for them. Without TLS, SIGHUP keeps its default. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	if (tls)
+		sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	B.started_ms = now_ms();
 	pubsub_init();
 	if (!(B.rt = ac_runtime_new(&cfg))) {
 		perror("actorconn-broker: ac_runtime_new");
-		return 1;
+		goto fail;
 	}
-	if ((err = ac_listen(B.rt, addr, &cbs, &opts, NULL, &l))) {
+	if (plain && (err = ac_listen(B.rt, addr, &cbs, &opts, NULL, &l))) {
 		fprintf(stderr, "actorconn-broker: cannot listen on %s: %s\n",
 			addr, errtext(err));
-		ac_runtime_free(B.rt);
-		return 1;
+		goto fail;
 	}
-	B.port = ac_listener_port(l);
+	B.port = plain ? ac_listener_port(l) : 0;
+	if (tls) {
+		/* The same connections as the plain listener's; the library
+		 * handshakes before the first frame. */
+		ac_conn_opts_t topts = opts;
+
+		topts.tls = tls;
+		if ((err = ac_listen(B.rt, taddr, &cbs, &topts, NULL, &tl))) {
+			fprintf(stderr, "actorconn-broker: cannot listen on %s: "
+					"%s\n", taddr, errtext(err));
+			goto fail;
+		}
+	}
 	if (upath) {
 		char ua[128];
 		snprintf(ua, sizeof(ua), "unix:%s", upath);
 		if ((err = ac_listen(B.rt, ua, &cbs, &opts, NULL, &ul))) {
 			fprintf(stderr, "actorconn-broker: cannot listen on %s: %s\n",
 				ua, errtext(err));
-			ac_runtime_free(B.rt);
-			return 1;
+			goto fail;
 		}
 	}
 	if (maddr && (err = ac_metrics_listen(B.rt, maddr, &ml))) {
 		fprintf(stderr, "actorconn-broker: cannot serve metrics on %s: %s\n",
 			maddr, errtext(err));
-		ac_runtime_free(B.rt);
-		return 1;
+		goto fail;
 	}
 	if (upstream && !(B.up = upstream_pool(upstream))) {
 		fprintf(stderr, "actorconn-broker: bad --upstream '%s': %s\n",
 			upstream, strerror(errno));
-		ac_runtime_free(B.rt);
-		return 1;
+		goto fail;
 	}
 	if ((err = ac_runtime_start(B.rt))) {
 		fprintf(stderr, "actorconn-broker: start: %s\n", ac_strerror(err));
-		ac_runtime_free(B.rt);
-		return 1;
+		goto fail;
 	}
-	size_t alen = strlen(addr);
-	if (alen > 2 && !strcmp(addr + alen - 2, ":0"))
-		printf("actorconn-broker: listening on %.*s:%d", (int)(alen - 2),
-		       addr, B.port);
-	else
-		printf("actorconn-broker: listening on %s", addr);
+	/* "listening on ADDR and tls:ADDR and unix:PATH (N loops)" */
+	const char *sep = "actorconn-broker: listening on ";
+	if (plain) {
+		print_addr(sep, addr, l);
+		sep = " and ";
+	}
+	if (tls) {
+		printf("%stls:", sep);
+		print_addr("", taddr, tl);
+		sep = " and ";
+	}
 	if (upath)
-		printf(" and unix:%s", upath);
+		printf("%sunix:%s", sep, upath);
 	printf(" (%d loops)\n", ac_runtime_loops(B.rt));
+	if (tls)
+		printf("actorconn-broker: TLS client certificates %s\n",
+		       ta.o.verify == AC_TLS_VERIFY_CLIENT ? "required"
+							   : "not asked for");
 	if (maddr)
 		printf("actorconn-broker: metrics on http://%s/metrics\n", maddr);
 	if (upstream)
 		printf("actorconn-broker: forwarding PUBLISH to %s\n", upstream);
 	fflush(stdout);
 
-	sigwait(&sigs, &sig);
+	while (!sigwait(&sigs, &sig) && sig == SIGHUP) {
+		/* New certificates for the handshakes from now on; the
+		 * connections open keep theirs. A failed reload changes
+		 * nothing. */
+		char why[256];
+
+		if ((err = ac_tls_reload(tls, why, sizeof(why))))
+			fprintf(stderr, "actorconn-broker: TLS reload failed, "
+					"keeping the old certificates: %s\n",
+				*why ? why : ac_strerror(err));
+		else
+			printf("actorconn-broker: TLS certificates reloaded\n");
+		fflush(stdout);
+	}
+	status = 0;
+fail:
 	ac_pool_free(B.up);
-	ac_runtime_stop(B.rt, 1000);
+	if (B.rt)
+		ac_runtime_stop(B.rt, 1000);
 	ac_runtime_free(B.rt);
+	/* After the runtime: its listeners and connections held their own
+	 * references, and have dropped them now. */
+	ac_tls_free(tls);
+	free(taddr);
 	pubsub_free();
-	return 0;
+	return status;
 }

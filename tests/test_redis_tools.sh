@@ -1,19 +1,75 @@
 #!/usr/bin/env bash
 # test_redis_tools.sh: real Redis clients against actorconn-broker,
 # unchanged: redis-benchmark's inline and multibulk PINGs, and redis-cli
-# SUBSCRIBE/PUBLISH. Skipped (exit 77) when redis-tools is not installed.
+# SUBSCRIBE/PUBLISH. Then the same clients with --tls against --tls-port:
+# PING, SUBSCRIBE/PUBLISH across the TLS and plain listeners, a short
+# redis-benchmark, a plaintext client refused, certificates reloaded on
+# SIGHUP, and --tls-auth-clients yes (mutual TLS). Skipped (exit 77) when
+# redis-tools is not installed; the TLS part alone is skipped, saying so,
+# when redis-cli has no --tls, there is no openssl command, or the build
+# has no OpenSSL.
 set -u
 bin=${BROKER_BIN:-./actorconn-broker}
+srcdir=${ABS_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || {
 	echo "SKIP: redis-tools not installed"; exit 77; }
-out=$(mktemp)
-# Under make check-valgrind, AC_VALGRIND is the valgrind command line.
-# shellcheck disable=SC2086
-${AC_VALGRIND:-} "$bin" --listen 127.0.0.1:0 >"$out" 2>&1 &
-pid=$!
-fail() { echo "FAIL: $*"; cat "$out"; kill "$pid" 2>/dev/null; exit 1; }
-for _ in $(seq 600); do grep -q 'listening on' "$out" && break; sleep 0.05; done
-port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$out")
+tmp=$(mktemp -d)
+out=$tmp/out
+pid=
+spid=
+cleanup() {
+	[ -n "$spid" ] && kill "$spid" 2>/dev/null
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; cat "$out"; exit 1; }
+
+# start ARGS...: runs the broker with ARGS; sets pid, and port and tport
+# to the plain and TLS ports it printed (empty without that listener).
+start() {
+	# Emptied first: the broker's own truncation may come after the
+	# first look for its line, which must not find the last broker's.
+	: >"$out"
+	# Under make check-valgrind, AC_VALGRIND is the valgrind command line.
+	# shellcheck disable=SC2086
+	${AC_VALGRIND:-} "$bin" "$@" >"$out" 2>&1 &
+	pid=$!
+	for _ in $(seq 600); do grep -q 'listening on' "$out" && break; sleep 0.05; done
+	grep -q 'listening on' "$out" || fail "no listening line"
+	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out")
+	tport=$(sed -n 's/.* tls:127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out")
+}
+
+# stop: SIGTERM, which must end the broker with status 0.
+stop() {
+	kill -TERM "$pid"
+	wait "$pid" || fail "broker exit status $?"
+	pid=
+}
+
+# pubsub ARGS...: redis-cli ARGS SUBSCRIBE news must receive what
+# redis-cli "${pubargs[@]}" PUBLISHes there (pubargs set by the caller).
+pubsub() {
+	local sub=$tmp/sub
+	timeout 5 redis-cli "$@" SUBSCRIBE news >"$sub" 2>&1 &
+	spid=$!
+	for _ in $(seq 100); do
+		[ "$(redis-cli "${pubargs[@]}" PUBSUB NUMSUB news | tail -1)" = "1" ] && break
+		sleep 0.05
+	done
+	[ "$(redis-cli "${pubargs[@]}" PUBLISH news 'hello from redis-cli')" = "1" ] ||
+		fail "PUBLISH count ($*)"
+	for _ in $(seq 100); do grep -q 'hello from redis-cli' "$sub" && break; sleep 0.05; done
+	kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null
+	spid=
+	[ "$(sed -n 1,3p "$sub" | tr '\n' ' ')" = "subscribe news 1 " ] ||
+		fail "subscribe reply ($*): $(cat "$sub")"
+	[ "$(sed -n 4,6p "$sub" | tr '\n' ' ')" = "message news hello from redis-cli " ] ||
+		fail "message ($*): $(cat "$sub")"
+}
+
+start --listen 127.0.0.1:0
 [ -n "$port" ] || fail "no port"
 
 bench=$(redis-benchmark -p "$port" -t ping_inline,ping_mbulk -n 20000 -q 2>&1 | tr '\r' '\n')
@@ -21,19 +77,96 @@ grep -qE '^PING_INLINE: [0-9.]+ requests per second' <<<"$bench" || fail "ping_i
 grep -qE '^PING_MBULK: [0-9.]+ requests per second' <<<"$bench" || fail "ping_mbulk: $bench"
 
 [ "$(redis-cli -p "$port" PING)" = "PONG" ] || fail "PING"
-sub=$(mktemp)
-timeout 5 redis-cli -p "$port" SUBSCRIBE news >"$sub" 2>&1 &
-spid=$!
-for _ in $(seq 100); do
-	[ "$(redis-cli -p "$port" PUBSUB NUMSUB news | tail -1)" = "1" ] && break
-	sleep 0.05
-done
-[ "$(redis-cli -p "$port" PUBLISH news 'hello from redis-cli')" = "1" ] || fail "PUBLISH count"
-for _ in $(seq 100); do grep -q 'hello from redis-cli' "$sub" && break; sleep 0.05; done
-kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null
-[ "$(sed -n 1,3p "$sub" | tr '\n' ' ')" = "subscribe news 1 " ] || fail "subscribe reply: $(cat "$sub")"
-[ "$(sed -n 4,6p "$sub" | tr '\n' ' ')" = "message news hello from redis-cli " ] || fail "message: $(cat "$sub")"
-
-kill -TERM "$pid"; wait "$pid" || fail "broker exit status $?"
-rm -f "$out" "$sub"
+pubargs=(-p "$port")
+pubsub -p "$port"
+stop
 echo "PASS: redis-benchmark and redis-cli against actorconn-broker"
+
+# ---- TLS ---------------------------------------------------------------------
+redis-cli --help 2>&1 | grep -q -- '--tls' || {
+	echo "SKIP: TLS: this redis-cli has no --tls"; exit 0; }
+command -v openssl >/dev/null || {
+	echo "SKIP: TLS: no openssl command to make certificates with"; exit 0; }
+# A build without OpenSSL must refuse the TLS options, and say why.
+"$bin" --tls-port 0 --tls-cert-file "$tmp/none.pem" --tls-key-file "$tmp/none.key" \
+	--tls-auth-clients no >"$out" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] || fail "a missing certificate: exit status $rc"
+if grep -q 'built without OpenSSL' "$out"; then
+	echo "SKIP: TLS: $(cat "$out")"
+	exit 0
+fi
+grep -q "TLS: $tmp/none.pem" "$out" || fail "a missing certificate is not named"
+# Mutual TLS, the default as in Redis, needs the CA.
+"$bin" --tls-port 0 --tls-cert-file "$tmp/none.pem" --tls-key-file "$tmp/none.key" \
+	>"$out" 2>&1 && fail "--tls-auth-clients yes without a CA accepted"
+grep -q 'needs --tls-ca-cert-file' "$out" || fail "no reason for refusing yes without a CA"
+
+certs=$tmp/certs
+sh "$srcdir/tests/tls_certs.sh" "$certs" || fail "tls_certs.sh"
+ca=$certs/ca.pem
+# The broker reads its certificate from copies, so that SIGHUP can be
+# shown other files.
+cp "$certs/server.pem" "$tmp/live.pem"
+cp "$certs/server.key" "$tmp/live.key"
+
+# served: the SHA-256 fingerprint of the certificate the TLS port serves.
+served() {
+	openssl s_client -connect "127.0.0.1:$tport" -CAfile "$ca" </dev/null 2>/dev/null |
+		openssl x509 -noout -fingerprint -sha256
+}
+fingerprint() { openssl x509 -noout -fingerprint -sha256 -in "$1"; }
+
+start --listen 127.0.0.1:0 --tls-port 0 --tls-cert-file "$tmp/live.pem" \
+	--tls-key-file "$tmp/live.key" --tls-ca-cert-file "$ca" --tls-auth-clients no
+[ -n "$port" ] && [ -n "$tport" ] || fail "no plain and TLS ports"
+grep -q 'TLS client certificates not asked for' "$out" || fail "no TLS line"
+tls=(--tls --cacert "$ca" -p "$tport")
+[ "$(redis-cli "${tls[@]}" PING)" = "PONG" ] || fail "TLS PING"
+# A TLS subscriber hears a plain publisher, and the other way round: one
+# broker behind both listeners.
+pubargs=(-p "$port")
+pubsub "${tls[@]}"
+pubargs=("${tls[@]}")
+pubsub -p "$port"
+bench=$(redis-benchmark --tls --cacert "$ca" -p "$tport" -t ping -n 2000 -q 2>&1 | tr '\r' '\n')
+grep -qE '^PING_INLINE: [0-9.]+ requests per second' <<<"$bench" || fail "TLS ping_inline: $bench"
+grep -qE '^PING_MBULK: [0-9.]+ requests per second' <<<"$bench" || fail "TLS ping_mbulk: $bench"
+# Plaintext on the TLS port is not a handshake; a client that does not
+# trust the CA stops at the handshake.
+[ "$(timeout 5 redis-cli -p "$tport" PING 2>/dev/null)" != "PONG" ] || fail "plaintext PING on the TLS port"
+[ "$(timeout 5 redis-cli --tls --cacert "$certs/ca2.pem" -p "$tport" PING 2>/dev/null)" != "PONG" ] ||
+	fail "TLS PING trusting another CA"
+
+# SIGHUP: new files are served from the next handshake on; files that
+# do not make a context (a key of another certificate) change nothing.
+[ "$(served)" = "$(fingerprint "$certs/server.pem")" ] || fail "served certificate"
+cp "$certs/server2.pem" "$tmp/live.pem"
+cp "$certs/server2.key" "$tmp/live.key"
+kill -HUP "$pid"
+for _ in $(seq 100); do grep -q 'TLS certificates reloaded' "$out" && break; sleep 0.05; done
+grep -q 'TLS certificates reloaded' "$out" || fail "no reload"
+[ "$(served)" = "$(fingerprint "$certs/server2.pem")" ] || fail "served certificate after reload"
+cp "$certs/server.key" "$tmp/live.key"
+kill -HUP "$pid"
+for _ in $(seq 100); do grep -q 'TLS reload failed' "$out" && break; sleep 0.05; done
+grep -q 'TLS reload failed, keeping the old certificates' "$out" || fail "no failed reload"
+[ "$(served)" = "$(fingerprint "$certs/server2.pem")" ] || fail "served certificate after a failed reload"
+[ "$(redis-cli "${tls[@]}" PING)" = "PONG" ] || fail "TLS PING after reloads"
+stop
+
+# Mutual TLS (--tls-auth-clients yes by default), TLS only, on an
+# address of its own.
+start --listen none --tls-listen 127.0.0.1:0 --tls-cert-file "$certs/server.pem" \
+	--tls-key-file "$certs/server.key" --tls-ca-cert-file "$ca"
+[ -z "$port" ] && [ -n "$tport" ] || fail "--listen none: $(cat "$out")"
+grep -q 'TLS client certificates required' "$out" || fail "no mutual TLS line"
+tls=(--tls --cacert "$ca" -p "$tport")
+[ "$(redis-cli "${tls[@]}" --cert "$certs/client.pem" --key "$certs/client.key" PING)" = "PONG" ] ||
+	fail "mutual TLS PING"
+[ "$(timeout 5 redis-cli "${tls[@]}" PING 2>/dev/null)" != "PONG" ] ||
+	fail "PING without a client certificate"
+[ "$(timeout 5 redis-cli "${tls[@]}" --cert "$certs/rogue.pem" --key "$certs/rogue.key" PING 2>/dev/null)" != "PONG" ] ||
+	fail "PING with a client certificate of another CA"
+stop
+echo "PASS: redis-cli and redis-benchmark over TLS, reload, mutual TLS"
