@@ -672,6 +672,61 @@ START_TEST(a_slow_consumer_over_tls_is_closed_at_its_limit)
 }
 END_TEST
 
+/* Output over out_high, then read: on_drain runs, as without TLS. */
+static int64_t drained;
+
+static void count_drain(ac_conn_t *c)
+{
+	__atomic_fetch_add(&drained, 1, __ATOMIC_RELEASE);
+}
+
+START_TEST(send_watermarks_write_timeout_and_abort_over_tls)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE,
+			    .out_low = 16 << 10,
+			    .out_high = 64 << 10,
+			    .write_timeout_ms = 300};
+	static unsigned char big[1 << 20];
+	unsigned char *back = malloc(sizeof(big));
+	struct cli a, b;
+	int small = 4096;
+
+	th_srv.on_drain = count_drain;
+	tls_server(2, &o, server_tls("server.pem", "server.key", 0, NULL));
+	ck_assert(cli_open(&a, th_srv.port, NULL));
+	ck_assert(th_wait(th_opened_ge, (void *)1, 3000));
+	/* From this thread: ac_send reaches a TLS connection. */
+	ck_assert_int_eq(ac_send(th_srv.rt, th_handle(0), "sent\n", 5), 0);
+	ck_assert(cli_read(&a, back, 5));
+	ck_assert_mem_eq(back, "sent\n", 5);
+	/* 1 MiB is over out_high; reading it all brings on_drain. */
+	memset(big, 'b', sizeof(big));
+	ck_assert_int_eq(ac_send(th_srv.rt, th_handle(0), big, sizeof(big)),
+			 0);
+	ck_assert(cli_read(&a, back, sizeof(big)));
+	ck_assert(th_wait_ge(&drained, 1, 3000));
+
+	/* A client that stops reading: the write timeout closes it. */
+	ck_assert(cli_open(&b, th_srv.port, NULL));
+	setsockopt(b.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	ck_assert(th_wait(th_opened_ge, (void *)2, 3000));
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(ac_send(th_srv.rt, th_handle(1), big,
+					 sizeof(big)),
+				 0);
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	ck_assert_int_eq(th_srv.reasons[1], AC_EWTIMEDOUT);
+	cli_close(&b);
+
+	/* An abort: no close_notify, the stream just ends. */
+	ck_assert_int_eq(ac_close(th_srv.rt, th_handle(0), AC_CLOSE_ABORT), 0);
+	ck_assert_int_ne(cli_read_end(&a), SSL_ERROR_ZERO_RETURN);
+	cli_close(&a);
+	free(back);
+	th_finish();
+}
+END_TEST
+
 /* ---- reload ------------------------------------------------------------------- */
 
 static void copy_file(const char *from, const char *to)
@@ -976,6 +1031,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(t, a_peer_that_resets_mid_handshake_or_mid_record);
 	tcase_add_test(t, a_16_mib_write_arrives_whole_then_close_notify);
 	tcase_add_test(t, a_slow_consumer_over_tls_is_closed_at_its_limit);
+	tcase_add_test(t, send_watermarks_write_timeout_and_abort_over_tls);
 	tcase_add_test(t, a_reload_changes_new_handshakes_and_keeps_open_connections);
 	tcase_add_test(t, groups_and_heartbeats_over_tls);
 	tcase_add_test(t, a_pool_connects_over_tls);

@@ -255,6 +255,7 @@ void th_server_start(int loops, const char *addr, const ac_conn_opts_t *opts)
 	ac_conn_cbs_t cbs = {.on_open = srv_open,
 			     .on_frame = srv_frame,
 			     .on_message = th_srv.on_message,
+			     .on_drain = th_srv.on_drain,
 			     .on_close = srv_close};
 	ac_config_t cfg = {.loops = loops};
 

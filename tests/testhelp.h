@@ -69,6 +69,7 @@ struct th_server {
 	void (*on_frame)(ac_conn_t *c, const void *data, size_t len);
 	void (*on_open)(ac_conn_t *c);
 	void (*on_message)(ac_conn_t *c, int kind, void *payload);
+	void (*on_drain)(ac_conn_t *c);
 };
 extern struct th_server th_srv;
 
