@@ -113,7 +113,7 @@ extern "C" {
 	   "pending output made no progress in time")                         \
 	XX(ENAME, AC__ERR_LIB - 9, CONNECT, "host name could not be resolved") \
 	XX(ENOTSUP, -ENOTSUP, ERROR,                                          \
-	   "not supported by this build (TLS without OpenSSL)")               \
+	   "operation not supported (TLS: built without OpenSSL)")           \
 	XX(ETLS, AC__ERR_LIB - 10, TLS, "TLS handshake or protocol failure")  \
 	XX(ECERT, AC__ERR_LIB - 11, TLS,                                      \
 	   "peer certificate not verified (see ac_conn_tls_info)")            \
@@ -322,7 +322,11 @@ enum ac_tls_verify {
 	/* Client only, for tests: any server certificate is accepted. */
 	AC_TLS_VERIFY_NONE = 1,
 	/* Server only, mutual TLS: a client certificate that chains to
-	   ca_file is required; without one the handshake fails (AC_ECERT). */
+	   ca_file is required. Without one the server closes the
+	   connection with AC_ECERT before on_open (counted in
+	   closed[AC_CR_TLS]); the client hears an alert: AC_ETLS for a
+	   client of this library, which under TLS 1.3 may come after its
+	   on_open, since a TLS 1.3 client finishes first. */
 	AC_TLS_VERIFY_CLIENT = 2
 };
 
@@ -367,11 +371,13 @@ AC_EXPORT int ac_tls_reload(ac_tls_t *t, char *why, size_t whylen);
 
 /*
  * Any thread. Server name indication: a client that asks for name gets
- * ctx's certificate instead of server's. name is a host name or
+ * ctx's certificate chain, key and ALPN list instead of server's; who is
+ * verified, and against which CAs, stays server's. name is a host name or
  * "*.domain" (one label); the first match in the order added wins, and a
  * name no entry matches gets server's own. server keeps a reference to
- * ctx. 0, AC_EINVAL (not both servers, or a bad name), AC_ENOMEM,
- * AC_ENOTSUP.
+ * ctx. One level only: ctx may not have SNI entries of its own, nor
+ * server be another's entry. 0, AC_EINVAL (not both servers, one level
+ * broken, or a bad name), AC_ENOMEM, AC_ENOTSUP.
  */
 AC_EXPORT int ac_tls_sni(ac_tls_t *server, const char *name, ac_tls_t *ctx);
 
@@ -908,7 +914,8 @@ enum ac_close_reason {
 			   counts here every outbound attempt that failed
 			   before on_open (a connect timeout included), except
 			   one closed by this side, by the stop, or over
-			   max_conns */
+			   max_conns, and one whose TLS handshake failed
+			   (AC_CR_TLS) */
 	AC_CR_ERROR,    /* AC_ENOMEM and anything else */
 	AC_CR_COUNT
 };

@@ -47,6 +47,7 @@ struct ac_tls_s {
 	unsigned alpn_len;
 	struct ac__sni *snis;
 	unsigned nsnis;
+	bool sni_entry;        /* some context's SNI entry (one level only) */
 };
 
 /* A connection's TLS state (in its aux). */
@@ -229,15 +230,28 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
 		ac__tls_ref(pick);
 	pthread_mutex_unlock(&t->lock);
 	if (pick) {
-		SSL_CTX *ctx = ctx_get(pick);
+		SSL_CTX *ours = SSL_get_SSL_CTX(ssl), *ctx = ctx_get(pick);
+		STACK_OF(X509_NAME) *cas =
+			SSL_dup_CA_list(SSL_CTX_get_client_CA_list(ours));
 
+		/* The entry's certificate, key and ALPN; the listener's
+		 * verification: its mode stays with the SSL, and its CAs
+		 * (to check, and to name to the client) are set on it
+		 * after the switch, which replaces the SSL's certificate
+		 * settings. ours is alive: the SSL holds it until then. */
 		SSL_set_SSL_CTX(ssl, ctx); /* takes its own reference */
-		/* The certificate's context decides the rest of the
-		 * handshake; ours keeps the verification settings. */
+		SSL_set1_verify_cert_store(ssl, SSL_CTX_get_cert_store(ours));
+		if (cas)
+			SSL_set_client_CA_list(ssl, cas);
 		SSL_CTX_free(ctx);
 		ac__tls_unref(pick);
 	}
 	return SSL_TLSEXT_ERR_OK;
+}
+
+static int no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+	return 0;
 }
 
 /* A new SSL_CTX from t's options, reading the files now. */
@@ -255,6 +269,9 @@ static SSL_CTX *ctx_build(ac_tls_t *t, char *why, size_t len)
 	/* Idle connections give back OpenSSL's 16 KiB record buffers;
 	 * a clean EOF without close_notify ends the stream as plain TCP
 	 * would (the application's framing says whether it was whole). */
+	/* An encrypted key fails to load rather than prompt on a
+	 * terminal. */
+	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
 				      SSL_MODE_ENABLE_PARTIAL_WRITE);
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
@@ -296,8 +313,10 @@ static SSL_CTX *ctx_build(ac_tls_t *t, char *why, size_t len)
 				    "the key does not match the certificate");
 			goto fail;
 		}
-	} else if (server) {
-		why_set(why, len, "%s", "a server needs cert_file and key_file");
+	} else if (server || t->key_file) {
+		why_set(why, len, "%s",
+			server ? "a server needs cert_file and key_file"
+			       : "key_file without cert_file");
 		goto fail;
 	}
 	if (t->ca_file) {
@@ -390,6 +409,7 @@ AC_EXPORT ac_tls_t *ac_tls_new(const ac_tls_opts_t *o, char *why,
 {
 	ac_tls_t *t;
 	bool ok = true;
+	int err = 0;
 
 	pthread_once(&hook_once, hook_memory);
 	if (why && whylen)
@@ -425,8 +445,11 @@ AC_EXPORT ac_tls_t *ac_tls_new(const ac_tls_opts_t *o, char *why,
 	t->ca_file = dup_or_null(o->ca_file, &ok);
 	t->ciphers = dup_or_null(o->ciphers, &ok);
 	t->ciphersuites = dup_or_null(o->ciphersuites, &ok);
-	if (!ok || (o->alpn && alpn_wire(o->alpn, &t->alpn, &t->alpn_len))) {
-		int e = ok && o->alpn ? EINVAL : ENOMEM;
+	if (ok && o->alpn &&
+	    (err = alpn_wire(o->alpn, &t->alpn, &t->alpn_len)))
+		ok = false;
+	if (!ok) {
+		int e = err == AC_EINVAL ? EINVAL : ENOMEM;
 
 		why_set(why, whylen, "%s",
 			e == EINVAL ? "bad alpn list" : "out of memory");
@@ -465,6 +488,7 @@ AC_EXPORT int ac_tls_sni(ac_tls_t *server, const char *name, ac_tls_t *ctx)
 {
 	struct ac__sni *v;
 	char *n;
+	int err;
 
 	if (!server || !ctx || !name || !*name || server == ctx ||
 	    server->role != AC_TLS_SERVER || ctx->role != AC_TLS_SERVER ||
@@ -473,19 +497,29 @@ AC_EXPORT int ac_tls_sni(ac_tls_t *server, const char *name, ac_tls_t *ctx)
 		return AC_EINVAL;
 	if (!(n = tls_strdup(name)))
 		return AC_ENOMEM;
-	pthread_mutex_lock(&server->lock);
-	v = ac__realloc(AC__K_TLS, server->snis,
-			(server->nsnis + 1) * sizeof(*v));
-	if (!v) {
-		pthread_mutex_unlock(&server->lock);
-		ac__free(AC__K_TLS, n);
-		return AC_ENOMEM;
+	/* One level: an entry has no entries, and a context with entries
+	 * is nobody's entry (so no two contexts hold each other). The two
+	 * locks, in address order. */
+	pthread_mutex_lock(server < ctx ? &server->lock : &ctx->lock);
+	pthread_mutex_lock(server < ctx ? &ctx->lock : &server->lock);
+	if (server->sni_entry || ctx->nsnis) {
+		v = NULL;
+		err = AC_EINVAL;
+	} else if (!(v = ac__realloc(AC__K_TLS, server->snis,
+				     (server->nsnis + 1) * sizeof(*v)))) {
+		err = AC_ENOMEM;
+	} else {
+		ac__tls_ref(ctx);
+		ctx->sni_entry = true;
+		v[server->nsnis++] = (struct ac__sni){n, ctx};
+		server->snis = v;
+		err = 0;
 	}
-	ac__tls_ref(ctx);
-	v[server->nsnis++] = (struct ac__sni){n, ctx};
-	server->snis = v;
+	pthread_mutex_unlock(&ctx->lock);
 	pthread_mutex_unlock(&server->lock);
-	return 0;
+	if (err)
+		ac__free(AC__K_TLS, n);
+	return err;
 }
 
 AC_EXPORT void ac_tls_free(ac_tls_t *t)
@@ -816,9 +850,19 @@ void ac__tls_end(ac_conn_t *c)
 	if (!tc)
 		return;
 	ac__tls_detach(c);
-	/* Keep the session: a reconnect resumes it. */
-	if (c->ob && tc->done && !c->ob->tls_session)
-		c->ob->tls_session = SSL_get1_session(tc->ssl);
+	/* Keep the latest session that can resume: a reconnect offers it
+	 * (one from before a server's reload may no longer be accepted;
+	 * the full handshake that follows then brings a new one). */
+	if (c->ob && tc->done) {
+		SSL_SESSION *s = SSL_get1_session(tc->ssl);
+
+		if (s && SSL_SESSION_is_resumable(s)) {
+			ac__tls_forget_session(c);
+			c->ob->tls_session = s;
+		} else {
+			SSL_SESSION_free(s);
+		}
+	}
 	SSL_free(tc->ssl); /* and the BIO, both references */
 	ac__outq_clear(&tc->cq);
 	ac__tls_unref(tc->t);

@@ -325,6 +325,44 @@ START_TEST(sni_picks_the_certificate_by_name)
 }
 END_TEST
 
+START_TEST(an_sni_entry_keeps_the_listeners_client_verification)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
+	ac_tls_t *t = server_tls("server.pem", "server.key",
+				 AC_TLS_VERIFY_CLIENT, NULL);
+	ac_tls_t *other = server_tls("other.pem", "other.key", 0, NULL);
+	ac_tls_t *third = server_tls("other.pem", "other.key", 0, NULL);
+	struct cli_opts with = {.sni = "other.test", .cert = "client.pem"};
+	struct cli_opts without = {.sni = "other.test"};
+	char cn[64], back[6];
+	struct cli k;
+
+	ck_assert_int_eq(ac_tls_sni(t, "other.test", other), 0);
+	/* One level only: no entry of an entry, no entries in an entry. */
+	ck_assert_int_eq(ac_tls_sni(other, "x.test", third), AC_EINVAL);
+	ck_assert_int_eq(ac_tls_sni(third, "x.test", t), AC_EINVAL);
+	ac_tls_free(other);
+	ac_tls_free(third);
+	tls_server(1, &o, t);
+	/* The entry has no CA of its own: the listener's checks. */
+	ck_assert(cli_open(&k, th_srv.port, &with));
+	cli_peer_cn(&k, cn, sizeof(cn));
+	ck_assert_str_eq(cn, "other.test");
+	cli_write(&k, "hello\n", 6);
+	ck_assert(cli_read(&k, back, 6));
+	cli_close(&k);
+	/* And the listener's requirement holds under the entry too. */
+	if (cli_open(&k, th_srv.port, &without)) {
+		SSL_write(k.ssl, "hello\n", 6);
+		ck_assert(!cli_read(&k, back, 6));
+	}
+	cli_close(&k);
+	ck_assert(th_wait(tls_failures_ge, (void *)1, 5000));
+	ck_assert_int_eq(th_srv.opened, 1);
+	th_finish();
+}
+END_TEST
+
 /* ---- verification ------------------------------------------------------------- */
 
 START_TEST(mutual_tls_accepts_a_client_certificate_and_refuses_none)
@@ -471,19 +509,32 @@ START_TEST(outbound_refuses_an_untrusted_ca_unless_told_not_to_verify)
 }
 END_TEST
 
-START_TEST(a_reconnect_resumes_the_session)
+START_TEST(a_reconnect_resumes_the_session_and_after_a_reload_a_new_one)
 {
 	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
+	ac_tls_t *t = server_tls("server.pem", "server.key", 0, NULL);
 
-	tls_server(1, &o, server_tls("server.pem", "server.key", 0, NULL));
+	o.tls = t; /* the listener takes its own; ours is for the reload */
+	th_server_start(1, "127.0.0.1:0", &o);
 	oc_connect(client_tls("ca.pem", 0), NULL, 20);
-	ck_assert(th_wait_ge(&oc.lines, 1, 5000));
-	/* The server drops it; the client comes back on its own. */
-	ck_assert_int_eq(ac_close(th_srv.rt, th_handle(0), AC_CLOSE_FLUSH), 0);
-	ck_assert(th_wait_ge(&oc.lines, 2, 5000));
+	for (int i = 0; i < 4; i++) {
+		ck_assert(th_wait_ge(&oc.lines, i + 1, 5000));
+		/* A reload makes new ticket keys: the session from before
+		 * no longer resumes. */
+		if (i == 1)
+			ck_assert_int_eq(ac_tls_reload(t, NULL, 0), 0);
+		/* The server drops it; the client comes back on its own. */
+		ck_assert_int_eq(
+			ac_close(th_srv.rt, th_handle(i), AC_CLOSE_FLUSH), 0);
+	}
+	ck_assert(th_wait_ge(&oc.lines, 5, 5000));
 	ck_assert_int_eq(oc.resumed[0], 0);
 	ck_assert_int_eq(oc.resumed[1], 1);
+	ck_assert_int_eq(oc.resumed[2], 0); /* after the reload: full */
+	ck_assert_int_eq(oc.resumed[3], 1); /* and the new one resumes */
+	ck_assert_int_eq(oc.resumed[4], 1);
 	ck_assert_int_eq(oc.reason[0], AC_EEOF);
+	ac_tls_free(t);
 	th_finish();
 }
 END_TEST
@@ -959,6 +1010,12 @@ START_TEST(contexts_that_cannot_work_are_refused_with_a_reason)
 	ck_assert_ptr_null(ac_tls_new(&o, why, sizeof(why)));
 	ck_assert_msg(strstr(why, "cert_file"), "%s", why);
 
+	/* Refused, never a prompt for the passphrase. */
+	o.cert_file = cf("server.pem");
+	o.key_file = cf("server-enc.key");
+	ck_assert_ptr_null(ac_tls_new(&o, why, sizeof(why)));
+	ck_assert_msg(strstr(why, "server-enc.key"), "%s", why);
+
 	o.cert_file = cf("server.pem");
 	o.key_file = cf("server.key");
 	o.ciphers = "NO-SUCH-CIPHER";
@@ -1021,11 +1078,12 @@ static Suite *tls_suite(void)
 	tcase_add_loop_test(t, echo_in_every_framing, 0, 4);
 	tcase_add_test(t, info_names_the_version_the_server_name_and_alpn);
 	tcase_add_test(t, sni_picks_the_certificate_by_name);
+	tcase_add_test(t, an_sni_entry_keeps_the_listeners_client_verification);
 	tcase_add_test(t, mutual_tls_accepts_a_client_certificate_and_refuses_none);
 	tcase_add_test(t, outbound_verifies_the_server_by_default);
 	tcase_add_test(t, outbound_refuses_a_wrong_host_name);
 	tcase_add_test(t, outbound_refuses_an_untrusted_ca_unless_told_not_to_verify);
-	tcase_add_test(t, a_reconnect_resumes_the_session);
+	tcase_add_test(t, a_reconnect_resumes_the_session_and_after_a_reload_a_new_one);
 	tcase_add_test(t, a_silent_client_is_closed_at_the_handshake_timeout);
 	tcase_add_test(t, garbage_and_plaintext_are_refused_and_counted);
 	tcase_add_test(t, a_peer_that_resets_mid_handshake_or_mid_record);

@@ -7,6 +7,7 @@
 #   client.pem/.key   a client certificate, signed by ca (mutual TLS)
 #   rogue.pem/.key    "localhost" and 127.0.0.1, signed by ca2
 #   server2.pem/.key  "localhost" again, another key (reload)
+#   server-enc.key    server.key under a passphrase
 set -eu
 dir=$1
 mkdir -p "$dir"
@@ -40,4 +41,6 @@ leaf server2 localhost "DNS:localhost,IP:127.0.0.1,IP:::1" ca serverAuth
 leaf other other.test "DNS:other.test,DNS:*.wild.test" ca serverAuth
 leaf client "test client" "DNS:client.test" ca clientAuth
 leaf rogue localhost "DNS:localhost,IP:127.0.0.1" ca2 serverAuth
+openssl ec -in server.key -aes256 -passout pass:secret \
+	-out server-enc.key 2>/dev/null
 touch done
