@@ -39,11 +39,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 
-#define AC__IOV_MAX 64
 
 /* Idle memory per connection is a target (README, Performance): a field
  * added here must push something rarely used out to keep this true. */
@@ -1030,26 +1028,14 @@ static void sent_bytes(ac_conn_t *c, size_t w)
 static int flush_plain(ac_conn_t *c)
 {
 	while (out_len(c) > 0) {
-		struct iovec iov[AC__IOV_MAX];
-		struct msghdr mh = {.msg_iov = iov};
-		size_t want;
-		ssize_t w;
+		bool full;
+		ssize_t w = ac__outq_send(&c->out, c->fd, &full);
 
-		mh.msg_iovlen =
-			(size_t)ac__outq_iov(&c->out, iov, AC__IOV_MAX, &want);
-		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return AC_EAGAIN;
-			/* EPIPE: the peer is gone, like a reset. */
-			return errno == EPIPE ? AC_ECONNRESET : -errno;
-		}
-		ac__outq_consume(&c->out, (size_t)w);
+		if (w < 0)
+			return (int)w;
 		sent_bytes(c, (size_t)w);
-		if ((size_t)w < want)
-			return AC_EAGAIN; /* the socket is full */
+		if (full)
+			return AC_EAGAIN; /* wait for writability */
 	}
 	return 0;
 }

@@ -4,7 +4,9 @@
 #include "buf.h"
 #include "loop.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 /* A chunk for small writes is one 4 KiB allocation, header included;
  * a larger write gets a chunk of its own size. */
@@ -224,4 +226,26 @@ void ac__outq_clear(struct ac__outq *o)
 		ac__chunk_free(ch);
 	}
 	o->bytes = 0;
+}
+
+ssize_t ac__outq_send(struct ac__outq *o, int fd, bool *full)
+{
+	struct iovec iov[64];
+	struct msghdr mh = {.msg_iov = iov};
+	size_t want;
+	ssize_t w;
+
+	mh.msg_iovlen = (size_t)ac__outq_iov(o, iov, 64, &want);
+	do
+		w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	if (w < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return AC_EAGAIN;
+		/* EPIPE: the peer is gone, like a reset. */
+		return errno == EPIPE ? AC_ECONNRESET : -errno;
+	}
+	ac__outq_consume(o, (size_t)w);
+	*full = (size_t)w < want;
+	return w;
 }

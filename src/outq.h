@@ -73,6 +73,11 @@ int ac__outq_iov(const struct ac__outq *o, struct iovec *iov, int max,
 		 size_t *total);
 /* n bytes were sent: finished chunks go. */
 void ac__outq_consume(struct ac__outq *o, size_t n);
+/* One sendmsg of o's first chunks (up to 64) to the socket fd, and what
+ * went is consumed. Returns the bytes sent, AC_EAGAIN when the socket
+ * took none, or a close reason (EPIPE: AC_ECONNRESET). *full: the socket
+ * took less than it was offered. */
+ssize_t ac__outq_send(struct ac__outq *o, int fd, bool *full);
 /* Frees everything queued. */
 void ac__outq_clear(struct ac__outq *o);
 

@@ -758,23 +758,13 @@ size_t ac__tls_unsent(const ac_conn_t *c)
 static int send_cipher(ac_conn_t *c, struct ac__tls_conn *tc, size_t *sent)
 {
 	while (tc->cq.bytes) {
-		struct iovec iov[64];
-		struct msghdr mh = {.msg_iov = iov};
-		size_t want;
-		ssize_t w;
+		bool full;
+		ssize_t w = ac__outq_send(&tc->cq, c->fd, &full);
 
-		mh.msg_iovlen = (size_t)ac__outq_iov(&tc->cq, iov, 64, &want);
-		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return AC_EAGAIN;
-			return errno == EPIPE ? AC_ECONNRESET : -errno;
-		}
-		ac__outq_consume(&tc->cq, (size_t)w);
+		if (w < 0)
+			return (int)w;
 		*sent += (size_t)w;
-		if ((size_t)w < want)
+		if (full)
 			return AC_EAGAIN;
 	}
 	tc->batch = 0;
