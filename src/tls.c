@@ -852,6 +852,14 @@ void ac__tls_end(ac_conn_t *c)
 		} else {
 			SSL_SESSION_free(s);
 		}
+		/* Freeing an SSL that sent no close_notify marks its session
+		 * unusable, to be safe after a truncation. A reset, a
+		 * timeout or an abort of ours is no reason to give up a
+		 * session (the next attempt is a new connection); a TLS
+		 * failure is, and then OpenSSL's rule stands. */
+		if (ac_close_reason_index(c->reason) != AC_CR_TLS)
+			SSL_set_shutdown(tc->ssl, SSL_SENT_SHUTDOWN |
+							  SSL_get_shutdown(tc->ssl));
 	}
 	SSL_free(tc->ssl); /* and the BIO, both references */
 	ac__outq_clear(&tc->cq);

@@ -539,6 +539,33 @@ START_TEST(a_reconnect_resumes_the_session_and_after_a_reload_a_new_one)
 }
 END_TEST
 
+/* An attempt that ends without close_notify (here the client's idle
+ * timeout, an abort) keeps its session for the next one. */
+START_TEST(a_reconnect_after_an_abort_still_resumes)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
+	ac_conn_opts_t co = {.framing = AC_FRAME_LINE,
+			     .tls = client_tls("ca.pem", 0),
+			     .idle_timeout_ms = 150,
+			     .reconnect_min_ms = 20,
+			     .reconnect_max_ms = 20};
+	char addr[64];
+	ac_handle_t h;
+
+	tls_server(1, &o, server_tls("server.pem", "server.key", 0, NULL));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", th_srv.port);
+	ck_assert_int_eq(ac_connect(th_srv.rt, addr, &oc_cbs, &co, NULL, &h),
+			 0);
+	ac_tls_free(co.tls);
+	ck_assert(th_wait_ge(&oc.lines, 3, 5000));
+	ck_assert_int_eq(oc.reason[0], AC_ETIMEDOUT);
+	ck_assert_int_eq(oc.resumed[0], 0);
+	ck_assert_int_eq(oc.resumed[1], 1);
+	ck_assert_int_eq(oc.resumed[2], 1);
+	th_finish();
+}
+END_TEST
+
 /* ---- handshakes that do not finish ------------------------------------------- */
 
 START_TEST(a_silent_client_is_closed_at_the_handshake_timeout)
@@ -1084,6 +1111,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(t, outbound_refuses_a_wrong_host_name);
 	tcase_add_test(t, outbound_refuses_an_untrusted_ca_unless_told_not_to_verify);
 	tcase_add_test(t, a_reconnect_resumes_the_session_and_after_a_reload_a_new_one);
+	tcase_add_test(t, a_reconnect_after_an_abort_still_resumes);
 	tcase_add_test(t, a_silent_client_is_closed_at_the_handshake_timeout);
 	tcase_add_test(t, garbage_and_plaintext_are_refused_and_counted);
 	tcase_add_test(t, a_peer_that_resets_mid_handshake_or_mid_record);
