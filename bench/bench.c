@@ -8,6 +8,11 @@
  *   actorconn-bench echo     len32 echo load (reqload.c)
  *   actorconn-bench fanout   RESP pub/sub delivery (fanout.c)
  *   actorconn-bench idle     a server's memory per idle connection (idle.c)
+ *   actorconn-bench handshake  TLS handshakes/s, full or resumed
+ *                            (handshake.c; built with OpenSSL only)
+ *
+ * ping, echo, fanout and idle speak TLS with --tls CAFILE (tls.c), when
+ * built with OpenSSL.
  *
  * Every figure is a median over --reps repetitions. The micro-benchmarks
  * alternate the library and its baseline within each repetition so that
@@ -22,6 +27,7 @@
  * report.c; the two micro-benchmarks, which link the library's internals
  * (internal.h), in mailbox.c and handle.c.
  */
+#include "config.h"
 #include "bench.h"
 
 #include <errno.h>
@@ -152,6 +158,7 @@ enum vkind {
 	V_SECONDS, /* a decimal number of seconds */
 	V_STRING,
 	V_PROBE,   /* resp | memcache | len32 | none */
+	V_YESNO,   /* yes | no, into an int */
 };
 
 struct optdef {
@@ -187,6 +194,11 @@ static const struct optdef optdefs[] = {
 	{"pid", O_PID, V_COUNT, OFF(pid), INT_MAX, 0},
 	{"probe", O_PROBE, V_PROBE, OFF(probe), 0, 0},
 	{"per-process", O_PER_PROCESS, V_COUNT, OFF(per_process), 19000, 0},
+#ifdef AC_HAVE_OPENSSL
+	/* The CA file to verify the server's certificate against. */
+	{"tls", O_TLS, V_STRING, OFF(tls), 0, 0},
+	{"resume", O_RESUME, V_YESNO, OFF(resume), 0, 0},
+#endif
 };
 #undef OFF
 #define NOPTS ((int)(sizeof(optdefs) / sizeof(optdefs[0])))
@@ -268,6 +280,11 @@ static int set_opt(const struct subcmd *sc, const struct optdef *d,
 		else
 			return -1;
 		return 0;
+	case V_YESNO:
+		if (strcmp(arg, "yes") && strcmp(arg, "no"))
+			return -1;
+		*(int *)(void *)field = !strcmp(arg, "yes");
+		return 0;
 	}
 	return -1;
 }
@@ -326,6 +343,11 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 		fprintf(stderr, PROG " %s: --pid PID is required\n", sc->name);
 		return -1;
 	}
+	if ((sc->requires & O_TLS) && !o->tls) {
+		fprintf(stderr, PROG " %s: --tls CAFILE is required\n",
+			sc->name);
+		return -1;
+	}
 	if (!o->label)
 		o->label = o->server;
 	return 0;
@@ -333,8 +355,15 @@ static int parse_opts(const struct subcmd *sc, int argc, char **argv,
 
 /* ---- the subcommands -------------------------------------------------------- */
 
+/* --tls in the usage lines, where it is an option. */
+#ifdef AC_HAVE_OPENSSL
+#define TLS_USAGE "\n[--tls CAFILE]"
+#else
+#define TLS_USAGE ""
+#endif
+
 #define NET_COMMON (O_SERVER | O_LABEL | O_DURATION | O_WARMUP | O_THREADS | \
-		    O_REPS | O_JSON | O_PID)
+		    O_REPS | O_JSON | O_PID | O_TLS)
 
 static const struct subcmd subcmds[] = {
 	{"mailbox", "[--messages N] [--reps R] [--json FILE]",
@@ -349,7 +378,7 @@ static const struct subcmd subcmds[] = {
 	 cmd_handle},
 	{"ping", "--server HOST:PORT [--connections C] [--pipeline P]\n"
 		 "[--duration S] [--warmup S] [--threads T] [--reps R]\n"
-		 "[--pid PID] [--label NAME] [--json FILE]",
+		 "[--pid PID] [--label NAME] [--json FILE]" TLS_USAGE,
 	 "RESP PING requests/s, latency, server CPU/request (--pid)",
 	 NET_COMMON | O_CONNECTIONS | O_PIPELINE, O_SERVER, 1,
 	 {.connections = 50, .pipeline = 1, .duration = 5, .warmup = 1,
@@ -357,7 +386,7 @@ static const struct subcmd subcmds[] = {
 	 cmd_ping},
 	{"echo", "--server HOST:PORT [--connections C] [--pipeline P]\n"
 		 "[--size B] [--duration S] [--warmup S] [--threads T]\n"
-		 "[--reps R] [--pid PID] [--label NAME] [--json FILE]",
+		 "[--reps R] [--pid PID] [--label NAME] [--json FILE]" TLS_USAGE,
 	 "len32 echo requests/s, latency, server CPU/request (--pid)",
 	 NET_COMMON | O_CONNECTIONS | O_PIPELINE | O_SIZE, O_SERVER, 1,
 	 {.connections = 100, .pipeline = 1, .size = 64, .duration = 5,
@@ -366,7 +395,7 @@ static const struct subcmd subcmds[] = {
 	{"fanout", "--server HOST:PORT [--subscribers S] [--publishers N]\n"
 		   "[--pipeline W] [--size B] [--duration S] [--warmup S]\n"
 		   "[--threads T] [--reps R] [--pid PID] [--label NAME]\n"
-		   "[--json FILE]",
+		   "[--json FILE]" TLS_USAGE,
 	 "RESP pub/sub deliveries/s, latency, server CPU and memory (--pid)",
 	 NET_COMMON | O_SUBSCRIBERS | O_PUBLISHERS | O_PIPELINE | O_SIZE,
 	 O_SERVER, 1,
@@ -375,19 +404,30 @@ static const struct subcmd subcmds[] = {
 	 cmd_fanout},
 	{"idle", "--server HOST:PORT --pid PID [--connections N]\n"
 		 "[--probe resp|memcache|len32|none] [--per-process K]\n"
-		 "[--label NAME] [--json FILE]",
+		 "[--label NAME] [--json FILE]" TLS_USAGE,
 	 "a server's memory and CPU per idle connection",
 	 O_SERVER | O_LABEL | O_JSON | O_PID | O_CONNECTIONS | O_PROBE |
-		 O_PER_PROCESS, O_SERVER | O_PID, 1,
+		 O_PER_PROCESS | O_TLS, O_SERVER | O_PID, 1,
 	 {.connections = 10000, .probe = PROBE_RESP, .per_process = 15000},
 	 cmd_idle},
+#ifdef AC_HAVE_OPENSSL
+	{"handshake", "--server HOST:PORT --tls CAFILE [--resume yes|no]\n"
+		      "[--connections C] [--duration S] [--warmup S]\n"
+		      "[--threads T] [--reps R] [--pid PID] [--label NAME]\n"
+		      "[--json FILE]",
+	 "TLS connections/s, each a handshake and a PING, server CPU (--pid)",
+	 NET_COMMON | O_CONNECTIONS | O_RESUME, O_SERVER | O_TLS, 1,
+	 {.connections = 16, .duration = 5, .warmup = 1, .threads = 1,
+	  .reps = 1},
+	 cmd_handshake},
+#endif
 };
 #define NSUBCMDS ((int)(sizeof(subcmds) / sizeof(subcmds[0])))
 
 /* Prints a usage line of sc; its args wrap at each '\n', under the first. */
 static void usage_line(FILE *f, const char *lead, const struct subcmd *sc)
 {
-	int indent = fprintf(f, "%s" PROG " %-7s ", lead, sc->name);
+	int indent = fprintf(f, "%s" PROG " %-9s ", lead, sc->name);
 
 	for (const char *a = sc->args, *nl; *a; a = nl + 1) {
 		if (!(nl = strchr(a, '\n'))) {
@@ -405,11 +445,17 @@ static void usage(FILE *f)
 		usage_line(f, "  ", &subcmds[i]);
 	fprintf(f, "\n");
 	for (int i = 0; i < NSUBCMDS; i++)
-		fprintf(f, "  %-8s %s\n", subcmds[i].name, subcmds[i].summary);
+		fprintf(f, "  %-9s %s\n", subcmds[i].name, subcmds[i].summary);
 	fprintf(f, "\nCounts accept k, M and G suffixes (powers of 1000); "
 		   "S is in seconds.\nEach figure is the median of R runs; "
-		   "--json FILE also writes the figures\nas JSON. See "
-		   "actorconn-bench(1).\n");
+		   "--json FILE also writes the figures\nas JSON. "
+#ifdef AC_HAVE_OPENSSL
+		   "--tls CAFILE speaks TLS, verifying the server's "
+		   "certificate\nagainst the CAs in CAFILE. "
+#else
+		   "Built without OpenSSL: no TLS. "
+#endif
+		   "See actorconn-bench(1).\n");
 }
 
 int main(int argc, char **argv)

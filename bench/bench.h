@@ -2,8 +2,8 @@
  * bench.h: private to actorconn-bench. What its files share: bench.c
  * (options, subcommands, small helpers), report.c (table and JSON output),
  * the micro-benchmarks (mailbox.c, handle.c) and the network load
- * generators (netload.c, reqload.c, fanout.c, idle.c). Nothing here is
- * library API.
+ * generators (netload.c, reqload.c, fanout.c, idle.c, handshake.c; tls.c
+ * is their TLS client). Nothing here is library API.
  */
 #ifndef AC_BENCH_H
 #define AC_BENCH_H
@@ -64,6 +64,8 @@ enum {
 	O_PROBE = 1 << 14,
 	O_PER_PROCESS = 1 << 15,
 	O_LABEL = 1 << 16,
+	O_TLS = 1 << 17,
+	O_RESUME = 1 << 18,
 };
 
 /* How idle connections prove that the server accepted them. */
@@ -87,6 +89,8 @@ struct opts {
 	long long pid;
 	enum probe probe;
 	long long per_process;
+	const char *tls;      /* --tls CAFILE: speak TLS; NULL: plain TCP */
+	int resume;           /* handshake --resume yes */
 };
 
 /* ---- table output (report.c) ------------------------------------------------- */
@@ -126,5 +130,6 @@ int cmd_ping(const struct opts *o);    /* reqload.c */
 int cmd_echo(const struct opts *o);    /* reqload.c */
 int cmd_fanout(const struct opts *o);  /* fanout.c */
 int cmd_idle(const struct opts *o);    /* idle.c */
+int cmd_handshake(const struct opts *o); /* handshake.c (with OpenSSL) */
 
 #endif

@@ -25,6 +25,9 @@
  * the run waits, 10 s at most, for every published message to reach every
  * subscriber: a loss is an error.
  *
+ * With --tls, every connection completes its handshake before the first
+ * SUBSCRIBE (net_tls_handshake_all).
+ *
  * With --pid, the server's CPU time at the start and the end of the window,
  * over the deliveries read in it, gives its CPU per delivery; and its
  * VmRSS before the connections open and at the end of the window, over
@@ -371,11 +374,14 @@ static int fo_setup(struct net_thread *t)
 
 	if (net_thread_open(t, 1))
 		return -1;
+	for (int i = 0; i < t->nconn; i++)
+		if (net_conn_open(t, &fo_conn_at(t, i)->nc))
+			return -1;
+	if (net_tls_handshake_all(t))
+		return -1;
 	for (int i = 0; i < t->nconn; i++) {
 		struct fo_conn *c = fo_conn_at(t, i);
 
-		if (net_conn_open(t, &c->nc))
-			return -1;
 		c->cap = c->is_pub ? 4096 : FO_IN_MIN;
 		if (!(c->in = malloc(c->cap))) {
 			net_fail(t, "out of memory");
@@ -524,9 +530,9 @@ int cmd_fanout(const struct opts *o)
 		return 1;
 	if (o->json && json_open(&j, o->json, "fanout"))
 		return 1;
-	printf("fanout %s (%s): S=%lld publishers=%lld W=%lld size=%lld "
+	printf("fanout %s (%s)%s: S=%lld publishers=%lld W=%lld size=%lld "
 	       "threads=%d, %.1f s after %.1f s warm-up, %d run%s\n",
-	       o->server, o->label, o->subscribers, o->publishers, o->pipeline,
+	       o->server, o->label, o->tls ? " over TLS" : "", o->subscribers, o->publishers, o->pipeline,
 	       o->size, o->threads, o->duration, o->warmup, o->reps,
 	       o->reps > 1 ? "s" : "");
 	fflush(stdout);
@@ -545,6 +551,7 @@ int cmd_fanout(const struct opts *o)
 	       "the window; published: %.0f messages%s\n",
 	       median(pub, o->reps), o->reps > 1 ? " (median)" : "");
 	net_cpu_note(o, "delivery");
+	net_tls_note(o, &m);
 	if (o->pid)
 		printf("server memory: VmRSS %.0f KiB before connecting, %.0f "
 		       "KiB at the end of the window: %.0f bytes per connection "

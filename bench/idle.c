@@ -29,6 +29,13 @@
  * from connect() to the probe's reply, in one histogram that the children
  * share: its p99 shows whether a server answers a new connection later
  * the more it holds.
+ *
+ * With --tls, each connection completes a TLS handshake before its probe,
+ * which goes over TLS; then the child frees its SSL and keeps only the
+ * socket, so the server holds a TLS connection that has done one round
+ * trip and now idles (a server with SSL_MODE_RELEASE_BUFFERS gives its
+ * record buffers back here), and its CPU per connection includes a full
+ * handshake.
  */
 #include "netload.h"
 
@@ -68,21 +75,35 @@ static const struct probe_def probes[] = {
 	[PROBE_NONE] = {NULL, 0, NULL, 0, 0},
 };
 
-/* Sends the probe on fd and reads its reply; 0 or -1 with why in err. */
-static int probe(int fd, const struct probe_def *p, char *err, size_t errlen)
+/* Sends the probe on fd, or over ssl if not NULL, and reads its reply; 0
+ * or -1 with why in err. */
+static int probe(int fd, struct ssl_st *ssl, const struct probe_def *p,
+		 char *err, size_t errlen)
 {
 	char buf[256];
 	size_t have = 0;
 
 	if (!p->req)
 		return 0;
-	if (write(fd, p->req, p->req_len) != (ssize_t)p->req_len) {
+	if (ssl) {
+		if (net_tls_write_all(ssl, p->req, p->req_len, err, errlen))
+			return -1;
+	} else if (write(fd, p->req, p->req_len) != (ssize_t)p->req_len) {
 		snprintf(err, errlen, "write: %s", strerror(errno));
 		return -1;
 	}
 	for (;;) {
-		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		ssize_t n;
 
+		if (ssl) {
+			n = net_tls_read_some(ssl, buf + have,
+					      sizeof(buf) - 1 - have, err,
+					      errlen);
+			if (n < 0)
+				return -1;
+		} else {
+			n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		}
 		if (n <= 0) {
 			snprintf(err, errlen, "reading the probe's reply: %s",
 				 n == 0 ? "connection closed"
@@ -120,16 +141,19 @@ static void hist_add_shared(struct hist *h, uint64_t ns)
 /*
  * Opens n connections and probes each, adding each one's first round trip
  * to lat, then tells the parent on status ("ok\n", or a message) and holds
- * them until ctl reaches end of file.
+ * them until ctl reaches end of file. With tls, each connection first
+ * completes a handshake, and once its probe has its reply the SSL is
+ * freed: the socket stays open and idle, and the child holds no TLS state.
  */
-static void child(const struct net_addr *a, long long n,
-		  const struct probe_def *p, struct hist *lat, int status,
-		  int ctl)
+static void child(const struct net_addr *a, struct ssl_ctx_st *tls,
+		  long long n, const struct probe_def *p, struct hist *lat,
+		  int status, int ctl)
 {
 	const struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	const struct timeval tv = {.tv_sec = IDLE_REPLY_S};
 	struct rlimit rl;
-	char msg[400] = "ok\n", err[256], junk;
+	struct ssl_st *ssl = NULL;
+	char msg[400] = "ok\n", err[300], junk;
 	int *fds;
 
 	alarm(IDLE_HOLD_S);
@@ -155,10 +179,20 @@ static void child(const struct net_addr *a, long long n,
 		}
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (probe(fd, p, err, sizeof(err))) {
+		if (tls && (!(ssl = net_tls_new(tls, fd, a, err, sizeof(err))) ||
+			    net_tls_connect_blocking(ssl, err, sizeof(err)))) {
 			snprintf(msg, sizeof(msg), "connection %lld: %s\n", i,
 				 err);
 			goto report;
+		}
+		if (probe(fd, ssl, p, err, sizeof(err))) {
+			snprintf(msg, sizeof(msg), "connection %lld: %s\n", i,
+				 err);
+			goto report;
+		}
+		if (ssl) {
+			net_tls_free(ssl);
+			ssl = NULL;
 		}
 		if (p->req)
 			hist_add_shared(lat, now_ns() - t0);
@@ -264,6 +298,7 @@ int cmd_idle(const struct opts *o)
 	long long before, after = 0, per;
 	double took = 0, bytes = 0, cpu[3] = {0}, cpu_us = NAN, idle_ms = NAN;
 	int nk, failed = 0;
+	struct ssl_ctx_st *tls;
 	struct json j;
 
 	if (net_addr_parse(o->server, &a))
@@ -280,8 +315,10 @@ int cmd_idle(const struct opts *o)
 		die("mmap: %s", strerror(errno));
 	if (o->json && json_open(&j, o->json, "idle"))
 		return 1;
-	printf("idle %s (%s, pid %lld): %lld connections", o->server,
-	       o->label, o->pid, o->connections);
+	/* Made before the children fork, which share it. */
+	tls = net_tls_ctx_new(o);
+	printf("idle %s (%s, pid %lld): %lld %sconnections", o->server,
+	       o->label, o->pid, o->connections, tls ? "TLS " : "");
 	fflush(stdout);
 
 	nk = (int)((o->connections + o->per_process - 1) / o->per_process);
@@ -306,7 +343,7 @@ int cmd_idle(const struct opts *o)
 			}
 			close(sp[0]);
 			close(cp[1]);
-			child(&a, k[i].n, &probes[o->probe], lat, sp[1],
+			child(&a, tls, k[i].n, &probes[o->probe], lat, sp[1],
 			      cp[0]);
 		}
 		close(sp[1]);
@@ -331,6 +368,7 @@ int cmd_idle(const struct opts *o)
 	}
 	stop_kids(k, nk);
 	free(k);
+	net_tls_ctx_free(tls);
 	munmap(lat, sizeof(*lat));
 	if (failed) {
 		if (o->json)
@@ -364,8 +402,9 @@ int cmd_idle(const struct opts *o)
 		       "per 1,000 connections\n",
 		       o->pid, sysconf(_SC_CLK_TCK), idle_ms);
 		if (probes[o->probe].req)
-			printf("first reply: connect() to the probe's reply, "
+			printf("first reply: connect() to the probe's reply%s, "
 			       "p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n",
+			       o->tls ? " (the TLS handshake in it)" : "",
 			       first.p50, first.p99, first.p999);
 	}
 	if (o->json) {
@@ -375,6 +414,8 @@ int cmd_idle(const struct opts *o)
 		json_int(&j, "pid", o->pid);
 		json_int(&j, "connections", o->connections);
 		json_int(&j, "processes", nk);
+		if (o->tls)
+			json_str(&j, "tls_ca", o->tls);
 		json_int(&j, "rss_before_kib", before);
 		json_int(&j, "rss_after_kib", after);
 		json_num(&j, "settle_s", took, 2);

@@ -46,6 +46,7 @@ int net_addr_parse(const char *text, struct net_addr *a)
 		goto bad;
 	memcpy(host, h, hlen);
 	host[hlen] = '\0';
+	memcpy(a->host, host, hlen + 1);
 	if ((err = getaddrinfo(host, port, &hints, &res))) {
 		fprintf(stderr, PROG ": %s: %s\n", text, gai_strerror(err));
 		return -1;
@@ -228,6 +229,7 @@ void net_run_init(struct net_run *r, const struct opts *o, long long nconn,
 	if (net_addr_parse(o->server, &r->addr))
 		exit(1);
 	r->pid = o->pid;
+	r->tls = net_tls_ctx_new(o);
 	r->nthreads = o->threads < nconn ? o->threads : (int)nconn;
 	if (!(r->threads = calloc((size_t)r->nthreads, sizeof(*r->threads))))
 		die("out of memory");
@@ -338,6 +340,7 @@ struct net_result net_run_result(const struct net_run *r, const char *what,
 	}
 	net_result_hist(&res, all);
 	free(all);
+	snprintf(res.tls, sizeof(res.tls), "%s", r->tls_desc);
 	return res;
 }
 
@@ -349,6 +352,8 @@ void net_run_free(struct net_run *r, void (*conn_free)(struct net_conn *c))
 		for (int i = 0; i < t->nconn; i++) {
 			struct net_conn *c = net_conn_at(t, i);
 
+			if (c->ssl)
+				net_tls_free(c->ssl);
 			if (c->fd >= 0)
 				close(c->fd);
 			if (conn_free)
@@ -362,6 +367,7 @@ void net_run_free(struct net_run *r, void (*conn_free)(struct net_conn *c))
 		free(t);
 	}
 	free(r->threads);
+	net_tls_ctx_free(r->tls);
 }
 
 /* ---- client threads: their own side ------------------------------------------- */
@@ -409,7 +415,7 @@ int net_conn_open(struct net_thread *t, struct net_conn *c)
 		net_fail(t, "epoll_ctl: %s", strerror(errno));
 		return -1;
 	}
-	return 0;
+	return t->run->tls ? net_tls_open(t, c) : 0;
 }
 
 int net_arm(struct net_thread *t, struct net_conn *c, int out)
@@ -432,6 +438,8 @@ ssize_t net_send(struct net_thread *t, struct net_conn *c, const char *p,
 {
 	size_t done = 0;
 
+	if (c->ssl)
+		return net_tls_send(t, c, p, n);
 	while (done < n) {
 		ssize_t w = write(c->fd, p + done, n - done);
 
@@ -451,9 +459,11 @@ ssize_t net_send(struct net_thread *t, struct net_conn *c, const char *p,
 ssize_t net_recv(struct net_thread *t, struct net_conn *c, char *buf,
 		 size_t n, const char *what)
 {
-	ssize_t r = read(c->fd, buf, n);
+	ssize_t r;
 
-	if (r < 0) {
+	if (c->ssl)
+		return net_tls_recv(t, c, buf, n, what);
+	if ((r = read(c->fd, buf, n)) < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return 0;
 		net_fail(t, "read: %s", strerror(errno));
@@ -488,9 +498,15 @@ int net_poll(struct net_thread *t, int timeout_ms, const struct net_ops *ops)
 		}
 		if ((evs[i].events & EPOLLOUT) && ops->writable(t, c))
 			return -1;
-		if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
-		    ops->readable(t, c))
-			return -1;
+		if (!(evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+			continue;
+		/* Over TLS, records that OpenSSL read ahead of a full buffer
+		 * are in no socket for epoll to report: read them now. */
+		do {
+			c->tls_more = 0;
+			if (ops->readable(t, c))
+				return -1;
+		} while (c->tls_more);
 	}
 	return 0;
 }
@@ -586,6 +602,7 @@ struct net_result net_summarize(const char *rate_title,
 	m.cpu_us = with_cpu ? median(v[RC_CPU], n) : NAN;
 	m.cpu_ms = with_cpu ? median(ms, n) : NAN;
 	m.count = (long long)median(v[RC_COUNT], n);
+	memcpy(m.tls, runs[0].tls, sizeof(m.tls));
 	if (n > 1)
 		result_row(cols, ncols, "median", &m);
 	return m;
@@ -599,6 +616,8 @@ void net_json_result(struct json *j, const char *rate_key,
 	json_num(j, "p99_us", r->p99, 1);
 	json_num(j, "p999_us", r->p999, 1);
 	json_int(j, "measured", r->count);
+	if (r->tls[0])
+		json_str(j, "tls", r->tls);
 	if (!isnan(r->cpu_us)) {
 		json_num(j, "server_cpu_ms", r->cpu_ms, 0);
 		json_num(j, "server_cpu_us_per_op", r->cpu_us, 4);
@@ -633,4 +652,13 @@ void net_json_common(struct json *j, const struct opts *o)
 	json_int(j, "reps", o->reps);
 	if (o->pid)
 		json_int(j, "server_pid", o->pid);
+	if (o->tls)
+		json_str(j, "tls_ca", o->tls);
+}
+
+void net_tls_note(const struct opts *o, const struct net_result *m)
+{
+	if (o->tls)
+		printf("TLS: %s; the server's certificate verified against "
+		       "%s\n", m->tls[0] ? m->tls : "no handshake", o->tls);
 }

@@ -1,8 +1,9 @@
 /*
  * netload.h: private to actorconn-bench. What the network load generators
- * (reqload.c, fanout.c, idle.c) share: addresses and connecting, a
- * latency histogram, a RESP reply scanner, the client threads with their
- * epoll loops and measured window, and the per-run summary.
+ * (reqload.c, fanout.c, idle.c, handshake.c) share: addresses and
+ * connecting, a latency histogram, a RESP reply scanner, the client threads
+ * with their epoll loops and measured window, the per-run summary, and
+ * (tls.c) their TLS client.
  */
 #ifndef AC_BENCH_NETLOAD_H
 #define AC_BENCH_NETLOAD_H
@@ -20,6 +21,7 @@
 struct net_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
+	char host[256]; /* HOST as given: TLS checks the certificate for it */
 };
 
 /* "HOST:PORT" or "[V6]:PORT"; HOST may be a name. 0, or -1 with a message
@@ -71,9 +73,15 @@ long resp_reply_len(const char *p, size_t n);
  * thread stops; the main thread reports the first error when it joins
  * them (net_run_join).
  */
+struct ssl_st;
+struct ssl_ctx_st;
+
 struct net_conn {
-	int fd;        /* -1 until connected */
-	int out_armed; /* EPOLLOUT is in the interest set */
+	int fd;              /* -1 until connected */
+	int out_armed;       /* EPOLLOUT is in the interest set */
+	struct ssl_st *ssl;  /* --tls: the connection's SSL, else NULL */
+	int tls_more;        /* net_recv filled the buffer and OpenSSL holds
+				more: net_poll reads again */
 };
 
 struct net_run;
@@ -100,6 +108,9 @@ struct net_run {
 	pthread_barrier_t bar;   /* the threads and the main thread */
 	struct net_thread **threads;
 	int nthreads;
+	struct ssl_ctx_st *tls;  /* --tls: the client context, else NULL */
+	char tls_desc[96];       /* the first handshake's protocol and cipher
+				    (written by thread 0 only) */
 };
 
 /* Main thread, in this order. net_run_init parses o->server (exits if it
@@ -152,12 +163,16 @@ void net_fail(struct net_thread *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Makes t's epoll set and, with_efd, an eventfd in it (data.ptr NULL). */
 int net_thread_open(struct net_thread *t, int with_efd);
-/* Connects c to the run's server and adds it to t's set (EPOLLIN). */
+/* Connects c to the run's server and adds it to t's set (EPOLLIN); with
+ * --tls, gives it an SSL whose handshake has not begun (see
+ * net_tls_handshake_all). */
 int net_conn_open(struct net_thread *t, struct net_conn *c);
 /* Puts EPOLLOUT in c's interest set (out) or takes it out. */
 int net_arm(struct net_thread *t, struct net_conn *c, int out);
 /* Writes p[0, n) as far as the socket takes it and arms EPOLLOUT for the
- * rest, or disarms it when all is written; the bytes written, or -1. */
+ * rest, or disarms it when all is written; the bytes written, or -1.
+ * Over TLS the bytes are plaintext, and a write that OpenSSL could not
+ * finish must be retried with the same bytes first (they may move). */
 ssize_t net_send(struct net_thread *t, struct net_conn *c, const char *p,
 		 size_t n);
 /* Reads into buf: the bytes read, 0 if there are none yet, -1 on an error
@@ -173,7 +188,8 @@ struct net_ops {
 
 /* Waits up to timeout_ms for events and hands each to ops (a wake-up
  * through the eventfd is drained); 0, or -1 if a handler or the wait
- * failed: the thread should end. */
+ * failed: the thread should end. Over TLS, readable is called again while
+ * it filled its buffer and OpenSSL holds more that epoll cannot see. */
 int net_poll(struct net_thread *t, int timeout_ms, const struct net_ops *ops);
 /* Any thread: wakes t out of net_poll (t must have an eventfd). */
 void net_kick(struct net_thread *t);
@@ -187,6 +203,8 @@ struct net_result {
 	double cpu_ms;          /* the server's CPU time in the window, or NAN
 				   (no --pid) */
 	double cpu_us;          /* the same per request or delivery, or NAN */
+	char tls[96];           /* --tls: the protocol and cipher of the
+				   first handshake, else "" */
 };
 
 /* Fills the percentiles of r from h. */
@@ -205,7 +223,8 @@ struct net_result net_summarize(const char *rate_title,
 				const struct net_result *runs, int n);
 
 /* Writes the fields of r into the current JSON object; the server's CPU
- * (server_cpu_ms, server_cpu_us_per_op) only if measured. */
+ * (server_cpu_ms, server_cpu_us_per_op) only if measured, tls only over
+ * TLS. */
 void net_json_result(struct json *j, const char *rate_key,
 		     const struct net_result *r);
 
@@ -219,5 +238,53 @@ void net_cpu_note(const struct opts *o, const char *noun);
 
 /* Writes the options every network subcommand shares. */
 void net_json_common(struct json *j, const struct opts *o);
+
+/* With --tls, prints the protocol and cipher that m's run negotiated. */
+void net_tls_note(const struct opts *o, const struct net_result *m);
+
+/* ---- TLS (tls.c) -----------------------------------------------------------------
+ * With --tls CAFILE the load generators speak TLS over the same sockets:
+ * OpenSSL's client, TLS 1.2 or 1.3 as the server prefers, the server's
+ * certificate verified against CAFILE and checked for the HOST of
+ * --server. Built without OpenSSL, --tls is not an option, and these
+ * functions exist only so that their callers link: they are never called.
+ */
+
+/* The client context for o->tls, or NULL without --tls; exits if it
+ * cannot be made (a CA file that does not load). */
+struct ssl_ctx_st *net_tls_ctx_new(const struct opts *o);
+void net_tls_ctx_free(struct ssl_ctx_st *ctx);
+/* A client SSL on fd (which it does not own) for a->host: SNI when that is
+ * a name, and the certificate must match it (name or address); NULL with
+ * why in err. */
+struct ssl_st *net_tls_new(struct ssl_ctx_st *ctx, int fd,
+			   const struct net_addr *a, char *err, size_t errlen);
+/* SSL_free, which sends nothing; the descriptor stays open. */
+void net_tls_free(struct ssl_st *ssl);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" into buf. */
+void net_tls_describe(struct ssl_st *ssl, char *buf, size_t n);
+
+/* Blocking sockets (idle's children): the handshake, and I/O of a whole
+ * buffer or what one read returns. 0 / bytes, or -1 with why in err. */
+int net_tls_connect_blocking(struct ssl_st *ssl, char *err, size_t errlen);
+int net_tls_write_all(struct ssl_st *ssl, const void *p, size_t n, char *err,
+		      size_t errlen);
+ssize_t net_tls_read_some(struct ssl_st *ssl, void *p, size_t n, char *err,
+			  size_t errlen);
+
+/* The non-blocking side of net_conn_open, net_send, net_recv (a client
+ * thread): c's SSL; the handshakes of every connection of t, driven
+ * together, before any request (0, or -1 after net_fail: 10 s at most);
+ * one handshake's next step; a write and a read. */
+int net_tls_open(struct net_thread *t, struct net_conn *c);
+int net_tls_handshake_all(struct net_thread *t);
+/* One step of c's handshake: 1 when it is done (EPOLLOUT disarmed), 0
+ * while it waits (EPOLLOUT armed if it waits to write), -1 after
+ * net_fail. */
+int net_tls_step(struct net_thread *t, struct net_conn *c);
+ssize_t net_tls_send(struct net_thread *t, struct net_conn *c, const char *p,
+		     size_t n);
+ssize_t net_tls_recv(struct net_thread *t, struct net_conn *c, char *buf,
+		     size_t n, const char *what);
 
 #endif

@@ -16,6 +16,10 @@
  * opens and closes; over the replies completed in it, that is the server's
  * CPU per request.
  *
+ * With --tls every connection completes its handshake before the first
+ * request (net_tls_handshake_all), and the bytes and latencies are the
+ * same requests and replies, over TLS.
+ *
  * Both protocols have a fixed request and a fixed reply, so a connection's
  * output is one request repeated: it is written straight out of a buffer of
  * P + 1 copies, and the only output state is how many bytes are owed and
@@ -157,7 +161,7 @@ static int rr_setup(struct net_thread *t)
 			return -1;
 		}
 	}
-	return 0;
+	return net_tls_handshake_all(t);
 }
 
 static void *rr_main(void *arg)
@@ -236,8 +240,8 @@ static int rr_command(const struct rr_spec *s, const struct opts *o)
 	for (long long i = 0; i <= o->pipeline; i++)
 		memcpy(stream + (size_t)i * s->req_len, s->req, s->req_len);
 
-	printf("%s %s (%s): C=%lld P=%lld", s->what, o->server, o->label,
-	       o->connections, o->pipeline);
+	printf("%s %s (%s)%s: C=%lld P=%lld", s->what, o->server, o->label,
+	       o->tls ? " over TLS" : "", o->connections, o->pipeline);
 	if (!strcmp(s->what, "echo"))
 		printf(" size=%lld", o->size);
 	printf(" threads=%d, %.1f s after %.1f s warm-up, %d run%s\n",
@@ -248,6 +252,7 @@ static int rr_command(const struct rr_spec *s, const struct opts *o)
 		runs[i] = rr_once(s, o, stream);
 	m = net_summarize("requests/s", runs, o->reps);
 	net_cpu_note(o, "reply");
+	net_tls_note(o, &m);
 	free(stream);
 	if (o->json) {
 		json_obj_begin(&j);
