@@ -15,19 +15,36 @@
 # Every run is given its server's pid, so besides throughput and latency
 # it reports the server's CPU time (user + system, all threads) per
 # operation in its measured window: per request (ping, echo), per delivery
-# (fanout), per connection accepted and answered once (idle). fanout runs
-# actorconn-broker twice, with one loop (--threads 1) and with its default
-# of one loop per core, so that the table separates what the design costs
-# from what a second core adds.
+# (fanout), per connection accepted and answered once (idle), per TLS
+# connection accepted, handshaken, answered once and closed (handshake).
+# fanout runs actorconn-broker twice, with one loop (--threads 1) and with
+# its default of one loop per core, so that the table separates what the
+# design costs from what a second core adds.
+#
+# The TLS rows compare actorconn-broker and redis-server, each listening on
+# a TLS port only, with the same certificate (tests/tls_certs.sh, made
+# into the scratch directory for the run) and the same client, OpenSSL's,
+# in actorconn-bench (--tls): ping and fanout as above over TLS, new
+# connections per second with a full handshake and resuming a session by
+# ticket (actorconn-bench handshake), and memory per idle TLS connection.
+# Their runs are shorter than the others (BENCH_TLS_SECONDS), and the
+# idle one, which makes 10,000 full handshakes a server, runs
+# BENCH_TLS_IDLE_REPS times, so that they add about two minutes to make
+# bench. Without OpenSSL, the openssl command or a redis-server with
+# TLS, they are left out, and the script says why.
 #
 # Environment (defaults in brackets):
 #   BENCH_SECONDS     measured seconds per network run [5]
 #   BENCH_WARMUP      warm-up seconds before each network run [1]
 #   BENCH_REPS        repetitions of every comparison, at least 1 [3]
 #   BENCH_THREADS     load generator threads [1]
-#   BENCH_IDLE_CONNS  connections of the idle-memory comparison [10000]
+#   BENCH_IDLE_CONNS  connections of the idle-memory comparisons [10000]
+#   BENCH_TLS_SECONDS measured seconds of a TLS run, at most BENCH_SECONDS [2]
+#   BENCH_TLS_WARMUP  its warm-up, at most BENCH_WARMUP [0.5]
+#   BENCH_TLS_IDLE_REPS  repetitions of the TLS idle comparison [1]
 #   BENCH_ONLY        run only these groups, space separated, of:
-#                     micro ping fanout idle echo [all]
+#                     micro ping fanout idle echo tls handshake tls-idle
+#                     [all]
 #   BENCH_BUILDDIR    where the programs are built [.]
 #   BENCH_SRCDIR      the source tree (for chart.gp) [this script's ../]
 set -euo pipefail
@@ -39,7 +56,12 @@ WARM=${BENCH_WARMUP:-1}
 REPS=${BENCH_REPS:-3}
 THREADS=${BENCH_THREADS:-1}
 IDLE_N=${BENCH_IDLE_CONNS:-10000}
-ONLY=${BENCH_ONLY:-micro ping fanout idle echo}
+TLS_GROUPS="tls handshake tls-idle"
+ONLY=${BENCH_ONLY:-micro ping fanout idle echo $TLS_GROUPS}
+# The smaller of each pair: a short make bench shortens the TLS runs too.
+TLS_DUR=$(awk -v a="$DUR" -v b="${BENCH_TLS_SECONDS:-2}" 'BEGIN { print (a < b ? a : b) }')
+TLS_WARM=$(awk -v a="$WARM" -v b="${BENCH_TLS_WARMUP:-0.5}" 'BEGIN { print (a < b ? a : b) }')
+TLS_IDLE_REPS=${BENCH_TLS_IDLE_REPS:-1}
 OUT=$BUILD/bench/results
 BENCH=$BUILD/actorconn-bench
 
@@ -58,6 +80,9 @@ for f in actorconn-bench actorconn-broker actorconn-echo bench/epoll-echo \
 	[ -x "$BUILD/$f" ] || die "$BUILD/$f is not built (run make bench from the build directory)"
 done
 case $REPS in '' | *[!0-9]* | 0) die "BENCH_REPS must be a positive integer" ;; esac
+case $TLS_IDLE_REPS in '' | *[!0-9]* | 0)
+	die "BENCH_TLS_IDLE_REPS must be a positive integer" ;;
+esac
 
 # Scratch directory, servers, figures: see servers.sh.
 MAXC=$((IDLE_N + 100))
@@ -65,6 +90,23 @@ MAXC=$((IDLE_N + 100))
 . "$SRC/bench/servers.sh"
 
 wants() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# TLS: left out, saying why, when it cannot be measured here; an error if
+# BENCH_ONLY asked for it.
+TLS_NOTE=
+wants_tls=0
+for g in $TLS_GROUPS; do if wants "$g"; then wants_tls=1; fi; done
+if [ "$wants_tls" -eq 1 ]; then
+	TLS_NOTE=$(tls_missing)
+	if [ -n "$TLS_NOTE" ]; then
+		[ -z "${BENCH_ONLY:-}" ] || die "no TLS rows: $TLS_NOTE"
+		ONLY=" $ONLY "
+		for g in $TLS_GROUPS; do ONLY=${ONLY// $g / }; done
+		wants_tls=0
+	else
+		tls_certs
+	fi
+fi
 
 RUN_LOG=$TMP/runs.log
 # net CMD NAME TAG ARGS...: one run of actorconn-bench CMD against server
@@ -82,9 +124,20 @@ net() {
 # order A B REP: "A B" on odd repetitions, "B A" on even ones.
 order() { if [ $(($3 % 2)) -eq 1 ]; then echo "$1 $2"; else echo "$2 $1"; fi; }
 
+# tnet CMD NAME TAG ARGS...: net over TLS, in the TLS runs' window.
+tnet() {
+	DUR=$TLS_DUR WARM=$TLS_WARM net "$@" --tls "$CERTS/ca.pem"
+}
+
 start_s=$(date +%s)
 echo "make bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg);" \
 	"${DUR} s runs after ${WARM} s warm-up, $REPS repetitions, $THREADS client thread(s)"
+if [ "$wants_tls" -eq 1 ]; then
+	echo "make bench: TLS runs of ${TLS_DUR} s after ${TLS_WARM} s warm-up;" \
+		"TLS idle $TLS_IDLE_REPS repetition(s)"
+elif [ -n "$TLS_NOTE" ]; then
+	echo "make bench: no TLS rows: $TLS_NOTE"
+fi
 
 # ---- micro-benchmarks ------------------------------------------------------------
 if wants micro; then
@@ -176,6 +229,73 @@ if wants echo; then
 	down libevent
 fi
 
+# ---- TLS: actorconn-broker vs redis-server, each on a TLS port only -----------------
+# The same client for both: actorconn-bench with --tls, which verifies the
+# server's certificate. ping and fanout as above; then new connections, each
+# a handshake and one PING: full handshakes, and resuming the session of a
+# first connection (TLS 1.3 tickets; the broker resumes by ticket only).
+if wants tls || wants handshake; then
+	up tbroker
+	up tredis
+	if wants tls; then
+		printf 'tls ping '
+		for r in $(seq 1 "$REPS"); do
+			for p in 1 16; do
+				for s in $(order tbroker tredis "$r"); do
+					tnet ping "$s" "tls-ping-$s-p$p-$r" \
+						--connections 50 --pipeline "$p"
+				done
+			done
+		done
+		echo
+		printf 'tls fanout '
+		for r in $(seq 1 "$REPS"); do
+			for s in $(order tbroker tredis "$r"); do
+				tnet fanout "$s" "tls-fanout-$s-$r" \
+					--subscribers 1000 --publishers 1 --size 64
+			done
+		done
+		echo
+	fi
+	if wants handshake; then
+		printf 'handshake '
+		for r in $(seq 1 "$REPS"); do
+			for m in no yes; do
+				for s in $(order tbroker tredis "$r"); do
+					tnet handshake "$s" "hs-$m-$s-$r" \
+						--resume "$m" --connections 16
+				done
+			done
+		done
+		echo
+	fi
+	down tbroker
+	down tredis
+fi
+
+# Idle TLS connections: a fresh server for every run, as for idle. Each
+# connection makes a full handshake, which costs the client about as much
+# CPU as the server: the connections come from one process per core.
+if wants tls-idle; then
+	printf 'tls idle '
+	per=$(((IDLE_N + $(nproc) - 1) / $(nproc)))
+	[ "$per" -le 15000 ] || per=15000
+	for r in $(seq 1 "$TLS_IDLE_REPS"); do
+		for s in $(order tbroker tredis "$r"); do
+			up "$s"
+			"$BENCH" idle --server "127.0.0.1:${PORT[$s]}" \
+				--pid "${PID[$s]}" --label "${LABEL[$s]}" \
+				--connections "$IDLE_N" --per-process "$per" \
+				--tls "$CERTS/ca.pem" \
+				--json "$TMP/tls-idle-$s-$r.json" >>"$RUN_LOG" ||
+				die "actorconn-bench idle --tls against ${LABEL[$s]} failed"
+			down "$s"
+			printf '.'
+		done
+	done
+	echo
+fi
+
 # ---- the table ----------------------------------------------------------------------
 # Every ratio reads "higher is better for libactorconn": a rate is
 # actorconn / alternative, a cost (latency, bytes, ns, server CPU)
@@ -262,6 +382,52 @@ if wants echo; then
 		row "echo_p${p}_libevent_cpu" "echo P=$p CPU vs libevent" "echo C=100 P=$p server CPU us/op: actorconn vs libevent" "$a" "$c" "us" cost -
 	done
 fi
+if wants tls; then
+	for p in 1 16; do
+		f=$TMP/tls-ping
+		row "tls_ping_p${p}_rps" "TLS ping P=$p req/s" "TLS ping C=50 P=$p req/s: broker vs redis" \
+			"$(med requests_per_s "$f-tbroker-p$p-*.json")" \
+			"$(med requests_per_s "$f-tredis-p$p-*.json")" "req/s" rate -
+		row "tls_ping_p${p}_p99" "TLS ping P=$p p99" "TLS ping C=50 P=$p p99: broker vs redis" \
+			"$(med p99_us "$f-tbroker-p$p-*.json")" \
+			"$(med p99_us "$f-tredis-p$p-*.json")" "us" cost -
+		row "tls_ping_p${p}_cpu" "TLS ping P=$p CPU/req" "TLS ping C=50 P=$p server CPU us/op: broker vs redis" \
+			"$(med server_cpu_us_per_op "$f-tbroker-p$p-*.json")" \
+			"$(med server_cpu_us_per_op "$f-tredis-p$p-*.json")" "us" cost -
+	done
+	f=$TMP/tls-fanout
+	row tls_fanout_rate "TLS fanout msg/s" "TLS fanout S=1000 64 B msg/s: broker vs redis" \
+		"$(med deliveries_per_s "$f-tbroker-*.json")" \
+		"$(med deliveries_per_s "$f-tredis-*.json")" "msg/s" rate -
+	row tls_fanout_p99 "TLS fanout p99" "TLS fanout S=1000 p99: broker vs redis" \
+		"$(med p99_us "$f-tbroker-*.json")" "$(med p99_us "$f-tredis-*.json")" "us" cost -
+	row tls_fanout_cpu "TLS fanout CPU/msg" "TLS fanout S=1000 server CPU us/op: broker vs redis" \
+		"$(med server_cpu_us_per_op "$f-tbroker-*.json")" \
+		"$(med server_cpu_us_per_op "$f-tredis-*.json")" "us" cost -
+fi
+if wants handshake; then
+	for m in no yes; do
+		k=full
+		[ "$m" = no ] || k=resumed
+		f=$TMP/hs-$m
+		row "tls_handshake_${k}_rate" "TLS $k handshake/s" "TLS handshakes C=16 $k conn/s: broker vs redis" \
+			"$(med handshakes_per_s "$f-tbroker-*.json")" \
+			"$(med handshakes_per_s "$f-tredis-*.json")" "conn/s" rate -
+		row "tls_handshake_${k}_cpu" "TLS $k handshake CPU" "TLS handshakes $k server CPU us/conn: broker vs redis" \
+			"$(med server_cpu_us_per_op "$f-tbroker-*.json")" \
+			"$(med server_cpu_us_per_op "$f-tredis-*.json")" "us" cost -
+	done
+fi
+if wants tls-idle; then
+	f=$TMP/tls-idle
+	row tls_idle "TLS idle vs redis" "TLS idle $IDLE_N conns B/conn: broker vs redis" \
+		"$(med bytes_per_conn "$f-tbroker-*.json")" \
+		"$(med bytes_per_conn "$f-tredis-*.json")" "B" cost -
+	# Per connection accepted, handshaken and answered once.
+	row tls_idle_cpu "TLS idle CPU/conn" "TLS idle $IDLE_N conns server CPU us/op: broker vs redis" \
+		"$(med server_cpu_us_per_op "$f-tbroker-*.json")" \
+		"$(med server_cpu_us_per_op "$f-tredis-*.json")" "us" cost -
+fi
 if wants micro; then
 	m=$TMP/mailbox.json
 	for b in 1 64; do
@@ -305,7 +471,13 @@ echo
 echo "libactorconn vs alternatives: medians of $REPS; ratio > 1 favours libactorconn"
 echo "(rates: actorconn / alternative; costs such as latency, bytes, ns, server CPU: alternative / actorconn)"
 echo "(server CPU us/op: the server's user + system time in the measured window, per request, per"
-echo " delivery (fanout), per connection accepted and answered once (idle))"
+echo " delivery (fanout), per connection accepted and answered once (idle), per connection"
+echo " accepted, handshaken, answered once and closed (TLS handshake))"
+if [ "$wants_tls" -eq 1 ]; then
+	echo "(TLS rows: ${TLS_DUR} s runs, medians of $REPS; TLS idle: medians of $TLS_IDLE_REPS)"
+elif [ -n "$TLS_NOTE" ]; then
+	echo "(no TLS rows: $TLS_NOTE)"
+fi
 # times R: "1.23x", or "-".
 times() { if [ "$1" = - ]; then echo -; else printf '%.2fx\n' "$1"; fi; }
 fmt='%-60s %10s %10s %-6s %7s %7s %s\n'
@@ -322,8 +494,11 @@ echo "wall time: ${wall} s"
 {
 	printf '{"date": "%s", "host": {"cores": %s, "loadavg": "%s"},\n' \
 		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
-	printf ' "settings": {"seconds": %s, "warmup": %s, "reps": %s, "client_threads": %s, "idle_connections": %s},\n' \
+	printf ' "settings": {"seconds": %s, "warmup": %s, "reps": %s, "client_threads": %s, "idle_connections": %s,\n' \
 		"$DUR" "$WARM" "$REPS" "$THREADS" "$IDLE_N"
+	printf '  "tls_seconds": %s, "tls_warmup": %s, "tls_idle_reps": %s, "tls_missing": %s},\n' \
+		"$TLS_DUR" "$TLS_WARM" "$TLS_IDLE_REPS" \
+		"$(if [ -n "$TLS_NOTE" ]; then printf '"%s"' "$TLS_NOTE"; else echo null; fi)"
 	printf ' "wall_s": %s,\n "rows": [' "$wall"
 	sep=
 	while IFS=$'\t' read -r id label a b unit ratio target met short; do

@@ -4,11 +4,12 @@
 # stopping the servers on free loopback ports, and reading figures out of
 # actorconn-bench's JSON.
 #
-# The sourcing script sets BUILD (the build directory), OUT (where results
-# go), MAXC (the client limit given to redis-server and memcached) and
-# die(). Sourcing makes the scratch directory TMP under OUT and arranges
-# that every server still running is stopped when the script exits,
-# however it ends.
+# The sourcing script sets BUILD (the build directory), SRC (the source
+# tree), OUT (where results go), MAXC (the client limit given to
+# redis-server and memcached) and die(). Sourcing makes the scratch
+# directory TMP under OUT and arranges that every server still running is
+# stopped when the script exits, however it ends. The TLS servers (tbroker,
+# tredis) need tls_certs to have run first.
 
 # Scratch space under the build directory, not /tmp: other programs on a
 # shared machine may clean /tmp while a run is going.
@@ -101,6 +102,15 @@ srv_cmd() {
 		--listen 127.0.0.1:0) ;;
 	epoll) CMD=("$BUILD/bench/epoll-echo" --listen 127.0.0.1:0) ;;
 	libevent) CMD=("$BUILD/bench/libevent-echo" --listen 127.0.0.1:0) ;;
+	# TLS only (no plaintext port), with the same certificate, key and
+	# options by the same names; no client certificates asked for.
+	tbroker) CMD=("$BUILD/actorconn-broker" --listen none --tls-port 0
+		--tls-cert-file "$CERTS/server.pem"
+		--tls-key-file "$CERTS/server.key" --tls-auth-clients no) ;;
+	tredis) CMD=(redis-server --port 0 --tls-port @PORT --bind 127.0.0.1
+		--tls-cert-file "$CERTS/server.pem"
+		--tls-key-file "$CERTS/server.key" --tls-auth-clients no
+		--save '' --appendonly no --daemonize no --maxclients "$MAXC") ;;
 	esac
 }
 # Each server's port and pid while it runs (up), and its name in output.
@@ -108,7 +118,8 @@ srv_cmd() {
 declare -A PORT PID LABEL=([broker]=actorconn-broker
 	[broker1]="actorconn-broker --threads 1" [redis]=redis-server
 	[memcached]=memcached [acecho]=actorconn-echo [epoll]=epoll-echo
-	[libevent]=libevent-echo)
+	[libevent]=libevent-echo [tbroker]="actorconn-broker TLS"
+	[tredis]="redis-server TLS")
 up() {
 	srv_cmd "$1"
 	start "$1" "${CMD[@]}"
@@ -117,6 +128,32 @@ up() {
 	PID[$1]=$SPID
 }
 down() { stop "${PID[$1]}"; }
+
+# ---- TLS ---------------------------------------------------------------------------
+
+# tls_missing: why TLS cannot be measured here, or nothing if it can:
+# actorconn-bench built with OpenSSL (it then has a handshake subcommand;
+# actorconn-broker comes from the same configure), the openssl command to
+# make certificates, and a redis-server built with TLS (Debian's links
+# libssl; a build without TLS does not).
+tls_missing() {
+	if ! "$BUILD/actorconn-bench" handshake --help >/dev/null 2>&1; then
+		echo "actorconn-bench was built without OpenSSL (configure --without-openssl)"
+	elif ! command -v openssl >/dev/null 2>&1; then
+		echo "no openssl command to make certificates (Debian package openssl)"
+	elif ! ldd "$(command -v redis-server)" 2>/dev/null | grep -q libssl; then
+		echo "redis-server was built without TLS"
+	fi
+}
+
+# tls_certs: test certificates into CERTS=$TMP/certs (tests/tls_certs.sh:
+# a CA, and an EC P-256 server certificate for 127.0.0.1), made fresh for
+# the run and removed with TMP: no key outlives it.
+tls_certs() {
+	CERTS=$TMP/certs
+	sh "$SRC/tests/tls_certs.sh" "$CERTS" ||
+		die "tests/tls_certs.sh could not make test certificates"
+}
 
 # ---- figures -------------------------------------------------------------------
 
