@@ -540,8 +540,10 @@ static int bio_write(BIO *b, const char *data, int len)
 	BIO_clear_retry_flags(b);
 	if (len <= 0)
 		return 0;
-	if (ac__outq_write(&tc->cq, data, (size_t)len))
-		return -1; /* out of memory: the TLS call fails */
+	if (ac__outq_write(&tc->cq, data, (size_t)len)) {
+		errno = ENOMEM; /* the TLS call fails with AC_ENOMEM */
+		return -1;
+	}
 	return len;
 }
 
@@ -671,7 +673,10 @@ static int failure(struct ac__tls_conn *tc, int ret)
 	int reason = AC_ETLS;
 
 	if (e == SSL_ERROR_SYSCALL)
+		/* errno from our BIO (recv, or ENOMEM from the queue);
+		 * never "try again", which is not a way to fail. */
 		reason = errno == ECONNRESET || errno == EPIPE ? AC_ECONNRESET
+			 : errno == EAGAIN || errno == EWOULDBLOCK ? AC_ETLS
 			 : errno ? -errno
 				 : AC_EEOF;
 	else if (e == SSL_ERROR_ZERO_RETURN)
@@ -694,9 +699,10 @@ int ac__tls_step(ac_conn_t *c)
 	int r;
 
 	ERR_clear_error();
+	errno = 0; /* what failure() reads is this call's */
 	if ((r = SSL_do_handshake(tc->ssl)) == 1) {
 		tc->done = 1;
-		event_del(tc->hs_ev);
+		ac__event_free(&tc->hs_ev); /* an open connection keeps none */
 		return 1;
 	}
 	switch (SSL_get_error(tc->ssl, r)) {
@@ -718,6 +724,7 @@ ssize_t ac__tls_recv(ac_conn_t *c, void *buf, size_t len, bool *more)
 
 	*more = false;
 	ERR_clear_error();
+	errno = 0; /* what failure() reads is this call's */
 	if (SSL_read_ex(tc->ssl, buf, len, &got)) {
 		/* A record decrypted and not all taken: epoll will not tell
 		 * us about it. */
@@ -805,6 +812,7 @@ int ac__tls_flush(ac_conn_t *c, bool closing, size_t *sent)
 			if (n > AC__TLS_BATCH - tc->batch)
 				n = AC__TLS_BATCH - tc->batch;
 			ERR_clear_error();
+			errno = 0;
 			if (n && !SSL_write_ex(tc->ssl, p, n, &w))
 				return failure(tc, 0);
 			ac__outq_consume(&c->out, w);
