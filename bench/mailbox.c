@@ -173,7 +173,7 @@ static void produce(void *arg)
 	if (k > p->batch)
 		k = p->batch;
 	for (long long i = 0; i < k; i++) {
-		if ((err = ac_loop_post(p->rt, 1, consume, NULL))) {
+		if ((err = ac_loop_post(p->rt, AC_LOOP(1), consume, NULL))) {
 			consumer_signal(err);
 			return;
 		}
@@ -185,7 +185,7 @@ static void produce(void *arg)
 		p->peak = ac__tls_loop->ovf_count;
 	if (p->sent == p->n)
 		p->done = now_s();
-	else if ((err = ac_loop_post(p->rt, 0, produce, p)))
+	else if ((err = ac_loop_post(p->rt, AC_LOOP(0), produce, p)))
 		consumer_signal(err);
 }
 
@@ -203,7 +203,7 @@ static struct run ac_loop_to_loop(long long n, int batch)
 
 	consumer_reset(n);
 	p.rt = bench_runtime(2);
-	if ((err = ac_loop_post(p.rt, 0, produce, &p)))
+	if ((err = ac_loop_post(p.rt, AC_LOOP(0), produce, &p)))
 		report_error("loop -> loop", err);
 	if ((err = consumer_wait())) {
 		if (err == MB_STALLED)
@@ -238,7 +238,7 @@ static void *foreign_main(void *arg)
 
 	p->start = now_s();
 	for (long long i = 0; i < p->n;) {
-		int err = ac_loop_post(p->rt, 0, consume, NULL);
+		int err = ac_loop_post(p->rt, AC_LOOP(0), consume, NULL);
 
 		if (AC__LIKELY(err == 0)) {
 			__atomic_store_n(&p->sent, ++i, __ATOMIC_RELAXED);

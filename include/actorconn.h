@@ -156,6 +156,21 @@ typedef struct ac_listener_s ac_listener_t;
 typedef uint64_t ac_handle_t;
 #define AC_HANDLE_NONE ((ac_handle_t)0)
 
+/*
+ * Choosing a loop: wherever a loop is an argument or an option
+ * (ac_loop_post, ac_watch, ac_conn_opts_t.loop), loop i is named
+ * AC_LOOP(i), and AC_LOOP_DEFAULT (0, so a zeroed option means it) lets
+ * the library choose: the calling loop when the caller is a loop of the
+ * runtime, otherwise round robin (ac_loop_post, ac_connect) or loop 0
+ * (ac_watch). A raw index is refused with AC_EINVAL, so an index passed
+ * by mistake never lands on the wrong loop. Where the library reports a
+ * loop (ac_loop_index, AC_HANDLE_LOOP, ac_stats' per_loop[i],
+ * ac_conn_info_t.loop) it gives the index i itself.
+ */
+#define AC_LOOP_DEFAULT 0
+#define AC__LOOP_TAG 0x10000
+#define AC_LOOP(i) (AC__LOOP_TAG | (int)(i))
+
 /* Runtime configuration. A zeroed field takes its default. */
 typedef struct ac_config {
 	int loops;                 /* loop threads; 0: online CPUs (max 256) */
@@ -262,8 +277,9 @@ typedef struct ac_conn_opts {
 	const char *tls_name;
 
 	/* Outbound only (ac_connect, pools). */
-	int loop;                  /* owner loop as AC_LOOP(i); 0: the calling
-				      loop, or round robin off-loop */
+	int loop;                  /* owner loop, AC_LOOP(i); AC_LOOP_DEFAULT
+				      (0): the calling loop, or round robin
+				      off-loop */
 	unsigned connect_timeout_ms; /* name lookup plus connect; 0: 10000 */
 	unsigned reconnect_min_ms; /* first back-off; 0: never reconnect */
 	unsigned reconnect_max_ms; /* largest back-off; 0: 30000 */
@@ -271,8 +287,6 @@ typedef struct ac_conn_opts {
 					    the final close; 0: no limit */
 } ac_conn_opts_t;
 
-/* ac_conn_opts_t.loop for loop i. */
-#define AC_LOOP(i) ((i) + 1)
 
 /*
  * Connection callbacks. All run on the owner loop. Every connection that
@@ -445,9 +459,11 @@ AC_EXPORT int ac_runtime_free(ac_runtime_t *rt);
 AC_EXPORT int ac_runtime_loops(const ac_runtime_t *rt);
 
 /*
- * Any thread. Runs fn(arg) once on loop `loop` (0 .. loops-1), in order
- * with other posts from the same thread. Ownership of arg passes to fn.
- * Returns 0, AC_EINVAL (bad loop), AC_EAGAIN (mailbox full, foreign thread
+ * Any thread. Runs fn(arg) once on loop `loop`: AC_LOOP(i) for loop i, or
+ * AC_LOOP_DEFAULT for the calling loop (round robin from a thread that is
+ * not a loop of rt). Posts from one thread to one loop run in the order
+ * posted. Ownership of arg passes to fn.
+ * Returns 0, AC_EINVAL (bad loop, a raw index included), AC_EAGAIN (mailbox full, foreign thread
  * only: a loop caller's message waits in an overflow list instead),
  * AC_ENOMEM, or AC_ESHUTDOWN (stopped). On error fn never runs.
  */
@@ -797,8 +813,9 @@ AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 typedef void (*ac_watch_fn)(ac_handle_t h, int reason, void *arg);
 
 /*
- * Any thread. fn(h, reason, arg) runs exactly once, on loop `loop` (-1:
- * the calling loop, or loop 0 from a thread that is not a loop), when the
+ * Any thread. fn(h, reason, arg) runs exactly once, on loop `loop`
+ * (AC_LOOP(i); AC_LOOP_DEFAULT: the calling loop, or loop 0 from a thread
+ * that is not a loop), when the
  * connection closes, with its close reason; if h is already stale it
  * still runs once, soon, with AC_ESTALE; if the runtime stops first, with
  * AC_ESHUTDOWN (possibly on the stopping thread); with AC_ENOMEM if the

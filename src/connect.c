@@ -573,7 +573,7 @@ static int connect_from_control(ac_runtime_t *rt, int target,
 	ac__proto_ref(proto); /* the request's own */
 	/* creq_run runs exactly once, on the loop or when the runtime's
 	 * mailboxes are settled after the stop. */
-	if ((err = ac_loop_post(rt, target, creq_run, r))) {
+	if ((err = ac_loop_post(rt, AC_LOOP(target), creq_run, r))) {
 		creq_free(r, false);
 		return err;
 	}
@@ -626,15 +626,11 @@ AC_EXPORT int ac_connect(ac_runtime_t *rt, const char *addr,
 		return AC_ESTATE;
 	if (state != AC__RT_RUNNING)
 		return AC_ESHUTDOWN;
-	if (opts && (opts->loop < 0 || opts->loop > rt->nloops))
+	target = ac__loop_choice(rt, opts ? opts->loop : AC_LOOP_DEFAULT);
+	if (target == AC_EINVAL)
 		return AC_EINVAL;
-	if (opts && opts->loop)
-		target = opts->loop - 1;
-	else if (self)
-		target = self->index;
-	else
-		target = (int)(__atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) %
-			       (unsigned)rt->nloops);
+	if (target < 0)
+		target = self ? self->index : ac__loop_next(rt);
 	if (self && target != self->index)
 		return AC_ETHREAD;
 

@@ -352,8 +352,11 @@ AC_EXPORT int ac_loop_post(ac_runtime_t *rt, int loop, void (*fn)(void *),
 
 	if ((err = check_rt(rt)))
 		return err;
-	if (!fn || loop < 0 || loop >= rt->nloops)
+	if (!fn || (loop = ac__loop_choice(rt, loop)) == AC_EINVAL)
 		return AC_EINVAL;
+	if (loop < 0)
+		loop = ac__on_loop_of(rt) ? ac__tls_loop->index
+					  : ac__loop_next(rt);
 	m.a.fn = fn;
 	return ac__mailbox_put(rt, loop, &m);
 }

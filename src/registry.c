@@ -295,7 +295,7 @@ static int watch_entry(ac_registry_t *reg, struct ac__regent *e)
 	int err;
 
 	for (;;) {
-		err = ac_watch(reg->rt, e->h, AC_HANDLE_LOOP(e->h), entry_died,
+		err = ac_watch(reg->rt, e->h, AC_LOOP(AC_HANDLE_LOOP(e->h)), entry_died,
 			       e, &e->watch);
 		if (err != AC_EAGAIN)
 			return err;

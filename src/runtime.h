@@ -46,4 +46,27 @@ static inline int ac__rt_state(const ac_runtime_t *rt)
 	return __atomic_load_n(&rt->state, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * A loop choice (AC_LOOP(i) or AC_LOOP_DEFAULT, actorconn.h): the index
+ * i, -1 for the default, or AC_EINVAL for anything else (a raw index
+ * among them).
+ */
+static inline int ac__loop_choice(const ac_runtime_t *rt, int loop)
+{
+	int i = loop & ~AC__LOOP_TAG;
+
+	if (loop == AC_LOOP_DEFAULT)
+		return -1;
+	if ((loop & AC__LOOP_TAG) == 0 || i < 0 || i >= rt->nloops)
+		return AC_EINVAL;
+	return i;
+}
+
+/* The next loop in rt's round robin. */
+static inline int ac__loop_next(ac_runtime_t *rt)
+{
+	return (int)(__atomic_fetch_add(&rt->rr, 1, __ATOMIC_RELAXED) %
+		     (unsigned)rt->nloops);
+}
+
 #endif /* AC_RUNTIME_H */

@@ -214,14 +214,13 @@ AC_EXPORT int ac_watch(ac_runtime_t *rt, ac_handle_t h, int loop,
 	uint64_t wid;
 	int err;
 
-	if (!rt || !fn || h == AC_HANDLE_NONE || loop >= rt->nloops)
+	if (!rt || !fn || h == AC_HANDLE_NONE ||
+	    (loop = ac__loop_choice(rt, loop)) == AC_EINVAL)
 		return AC_EINVAL;
 	if (ac__rt_state(rt) == AC__RT_STOPPED)
 		return AC_ESHUTDOWN;
 	if (loop < 0)
-		loop = ac__tls_loop && ac__tls_loop->rt == rt
-			       ? ac__tls_loop->index
-			       : 0;
+		loop = ac__on_loop_of(rt) ? ac__tls_loop->index : 0;
 	if ((err = wslot_alloc(rt->watches, fn, arg, h, loop, &wid)))
 		return err;
 	m.b = (void *)(uintptr_t)wid;

@@ -233,7 +233,7 @@ START_TEST(connect_by_name_resolves_without_blocking_the_loop)
 	up_start(&u, 0);
 	dns_start(&d);
 	rt = client_rt(1, d.conf);
-	ck_assert_int_eq(ac_loop_post(rt, 0, start_ticking, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), start_ticking, rt), 0);
 	usleep(30000);
 	snprintf(addr, sizeof(addr), "slow-name.test:%d", u.port);
 	cl.hello = "hello\n";
@@ -669,7 +669,7 @@ START_TEST(connect_argument_and_thread_errors)
 	up_start(&u, 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", u.port);
 	g_rt = rt;
-	ck_assert_int_eq(ac_loop_post(rt, 0, connect_from_loop, addr), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), connect_from_loop, addr), 0);
 	ck_assert(th_wait_ge(&g_done, 1, 5000));
 	ck_assert_int_eq(g_err_other, AC_ETHREAD);
 	ck_assert_int_eq(g_err_self, 0);

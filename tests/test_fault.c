@@ -265,7 +265,7 @@ static void burst_fire(void *arg)
 	ac_runtime_t *rt = arg;
 
 	for (int i = 0; i < BURST; i++) {
-		int r = ac_loop_post(rt, 1, burst_one, NULL);
+		int r = ac_loop_post(rt, AC_LOOP(1), burst_one, NULL);
 		code_ok("ac_loop_post from a loop", r);
 		REQUIRE(r != AC_EAGAIN, "a loop producer got AC_EAGAIN");
 		if (r == 0)
@@ -549,7 +549,7 @@ static void *foreign_calls(void *arg)
 	} else {
 		REQUIRE(errno == ENOMEM, "ac_buf_new: errno %d", errno);
 	}
-	r = ac_watch(f->rt, f->h, -1, on_watch, NULL, NULL);
+	r = ac_watch(f->rt, f->h, AC_LOOP_DEFAULT, on_watch, NULL, NULL);
 	code_ok("ac_watch", r);
 	f->watched = r == 0;
 	if (f->reg)
@@ -638,7 +638,7 @@ static void session_echo(void)
 	/* Both loops have taken their listening sockets (control operations
 	 * run before the mailbox). */
 	for (int i = 0; i < 2; i++) {
-		r = ac_loop_post(rt, i, mark, &posted[i]);
+		r = ac_loop_post(rt, AC_LOOP(i), mark, &posted[i]);
 		code_ok("ac_loop_post", r);
 		if (r == 0)
 			REQUIRE(wait_ge(&posted[i], 1), "post never ran");
@@ -723,8 +723,8 @@ static void session_echo(void)
 
 	/* A loop timer, and loop 0 posting more to loop 1 than its ring
 	 * holds: each accepted post runs once. */
-	code_ok("ac_loop_post", ac_loop_post(rt, 1, hold_until_burst_done, NULL));
-	r = ac_loop_post(rt, 0, burst_start, rt);
+	code_ok("ac_loop_post", ac_loop_post(rt, AC_LOOP(1), hold_until_burst_done, NULL));
+	r = ac_loop_post(rt, AC_LOOP(0), burst_start, rt);
 	code_ok("ac_loop_post", r);
 	if (r == 0) {
 		REQUIRE(wait_ge(&burst_done, 1), "burst never finished (hang)");
@@ -903,8 +903,8 @@ static void session_slow(void)
 	if ((rt = ac_runtime_new(&cfg))) {
 		code_ok("ac_runtime_start", ac_runtime_start(rt));
 		code_ok("ac_loop_post",
-			ac_loop_post(rt, 1, hold_until_burst_done, NULL));
-		r = ac_loop_post(rt, 0, burst_fire, rt);
+			ac_loop_post(rt, AC_LOOP(1), hold_until_burst_done, NULL));
+		r = ac_loop_post(rt, AC_LOOP(0), burst_fire, rt);
 		code_ok("ac_loop_post", r);
 		if (r == 0) {
 			REQUIRE(wait_ge(&burst_done, 1),
@@ -1056,7 +1056,7 @@ static void outbound_body(ac_tls_t *srv_tls, ac_tls_t *cli_tls)
 		goto stop;
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ac_listener_port(l));
 	for (int i = 0; i < 2; i++) {
-		r = ac_loop_post(rt, i, mark, &posted[i]);
+		r = ac_loop_post(rt, AC_LOOP(i), mark, &posted[i]);
 		code_ok("ac_loop_post", r);
 		if (r == 0)
 			REQUIRE(wait_ge(&posted[i], 1), "post never ran");
@@ -1100,7 +1100,7 @@ static void outbound_body(ac_tls_t *srv_tls, ac_tls_t *cli_tls)
 	if (!(pool = ac_pool_new(rt, addr, &po))) {
 		REQUIRE(errno == ENOMEM, "ac_pool_new: errno %d", errno);
 	} else {
-		r = ac_loop_post(rt, 0, acquire_on_loop, NULL);
+		r = ac_loop_post(rt, AC_LOOP(0), acquire_on_loop, NULL);
 		code_ok("ac_loop_post", r);
 		if (r == 0)
 			REQUIRE(wait_ge(&acq_done, 1),
@@ -1197,7 +1197,7 @@ static void session_grace(void)
 
 	if (!(rt = mute_peer("huge", &k, 10000)))
 		return;
-	if (ac_loop_post(rt, 0, seven_timers, rt) == 0)
+	if (ac_loop_post(rt, AC_LOOP(0), seven_timers, rt) == 0)
 		REQUIRE(wait_ge(&timers_started, 1), "post never ran");
 	t0 = th_now_ms();
 	code_ok("ac_runtime_stop", ac_runtime_stop(rt, 20));
@@ -1471,7 +1471,7 @@ START_TEST(loop_that_cannot_take_a_listening_socket_closes_it_instead_of_hanging
 	th_server_start(2, "127.0.0.1:0", &o);
 	/* Control operations run before the mailbox: once this post has run,
 	 * loop 1 has tried to take its socket. */
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 1, mark, &posted[1]), 0);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(1), mark, &posted[1]), 0);
 	ck_assert(th_wait_ge(&posted[1], 1, 5000));
 	for (int i = 0; i < 32; i++) {
 		int fd = th_connect_tcp("127.0.0.1", th_srv.port);
@@ -1501,7 +1501,7 @@ START_TEST(unix_listener_whose_loop_cannot_take_it_refuses_connections)
 	ac__fault_only_loop(0);
 	ac__fault_fail_nth(1, 1);
 	th_server_start(2, addr, NULL);
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, mark, &posted[0]), 0);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), mark, &posted[0]), 0);
 	ck_assert(th_wait_ge(&posted[0], 1, 5000));
 	ck_assert_int_eq(th_dial_unix(sock), -ECONNREFUSED);
 	ac__fault_fail_nth(0, 0);
@@ -1540,7 +1540,7 @@ static void hold(void *arg)
 
 static void warm_ring(void *rt)
 {
-	ck_assert_int_eq(ac_loop_post(rt, 1, mark, &warm), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(1), mark, &warm), 0);
 }
 
 static void fill_ring_and_one_more(void *rt)
@@ -1549,7 +1549,7 @@ static void fill_ring_and_one_more(void *rt)
 
 	/* A ring of 64 slots holds 64 messages: the 65th overflows. */
 	for (int i = 0; i < 65; i++)
-		if ((r = ac_loop_post(rt, 1, count_ran, NULL)) == 0)
+		if ((r = ac_loop_post(rt, AC_LOOP(1), count_ran, NULL)) == 0)
 			accepted_posts++;
 	__atomic_store_n(&overflow_rc, r, __ATOMIC_RELEASE);
 }
@@ -1562,13 +1562,13 @@ START_TEST(overflow_whose_retry_timer_cannot_be_armed_is_refused_not_stranded)
 	ck_assert_int_eq(ac_runtime_start(rt), 0);
 	/* Loop 0's ring to loop 1 exists; loop 1 stays busy for a moment so
 	 * the ring fills. */
-	ck_assert_int_eq(ac_loop_post(rt, 0, warm_ring, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), warm_ring, rt), 0);
 	ck_assert(th_wait_ge(&warm, 1, 5000));
 	ac__fault_only_loop(0);
 	ac__fault_fail_nth(2, 0);
-	ck_assert_int_eq(ac_loop_post(rt, 1, hold, NULL), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(1), hold, NULL), 0);
 	ck_assert(th_wait_ge(&holding, 1, 5000));
-	ck_assert_int_eq(ac_loop_post(rt, 0, fill_ring_and_one_more, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), fill_ring_and_one_more, rt), 0);
 	for (uint64_t end = th_now_ms() + 5000;
 	     __atomic_load_n(&overflow_rc, __ATOMIC_ACQUIRE) == 1;
 	     usleep(1000))

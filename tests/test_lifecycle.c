@@ -175,7 +175,7 @@ START_TEST(loop_timers_fire_cancel_and_stop_with_the_runtime)
 	ck_assert_ptr_null(ac_timer_start(rt, 10, 0, once_fn, NULL));
 	ck_assert_int_eq(errno, EPERM); /* not on a loop */
 	ck_assert_int_eq(ac_runtime_start(rt), 0);
-	ck_assert_int_eq(ac_loop_post(rt, 0, start_timers, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), start_timers, rt), 0);
 	ck_assert(th_wait_ge(&started, 1, 5000));
 	ck_assert(th_wait_ge(&once_ran, 1, 5000));
 	ck_assert(th_wait_ge(&repeat_ran, 3, 5000));

@@ -40,7 +40,7 @@ static void *produce(void *arg)
 
 	for (uintptr_t seq = 0; seq < PER_PRODUCER;) {
 		void *m = (void *)(((uintptr_t)pr->id << 32) | seq);
-		int err = ac_loop_post(pr->rt, 0, consume, m);
+		int err = ac_loop_post(pr->rt, AC_LOOP(0), consume, m);
 
 		if (err == AC_EAGAIN) {
 			__atomic_fetch_add(&eagain_seen, 1, __ATOMIC_RELAXED);
@@ -114,7 +114,7 @@ static void send_from_loop1(void *arg)
 
 	for (uintptr_t i = 0; i < LOOP1_MESSAGES; i++) {
 		/* The ring holds 15: the rest must overflow, not fail. */
-		if (ac_loop_post(rt, 0, count_from_loop1, (void *)i))
+		if (ac_loop_post(rt, AC_LOOP(0), count_from_loop1, (void *)i))
 			loop1_errors++;
 	}
 	__atomic_store_n(&loop1_sent, 1, __ATOMIC_RELEASE);
@@ -131,12 +131,12 @@ START_TEST(full_mailbox_gives_eagain_to_foreign_and_loses_nothing_from_loop)
 	sem_init(&gate_entered, 0, 0);
 	ck_assert_ptr_nonnull(rt);
 	ck_assert_int_eq(ac_runtime_start(rt), 0);
-	ck_assert_int_eq(ac_loop_post(rt, 0, block_loop, NULL), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), block_loop, NULL), 0);
 	sem_wait(&gate_entered);
 
 	/* Loop 0 is stuck: the foreign ring fills and then refuses. */
 	for (int i = 0; i < 100 && err == 0; i++) {
-		err = ac_loop_post(rt, 0, count_foreign, NULL);
+		err = ac_loop_post(rt, AC_LOOP(0), count_foreign, NULL);
 		if (err == 0)
 			accepted++;
 	}
@@ -144,7 +144,7 @@ START_TEST(full_mailbox_gives_eagain_to_foreign_and_loses_nothing_from_loop)
 	ck_assert_int_eq(accepted, 15); /* a ring of 16 holds 15 */
 
 	/* A loop producer never gets EAGAIN: its excess waits in overflow. */
-	ck_assert_int_eq(ac_loop_post(rt, 1, send_from_loop1, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(1), send_from_loop1, rt), 0);
 	ck_assert(th_wait_ge(&loop1_sent, 1, 10000));
 	ck_assert_int_eq(loop1_errors, 0);
 
@@ -154,7 +154,7 @@ START_TEST(full_mailbox_gives_eagain_to_foreign_and_loses_nothing_from_loop)
 	ck_assert_int_eq(loop1_order_errors, 0);
 
 	/* With room again, the foreign thread is accepted. */
-	ck_assert_int_eq(ac_loop_post(rt, 0, count_foreign, NULL), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), count_foreign, NULL), 0);
 	ck_assert(th_wait_ge(&foreign_got, accepted + 1, 10000));
 	ac_runtime_free(rt);
 	th_assert_no_live_objects();
@@ -166,10 +166,17 @@ END_TEST
 static int64_t ran_on[4];
 static int64_t ran_off_loop;
 
+static int64_t ran_default, ran_default_on[4];
+
 static void note_loop(void *arg)
 {
 	int idx = ac_loop_index();
 
+	if ((intptr_t)arg == -1) { /* posted to AC_LOOP_DEFAULT */
+		__atomic_fetch_add(&ran_default_on[idx], 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&ran_default, 1, __ATOMIC_RELEASE);
+		return;
+	}
 	/* Count where it ran, under the loop it was posted to. */
 	if (idx != (int)(intptr_t)arg)
 		__atomic_fetch_add(&ran_off_loop, 1, __ATOMIC_RELAXED);
@@ -186,14 +193,28 @@ START_TEST(post_runs_on_the_named_loop)
 	ck_assert_int_eq(ac_runtime_loops(rt), 3);
 	ck_assert_int_eq(ac_runtime_start(rt), 0);
 	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(ac_loop_post(rt, i, note_loop,
+		ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(i), note_loop,
 					      (void *)(intptr_t)i),
 				 0);
 	for (int i = 0; i < 3; i++)
 		ck_assert(th_wait_ge(&ran_on[i], 1, 5000));
-	ck_assert_int_eq(ac_loop_post(rt, 3, note_loop, NULL), AC_EINVAL);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(3), note_loop, NULL),
+			 AC_EINVAL);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(-1), note_loop, NULL),
+			 AC_EINVAL);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), NULL, NULL), AC_EINVAL);
+	/* A raw index never lands on a loop: one convention, AC_LOOP(i). */
+	ck_assert_int_eq(ac_loop_post(rt, 1, note_loop, NULL), AC_EINVAL);
 	ck_assert_int_eq(ac_loop_post(rt, -1, note_loop, NULL), AC_EINVAL);
-	ck_assert_int_eq(ac_loop_post(rt, 0, NULL, NULL), AC_EINVAL);
+	/* The default from a thread that is not a loop: round robin, so
+	 * three posts reach each loop once more. */
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ac_loop_post(rt, AC_LOOP_DEFAULT, note_loop,
+					      (void *)(intptr_t)-1),
+				 0);
+	ck_assert(th_wait_ge(&ran_default, 3, 5000));
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ran_default_on[i], 1);
 	ac_runtime_free(rt);
 	ck_assert_int_eq(ran_off_loop, 0);
 	th_assert_no_live_objects();
@@ -214,7 +235,7 @@ START_TEST(posts_before_start_run_once_even_if_never_started)
 	/* Never started: each post still runs exactly once, at stop, so the
 	 * argument it owns is not leaked (valgrind would see it). */
 	for (int i = 0; i < 10; i++)
-		ck_assert_int_eq(ac_loop_post(rt, i % 2, free_arg, malloc(8)), 0);
+		ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(i % 2), free_arg, malloc(8)), 0);
 	ac_runtime_free(rt);
 	ck_assert_int_eq(ran_off_loop, 10);
 	th_assert_no_live_objects();
@@ -227,7 +248,7 @@ START_TEST(post_after_stop_is_eshutdown)
 
 	ck_assert_int_eq(ac_runtime_start(rt), 0);
 	ck_assert_int_eq(ac_runtime_stop(rt, 0), 0);
-	ck_assert_int_eq(ac_loop_post(rt, 0, note_loop, NULL), AC_ESHUTDOWN);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), note_loop, NULL), AC_ESHUTDOWN);
 	ck_assert_int_eq(ac_runtime_stop(rt, 0), 0); /* twice is harmless */
 	ck_assert_int_eq(ac_runtime_start(rt), AC_ESTATE);
 	ac_runtime_free(rt);
@@ -247,7 +268,7 @@ static void hot_from_loop(void *arg)
 
 	/* Loop to loop, under the ring's capacity: no overflow node. */
 	for (int i = 0; i < 1000; i++)
-		ck_assert_int_eq(ac_loop_post(rt, 0, hot_consume, NULL), 0);
+		ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), hot_consume, NULL), 0);
 	__atomic_fetch_add(&hot_loop_done, 1, __ATOMIC_RELEASE);
 }
 
@@ -275,13 +296,13 @@ START_TEST(post_and_pin_allocate_nothing)
 	ck_assert_uint_ne(h, AC_HANDLE_NONE);
 	/* Warm up: this thread's hazard record, loop 1's ring to loop 0. */
 	rec = ac__hp_record(rt);
-	ck_assert_int_eq(ac_loop_post(rt, 1, hot_from_loop, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(1), hot_from_loop, rt), 0);
 	ck_assert(th_wait_ge(&hot_loop_done, 1, 5000));
 	ck_assert(th_wait_ge(&hot_count, 1000, 5000));
 
 	ac_debug_counts(&before);
 	for (int i = 0; i < 100; i++) {
-		ck_assert_int_eq(ac_loop_post(rt, 1, hot_from_loop, rt), 0);
+		ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(1), hot_from_loop, rt), 0);
 		for (int k = 0; k < 1000; k++) {
 			ac_conn_t *c = ac__pin(rt, rec, h);
 			ck_assert_ptr_nonnull(c);

@@ -59,7 +59,7 @@ static void on_loop(int loop, void (*fn)(void *), void *arg)
 	struct call c = {fn, arg};
 	int64_t want = __atomic_load_n(&ran, __ATOMIC_ACQUIRE) + 1;
 
-	ck_assert_int_eq(ac_loop_post(rt, loop, call_tramp, &c), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(loop), call_tramp, &c), 0);
 	ck_assert(th_wait_ge(&ran, want, 10000));
 }
 

@@ -56,7 +56,7 @@ START_TEST(start_twice_is_estate_and_pinning_works)
 	ck_assert_int_eq(ac_runtime_start(rt), AC_ESTATE);
 	/* Pinned: loop i may run on CPU i mod CPUs, and on no other. */
 	for (int i = 0; i < 2; i++)
-		ck_assert_int_eq(ac_loop_post(rt, i, report_affinity,
+		ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(i), report_affinity,
 					      (void *)(intptr_t)i),
 				 0);
 	ck_assert(th_wait_ge(&loops_reported, 2, 5000));
@@ -80,7 +80,7 @@ START_TEST(stop_from_a_loop_is_ethread)
 	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 1});
 
 	ck_assert_int_eq(ac_runtime_start(rt), 0);
-	ck_assert_int_eq(ac_loop_post(rt, 0, stop_from_loop, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), stop_from_loop, rt), 0);
 	for (int i = 0; i < 5000 && __atomic_load_n(&stop_result, __ATOMIC_ACQUIRE) == 1; i++)
 		usleep(1000);
 	ck_assert_int_eq(stop_result, AC_ETHREAD);
@@ -328,7 +328,7 @@ START_TEST(options_that_cannot_work_are_refused_with_a_reason)
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_ptr_nonnull(strstr(last_log, "heartbeat_ms"));
 	/* A repeating timer needs a period: 0 would spin the loop. */
-	ck_assert_int_eq(ac_loop_post(rt, 0, zero_period_on_loop, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), zero_period_on_loop, rt), 0);
 	ck_assert(th_wait_ge(&timer_checked, 1, 5000));
 	ck_assert_int_eq(ac_runtime_free(rt), 0);
 	th_assert_no_live_objects();

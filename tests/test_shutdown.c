@@ -99,9 +99,9 @@ START_TEST(messages_settled_after_the_loops_exit_are_counted_in_stats_dropped)
 	c1 = th_connect_unix(path);
 	h1 = th_handle(1);
 	ck_assert_int_eq(AC_HANDLE_LOOP(h1), 1);
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 1, hold, NULL), 0);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(1), hold, NULL), 0);
 	ck_assert(th_wait_ge(&holding, 1, 5000));
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, flood, &h1), 0);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), flood, &h1), 0);
 	ck_assert(th_wait_ge(&flooded, 1, 5000));
 	/* Loop 0 stops and exits with its overflow list full; then loop 1,
 	 * released, delivers what its ring held. */

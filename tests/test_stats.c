@@ -193,8 +193,8 @@ START_TEST(metrics_response_is_one_render_whatever_the_counters_do)
 	th_server_start(2, "127.0.0.1:0", NULL);
 	ck_assert_int_eq(ac_metrics_listen(th_srv.rt, "127.0.0.1:0", &ml), 0);
 	for (int l = 0; l < 2; l++) {
-		ck_assert_int_eq(ac_loop_post(th_srv.rt, l, eight_timers, NULL), 0);
-		ck_assert_int_eq(ac_loop_post(th_srv.rt, l, flip, NULL), 0);
+		ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(l), eight_timers, NULL), 0);
+		ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(l), flip, NULL), 0);
 	}
 	usleep(50000);
 	for (int i = 0; i < 300; i++) {

@@ -152,8 +152,7 @@ START_TEST(conn_calls_from_another_loop_return_ethread)
 	fd = victim_start();
 	c = __atomic_load_n(&victim, __ATOMIC_ACQUIRE);
 	/* The other loop: c's loop index is in its handle. */
-	ck_assert_int_eq(ac_loop_post(th_srv.rt,
-				      1 - AC_HANDLE_LOOP(th_handle(0)),
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(1 - AC_HANDLE_LOOP(th_handle(0))),
 				      misuse_from_other_loop, c),
 			 0);
 	ck_assert(th_wait_ge(&other_done, 1, 5000));
@@ -180,7 +179,7 @@ static void make_timer(void *arg)
 START_TEST(timer_cancel_from_another_thread_is_ethread_and_the_timer_still_fires)
 {
 	th_server_start(1, "127.0.0.1:0", NULL);
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, make_timer, NULL), 0);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), make_timer, NULL), 0);
 	ck_assert(th_wait_ge(&timer_made, 1, 5000));
 	ck_assert_ptr_nonnull(loop_timer);
 	ck_assert_int_eq(ac_timer_cancel(loop_timer), AC_ETHREAD);
@@ -206,7 +205,7 @@ START_TEST(runtime_free_inside_a_callback_refuses_and_leaves_the_runtime_intact)
 	int fd;
 
 	th_server_start(2, "127.0.0.1:0", NULL);
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 1, free_from_callback,
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(1), free_from_callback,
 				      th_srv.rt),
 			 0);
 	ck_assert(th_wait_ge(&post_ran, 1, 5000));
@@ -239,7 +238,7 @@ START_TEST(runtime_free_from_a_callback_the_stop_runs_is_ethread)
 
 	/* Posted before start: the stop of a never-started runtime runs it
 	 * on this thread. */
-	ck_assert_int_eq(ac_loop_post(rt, 0, stop_and_free_from_settle, rt), 0);
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), stop_and_free_from_settle, rt), 0);
 	ck_assert_int_eq(ac_runtime_stop(rt, 0), 0);
 	ck_assert_int_eq(stop_in_settle, AC_ETHREAD);
 	ck_assert_int_eq(free_result, AC_ETHREAD);

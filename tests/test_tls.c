@@ -982,7 +982,7 @@ START_TEST(a_pool_connects_over_tls)
 	ac_tls_free(po.conn.tls);
 	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
 	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, pool_acquire, NULL),
+		ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), pool_acquire, NULL),
 				 0);
 	ck_assert(th_wait_ge(&pool_lent, 3, 5000));
 	ck_assert(th_wait_ge(&th_srv.frames, 3, 5000));

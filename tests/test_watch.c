@@ -35,8 +35,8 @@ START_TEST(watch_fires_once_with_the_close_reason_on_the_named_loop)
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	h = th_handle(0);
 	/* Default from a foreign thread: loop 0. Named: loop 1. */
-	ck_assert_int_eq(ac_watch(th_srv.rt, h, -1, record, &a, &ida), 0);
-	ck_assert_int_eq(ac_watch(th_srv.rt, h, 1, record, &b, &idb), 0);
+	ck_assert_int_eq(ac_watch(th_srv.rt, h, AC_LOOP_DEFAULT, record, &a, &ida), 0);
+	ck_assert_int_eq(ac_watch(th_srv.rt, h, AC_LOOP(1), record, &b, &idb), 0);
 	usleep(20000);
 	ck_assert_int_eq(__atomic_load_n(&a.calls, __ATOMIC_ACQUIRE) +
 			 __atomic_load_n(&b.calls, __ATOMIC_ACQUIRE),
@@ -68,13 +68,13 @@ START_TEST(watching_a_stale_handle_fires_estale_soon)
 	h = th_handle(0);
 	close(fd);
 	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
-	ck_assert_int_eq(ac_watch(th_srv.rt, h, -1, record, &a, NULL), 0);
+	ck_assert_int_eq(ac_watch(th_srv.rt, h, AC_LOOP_DEFAULT, record, &a, NULL), 0);
 	ck_assert(th_wait_ge(&a.calls, 1, 5000));
 	ck_assert_int_eq(a.reason, AC_ESTALE);
-	ck_assert_int_eq(ac_watch(th_srv.rt, AC_HANDLE_NONE, -1, record, &a,
+	ck_assert_int_eq(ac_watch(th_srv.rt, AC_HANDLE_NONE, AC_LOOP_DEFAULT, record, &a,
 				  NULL),
 			 AC_EINVAL);
-	ck_assert_int_eq(ac_watch(th_srv.rt, h, 7, record, &a, NULL), AC_EINVAL);
+	ck_assert_int_eq(ac_watch(th_srv.rt, h, AC_LOOP(7), record, &a, NULL), AC_EINVAL);
 	th_finish();
 }
 END_TEST
@@ -87,7 +87,7 @@ START_TEST(unwatch_before_close_means_it_never_fires)
 
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), -1, record, &a, &id), 0);
+	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), AC_LOOP_DEFAULT, record, &a, &id), 0);
 	ck_assert_int_eq(ac_unwatch(th_srv.rt, id), 0);
 	ck_assert_int_eq(ac_unwatch(th_srv.rt, id), AC_EALREADY);
 	close(fd);
@@ -105,7 +105,7 @@ START_TEST(watches_left_at_stop_fire_with_the_shutdown_reason)
 
 	th_server_start(2, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), 1, record, &a, NULL), 0);
+	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), AC_LOOP(1), record, &a, NULL), 0);
 	usleep(20000);
 	ac_runtime_stop(th_srv.rt, 0);
 	ck_assert_int_eq(a.calls, 1);
@@ -191,7 +191,7 @@ START_TEST(watchers_fire_exactly_once_racing_close_and_never_after_unwatch)
 				if (i == 0 && k == PER_CONN / 2)
 					__atomic_store_n(&cl.go, 1, __ATOMIC_RELEASE);
 				do
-					err = ac_watch(th_srv.rt, hs[i], k % 2,
+					err = ac_watch(th_srv.rt, hs[i], AC_LOOP(k % 2),
 						       count, w, &id);
 				while (err == AC_EAGAIN);
 				ck_assert_int_eq(err, 0);
@@ -313,7 +313,7 @@ static void after_stale(void *arg)
 /* On loop 1: queue after_stale for loop 0 behind the stale FIRE. */
 static void relay(void *arg)
 {
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, after_stale, NULL), 0);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), after_stale, NULL), 0);
 }
 
 static void stale_fire_scenario(int self_unwatch)
@@ -336,23 +336,23 @@ static void stale_fire_scenario(int self_unwatch)
 	}
 	ck_assert_msg(a >= 0 && b >= 0, "two connections on loop 1");
 	/* W1 runs on loop 0; its connection is loop 1's. */
-	ck_assert_int_eq(ac_watch(th_srv.rt, h[a], 0, noop_watch, NULL, &R.id1),
+	ck_assert_int_eq(ac_watch(th_srv.rt, h[a], AC_LOOP(0), noop_watch, NULL, &R.id1),
 			 0);
 	usleep(50000);
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 0, gate_fn, NULL), 0);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), gate_fn, NULL), 0);
 	ck_assert(th_wait(flag, &R.gated, 5000)); /* loop 0 is held */
 	close(fds[a]); /* loop 1 posts FIRE(W1) to the gated loop 0 */
 	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
 	usleep(50000);
 	ck_assert_int_eq(ac_unwatch(th_srv.rt, R.id1), 0); /* FIRE now stale */
 	/* W2 reuses the slot and runs on loop 2. */
-	ck_assert_int_eq(ac_watch(th_srv.rt, h[b], 2, slow_watch, NULL, &R.id2),
+	ck_assert_int_eq(ac_watch(th_srv.rt, h[b], AC_LOOP(2), slow_watch, NULL, &R.id2),
 			 0);
 	ck_assert_uint_eq((uint32_t)R.id2, (uint32_t)R.id1);
 	usleep(50000);
 	close(fds[b]);
 	ck_assert(th_wait(flag, &R.slow_started, 5000));
-	ck_assert_int_eq(ac_loop_post(th_srv.rt, 1, relay, NULL), 0);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(1), relay, NULL), 0);
 	usleep(50000);
 	__atomic_store_n(&R.gate, 1, __ATOMIC_RELEASE);
 	ck_assert(th_wait(flag, &R.slow_done, 10000));
@@ -387,7 +387,7 @@ START_TEST(unwatch_of_an_id_never_issued_is_einval)
 
 	th_server_start(1, "127.0.0.1:0", NULL);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), -1, noop_watch,
+	ck_assert_int_eq(ac_watch(th_srv.rt, th_handle(0), AC_LOOP_DEFAULT, noop_watch,
 				  NULL, &id),
 			 0);
 	/* The same slot, a generation not yet issued; and a slot no table
