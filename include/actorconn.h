@@ -781,23 +781,67 @@ AC_EXPORT int ac_send_buf(ac_runtime_t *rt, ac_handle_t h, ac_buf_t *b);
    AC_ESHUTDOWN. */
 AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how);
 
-/* Stable facts about a connection, copied out by ac_handle_info. */
+/* The longest label ac_conn_set_label takes, in bytes. */
+#define AC_LABEL_MAX 64
+
+/*
+ * Facts about a connection. ac_conn_info (owner loop) fills every field;
+ * ac_handle_info (any thread) fills those marked "any" and leaves the
+ * rest zero ("", NULL), with -1 for fd and the peer's credentials. Fields
+ * are only ever added at the end.
+ */
 typedef struct ac_conn_info {
-	int loop;                     /* owner loop */
-	int family;                   /* AF_INET, AF_INET6 or AF_UNIX */
-	struct sockaddr_storage peer; /* peer address (TCP) */
+	int loop;                     /* owner loop's index i; any */
+	int family;                   /* AF_INET, AF_INET6 or AF_UNIX; any */
+	struct sockaddr_storage peer; /* peer address (TCP); any */
 	socklen_t peer_len;
-	char peer_str[64];            /* "1.2.3.4:5", "[::1]:5" or "unix" */
-	uint64_t opened_ms;           /* wall clock, ms since the epoch */
-	uint64_t bytes_in;            /* bytes read so far */
-	uint64_t bytes_out;           /* bytes written so far */
+	char peer_str[64];            /* "1.2.3.4:5", "[::1]:5" or "unix";
+					 any */
+	uint64_t opened_ms;           /* wall clock, ms since the epoch, of
+					 the connection (of an outbound one:
+					 of its latest attempt); any */
+	uint64_t bytes_in;            /* bytes read so far; any */
+	uint64_t bytes_out;           /* bytes written so far; any */
+
+	/* Counts run from the handle's birth, across an outbound
+	   connection's reconnects. */
+	ac_handle_t handle;           /* c's handle, also its id: unique in
+					 the runtime while it lives; any */
+	uint64_t age_ms;              /* now - opened_ms; any */
+	uint64_t idle_ms;             /* since the last read that brought
+					 bytes (or since opened_ms): what
+					 idle_timeout_ms measures, so writes
+					 do not count; any */
+	uint64_t frames_in;           /* frames given to on_frame; any */
+	uint64_t frames_out;          /* writes queued: ac_conn_write,
+					 ac_conn_write_buf, ac_send,
+					 ac_send_buf, group publishes and
+					 heartbeat pings, one each (empty
+					 ones are not queued); any */
+	uint64_t out_queued;          /* bytes queued, not yet taken by the
+					 kernel (ac_conn_out_bytes) */
+	struct sockaddr_storage local; /* local address: TCP, or a named
+					  unix socket's path */
+	socklen_t local_len;          /* 0: not known (no socket) */
+	char local_str[120];          /* "1.2.3.4:5", "[::1]:5",
+					 "unix:/path" or "unix" */
+	int fd;                       /* the socket, to show (never close
+					 it); -1 without one */
+	int64_t peer_pid;             /* a unix socket peer's credentials */
+	int64_t peer_uid;             /* when it connected (SO_PEERCRED); */
+	int64_t peer_gid;             /* -1 for TCP */
+	void *ud;                     /* the ud given to the ac_listen,
+					 ac_connect or ac_pool_new that made
+					 c (ac_conn_data's first value): whose
+					 connection it is */
+	char label[AC_LABEL_MAX + 1]; /* ac_conn_set_label's; "" if none */
 } ac_conn_info_t;
 
 /*
  * Any thread. Pins h with a hazard pointer and copies the connection's
- * facts into *out (an outbound connection's peer and opened_ms change
- * when it reconnects; the copy is of one attempt, never a mix). Returns
- * 0, AC_ESTALE, AC_EINVAL, or AC_ENOMEM
+ * facts marked "any" into *out (an outbound connection's peer and
+ * opened_ms change when it reconnects; the copy is of one attempt, never
+ * a mix). Returns 0, AC_ESTALE, AC_EINVAL, or AC_ENOMEM
  * (the calling thread's first call, which allocates its hazard record).
  * Lock-free and allocation-free after that first call.
  */
@@ -806,6 +850,72 @@ AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 
 /* The loop that owns h (no check that h is live). */
 #define AC_HANDLE_LOOP(h) ((int)((uint64_t)(h) >> 56))
+
+/* ---- introspection ---------------------------------------------------------
+ * What a server's CLIENT LIST or CLIENT KILL needs: every connection of a
+ * loop, or of all loops, with its facts. */
+
+/*
+ * Owner loop. Copies every fact about c into *out, c's own addresses
+ * included (no pin: the owner reads c directly). Returns 0, AC_EINVAL
+ * (NULL c or out) or AC_ETHREAD.
+ */
+AC_EXPORT int ac_conn_info(const ac_conn_t *c, ac_conn_info_t *out);
+
+/*
+ * Owner loop. Names c with a copy of label (at most AC_LABEL_MAX bytes;
+ * NULL or "" removes it), shown in ac_conn_info_t.label until c's
+ * on_close has returned; an outbound connection keeps it across
+ * reconnects. The library gives the bytes no meaning. Returns 0,
+ * AC_EINVAL (NULL c, or label too long: the old label stays),
+ * AC_ETHREAD or AC_ENOMEM.
+ */
+AC_EXPORT int ac_conn_set_label(ac_conn_t *c, const char *label);
+
+/*
+ * A loop of rt. Calls fn(c, arg) for every connection the calling loop
+ * owns, now, before returning: open ones, closing ones whose on_close
+ * has not run, outbound ones connecting or waiting to reconnect. fn may
+ * close c or any other (on_close runs after the callback that called
+ * this has returned, as ever); a connection that fn opens may or may not
+ * be visited. Returns the number of calls, AC_EINVAL (NULL rt or fn) or
+ * AC_ETHREAD.
+ */
+AC_EXPORT int ac_loop_conns(ac_runtime_t *rt,
+			    void (*fn)(ac_conn_t *c, void *arg), void *arg);
+
+/* ac_runtime_conns' loop for every loop of the runtime, in turn. */
+#define AC_LOOP_ALL (-1)
+
+/*
+ * Any thread, asynchronous. Visits the connections of loop `loop`
+ * (AC_LOOP(i); AC_LOOP_DEFAULT: the calling loop) or of every loop, one
+ * after the other (AC_LOOP_ALL): on each, fn(c, arg) runs for each of
+ * its connections as under ac_loop_conns. The visits never overlap, so
+ * fn may gather into arg without a lock. Then done(0, arg) runs once, on
+ * the calling loop (for a caller that is not a loop: on the last loop
+ * visited), never inside this call. A loop caller is never blocked: it
+ * learns the result in done, where a reply to a connection it serves is
+ * written through that connection's handle (ac_handle_conn), since the
+ * connection may have closed meanwhile. If the runtime stops first, done
+ * runs with AC_ESHUTDOWN on the thread stopping or freeing it, where no
+ * connection may be touched (the loops not yet visited are not). done
+ * may be NULL. Returns 0; or, and then neither fn nor done ever runs,
+ * AC_EINVAL (NULL rt or fn, a bad loop; AC_LOOP_DEFAULT off-loop),
+ * AC_ENOMEM or AC_ESHUTDOWN.
+ */
+AC_EXPORT int ac_runtime_conns(ac_runtime_t *rt, int loop,
+			       void (*fn)(ac_conn_t *c, void *arg),
+			       void (*done)(int err, void *arg), void *arg);
+
+/*
+ * A loop of rt. The connection h names, when the calling loop owns it
+ * and its on_close has not run; NULL with errno EINVAL (NULL rt,
+ * AC_HANDLE_NONE), EPERM (the calling thread is not h's owner loop) or
+ * ESTALE (closed). The pointer is good until the current callback
+ * returns, as any ac_conn_t is.
+ */
+AC_EXPORT ac_conn_t *ac_handle_conn(ac_runtime_t *rt, ac_handle_t h);
 
 /* ---- watchers ------------------------------------------------------------------ *
  * The C form of a weakref callback or an Erlang monitor. */

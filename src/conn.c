@@ -388,6 +388,8 @@ void ac__facts_set(ac_conn_t *c, int family, const struct sockaddr *peer,
 	for (int i = 0; i < 4; i++)
 		__atomic_store_n(&f->peer[i], w[i], __ATOMIC_RELAXED);
 	ck_sequence_write_end(&f->seq);
+	/* A new attempt is not idle: its clock starts now. */
+	__atomic_store_n(&c->last_read_ms, opened_ms, __ATOMIC_RELAXED);
 }
 
 void ac__facts_get(const ac_conn_t *c, struct ac__facts_copy *out)
@@ -726,16 +728,28 @@ static void aux_stop(ac_conn_t *c)
 	ac__tls_detach(c);
 }
 
-/* Then the rest of aux. */
-static void aux_free(ac_conn_t *c)
+/* Then the rest of aux; an outbound connection that will try again
+ * keeps the struct while it holds a label, which follows the logical
+ * connection as its handle does. */
+static void aux_end(ac_conn_t *c, bool keep_label)
 {
-	if (!c->aux)
+	struct ac__conn_aux *x = c->aux;
+
+	if (!x)
 		return;
 	aux_stop(c);
 	ac__tls_end(c);
 	c->tls = 0;
-	ac__free(AC__K_OTHER, c->aux);
+	if (keep_label && x->label)
+		return; /* its events are freed and NULL, its TLS state gone */
+	ac__free(AC__K_OTHER, x->label);
+	ac__free(AC__K_OTHER, x);
 	c->aux = NULL;
+}
+
+static void aux_free(ac_conn_t *c)
+{
+	aux_end(c, false);
 }
 
 /* The statistics' index for c's close: a TLS handshake that did not
@@ -801,7 +815,7 @@ void ac__conn_finalize(ac_conn_t *c)
 	if (heard && c->proto->cbs.on_close)
 		c->proto->cbs.on_close(c, c->reason);
 	ac__groups_conn_closed(c); /* after on_close: it may leave by itself */
-	aux_free(c);
+	aux_end(c, again);
 	/* 4. Buffers, then the memory itself, once no pin holds it. */
 	ac__outq_clear(&c->out);
 	ac__free(AC__K_OTHER, c->in);
@@ -876,9 +890,10 @@ int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 	return 0;
 }
 
-/* Owner loop: bytes were queued on c. */
+/* Owner loop: bytes were queued on c (one write: a frame out). */
 void ac__conn_out_added(ac_conn_t *c)
 {
+	__atomic_store_n(&c->frames_out, c->frames_out + 1, __ATOMIC_RELAXED);
 	AC__STAT_ADD(c->loop, writes, 1);
 	output_grew(c, out_len(c));
 	queue_flush(c);
@@ -1114,6 +1129,8 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
 			return -1;
 		}
 		AC__STAT_ADD(c->loop, frames_in, 1);
+		__atomic_store_n(&c->frames_in, c->frames_in + 1,
+				 __ATOMIC_RELAXED);
 		if (pr->cbs.on_frame)
 			pr->cbs.on_frame(c, p + pos + f.off, f.len);
 		pos += f.consumed;
@@ -1172,7 +1189,15 @@ static void on_read_end(ac_conn_t *c, ssize_t n)
 
 void ac__conn_got_bytes(ac_conn_t *c, size_t n)
 {
+	struct timeval now;
+
 	__atomic_store_n(&c->bytes_in, c->bytes_in + (uint64_t)n,
+			 __ATOMIC_RELAXED);
+	/* The idle clock (ac_conn_info): libevent's time of this loop turn,
+	 * cached, so a read costs no clock call. */
+	event_base_gettimeofday_cached(c->loop->base, &now);
+	__atomic_store_n(&c->last_read_ms,
+			 (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000,
 			 __ATOMIC_RELAXED);
 	AC__STAT_ADD(c->loop, bytes_in, n);
 	if (c->idle_ev &&
@@ -1375,4 +1400,29 @@ AC_EXPORT int ac_conn_set_data(ac_conn_t *c, void *data)
 AC_EXPORT ac_runtime_t *ac_conn_runtime(const ac_conn_t *c)
 {
 	return owner_or_errno(c) ? c->loop->rt : NULL;
+}
+
+/* Owner loop. The label lives in aux: most connections never get one. */
+AC_EXPORT int ac_conn_set_label(ac_conn_t *c, const char *label)
+{
+	size_t n = label ? strlen(label) : 0;
+	struct ac__conn_aux *x;
+	char *copy = NULL;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (n > AC_LABEL_MAX)
+		return AC_EINVAL;
+	if (n && !(copy = ac__malloc(AC__K_OTHER, n + 1)))
+		return AC_ENOMEM;
+	if (n)
+		memcpy(copy, label, n + 1);
+	if (!(x = n ? aux(c) : c->aux)) {
+		ac__free(AC__K_OTHER, copy);
+		return n ? AC_ENOMEM : 0; /* clearing what was never set */
+	}
+	ac__free(AC__K_OTHER, x->label);
+	x->label = copy;
+	return 0;
 }

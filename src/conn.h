@@ -109,12 +109,14 @@ struct ac__grouplist {
 
 /* What only some connections need, allocated the first time one does
  * and freed when it closes: a flushing close's linger timer, the write
- * timeout, the soft limit's timer, and a TLS connection's state. */
+ * timeout, the soft limit's timer, a TLS connection's state, and the
+ * user's label (which an outbound connection keeps across reconnects). */
 struct ac__conn_aux {
 	struct event *linger_ev;
 	struct event *wto_ev;
 	struct event *soft_ev;
 	struct ac__tls_conn *tls; /* tls.c */
+	char *label;              /* ac_conn_set_label; owned */
 };
 
 /*
@@ -137,13 +139,15 @@ struct ac_conn_s {
 	void *data;
 	int fd;
 	uint8_t state;
-	uint8_t close_queued;
-	uint8_t flush_queued;
-	uint8_t writing; /* write event armed */
-	uint8_t above_high; /* output went over out_high; on_drain pending */
-	uint8_t counted;    /* holds a place in the max_conns counters */
-	uint8_t is_open;    /* counted in loop->nopen */
-	uint8_t tls;        /* TLS: aux->tls holds its state (tls.c) */
+	/* One-bit flags share a byte: the 8 bytes they took as uint8_t
+	 * paid for the introspection counters below. */
+	uint8_t close_queued : 1;
+	uint8_t flush_queued : 1;
+	uint8_t writing : 1;    /* write event armed */
+	uint8_t above_high : 1; /* output went over out_high; on_drain pending */
+	uint8_t counted : 1;    /* holds a place in the max_conns counters */
+	uint8_t is_open : 1;    /* counted in loop->nopen */
+	uint8_t tls : 1;        /* TLS: aux->tls holds its state (tls.c) */
 	int reason;      /* close reason, fixed by the first close */
 	uint32_t need;   /* input length worth decoding again (frames are
 			    at most max_frame; past 4 GiB, 0: try again) */
@@ -156,9 +160,15 @@ struct ac_conn_s {
 	STAILQ_ENTRY(ac_conn_s) closing; /* loop->closing */
 	SLIST_ENTRY(ac_conn_s) flushing; /* loop->flushing */
 
-	/* Read by other threads through a pin. bytes_* are written by the
-	 * owner with relaxed atomic stores. */
+	/* Read by other threads through a pin (ac_handle_info). The
+	 * counters are written by the owner alone, with relaxed atomic
+	 * stores of (value + n), so a reader sees no torn value. They count
+	 * from the handle's birth, across an outbound connection's
+	 * reconnects. last_read_ms: the loop's cached wall clock at the last
+	 * read that brought bytes, or at the attempt's start (facts_set). */
 	uint64_t bytes_in, bytes_out;
+	uint64_t frames_in, frames_out; /* to on_frame; writes queued */
+	uint64_t last_read_ms;
 	struct ac__facts facts;
 };
 
@@ -213,6 +223,10 @@ void ac__conn_stop(ac_conn_t *c, int abort);
 void ac__facts_set(ac_conn_t *c, int family, const struct sockaddr *peer,
 		   socklen_t len, uint64_t opened_ms);
 void ac__facts_get(const ac_conn_t *c, struct ac__facts_copy *out);
+/* Any thread holding a pin, or the owner: fills the fields of *out that
+ * other threads may read (intro.c); the rest are zero, or -1 for the
+ * peer's credentials. */
+void ac__info_shared(const ac_conn_t *c, ac_conn_info_t *out);
 /* The outermost ac__loop_leave: finalize a closed c, flush c's output. */
 void ac__conn_finalize(ac_conn_t *c);
 void ac__conn_flush(ac_conn_t *c);

@@ -138,7 +138,6 @@ ac_conn_t *ac__pin(ac_runtime_t *rt, ck_hp_record_t *rec, ac_handle_t h)
 AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 			     ac_conn_info_t *out)
 {
-	struct ac__facts_copy f;
 	ck_hp_record_t *rec;
 	ac_conn_t *c;
 
@@ -148,21 +147,7 @@ AC_EXPORT int ac_handle_info(ac_runtime_t *rt, ac_handle_t h,
 		return AC_ENOMEM;
 	if (!(c = ac__pin(rt, rec, h)))
 		return AC_ESTALE;
-	ac__facts_get(c, &f);
-	memset(out, 0, sizeof(*out));
-	out->loop = AC_HANDLE_LOOP(h);
-	out->family = f.family;
-	out->opened_ms = f.opened_ms;
-	out->bytes_in = __atomic_load_n(&c->bytes_in, __ATOMIC_RELAXED);
-	out->bytes_out = __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED);
+	ac__info_shared(c, out); /* what a pin may read (intro.c) */
 	ac__unpin(rec);
-	if (f.family == AF_UNIX) {
-		snprintf(out->peer_str, sizeof(out->peer_str), "unix");
-	} else if (f.peer_len) {
-		out->peer_len = f.peer_len;
-		memcpy(&out->peer, &f.peer, f.peer_len);
-		ac__addr_format((const struct sockaddr *)&f.peer, f.peer_len,
-				out->peer_str, sizeof(out->peer_str));
-	}
 	return 0;
 }
