@@ -100,7 +100,9 @@ static int resp_decode(const void *buf, size_t len, size_t max_frame,
 	return 1;
 }
 
-static void on_frame(ac_conn_t *c, const void *data, size_t len)
+/* Runs the command in data[0, len) (one frame); returns the bytes it
+ * took, or 0 after a protocol error (then c is closing). */
+static size_t run(ac_conn_t *c, const char *data, size_t len)
 {
 	static __thread const char *argv[MAX_ARGS];
 	static __thread size_t argl[MAX_ARGS];
@@ -112,10 +114,69 @@ static void on_frame(ac_conn_t *c, const void *data, size_t len)
 	    RESP_OK) {
 		outf(c, "-ERR %s\r\n", err);
 		ac_conn_close(c, AC_CLOSE_FLUSH);
-		return;
+		return 0;
 	}
 	if (cmd.argc)
-		execute(c, ac_conn_data(c), cmd.argc, argv, argl);
+		execute(c, client_of(c), cmd.argc, argv, argl);
+	return consumed;
+}
+
+/* Keeps a command that arrived while an earlier one gathers. */
+static void hold(ac_conn_t *c, struct client *cl, const void *data,
+		 size_t len)
+{
+	if (cl->held_len + len > HELD_MAX) {
+		ac_conn_close(c, AC_CLOSE_ABORT);
+		return;
+	}
+	if (cl->held_len + len > cl->held_cap) {
+		size_t cap = cl->held_cap ? cl->held_cap : 4096;
+		char *p;
+
+		while (cap < cl->held_len + len)
+			cap *= 2;
+		if (!(p = realloc(cl->held, cap))) {
+			ac_conn_close(c, AC_CLOSE_ABORT);
+			return;
+		}
+		cl->held = p;
+		cl->held_cap = cap;
+	}
+	memcpy(cl->held + cl->held_len, data, len);
+	cl->held_len += len;
+}
+
+void resume(ac_conn_t *c, struct client *cl)
+{
+	size_t off = 0, n;
+
+	/* Each held frame is one whole command, as the decoder cut it. */
+	while (off < cl->held_len && !cl->waiting && !cl->closing) {
+		if (!(n = run(c, cl->held + off, cl->held_len - off))) {
+			off = cl->held_len; /* a protocol error closed c */
+			break;
+		}
+		off += n;
+	}
+	memmove(cl->held, cl->held + off, cl->held_len - off);
+	cl->held_len -= off;
+	if (!cl->held_len) {
+		free(cl->held);
+		cl->held = NULL;
+		cl->held_cap = 0;
+	}
+}
+
+static void on_frame(ac_conn_t *c, const void *data, size_t len)
+{
+	struct client *cl = client_of(c);
+
+	if (cl && (cl->waiting || cl->closing)) {
+		if (!cl->closing)
+			hold(c, cl, data, len);
+		return;
+	}
+	run(c, data, len);
 }
 
 /* A client's state, made by the first command that needs it: a
@@ -130,16 +191,34 @@ struct client *client_new(ac_conn_t *c)
 		ac_conn_close(c, AC_CLOSE_FLUSH);
 		return NULL;
 	}
-	cl->id = __atomic_add_fetch(&B.next_id, 1, __ATOMIC_RELAXED);
 	ac_conn_set_data(c, cl);
 	return cl;
+}
+
+/* The broker's listeners are made with ud &B, which is therefore every
+ * client's data until client_new replaces it. */
+struct client *client_of(ac_conn_t *c)
+{
+	void *d = ac_conn_data(c);
+
+	return d == &B ? NULL : d;
+}
+
+uint64_t client_id(ac_handle_t h)
+{
+	return (uint64_t)h << 8 | (uint64_t)h >> 56;
+}
+
+ac_handle_t id_handle(uint64_t id)
+{
+	return (ac_handle_t)(id >> 8 | id << 56);
 }
 
 static void on_heartbeat(ac_conn_t *c)
 {
 	/* Only subscribers are idle by design; they get the push Redis sends
 	 * a subscribed PING, which every client understands there. */
-	struct client *cl = ac_conn_data(c);
+	struct client *cl = client_of(c);
 
 	if (cl && nsubs(cl))
 		out(c, "*2\r\n$4\r\npong\r\n$0\r\n\r\n", 20);
@@ -147,7 +226,7 @@ static void on_heartbeat(ac_conn_t *c)
 
 static void on_close(ac_conn_t *c, int reason)
 {
-	struct client *cl = ac_conn_data(c);
+	struct client *cl = client_of(c);
 
 	if (!cl)
 		return;
@@ -155,7 +234,7 @@ static void on_close(ac_conn_t *c, int reason)
 	unsubscribe_all(c, cl, 1, 1);
 	free(cl->chans);
 	free(cl->pats);
-	free(cl->name);
+	free(cl->held);
 	free(cl);
 }
 
@@ -425,7 +504,7 @@ int main(int argc, char **argv)
 		perror("actorconn-broker: ac_runtime_new");
 		goto fail;
 	}
-	if (plain && (err = ac_listen(B.rt, addr, &cbs, &opts, NULL, &l))) {
+	if (plain && (err = ac_listen(B.rt, addr, &cbs, &opts, &B, &l))) {
 		fprintf(stderr, "actorconn-broker: cannot listen on %s: %s\n",
 			addr, errtext(err));
 		goto fail;
@@ -437,7 +516,7 @@ int main(int argc, char **argv)
 		ac_conn_opts_t topts = opts;
 
 		topts.tls = tls;
-		if ((err = ac_listen(B.rt, taddr, &cbs, &topts, NULL, &tl))) {
+		if ((err = ac_listen(B.rt, taddr, &cbs, &topts, &B, &tl))) {
 			fprintf(stderr, "actorconn-broker: cannot listen on %s: "
 					"%s\n", taddr, errtext(err));
 			goto fail;
@@ -446,7 +525,7 @@ int main(int argc, char **argv)
 	if (upath) {
 		char ua[128];
 		snprintf(ua, sizeof(ua), "unix:%s", upath);
-		if ((err = ac_listen(B.rt, ua, &cbs, &opts, NULL, &ul))) {
+		if ((err = ac_listen(B.rt, ua, &cbs, &opts, &B, &ul))) {
 			fprintf(stderr, "actorconn-broker: cannot listen on %s: %s\n",
 				ua, errtext(err));
 			goto fail;

@@ -5,6 +5,7 @@
  *   broker.c    connections (decoding, replies, client state), options, main
  *   pubsub.c    the topic tables: subscribe, unsubscribe, publish
  *   commands.c  the command table, argument checks and each command
+ *   clients.c   CLIENT LIST, KILL and INFO: every loop's clients
  *   forward.c   --upstream: PUBLISH forwarded through a connection pool
  *
  * Every function here runs on the loop that owns the connection it is
@@ -50,7 +51,7 @@ struct broker {
 	uint64_t seed;     /* of the topic hash (pubsub_init) */
 	uint64_t started_ms;
 	int port;
-	uint64_t commands, next_id; /* atomic */
+	uint64_t commands;          /* atomic */
 	ac_pool_t *up;              /* --upstream: PUBLISH is forwarded */
 	uint64_t fwd_ok, fwd_failed; /* atomic */
 };
@@ -62,13 +63,25 @@ struct sub {
 	size_t len;
 };
 
-/* A client's state: made by the first command that needs it. */
+/* A client's state: made by the first command that needs it. Its name
+ * is the connection's label (ac_conn_set_label), where CLIENT LIST,
+ * gathering on every loop, reads it. */
 struct client {
-	uint64_t id;
-	char *name;
 	struct sub *chans, *pats;
 	size_t nchans, npats, capchans, cappats;
+	char cmd[32];   /* the last command, as CLIENT LIST shows it */
+	int closing;    /* QUIT: no command after it runs */
+	/* While a CLIENT LIST or KILL is out gathering from the loops, the
+	 * commands that follow it wait here, so that replies keep their
+	 * order. */
+	int waiting;
+	char *held;
+	size_t held_len, held_cap;
 };
+
+/* Most bytes of commands held behind a gathering one: past this the
+ * client is closed (it pipelines without reading its replies). */
+#define HELD_MAX ((size_t)64 << 20)
 
 /* ---- broker.c ------------------------------------------------------------- */
 
@@ -86,6 +99,16 @@ void bulk_str(ac_conn_t *c, const char *s);
 
 /* c's client state, made now; NULL (c closing) if out of memory. */
 struct client *client_new(ac_conn_t *c);
+/* c's client state, or NULL if no command has needed it yet. */
+struct client *client_of(ac_conn_t *c);
+/* The Redis client id of a connection, and back: its handle with the
+ * loop's byte moved to the bottom, so ids stay positive (Redis parses
+ * them as signed 64-bit) for up to 2^23 connections per loop. */
+uint64_t client_id(ac_handle_t h);
+ac_handle_t id_handle(uint64_t id);
+/* Runs the commands a gathering command held back, in order, until one
+ * gathers again. */
+void resume(ac_conn_t *c, struct client *cl);
 
 /* ---- pubsub.c ------------------------------------------------------------- */
 
@@ -117,6 +140,17 @@ size_t pattern_count(void);
 /* Runs one command; cl is NULL until a command has needed the state. */
 void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
 	     const size_t *argl);
+
+/* ---- clients.c ------------------------------------------------------------ */
+
+/* CLIENT LIST [TYPE t] [ID id ...] and CLIENT KILL (both forms): they
+ * gather from every loop and answer from done; until then cl->waiting. */
+void client_list(ac_conn_t *c, struct client *cl, size_t argc,
+		 const char **argv, const size_t *argl);
+void client_kill(ac_conn_t *c, struct client *cl, size_t argc,
+		 const char **argv, const size_t *argl);
+/* CLIENT INFO: c's own line, at once. */
+void client_info(ac_conn_t *c, struct client *cl);
 
 /* ---- forward.c ------------------------------------------------------------ */
 

@@ -118,6 +118,8 @@ static void cmd_pubsub(ARGS)
 
 static void cmd_quit(ARGS)
 {
+	if (cl)
+		cl->closing = 1; /* nothing held runs after it */
 	out(c, "+OK\r\n", 5);
 	ac_conn_close(c, AC_CLOSE_FLUSH);
 }
@@ -126,25 +128,32 @@ static void cmd_reset(ARGS)
 {
 	unsubscribe_all(c, cl, 0, 1);
 	unsubscribe_all(c, cl, 1, 1);
-	free(cl->name);
-	cl->name = NULL;
+	ac_conn_set_label(c, NULL);
 	out(c, "+RESET\r\n", 8);
 }
 
-static int set_name(ac_conn_t *c, struct client *cl, const char *p, size_t n)
+/* The name is the connection's label: CLIENT LIST reads it on c's loop.
+ * Redis' rule for the characters; the library's for the length. */
+static int set_name(ac_conn_t *c, const char *p, size_t n)
 {
+	char name[AC_LABEL_MAX + 1];
+
 	for (size_t i = 0; i < n; i++)
 		if (p[i] < '!' || p[i] > '~') {
 			outf(c, "-ERR Client names cannot contain spaces, "
 				"newlines or special characters.\r\n");
 			return -1;
 		}
-	free(cl->name);
-	cl->name = NULL;
-	if (n) {
-		cl->name = xmalloc(n + 1);
-		memcpy(cl->name, p, n);
-		cl->name[n] = 0;
+	if (n > AC_LABEL_MAX) {
+		outf(c, "-ERR Client names are limited to %d bytes in "
+			"actorconn-broker\r\n", AC_LABEL_MAX);
+		return -1;
+	}
+	memcpy(name, p, n);
+	name[n] = 0;
+	if (ac_conn_set_label(c, name)) {
+		outs(c, "-ERR out of memory\r\n");
+		return -1;
 	}
 	return 0;
 }
@@ -163,7 +172,7 @@ static void cmd_hello(ARGS)
 	}
 	for (; i < argc; i++) {
 		if (is(argv[i], argl[i], "SETNAME") && i + 1 < argc) {
-			if (set_name(c, cl, argv[i + 1], argl[i + 1]))
+			if (set_name(c, argv[i + 1], argl[i + 1]))
 				return;
 			i++;
 		} else if (is(argv[i], argl[i], "AUTH") && i + 2 < argc) {
@@ -182,7 +191,7 @@ static void cmd_hello(ARGS)
 	bulk_str(c, "proto");
 	out(c, ":2\r\n", 4);
 	bulk_str(c, "id");
-	outf(c, ":%llu\r\n", (unsigned long long)cl->id);
+	outf(c, ":%llu\r\n", (unsigned long long)client_id(ac_conn_handle(c)));
 	bulk_str(c, "mode");
 	bulk_str(c, "standalone");
 	bulk_str(c, "role");
@@ -193,16 +202,25 @@ static void cmd_hello(ARGS)
 
 static void cmd_client(ARGS)
 {
+	ac_conn_info_t i;
+
 	if (is(argv[1], argl[1], "SETNAME") && argc == 3) {
-		if (set_name(c, cl, argv[2], argl[2]) == 0)
+		if (set_name(c, argv[2], argl[2]) == 0)
 			out(c, "+OK\r\n", 5);
 	} else if (is(argv[1], argl[1], "GETNAME") && argc == 2) {
-		if (cl->name)
-			bulk_str(c, cl->name);
+		if (ac_conn_info(c, &i) == 0 && i.label[0])
+			bulk_str(c, i.label);
 		else
 			out(c, "$-1\r\n", 5);
 	} else if (is(argv[1], argl[1], "ID") && argc == 2) {
-		outf(c, ":%llu\r\n", (unsigned long long)cl->id);
+		outf(c, ":%llu\r\n",
+		     (unsigned long long)client_id(ac_conn_handle(c)));
+	} else if (is(argv[1], argl[1], "LIST")) {
+		client_list(c, cl, argc, argv, argl);
+	} else if (is(argv[1], argl[1], "KILL")) {
+		client_kill(c, cl, argc, argv, argl);
+	} else if (is(argv[1], argl[1], "INFO") && argc == 2) {
+		client_info(c, cl);
 	} else {
 		unknown_subcommand(c, "CLIENT", argv[1], argl[1]);
 	}
@@ -314,6 +332,26 @@ static void cmd_command(ARGS)
 	}
 }
 
+/* "publish", or "client|list" for a command with subcommands, as Redis
+ * names the last command in CLIENT LIST. */
+static void note_command(struct client *cl, const struct cmd *cmd,
+			 size_t argc, const char **argv, const size_t *argl)
+{
+	int sub = argc > 1 && (!strcmp(cmd->name, "client") ||
+			       !strcmp(cmd->name, "pubsub") ||
+			       !strcmp(cmd->name, "command") ||
+			       !strcmp(cmd->name, "config"));
+	int n = snprintf(cl->cmd, sizeof(cl->cmd), "%s%s%.*s", cmd->name,
+			 sub ? "|" : "", sub ? (int)argl[1] : 0,
+			 sub ? argv[1] : "");
+
+	for (int i = 0; i < n && i < (int)sizeof(cl->cmd); i++)
+		if (cl->cmd[i] >= 'A' && cl->cmd[i] <= 'Z')
+			cl->cmd[i] = (char)(cl->cmd[i] - 'A' + 'a');
+		else if (cl->cmd[i] < '!' || cl->cmd[i] > '~')
+			cl->cmd[i] = '?'; /* one token in the line */
+}
+
 static void unknown(ac_conn_t *c, size_t argc, const char **argv,
 		    const size_t *argl)
 {
@@ -357,6 +395,8 @@ void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
 	}
 	if (!cl && cmd->state && !(cl = client_new(c)))
 		return; /* closing: out of memory */
+	if (cl)
+		note_command(cl, cmd, argc, argv, argl);
 	cmd->fn(c, cl, argc, argv, argl);
 }
 

@@ -6,6 +6,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -296,6 +299,174 @@ START_TEST(upstream_forwards_every_publish_through_the_pool)
 }
 END_TEST
 
+/* ---- CLIENT LIST and CLIENT KILL ------------------------------------------------- */
+
+#define CLIENTS 8
+
+/* "127.0.0.1:port" of fd's own end: the addr= the broker shows. */
+static void local_addr(int fd, char *buf, size_t n)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	snprintf(buf, n, "127.0.0.1:%d", ntohs(a.sin_port));
+}
+
+/* CLIENT LIST's line for the client at addr (a copy in line), or false. */
+static bool list_line(const char *list, const char *addr, char *line,
+		      size_t n)
+{
+	char key[96];
+	const char *p, *end;
+
+	snprintf(key, sizeof(key), " addr=%s ", addr);
+	if (!(p = strstr(list, key)))
+		return false;
+	while (p > list && p[-1] != '\n')
+		p--;
+	end = strchr(p, '\n');
+	ck_assert_ptr_nonnull(end);
+	snprintf(line, n, "%.*s", (int)(end - p), p);
+	return true;
+}
+
+static int list_count(const char *list)
+{
+	int n = 0;
+
+	for (const char *p = list; (p = strstr(p, "id=")); p++)
+		n += p == list || p[-1] == '\n' || p[-1] == '$';
+	return n;
+}
+
+static void client_list(int fd, char *out, size_t n)
+{
+	send_cmd(fd, 2, "CLIENT", "LIST");
+	read_reply(fd, out, n);
+	ck_assert_msg(out[0] == '$', "%s", out);
+}
+
+START_TEST(client_list_and_kill_gather_every_loop_as_redis_does)
+{
+	static char list[65536];
+	int fd[CLIENTS], me;
+	char addr[CLIENTS][64], line[1024], want[256], id[32], got[256];
+
+	start_broker(); /* two loops */
+	me = th_connect_tcp("127.0.0.1", port);
+	for (int i = 0; i < CLIENTS; i++) {
+		char name[16];
+
+		fd[i] = th_connect_tcp("127.0.0.1", port);
+		local_addr(fd[i], addr[i], sizeof(addr[i]));
+		snprintf(name, sizeof(name), "c%d", i);
+		send_cmd(fd[i], 3, "CLIENT", "SETNAME", name);
+		expect(fd[i], "+OK");
+	}
+	send_cmd(fd[0], 2, "SUBSCRIBE", "news");
+	expect(fd[0], "*3 $subscribe $news :1");
+
+	/* One line per client, from both loops, as Redis 7 writes it. */
+	client_list(me, list, sizeof(list));
+	ck_assert_int_eq(list_count(list), CLIENTS + 1);
+	for (int i = 0; i < CLIENTS; i++) {
+		ck_assert_msg(list_line(list, addr[i], line, sizeof(line)),
+			      "%s not in %s", addr[i], list);
+		snprintf(want, sizeof(want), " laddr=127.0.0.1:%d fd=", port);
+		ck_assert_msg(strstr(line, want), "%s", line);
+		snprintf(want, sizeof(want), " name=c%d age=", i);
+		ck_assert_msg(strstr(line, want), "%s", line);
+		ck_assert_msg(strstr(line, i ? " flags=N db=0 sub=0 psub=0 "
+					     : " flags=P db=0 sub=1 psub=0 "),
+			      "%s", line);
+		ck_assert_msg(strstr(line, " multi=-1 qbuf=0 ") &&
+				      strstr(line, " events=r cmd=") &&
+				      strstr(line, " user=default redir=-1 resp=2"),
+			      "%s", line);
+		ck_assert_msg(strncmp(line, "id=", 3) == 0, "%s", line);
+	}
+	/* CLIENT ID is the id in the list; the asker's own line says what
+	 * it ran. */
+	send_cmd(fd[2], 2, "CLIENT", "ID");
+	read_reply(fd[2], id, sizeof(id));
+	ck_assert(list_line(list, addr[2], line, sizeof(line)));
+	snprintf(want, sizeof(want), "id=%s ", id + 1);
+	ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "%s vs %s", want,
+		      line);
+	ck_assert_msg(strstr(list, "cmd=client|list"), "%s", list);
+	/* Filters. */
+	send_cmd(me, 4, "CLIENT", "LIST", "TYPE", "pubsub");
+	read_reply(me, list, sizeof(list));
+	ck_assert_int_eq(list_count(list), 1);
+	ck_assert(list_line(list, addr[0], line, sizeof(line)));
+	send_cmd(me, 5, "CLIENT", "LIST", "ID", id + 1, "99999");
+	read_reply(me, list, sizeof(list));
+	ck_assert_int_eq(list_count(list), 1);
+	ck_assert(list_line(list, addr[2], line, sizeof(line)));
+
+	/* The old form: +OK, and the client is gone. */
+	send_cmd(me, 3, "CLIENT", "KILL", addr[1]);
+	expect(me, "+OK");
+	ck_assert(th_wait_eof(fd[1], 2000));
+	send_cmd(me, 3, "CLIENT", "KILL", addr[1]);
+	expect(me, "-ERR No such client");
+	send_cmd(me, 4, "CLIENT", "KILL", "ADDR", addr[1]);
+	expect(me, ":0");
+	/* By id, by address. */
+	send_cmd(me, 4, "CLIENT", "KILL", "ID", id + 1);
+	expect(me, ":1");
+	ck_assert(th_wait_eof(fd[2], 2000));
+	send_cmd(me, 4, "CLIENT", "KILL", "ADDR", addr[3]);
+	expect(me, ":1");
+	ck_assert(th_wait_eof(fd[3], 2000));
+	/* Pipelined behind a gathering command, replies keep their order. */
+	th_write_all(me, "CLIENT LIST\r\nPING\r\nECHO after\r\n", 31);
+	read_reply(me, list, sizeof(list));
+	ck_assert_int_eq(list_count(list), CLIENTS + 1 - 3);
+	expect(me, "+PONG");
+	expect(me, "$after");
+	/* Everyone on the broker's port but the asker (SKIPME yes). */
+	snprintf(want, sizeof(want), "127.0.0.1:%d", port);
+	send_cmd(me, 4, "CLIENT", "KILL", "LADDR", want);
+	snprintf(got, sizeof(got), ":%d", CLIENTS - 3);
+	expect(me, got);
+	for (int i = 4; i < CLIENTS; i++)
+		ck_assert(th_wait_eof(fd[i], 2000));
+	ck_assert(th_wait_eof(fd[0], 2000));
+	client_list(me, list, sizeof(list));
+	ck_assert_int_eq(list_count(list), 1);
+	/* Redis' errors. */
+	send_cmd(me, 2, "CLIENT", "KILL");
+	expect(me, "-ERR wrong number of arguments for 'client|kill' command");
+	send_cmd(me, 4, "CLIENT", "KILL", "ID", "0");
+	expect(me, "-ERR client-id should be greater than 0");
+	send_cmd(me, 5, "CLIENT", "KILL", "foo", "bar", "baz");
+	expect(me, "-ERR syntax error");
+	send_cmd(me, 4, "CLIENT", "KILL", "TYPE", "bogus");
+	expect(me, "-ERR Unknown client type 'bogus'");
+	send_cmd(me, 4, "CLIENT", "KILL", "USER", "nobody");
+	expect(me, "-ERR No such user 'nobody'");
+	send_cmd(me, 4, "CLIENT", "LIST", "ID", "abc");
+	expect(me, "-ERR Invalid client ID");
+	/* A name longer than the library's label. */
+	memset(line, 'n', 65);
+	line[65] = 0;
+	send_cmd(me, 3, "CLIENT", "SETNAME", line);
+	expect(me, "-ERR Client names are limited to 64 bytes in actorconn-broker");
+	/* Killing oneself: the reply, then the close. */
+	send_cmd(me, 2, "CLIENT", "ID");
+	read_reply(me, id, sizeof(id));
+	send_cmd(me, 6, "CLIENT", "KILL", "ID", id + 1, "SKIPME", "no");
+	expect(me, ":1");
+	ck_assert(th_wait_eof(me, 2000));
+	close(me);
+	for (int i = 0; i < CLIENTS; i++)
+		close(fd[i]);
+	stop_broker();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("broker");
@@ -306,6 +477,7 @@ int main(void)
 	tcase_add_test(tc, subscribers_on_several_connections_get_every_message_once);
 	tcase_add_test(tc, errors_keep_or_close_the_connection_as_redis_does);
 	tcase_add_test(tc, upstream_forwards_every_publish_through_the_pool);
+	tcase_add_test(tc, client_list_and_kill_gather_every_loop_as_redis_does);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

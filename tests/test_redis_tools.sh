@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_redis_tools.sh: real Redis clients against actorconn-broker,
-# unchanged: redis-benchmark's inline and multibulk PINGs, and redis-cli
-# SUBSCRIBE/PUBLISH. Then the same clients with --tls against --tls-port:
+# unchanged: redis-benchmark's inline and multibulk PINGs, redis-cli
+# SUBSCRIBE/PUBLISH, CLIENT LIST and CLIENT KILL (and redis-py's
+# client_list() when python3-redis is installed). Then the same clients with --tls against --tls-port:
 # PING, SUBSCRIBE/PUBLISH across the TLS and plain listeners, a short
 # redis-benchmark, a plaintext client refused, certificates reloaded on
 # SIGHUP, and --tls-auth-clients yes (mutual TLS). Skipped (exit 77) when
@@ -79,8 +80,56 @@ grep -qE '^PING_MBULK: [0-9.]+ requests per second' <<<"$bench" || fail "ping_mb
 [ "$(redis-cli -p "$port" PING)" = "PONG" ] || fail "PING"
 pubargs=(-p "$port")
 pubsub -p "$port"
+
+# CLIENT LIST and CLIENT KILL as redis-cli shows them: a subscriber is
+# listed (flags=P, sub=1) beside the asker, and killed by its address.
+timeout 10 redis-cli -p "$port" SUBSCRIBE news >/dev/null 2>&1 &
+spid=$!
+for _ in $(seq 100); do
+	[ "$(redis-cli -p "$port" PUBSUB NUMSUB news | tail -1)" = "1" ] && break
+	sleep 0.05
+done
+list=$(redis-cli -p "$port" CLIENT LIST)
+[ "$(grep -c '^id=' <<<"$list")" = 2 ] || fail "CLIENT LIST: $list"
+grep -qE "^id=[0-9]+ addr=127\.0\.0\.1:[0-9]+ laddr=127\.0\.0\.1:$port fd=[0-9]+ name= age=[0-9]+ idle=[0-9]+ flags=P db=0 sub=1 psub=0 .* cmd=subscribe user=default redir=-1 resp=2$" <<<"$list" ||
+	fail "CLIENT LIST subscriber line: $list"
+grep -q ' flags=N .* cmd=client|list ' <<<"$list" || fail "CLIENT LIST asker line: $list"
+saddr=$(sed -n 's/.* addr=\([^ ]*\) .* flags=P .*/\1/p' <<<"$list")
+[ "$(redis-cli -p "$port" CLIENT KILL "$saddr")" = "OK" ] || fail "CLIENT KILL $saddr"
+for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$spid" 2>/dev/null && fail "the killed subscriber is still connected"
+wait "$spid" 2>/dev/null
+spid=
+[ "$(redis-cli -p "$port" CLIENT KILL "$saddr")" = "ERR No such client" ] ||
+	fail "CLIENT KILL of a client gone"
+[ "$(redis-cli -p "$port" CLIENT KILL ADDR "$saddr")" = "0" ] || fail "CLIENT KILL ADDR"
+[ "$(redis-cli -p "$port" CLIENT KILL ID 1 SKIPME yes)" = "0" ] || fail "CLIENT KILL ID"
+# redis-py, where installed, parses the list with its own parser.
+for py in python3 /usr/bin/python3; do
+	"$py" -c 'import redis' 2>/dev/null || continue
+	"$py" - "$port" <<'PY' >"$tmp/py" 2>&1 || fail "redis-py: $(cat "$tmp/py")"
+import sys, redis
+port = sys.argv[1]
+r = redis.Redis(port=int(port))
+r.client_setname("py-client")
+clients = r.client_list()
+me = [c for c in clients if c["name"] == "py-client"]
+assert len(me) == 1, clients
+c = me[0]
+assert c["laddr"] == "127.0.0.1:" + port, c
+assert int(c["id"]) == r.client_id(), (c, r.client_id())
+for k in ("addr", "fd", "age", "idle", "flags", "db", "sub", "psub", "cmd"):
+    assert k in c, (k, c)
+assert r.client_getname() == "py-client"
+other = redis.Redis(port=int(port))
+other.ping()
+assert r.client_kill_filter(_id=other.client_id()) == 1
+PY
+	echo "redis-py: client_list() parses CLIENT LIST"
+	break
+done
 stop
-echo "PASS: redis-benchmark and redis-cli against actorconn-broker"
+echo "PASS: redis-benchmark and redis-cli against actorconn-broker, CLIENT LIST and KILL"
 
 # ---- TLS ---------------------------------------------------------------------
 redis-cli --help 2>&1 | grep -q -- '--tls' || {
