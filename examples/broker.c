@@ -150,6 +150,8 @@ void resume(ac_conn_t *c, struct client *cl)
 {
 	size_t off = 0, n;
 
+	if (!cl->held_len)
+		return;
 	/* Each held frame is one whole command, as the decoder cut it. */
 	while (off < cl->held_len && !cl->waiting && !cl->closing) {
 		if (!(n = run(c, cl->held + off, cl->held_len - off))) {
