@@ -910,10 +910,11 @@ AC_EXPORT int ac_runtime_conns(ac_runtime_t *rt, int loop,
 
 /*
  * A loop of rt. The connection h names, when the calling loop owns it
- * and its on_close has not run; NULL with errno EINVAL (NULL rt,
- * AC_HANDLE_NONE), EPERM (the calling thread is not h's owner loop) or
- * ESTALE (closed). The pointer is good until the current callback
- * returns, as any ac_conn_t is.
+ * and it is live (not closed for good: an outbound connection waiting to
+ * reconnect is); NULL with errno EINVAL (NULL rt, AC_HANDLE_NONE), EPERM
+ * (the calling thread is not h's owner loop) or ESTALE (closed). No pin,
+ * no lock: the owner reads its own handle table. The pointer is good
+ * until the current callback returns, as any ac_conn_t is: keep h.
  */
 AC_EXPORT ac_conn_t *ac_handle_conn(ac_runtime_t *rt, ac_handle_t h);
 
