@@ -42,6 +42,7 @@ static void never_runs_c(ac_conn_t *c, void *arg)
 static void misuse(ac_conn_t *c)
 {
 	ac_buf_t *b = ac_buf_new("buffered", 8);
+	ac_conn_info_t info = {.fd = 12345};
 
 	ck_assert_int_eq(ac_conn_write(c, "nope", 4), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_write_buf(c, b), AC_ETHREAD);
@@ -51,6 +52,9 @@ static void misuse(ac_conn_t *c)
 	ck_assert_int_eq(ac_conn_writable(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_out_bytes(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_reconnecting(c), AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_set_label(c, "nope"), AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_info(c, &info), AC_ETHREAD);
+	ck_assert_int_eq(info.fd, 12345); /* untouched */
 	ck_assert_int_eq(ac_group_join(grp, c), AC_ETHREAD);
 	ck_assert_int_eq(ac_group_leave(grp, c), AC_ETHREAD);
 	errno = 0;
@@ -255,6 +259,11 @@ static void never_acquired(ac_conn_t *c, int err, void *arg)
 	ck_abort_msg("an acquire refused for its thread called back");
 }
 
+static void never_visited(ac_conn_t *c, void *arg)
+{
+	ck_abort_msg("a walk refused for its thread visited");
+}
+
 START_TEST(loop_only_calls_from_a_plain_thread_are_refused)
 {
 	ac_pool_t *pool;
@@ -265,6 +274,11 @@ START_TEST(loop_only_calls_from_a_plain_thread_are_refused)
 	ck_assert_ptr_nonnull(pool);
 	ck_assert_int_eq(ac_pool_acquire(pool, never_acquired, NULL),
 			 AC_ETHREAD);
+	ck_assert_int_eq(ac_loop_conns(th_srv.rt, never_visited, NULL),
+			 AC_ETHREAD);
+	errno = 0;
+	ck_assert_ptr_null(ac_handle_conn(th_srv.rt, ac__handle_make(0, 0, 1)));
+	ck_assert_int_eq(errno, EPERM);
 	errno = 0;
 	ck_assert_ptr_null(ac_timer_start(th_srv.rt, 5, 0, never_runs, NULL));
 	ck_assert_int_eq(errno, EPERM);
