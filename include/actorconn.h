@@ -309,6 +309,10 @@ typedef struct ac_conn_cbs {
 	   another -errno (see "errors and close reasons" above). Writes
 	   are refused from here on; ac_conn_data still works. */
 	void (*on_close)(ac_conn_t *c, int reason);
+	/* the runtime is draining (ac_runtime_drain): say goodbye if the
+	   protocol has a way, finish, and close; writes still work. NULL:
+	   the drain closes c as ac_conn_close(c, AC_CLOSE_FLUSH) would */
+	void (*on_goaway)(ac_conn_t *c);
 } ac_conn_cbs_t;
 
 /* ---- TLS -----------------------------------------------------------------------
@@ -454,6 +458,36 @@ AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms);
  * on a loop of rt or from a callback that a stop of rt is running.
  */
 AC_EXPORT int ac_runtime_free(ac_runtime_t *rt);
+
+/*
+ * Graceful drain. Any thread. Starts ending rt's connections without
+ * stopping it: every loop stops accepting (its listening sockets close,
+ * so new connections are refused, and ac_listen returns AC_ESHUTDOWN),
+ * pool waiters fail with AC_ESHUTDOWN and idle pooled connections
+ * close, and every open connection hears on_goaway on its owner loop,
+ * where it may still write (a "server going away" frame) and should
+ * finish and close; without on_goaway it is closed as by
+ * ac_conn_close(AC_CLOSE_FLUSH). Connections not yet open are closed
+ * with AC_ESHUTDOWN; ones that open during the drain (ac_connect still
+ * works) hear on_goaway right after on_open. After deadline_ms (0: no
+ * deadline) what is left is closed with AC_ESHUTDOWN. A loop is drained
+ * the first time it has no connection left; when every loop is,
+ * done(arg) (may be NULL) runs once, on the last loop to drain, or on
+ * the thread of an ac_runtime_stop that came first. The loops keep
+ * running (timers, posts) until ac_runtime_stop, which still works at
+ * any time. Returns 0, AC_EINVAL, AC_ESTATE (not started), AC_EALREADY
+ * (a drain was already started) or AC_ESHUTDOWN (stopping or stopped).
+ */
+AC_EXPORT int ac_runtime_drain(ac_runtime_t *rt, unsigned deadline_ms,
+			       void (*done)(void *arg), void *arg);
+
+/*
+ * Control thread (a loop of rt gets AC_ETHREAD). Waits until every loop
+ * of a drain has drained, or the runtime stopped: up to timeout_ms (0:
+ * just look; -1: no limit). Returns 0 when drained, AC_ETIMEDOUT,
+ * AC_ESTATE (no drain was started), AC_EINVAL.
+ */
+AC_EXPORT int ac_runtime_drain_wait(ac_runtime_t *rt, int timeout_ms);
 
 /* Any thread. The number of loops. */
 AC_EXPORT int ac_runtime_loops(const ac_runtime_t *rt);
@@ -685,6 +719,35 @@ AC_EXPORT int ac_conn_writable(const ac_conn_t *c);
 /* Owner loop. Bytes queued for c and not yet taken by the kernel;
    AC_EINVAL or AC_ETHREAD. */
 AC_EXPORT ssize_t ac_conn_out_bytes(const ac_conn_t *c);
+
+/*
+ * Read-side flow control (libuv's uv_read_stop/uv_read_start, Twisted's
+ * pauseProducing/resumeProducing). Owner loop.
+ *
+ * ac_conn_read_stop: c reads nothing more from its socket, so the kernel's
+ * buffers fill and TCP flow control slows the peer; on_frame runs no more,
+ * even for frames already read (inside on_frame, the frames after the
+ * current one wait). Everything else goes on: writes, on_drain,
+ * heartbeats, timers, messages. The idle timeout is suspended while
+ * paused (silence the library imposed is not the peer's) and starts
+ * again from zero on resume. An end of stream or reset that arrives
+ * while paused is seen after resume (or by a failing write). Stopping
+ * twice is harmless.
+ *
+ * ac_conn_read_start: reading resumes; frames held back are delivered
+ * from the loop after the current callback, never inside this call.
+ * Starting a connection that reads is harmless. Each attempt of an
+ * outbound connection starts reading.
+ *
+ * Both return 0, AC_EINVAL (NULL c), AC_ETHREAD, AC_ESTATE (c is not
+ * open: closing, closed, or inside on_close), or, for read_start,
+ * AC_ENOMEM (then c is closed with AC_ENOMEM).
+ */
+AC_EXPORT int ac_conn_read_stop(ac_conn_t *c);
+AC_EXPORT int ac_conn_read_start(ac_conn_t *c);
+/* Owner loop. 1 when c is open and reading, 0 when paused or not open;
+   AC_EINVAL or AC_ETHREAD. */
+AC_EXPORT int ac_conn_reading(const ac_conn_t *c);
 
 /* ---- shared buffers ----------------------------------------------------------
  * An immutable, reference-counted byte buffer: write the same bytes to many

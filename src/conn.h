@@ -144,6 +144,8 @@ struct ac_conn_s {
 	uint8_t counted;    /* holds a place in the max_conns counters */
 	uint8_t is_open;    /* counted in loop->nopen */
 	uint8_t tls;        /* TLS: aux->tls holds its state (tls.c) */
+	uint8_t paused;     /* ac_conn_read_stop: not reading */
+	uint8_t undelivered; /* c->in may hold frames a pause held back */
 	int reason;      /* close reason, fixed by the first close */
 	uint32_t need;   /* input length worth decoding again (frames are
 			    at most max_frame; past 4 GiB, 0: try again) */
@@ -202,6 +204,8 @@ void ac__loop_each_conn(ac__loop_t *loop, void (*fn)(ac_conn_t *c, int arg),
 int ac__conn_out_reserve(ac_conn_t *c, size_t len);
 void ac__conn_out_added(ac_conn_t *c);
 void ac__conn_fail(ac_conn_t *c, int reason);
+/* For ac__loop_each_conn: the drain reached c (drain.c). */
+void ac__conn_goaway(ac_conn_t *c, int unused);
 void ac__conn_close(ac_conn_t *c, int how);
 /* The owner-loop calls without their thread check, for the library's
  * own callers, which are on the owner loop by construction. */

@@ -44,6 +44,7 @@ struct ac_listener_s {
 void ac__listener_unref(ac_listener_t *l);
 void ac__listener_release_user(ac_listener_t *l);
 void ac__accept_drop_all(ac__loop_t *loop);
+void ac__accept_close_all(ac__loop_t *loop);
 
 /* ADOPT messages (a unix listener hands a descriptor to a loop). */
 void ac__listener_deliver_adopt(ac__loop_t *loop, struct ac__msg *m);

@@ -115,6 +115,10 @@ struct ac__loop {
 	int ncommon;
 	int stopping;
 	int exited;
+	int draining;            /* ac_runtime_drain reached this loop */
+	int drained;             /* and it had no connection left */
+	struct event *drain_ev;  /* the drain's deadline */
+	struct ac__ctl drain_ctl; /* preallocated: draining cannot fail */
 	unsigned char *scratch;  /* AC__READ_CHUNK bytes for reads */
 	struct ac__chunk *spare_chunks; /* output chunks kept for reuse */
 	unsigned nspare_chunks;

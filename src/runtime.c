@@ -8,6 +8,7 @@
  * ac_runtime_free, so nothing accepted is ever lost or leaked.
  */
 #include "runtime.h"
+#include "drain.h"
 #include "alloc.h"
 #include "listener.h"
 #include "loop.h"
@@ -111,6 +112,14 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 	rt->state = AC__RT_NEW;
 	rt->id = __atomic_fetch_add(&next_rt_id, 1, __ATOMIC_RELAXED);
 	pthread_mutex_init(&rt->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&rt->drained, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	LIST_INIT(&rt->listeners);
 	LIST_INIT(&rt->pools);
 	errno = 0; /* a failure below that sets none is out of memory */
@@ -217,6 +226,7 @@ static int runtime_stop(ac_runtime_t *rt, int grace_ms)
 	__atomic_store_n(&rt->state, AC__RT_STOPPED, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&rt->lock);
 	settle_all(rt);
+	ac__drain_stopped(rt); /* every connection is closed now */
 	return 0;
 }
 
@@ -265,6 +275,7 @@ static void runtime_destroy(ac_runtime_t *rt)
 		ac__free(AC__K_OTHER, rt->loops);
 	}
 	ac__wtab_free(rt);
+	pthread_cond_destroy(&rt->drained);
 	pthread_mutex_destroy(&rt->lock);
 	ac__free(AC__K_OTHER, rt->resolv_conf);
 	ac__free(AC__K_OTHER, rt);
