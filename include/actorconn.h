@@ -40,9 +40,13 @@ extern "C" {
 #define AC_EXPORT
 #endif
 
+/* The version this header belongs to: what a program was compiled
+ * against. ac_version() says which library it runs with. */
 #define AC_VERSION_MAJOR 0
-#define AC_VERSION_MINOR 2
+#define AC_VERSION_MINOR 3
 #define AC_VERSION_PATCH 0
+#define AC_VERSION_HEX                                                        \
+	((AC_VERSION_MAJOR << 16) | (AC_VERSION_MINOR << 8) | AC_VERSION_PATCH)
 
 /* ---- errors and close reasons -------------------------------------------
  *
@@ -133,6 +137,12 @@ enum ac_errno {
  * the errno form of AC_ETHREAD; their other failures set errno to EINVAL
  * or ENOMEM as each says.
  */
+
+/* Any thread. The version of the library the program runs with, as
+   AC_VERSION_HEX encodes it ((major << 16) | (minor << 8) | patch). */
+AC_EXPORT unsigned ac_version(void);
+/* Any thread. The same as "MAJOR.MINOR.PATCH" (static storage). */
+AC_EXPORT const char *ac_version_string(void);
 
 /* Any thread. A static message for code (0 gives "success"); a negative
    errno value gets the system's message for it. */
