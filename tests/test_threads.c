@@ -51,6 +51,9 @@ static void misuse(ac_conn_t *c)
 	ck_assert_int_eq(ac_conn_writable(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_out_bytes(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_reconnecting(c), AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_read_stop(c), AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_read_start(c), AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_reading(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_group_join(grp, c), AC_ETHREAD);
 	ck_assert_int_eq(ac_group_leave(grp, c), AC_ETHREAD);
 	errno = 0;
