@@ -466,7 +466,12 @@ START_TEST(a_proxy_relays_a_gigabyte_in_bounded_memory)
 	/* Bounded: B's queue stays within out_high (256 KiB) plus one
 	 * read of A (64 KiB), far below the 8 MiB slow-consumer limit. */
 	ck_assert_uint_le(R.max_out, (256u + 64u) << 10);
-	ck_assert_int_lt(max_rss_kib() - rss0, 64 << 10);
+	/* Sanitizers keep freed memory in quarantine, and valgrind has its
+	 * own heap: the process's RSS means something only without them. */
+#ifndef AC_SANITIZED
+	if (mib == 1024)
+		ck_assert_int_lt(max_rss_kib() - rss0, 64 << 10);
+#endif
 }
 END_TEST
 
