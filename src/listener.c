@@ -182,13 +182,10 @@ static void drop_entry(struct ac__accept *e)
  * queued on it (and, over SO_REUSEPORT, sends it to the sockets left). */
 static void close_socket(struct ac__accept *e)
 {
-	ac_listener_t *l = e->l;
-
-	for (int i = 0; i < l->nfds; i++)
-		if (l->fds[i] == e->fd) {
-			close(e->fd);
-			l->fds[i] = -1; /* read only by listener_destroy */
-		}
+	/* Each loop writes its own slot only: other loops close theirs at
+	 * the same time. */
+	close(e->fd);
+	e->l->fds[e->idx] = -1; /* read only by listener_destroy */
 }
 
 /*
@@ -411,6 +408,7 @@ AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
 
 		op->entry.l = l;
 		op->entry.fd = l->fds[i];
+		op->entry.idx = i;
 		op->ctl.fn = accept_add_op;
 		op->ctl.arg = &op->entry;
 		listener_ref(l);

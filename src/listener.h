@@ -14,6 +14,7 @@ struct ac__accept {
 	SLIST_ENTRY(ac__accept) next; /* loop->accepts */
 	ac_listener_t *l;
 	int fd;
+	int idx;                  /* fd is l->fds[idx] */
 	struct event *ev;
 	struct event *backoff_ev; /* resumes accepting after EMFILE & co */
 	unsigned backoff_ms;      /* 0 while accepting normally */
