@@ -171,6 +171,17 @@ static void idle_remove(struct ac__subpool *sp, ac_conn_t *c)
 	GAUGE(sp, nidle, pool_idle, -1);
 }
 
+/* A borrowed connection comes back: the next borrower gets it reading,
+ * whatever its last borrower left it as (ac_conn_read_stop). */
+static void reuse(struct ac__subpool *sp, ac_conn_t *c)
+{
+	if (c->paused && ac_conn_read_start(c)) {
+		c->ob->pstate = P_GONE; /* closing for want of memory */
+		return;
+	}
+	idle_push(sp, c);
+}
+
 /* Takes c out of service: it is closing and will be gone at on_close. */
 static void retire_conn(struct ac__subpool *sp, ac_conn_t *c, int how)
 {
@@ -762,7 +773,7 @@ AC_EXPORT int ac_pool_release(ac_pool_t *p, ac_conn_t *c, int how)
 	    (life && ac__mono_ms() - c->ob->born_ms >= life))
 		retire_conn(sp, c, AC_CLOSE_FLUSH);
 	else
-		idle_push(sp, c);
+		reuse(sp, c);
 	schedule(sp);
 	return 0;
 }

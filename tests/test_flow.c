@@ -716,6 +716,93 @@ START_TEST(pools_and_reconnects_end_with_a_drain)
 }
 END_TEST
 
+/* An outbound connection whose peer leaves during a drain does not come
+ * back: the drain would otherwise wait for ever (no deadline here). */
+START_TEST(a_drain_stops_reconnects)
+{
+	ac_conn_cbs_t none = {0};
+	ac_conn_cbs_t cbs = {.on_goaway = goaway_ignore,
+			     .on_close = on_close_note};
+	ac_conn_opts_t ro = {.reconnect_min_ms = 20};
+	ac_stats_t st = {0};
+	ac_handle_t h;
+	char addr[64];
+	int port;
+	ac_runtime_t *rt = serve(1, &none, NULL, &port);
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	ck_assert_int_eq(ac_connect(rt, addr, &cbs, &ro, NULL, &h), 0);
+	for (int i = 0; i < 500 && st.connected == 0; i++) {
+		usleep(10000);
+		ac_stats(rt, &st, NULL, 0);
+	}
+	ck_assert_uint_eq(st.connected, 1);
+	/* The server side has no on_goaway: it closes, and the client's
+	 * peer is gone. */
+	ck_assert_int_eq(ac_runtime_drain(rt, 0, NULL, NULL), 0);
+	ck_assert_int_eq(ac_runtime_drain_wait(rt, 5000), 0);
+	ck_assert_int_eq(goaways, 1);
+	ck_assert_int_eq(closes, 1);
+	ck_assert_int_eq(last_reason, AC_EEOF);
+	ac_stats(rt, &st, NULL, 0);
+	ck_assert_uint_eq(st.connected, 1);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+/* A borrower that paused its connection gives it back; the next
+ * borrower gets it reading. */
+static ac_pool_t *pool;
+static int64_t borrows, reading_on_second = -1;
+
+static void borrowed(ac_conn_t *c, int err, void *arg);
+
+static void acquire_on_loop(void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(ac_pool_acquire(pool, borrowed, NULL), 0);
+}
+
+static void borrowed(ac_conn_t *c, int err, void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(err, 0);
+	if (__atomic_fetch_add(&borrows, 1, __ATOMIC_RELEASE) == 0) {
+		ck_assert_int_eq(ac_conn_read_stop(c), 0);
+		ck_assert_int_eq(ac_pool_release(pool, c, AC_POOL_REUSE), 0);
+		ck_assert_int_eq(ac_pool_acquire(pool, borrowed, NULL), 0);
+		return;
+	}
+	__atomic_store_n(&reading_on_second, ac_conn_reading(c),
+			 __ATOMIC_RELEASE);
+	ac_pool_release(pool, c, AC_POOL_REUSE);
+}
+
+START_TEST(a_pooled_connection_comes_back_reading)
+{
+	ac_conn_cbs_t none = {0};
+	ac_pool_opts_t po = {.max_per_loop = 1};
+	ac_pool_stats_t ps;
+	char addr[64];
+	int port;
+	ac_runtime_t *rt = serve(1, &none, NULL, &port);
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	ck_assert_ptr_nonnull(pool = ac_pool_new(rt, addr, &po));
+	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(0), acquire_on_loop, NULL),
+			 0);
+	ck_assert(th_wait_ge(&borrows, 2, 5000));
+	ck_assert(th_wait_ge(&reading_on_second, 0, 5000));
+	ck_assert_int_eq(reading_on_second, 1);
+	ac_pool_stats(pool, &ps);
+	ck_assert_uint_eq(ps.connects, 1); /* the same connection, twice */
+	ac_pool_free(pool);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("flow");
@@ -739,6 +826,8 @@ static Suite *suite(void)
 	tcase_add_test(t, without_goaway_a_drain_flushes_and_closes);
 	tcase_add_test(t, drain_errors_and_a_stop_that_comes_first);
 	tcase_add_test(t, pools_and_reconnects_end_with_a_drain);
+	tcase_add_test(t, a_drain_stops_reconnects);
+	tcase_add_test(t, a_pooled_connection_comes_back_reading);
 	suite_add_tcase(s, t);
 	return s;
 }
