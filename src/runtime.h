@@ -9,6 +9,7 @@
 
 #include "loop.h"
 #include "reclaim.h"
+#include "work.h"
 
 enum ac__rt_state {
 	AC__RT_NEW,
@@ -36,6 +37,7 @@ struct ac_runtime_s {
 	void *log_arg;
 	char *resolv_conf;     /* NULL: /etc/resolv.conf */
 	struct ac__wtab *watches;
+	struct ac__work work;  /* the worker pool; own lock */
 };
 
 void ac__log(ac_runtime_t *rt, int level, const char *fmt, ...)
