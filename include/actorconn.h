@@ -90,7 +90,7 @@ extern "C" {
 	XX(EINVAL, -EINVAL, ERROR, "invalid argument")                        \
 	XX(ENOMEM, -ENOMEM, ERROR, "out of memory")                           \
 	XX(EAGAIN, -EAGAIN, ERROR,                                            \
-	   "resource temporarily unavailable (a full mailbox)")               \
+	   "resource temporarily unavailable (a full mailbox or work pool)")  \
 	XX(ESTALE, -ESTALE, ERROR, "stale handle: the connection is gone")    \
 	XX(ESHUTDOWN, -ESHUTDOWN, SHUTDOWN, "runtime is stopping or stopped") \
 	XX(ETIMEDOUT, -ETIMEDOUT, TIMEOUT, "timed out")                       \
@@ -98,7 +98,7 @@ extern "C" {
 	XX(EEXIST, -EEXIST, ERROR, "already present")                         \
 	XX(ENOENT, -ENOENT, ERROR, "no such entry, file or directory")        \
 	XX(EALREADY, -EALREADY, ERROR,                                        \
-	   "already done (the watch ran or was cancelled)")                   \
+	   "already done (it ran or was cancelled)")                          \
 	XX(EBUSY, -EBUSY, ERROR,                                              \
 	   "too late: the work has started")                                  \
 	XX(ECANCELED, -ECANCELED, ERROR, "cancelled before it started")       \
