@@ -764,7 +764,8 @@ AC_EXPORT ac_timer_t *ac_conn_timer(ac_conn_t *c, unsigned ms, int repeat,
 typedef int (*ac_work_fn)(void *arg);
 
 /*
- * On the completion loop, exactly once per accepted submit. c is the
+ * On the completion loop (or the stopping thread: see ac_work_submit),
+ * exactly once per accepted submit. c is the
  * connection the work is tied to, if it is still open (it may be
  * closing: writes then return AC_ESTATE), else NULL; always NULL for
  * untied work. status is:

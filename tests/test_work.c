@@ -497,6 +497,17 @@ START_TEST(stop_completes_queued_work_with_eshutdown_and_waits_for_running)
 }
 END_TEST
 
+static bool has_orphans(void *arg)
+{
+	ac_runtime_t *rt = arg;
+	bool any;
+
+	pthread_mutex_lock(&rt->work.lock);
+	any = rt->work.orphans != 0;
+	pthread_mutex_unlock(&rt->work.lock);
+	return any;
+}
+
 /*
  * A completion its loop never runs is settled on the stopping thread.
  * That happens when a loop thread never started (a failed
@@ -518,12 +529,9 @@ START_TEST(completions_no_loop_runs_settle_on_the_stopping_thread)
 		ck_assert_int_eq(submit(rt, 0, &j[i], NULL), 0);
 	for (int i = 0; i < 6; i++)
 		ck_assert(th_wait_ge(&j[i].ran, 1, 5000));
-	usleep(20000);
+	ck_assert(th_wait(has_orphans, rt, 5000)); /* the ring was full */
 	for (int i = 0; i < 6; i++)
 		ck_assert_int_eq(j[i].done, 0);
-	pthread_mutex_lock(&rt->work.lock);
-	ck_assert_uint_ne(rt->work.orphans, 0); /* the ring was full */
-	pthread_mutex_unlock(&rt->work.lock);
 	ck_assert_int_eq(ac_runtime_stop(rt, 0), 0);
 	for (int i = 0; i < 6; i++) {
 		ck_assert_int_eq(j[i].done, 1);
