@@ -204,8 +204,7 @@ static void post_completion(ac_runtime_t *rt, int loop, uint64_t id)
 	}
 }
 
-/* Under lock, item in COMPLETING: takes what done needs and frees the
- * slot, so that done may submit again into the room it leaves. */
+/* What done needs, copied out of its item. */
 struct taken {
 	ac_work_done_fn done;
 	void *arg;
@@ -214,6 +213,9 @@ struct taken {
 	bool ran;
 };
 
+/* The item id names, in COMPLETING: takes what done needs and frees the
+ * slot before done runs, so that done may submit again into the room it
+ * leaves. False if id names no such item (never: one message each). */
 static bool take(struct ac__work *p, uint64_t id, struct taken *t)
 {
 	struct ac__witem *it;
