@@ -345,7 +345,8 @@ int ac__loop_start(ac__loop_t *loop)
 
 	if (e)
 		return -e;
-	loop->thread_started = 1;
+	/* Release: read by workers posting completions (work.c). */
+	__atomic_store_n(&loop->thread_started, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 

@@ -85,7 +85,7 @@ struct ac__loop {
 	/* Owner only from here on. */
 	struct ac__tctx ctx AC__ALIGNED; /* this loop's reclamation records */
 	pthread_t thread;
-	int thread_started;
+	int thread_started;      /* atomic: workers read it (work.c) */
 	struct event_base *base;
 	struct event *wake_ev;   /* eventfd readable: drain cycle */
 	struct event *again_ev;  /* the drain cycle after a full batch */

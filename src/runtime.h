@@ -9,6 +9,7 @@
 
 #include "loop.h"
 #include "reclaim.h"
+#include "work.h"
 
 enum ac__rt_state {
 	AC__RT_NEW,
@@ -36,6 +37,7 @@ struct ac_runtime_s {
 	void *log_arg;
 	char *resolv_conf;     /* NULL: /etc/resolv.conf */
 	struct ac__wtab *watches;
+	struct ac__work work;  /* the worker pool; own lock */
 
 	/* ac_runtime_drain (drain.c). */
 	int draining;          /* atomic: 0, then 1 for good */
