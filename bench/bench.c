@@ -4,6 +4,8 @@
  *
  *   actorconn-bench mailbox  micro: messages/s through the mailboxes
  *   actorconn-bench handle   micro: ns per weak-handle pin+unpin
+ *   actorconn-bench work     micro: empty work items through the worker
+ *                            pool, round trip and items/s (work.c)
  *   actorconn-bench ping     RESP PING load (reqload.c)
  *   actorconn-bench echo     len32 echo load (reqload.c)
  *   actorconn-bench fanout   RESP pub/sub delivery (fanout.c)
@@ -376,6 +378,11 @@ static const struct subcmd subcmds[] = {
 	 O_ITERATIONS | O_REPS | O_JSON, 0, H_MAX_THREADS,
 	 {.iterations = 20000000, .reps = 3},
 	 cmd_handle},
+	{"work", "[--iterations N] [--threads T] [--reps R] [--json FILE]",
+	 "empty work items loop -> worker -> loop vs a thread per item",
+	 O_ITERATIONS | O_THREADS | O_REPS | O_JSON, 0, 1,
+	 {.iterations = 20000, .threads = 4, .reps = 3},
+	 cmd_work},
 	{"ping", "--server HOST:PORT [--connections C] [--pipeline P]\n"
 		 "[--duration S] [--warmup S] [--threads T] [--reps R]\n"
 		 "[--pid PID] [--label NAME] [--json FILE]" TLS_USAGE,

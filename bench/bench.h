@@ -131,5 +131,6 @@ int cmd_echo(const struct opts *o);    /* reqload.c */
 int cmd_fanout(const struct opts *o);  /* fanout.c */
 int cmd_idle(const struct opts *o);    /* idle.c */
 int cmd_handshake(const struct opts *o); /* handshake.c (with OpenSSL) */
+int cmd_work(const struct opts *o);    /* work.c */
 
 #endif

@@ -40,9 +40,13 @@ extern "C" {
 #define AC_EXPORT
 #endif
 
+/* The version this header belongs to: what a program was compiled
+ * against. ac_version() says which library it runs with. */
 #define AC_VERSION_MAJOR 0
-#define AC_VERSION_MINOR 2
+#define AC_VERSION_MINOR 3
 #define AC_VERSION_PATCH 0
+#define AC_VERSION_HEX                                                        \
+	((AC_VERSION_MAJOR << 16) | (AC_VERSION_MINOR << 8) | AC_VERSION_PATCH)
 
 /* ---- errors and close reasons -------------------------------------------
  *
@@ -90,7 +94,7 @@ extern "C" {
 	XX(EINVAL, -EINVAL, ERROR, "invalid argument")                        \
 	XX(ENOMEM, -ENOMEM, ERROR, "out of memory")                           \
 	XX(EAGAIN, -EAGAIN, ERROR,                                            \
-	   "resource temporarily unavailable (a full mailbox)")               \
+	   "resource temporarily unavailable (a full mailbox or work pool)")  \
 	XX(ESTALE, -ESTALE, ERROR, "stale handle: the connection is gone")    \
 	XX(ESHUTDOWN, -ESHUTDOWN, SHUTDOWN, "runtime is stopping or stopped") \
 	XX(ETIMEDOUT, -ETIMEDOUT, TIMEOUT, "timed out")                       \
@@ -98,7 +102,10 @@ extern "C" {
 	XX(EEXIST, -EEXIST, ERROR, "already present")                         \
 	XX(ENOENT, -ENOENT, ERROR, "no such entry, file or directory")        \
 	XX(EALREADY, -EALREADY, ERROR,                                        \
-	   "already done (the watch ran or was cancelled)")                   \
+	   "already done (it ran or was cancelled)")                          \
+	XX(EBUSY, -EBUSY, ERROR,                                              \
+	   "too late: the work has started")                                  \
+	XX(ECANCELED, -ECANCELED, ERROR, "cancelled before it started")       \
 	XX(ESTATE, AC__ERR_LIB - 1, ERROR,                                    \
 	   "operation not valid in the current state")                        \
 	XX(EADDR, AC__ERR_LIB - 2, ERROR, "malformed address")                \
@@ -134,6 +141,12 @@ enum ac_errno {
  * or ENOMEM as each says.
  */
 
+/* Any thread. The version of the library the program runs with, as
+   AC_VERSION_HEX encodes it ((major << 16) | (minor << 8) | patch). */
+AC_EXPORT unsigned ac_version(void);
+/* Any thread. The same as "MAJOR.MINOR.PATCH" (static storage). */
+AC_EXPORT const char *ac_version_string(void);
+
 /* Any thread. A static message for code (0 gives "success"); a negative
    errno value gets the system's message for it. */
 AC_EXPORT const char *ac_strerror(int code);
@@ -158,7 +171,8 @@ typedef uint64_t ac_handle_t;
 
 /*
  * Choosing a loop: wherever a loop is an argument or an option
- * (ac_loop_post, ac_watch, ac_conn_opts_t.loop), loop i is named
+ * (ac_loop_post, ac_watch, ac_work_submit, ac_conn_opts_t.loop), loop i
+ * is named
  * AC_LOOP(i), and AC_LOOP_DEFAULT (0, so a zeroed option means it) lets
  * the library choose: the calling loop when the caller is a loop of the
  * runtime, otherwise round robin (ac_loop_post, ac_connect) or loop 0
@@ -187,10 +201,20 @@ typedef struct ac_config {
 	   form ("nameserver IP[:PORT]" lines); NULL: /etc/resolv.conf. Names
 	   in /etc/hosts resolve without a query either way. */
 	const char *resolv_conf;
+	/* Worker pool for ac_work_submit: threads, started as work arrives
+	   and joined by ac_runtime_stop; 0: 4; at most AC_WORK_THREADS_MAX. */
+	int work_threads;
+	/* Work items at once: queued, running, or whose done has not run
+	   yet; a submit over it gets AC_EAGAIN. 0: 1024; at most
+	   AC_WORK_MAX. */
+	unsigned work_capacity;
 } ac_config_t;
 
 /* The largest ac_config_t.mailbox_capacity: 32 MiB of ring per producer. */
 #define AC_MAILBOX_MAX (1u << 20)
+/* The largest ac_config_t.work_threads and work_capacity. */
+#define AC_WORK_THREADS_MAX 256
+#define AC_WORK_MAX (1u << 20)
 
 enum ac_log_level { AC_LOG_ERROR = 0, AC_LOG_WARN = 1, AC_LOG_INFO = 2 };
 
@@ -309,6 +333,10 @@ typedef struct ac_conn_cbs {
 	   another -errno (see "errors and close reasons" above). Writes
 	   are refused from here on; ac_conn_data still works. */
 	void (*on_close)(ac_conn_t *c, int reason);
+	/* the runtime is draining (ac_runtime_drain): say goodbye if the
+	   protocol has a way, finish, and close; writes still work. NULL:
+	   the drain closes c as ac_conn_close(c, AC_CLOSE_FLUSH) would */
+	void (*on_goaway)(ac_conn_t *c);
 } ac_conn_cbs_t;
 
 /* ---- TLS -----------------------------------------------------------------------
@@ -435,14 +463,18 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg);
 AC_EXPORT int ac_runtime_start(ac_runtime_t *rt);
 
 /*
- * Control thread (a loop of rt, or a callback the stop itself runs, gets
- * AC_ETHREAD). Stops accepting, lets pending
+ * Control thread (a loop of rt, a work function of rt, or a callback the
+ * stop itself runs, gets AC_ETHREAD). First stops the worker pool: work
+ * not yet started completes with AC_ESHUTDOWN, and running work
+ * functions are waited for (see ac_work_submit). Then stops accepting,
+ * lets pending
  * output drain for up to grace_ms, closes every connection (on_close with
  * AC_ESHUTDOWN), and joins the loops. Messages still queued are then
  * settled on the calling thread: posted functions run (ac_loop_index()
  * returns -1 there), ac_tell payloads are dropped through their drop
- * function, and ac_send copies are freed and counted as dropped. Calling
- * it again, or before start, is harmless and returns 0.
+ * function, ac_send copies are freed and counted as dropped, and work
+ * completions run. Calling it again, or before start, is harmless and
+ * returns 0.
  */
 AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms);
 
@@ -451,9 +483,40 @@ AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms);
  * everything it still holds, listeners included. No other thread may use
  * rt, its handles' runtime or its listeners during or after this call.
  * Returns 0 (also for NULL), or AC_ETHREAD, leaving rt intact, when called
- * on a loop of rt or from a callback that a stop of rt is running.
+ * on a loop of rt, from a work function of rt, or from a callback that a
+ * stop of rt is running.
  */
 AC_EXPORT int ac_runtime_free(ac_runtime_t *rt);
+
+/*
+ * Graceful drain. Any thread. Starts ending rt's connections without
+ * stopping it: every loop stops accepting (its listening sockets close,
+ * so new connections are refused, and ac_listen returns AC_ESHUTDOWN),
+ * pool waiters fail with AC_ESHUTDOWN and idle pooled connections
+ * close, and every open connection hears on_goaway on its owner loop,
+ * where it may still write (a "server going away" frame) and should
+ * finish and close; without on_goaway it is closed as by
+ * ac_conn_close(AC_CLOSE_FLUSH). Connections not yet open are closed
+ * with AC_ESHUTDOWN; ones that open during the drain (ac_connect still
+ * works) hear on_goaway right after on_open. After deadline_ms (0: no
+ * deadline) what is left is closed with AC_ESHUTDOWN. A loop is drained
+ * the first time it has no connection left; when every loop is,
+ * done(arg) (may be NULL) runs once, on the last loop to drain, or on
+ * the thread of an ac_runtime_stop that came first. The loops keep
+ * running (timers, posts) until ac_runtime_stop, which still works at
+ * any time. Returns 0, AC_EINVAL, AC_ESTATE (not started), AC_EALREADY
+ * (a drain was already started) or AC_ESHUTDOWN (stopping or stopped).
+ */
+AC_EXPORT int ac_runtime_drain(ac_runtime_t *rt, unsigned deadline_ms,
+			       void (*done)(void *arg), void *arg);
+
+/*
+ * Control thread (a loop of rt gets AC_ETHREAD). Waits until every loop
+ * of a drain has drained, or the runtime stopped: up to timeout_ms (0:
+ * just look; -1: no limit). Returns 0 when drained, AC_ETIMEDOUT,
+ * AC_ESTATE (no drain was started), AC_EINVAL.
+ */
+AC_EXPORT int ac_runtime_drain_wait(ac_runtime_t *rt, int timeout_ms);
 
 /* Any thread. The number of loops. */
 AC_EXPORT int ac_runtime_loops(const ac_runtime_t *rt);
@@ -686,6 +749,35 @@ AC_EXPORT int ac_conn_writable(const ac_conn_t *c);
    AC_EINVAL or AC_ETHREAD. */
 AC_EXPORT ssize_t ac_conn_out_bytes(const ac_conn_t *c);
 
+/*
+ * Read-side flow control (libuv's uv_read_stop/uv_read_start, Twisted's
+ * pauseProducing/resumeProducing). Owner loop.
+ *
+ * ac_conn_read_stop: c reads nothing more from its socket, so the kernel's
+ * buffers fill and TCP flow control slows the peer; on_frame runs no more,
+ * even for frames already read (inside on_frame, the frames after the
+ * current one wait). Everything else goes on: writes, on_drain,
+ * heartbeats, timers, messages. The idle timeout is suspended while
+ * paused (silence the library imposed is not the peer's) and starts
+ * again from zero on resume. An end of stream or reset that arrives
+ * while paused is seen after resume (or by a failing write). Stopping
+ * twice is harmless.
+ *
+ * ac_conn_read_start: reading resumes; frames held back are delivered
+ * from the loop after the current callback, never inside this call.
+ * Starting a connection that reads is harmless. Each attempt of an
+ * outbound connection starts reading.
+ *
+ * Both return 0, AC_EINVAL (NULL c), AC_ETHREAD, AC_ESTATE (c is not
+ * open: closing, closed, or inside on_close), or, for read_start,
+ * AC_ENOMEM (then c is closed with AC_ENOMEM).
+ */
+AC_EXPORT int ac_conn_read_stop(ac_conn_t *c);
+AC_EXPORT int ac_conn_read_start(ac_conn_t *c);
+/* Owner loop. 1 when c is open and reading, 0 when paused or not open;
+   AC_EINVAL or AC_ETHREAD. */
+AC_EXPORT int ac_conn_reading(const ac_conn_t *c);
+
 /* ---- shared buffers ----------------------------------------------------------
  * An immutable, reference-counted byte buffer: write the same bytes to many
  * connections without copying them. */
@@ -745,6 +837,78 @@ AC_EXPORT int ac_timer_cancel(ac_timer_t *t);
 AC_EXPORT ac_timer_t *ac_conn_timer(ac_conn_t *c, unsigned ms, int repeat,
 				    void (*fn)(ac_conn_t *c, void *arg),
 				    void *arg);
+
+/* ---- work off the loop ------------------------------------------------------
+ * Blocking work (a file, a password hash, a library that blocks) runs on
+ * the runtime's worker threads, never on a loop, and its completion comes
+ * back to a loop through that loop's mailbox: Twisted's deferToThread,
+ * libuv's uv_queue_work. The pool has ac_config_t.work_threads threads,
+ * started as work arrives, and holds at most work_capacity items. Work
+ * may be tied to a connection's handle, never to its pointer: done gets
+ * the connection only if it is still open when done runs. */
+
+/* On a worker thread: the blocking part. Returns 0, or a nonzero code of
+   the caller's choosing (a negative errno, say) that done gets as its
+   status. It may make "any thread" calls (ac_send, ac_loop_post, ...);
+   it must not touch an ac_conn_t. */
+typedef int (*ac_work_fn)(void *arg);
+
+/*
+ * On the completion loop (or the stopping thread: see ac_work_submit),
+ * exactly once per accepted submit. c is the
+ * connection the work is tied to, if it is still open (it may be
+ * closing: writes then return AC_ESTATE), else NULL; always NULL for
+ * untied work. status is:
+ *   0, or work's nonzero return   work ran
+ *   AC_ESTALE      work ran, but its tied connection has closed (work's
+ *                  own return is not reported: keep it in arg if needed)
+ *   AC_ECANCELED   ac_work_cancel took it before it started: never ran
+ *   AC_ESHUTDOWN   the runtime stopped before it started: never ran
+ */
+typedef void (*ac_work_done_fn)(ac_conn_t *c, int status, void *arg);
+
+/*
+ * Any thread: a loop, a control thread, or a work function. Queues
+ * work(arg) for a worker thread; then done(c, status, arg) runs exactly
+ * once on the completion loop, later, never inside this call. The
+ * completion loop is `loop` as AC_LOOP(i), or with 0 (AC_LOOP_DEFAULT):
+ * tie's owner loop for tied work, else the calling loop, else (the
+ * caller is not a loop of rt) round robin. Tied work (tie not
+ * AC_HANDLE_NONE) always completes on tie's owner loop, where the
+ * check that the connection is still open is exact. Work starts in
+ * submit order; *id (may be NULL) names it for ac_work_cancel. The
+ * library never touches arg.
+ *
+ * ac_runtime_stop stops the pool before the loops: work not yet started
+ * completes with AC_ESHUTDOWN, and the stop waits for running work
+ * functions to return, however long they take. A completion its loop
+ * did not run before exiting runs on the stopping thread
+ * (ac_loop_index() is -1 there) with c NULL: AC_ESTALE for tied work
+ * that ran.
+ *
+ * Returns 0, AC_EINVAL (NULL rt, work or done; bad loop; a loop other
+ * than tie's owner), AC_ESTALE (tie is closed already), AC_EAGAIN
+ * (work_capacity items already: nothing was queued, try again once
+ * some complete), AC_ESTATE (runtime not started), AC_ESHUTDOWN
+ * (stopping or stopped) or AC_ENOMEM (no memory, or not even one worker
+ * thread could start). On error done never runs and nothing is kept.
+ */
+AC_EXPORT int ac_work_submit(ac_runtime_t *rt, int loop, ac_handle_t tie,
+			     ac_work_fn work, ac_work_done_fn done,
+			     void *arg, uint64_t *id);
+
+/*
+ * Any thread; never waits for the work. Cancels work that has not
+ * started: done then runs with AC_ECANCELED on its completion loop
+ * (later, never inside this call). Returns 0 (cancelled), AC_EBUSY (too
+ * late: work is running or has run, and done gets its result),
+ * AC_EALREADY (done already ran, or the work was cancelled already, by
+ * this call or by the stop), AC_EINVAL (NULL rt, or an id rt never
+ * issued), or AC_EAGAIN / AC_ENOMEM (the completion could not be queued:
+ * a foreign caller found the completion loop's mailbox full, or a loop
+ * had no memory; nothing changed and the work is still queued).
+ */
+AC_EXPORT int ac_work_cancel(ac_runtime_t *rt, uint64_t id);
 
 /* ---- from any thread, through a weak handle ----------------------------- */
 
@@ -809,9 +973,12 @@ typedef struct ac_conn_info {
 					 the runtime while it lives; any */
 	uint64_t age_ms;              /* now - opened_ms; any */
 	uint64_t idle_ms;             /* since the last read that brought
-					 bytes (or since opened_ms): what
-					 idle_timeout_ms measures, so writes
-					 do not count; any */
+					 bytes (or since opened_ms): the
+					 peer's silence, as idle_timeout_ms
+					 measures it, so writes do not
+					 count; it grows while reading is
+					 paused (ac_conn_read_stop), when
+					 the timeout is suspended; any */
 	uint64_t frames_in;           /* frames given to on_frame; any */
 	uint64_t frames_out;          /* writes queued: ac_conn_write,
 					 ac_conn_write_buf, ac_send,
@@ -1082,6 +1249,14 @@ typedef struct ac_stats {
 	uint64_t pool_failures;     /* pooled connect attempts that failed */
 	uint64_t heap_bytes;        /* tcmalloc allocated bytes, process-wide
 				       (totals only; 0 without tcmalloc) */
+	/* The worker pool (ac_work_submit): runtime-wide, so in totals
+	   only (0 per loop). */
+	uint64_t work_queued;       /* gauge: waiting for a worker */
+	uint64_t work_running;      /* gauge: running on a worker */
+	uint64_t work_done;         /* work functions that returned 0 */
+	uint64_t work_failed;       /* work functions that returned nonzero */
+	uint64_t work_cancelled;    /* never ran: cancelled, or the stop */
+	uint64_t work_full;         /* submits refused with AC_EAGAIN */
 } ac_stats_t;
 
 /*
@@ -1089,8 +1264,9 @@ typedef struct ac_stats {
  * when per_loop is not NULL, per_loop[i] for i < min(n, loops). Counters
  * are per-loop, each on its own cache lines, read with relaxed loads: a
  * snapshot, not an atomic cut. In *total every field is the sum over
- * loops except mailbox_max_depth, the largest. Returns the number of
- * loops, or AC_EINVAL.
+ * loops except mailbox_max_depth, the largest, and the runtime-wide
+ * heap_bytes and work_* fields. Returns the number of loops, or
+ * AC_EINVAL.
  */
 AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
 		       ac_stats_t *per_loop, int n);
@@ -1150,6 +1326,8 @@ typedef struct ac_debug_counts {
 			       OpenSSL keeps tables for the process; it
 			       returns to the same figure when connections
 			       and contexts are gone */
+	int64_t work;       /* work items whose done has not run yet, and
+			       the worker pools' tables */
 } ac_debug_counts_t;
 
 /* Any thread. Fills *out. */

@@ -361,4 +361,5 @@ AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)
 	out->other = sum[AC__K_OTHER];
 	out->allocs = allocs;
 	out->dropped = dropped;
+	out->work = sum[AC__K_WORK];
 }

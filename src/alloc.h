@@ -23,6 +23,8 @@ enum ac__kind {
 	AC__K_OTHER,
 	AC__K_TLS,     /* TLS contexts and connections' TLS state */
 	AC__K_OPENSSL, /* OpenSSL's own blocks, once routed here (tls.c) */
+	AC__K_WORK,    /* work items outstanding (counted, not allocated),
+			  and the worker pools' tables */
 	AC__K_COUNT
 };
 

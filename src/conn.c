@@ -572,6 +572,8 @@ static void conn_opened(ac_conn_t *c)
 	}
 	if (proto->cbs.on_open)
 		proto->cbs.on_open(c);
+	if (AC__UNLIKELY(loop->draining))
+		ac__conn_goaway(c, 0); /* opened during a drain */
 }
 
 /* One step of c's TLS handshake, after readiness (or to begin). */
@@ -684,6 +686,22 @@ static void begin_close(ac_conn_t *c, int how, int reason)
 	c->state = AC__C_CLOSING;
 	stop_reading(c);
 	queue_close(c);
+}
+
+/* The drain reached c: an open connection hears on_goaway (or, without
+ * one, is closed as by ac_conn_close(AC_CLOSE_FLUSH)); one that is not
+ * open yet is closed with AC_ESHUTDOWN. */
+void ac__conn_goaway(ac_conn_t *c, int unused)
+{
+	(void)unused;
+	if (c->state != AC__C_OPEN) {
+		begin_close(c, AC_CLOSE_ABORT, AC_ESHUTDOWN);
+		return;
+	}
+	if (c->proto->cbs.on_goaway)
+		c->proto->cbs.on_goaway(c);
+	else
+		begin_close(c, AC_CLOSE_FLUSH, 0);
 }
 
 void ac__conn_fail(ac_conn_t *c, int reason)
@@ -822,6 +840,8 @@ void ac__conn_finalize(ac_conn_t *c)
 	c->in = NULL;
 	if (again) {
 		c->need = 0;
+		c->paused = 0;
+		c->undelivered = 0;
 		c->above_high = 0;
 		c->writing = 0;
 		return;
@@ -1115,7 +1135,7 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
 	size_t pos = 0;
 
 	c->need = 0;
-	while (pos < n && c->state == AC__C_OPEN) {
+	while (pos < n && c->state == AC__C_OPEN && !c->paused) {
 		ac_frame_t f = {0, 0, 0, 0};
 		int r = pr->decode(p + pos, n - pos, pr->opts.max_frame, &f);
 
@@ -1135,6 +1155,9 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
 			pr->cbs.on_frame(c, p + pos + f.off, f.len);
 		pos += f.consumed;
 	}
+	/* A pause inside on_frame holds the rest back until resumed. */
+	if (pos < n && c->paused)
+		c->undelivered = 1;
 	return (ssize_t)pos;
 }
 
@@ -1228,6 +1251,24 @@ static ssize_t conn_recv(ac_conn_t *c, void *buf, size_t len, bool *more)
 	return n;
 }
 
+/* Decodes and delivers the frames in c->in, keeping the tail. */
+static void deliver_held(ac_conn_t *c)
+{
+	struct ac__inbuf *in = c->in;
+	ssize_t used = dispatch(c, in->data, in->len);
+
+	if (used < 0 || c->state != AC__C_OPEN)
+		return;
+	in->len -= (size_t)used;
+	if (in->len == 0) {
+		/* Drop the buffer: idle connections hold no input memory. */
+		ac__free(AC__K_OTHER, in);
+		c->in = NULL;
+	} else if (used > 0) {
+		keep_tail(c, in->data + used, in->len);
+	}
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	ac_conn_t *c = arg;
@@ -1239,8 +1280,15 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	ac__loop_enter(loop);
 	if (c->state == AC__C_HANDSHAKE)
 		handshake(c); /* and, once done, on to read what follows */
-	if (c->state != AC__C_OPEN)
+	if (c->state != AC__C_OPEN || c->paused)
 		goto out;
+	if (AC__UNLIKELY(c->undelivered)) {
+		/* Resumed: the frames a pause held back come first; the
+		 * socket, level-triggered, calls again if it has more. */
+		c->undelivered = 0;
+		deliver_held(c);
+		goto out;
+	}
 	if (!c->in) {
 		/* Fast path: decode straight from the loop's scratch. */
 		n = conn_recv(c, loop->scratch, AC__READ_CHUNK, &more);
@@ -1267,23 +1315,66 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	in->len += (size_t)n;
 	if (c->need && in->len < c->need)
 		goto out; /* the decoder said: not before `need` bytes */
-	used = dispatch(c, in->data, in->len);
-	if (used < 0 || c->state != AC__C_OPEN)
-		goto out;
-	in->len -= (size_t)used;
-	if (in->len == 0) {
-		/* Drop the buffer: idle connections hold no input memory. */
-		ac__free(AC__K_OTHER, in);
-		c->in = NULL;
-	} else if (used > 0) {
-		keep_tail(c, in->data + used, in->len);
-	}
+	deliver_held(c);
 out:
 	/* Decrypted input waits inside TLS: read again, after the other
 	 * events of this turn. */
-	if (more && c->state == AC__C_OPEN)
+	if (more && c->state == AC__C_OPEN && !c->paused)
 		event_active(c->rev, EV_READ, 1);
 	ac__loop_leave(loop);
+}
+
+/* ---- read flow control ------------------------------------------------------ */
+
+AC_EXPORT int ac_conn_read_stop(ac_conn_t *c)
+{
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (c->state != AC__C_OPEN)
+		return AC_ESTATE;
+	if (c->paused)
+		return 0;
+	c->paused = 1;
+	event_del(c->rev);
+	/* Silence while paused is ours, not the peer's: the idle clock
+	 * stops, and starts again from zero on resume. */
+	disarm(c->idle_ev);
+	return 0;
+}
+
+AC_EXPORT int ac_conn_read_start(ac_conn_t *c)
+{
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (c->state != AC__C_OPEN)
+		return AC_ESTATE;
+	if (!c->paused)
+		return 0;
+	if (event_add(c->rev, NULL) ||
+	    (c->idle_ev &&
+	     arm(c, &c->idle_ev, c->proto->opts.idle_timeout_ms, 0, idle_cb))) {
+		ac__conn_fail(c, AC_ENOMEM);
+		return AC_ENOMEM;
+	}
+	c->paused = 0;
+	/* Frames a pause held back, and input TLS holds, are read from the
+	 * loop, never inside this call. */
+	if (c->undelivered || c->tls)
+		event_active(c->rev, EV_READ, 1);
+	return 0;
+}
+
+AC_EXPORT int ac_conn_reading(const ac_conn_t *c)
+{
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	return c->state == AC__C_OPEN && !c->paused;
 }
 
 /* ---- messages from other threads ---------------------------------------- */

@@ -139,7 +139,7 @@ struct ac_conn_s {
 	void *data;
 	int fd;
 	uint8_t state;
-	/* One-bit flags share a byte: the 8 bytes they took as uint8_t
+	/* One-bit flags share a byte: the bytes they took as uint8_t
 	 * paid for the introspection counters below. */
 	uint8_t close_queued : 1;
 	uint8_t flush_queued : 1;
@@ -148,6 +148,8 @@ struct ac_conn_s {
 	uint8_t counted : 1;    /* holds a place in the max_conns counters */
 	uint8_t is_open : 1;    /* counted in loop->nopen */
 	uint8_t tls : 1;        /* TLS: aux->tls holds its state (tls.c) */
+	uint8_t paused : 1;     /* ac_conn_read_stop: not reading */
+	uint8_t undelivered : 1; /* c->in may hold frames a pause held back */
 	int reason;      /* close reason, fixed by the first close */
 	uint32_t need;   /* input length worth decoding again (frames are
 			    at most max_frame; past 4 GiB, 0: try again) */
@@ -212,6 +214,8 @@ void ac__loop_each_conn(ac__loop_t *loop, void (*fn)(ac_conn_t *c, int arg),
 int ac__conn_out_reserve(ac_conn_t *c, size_t len);
 void ac__conn_out_added(ac_conn_t *c);
 void ac__conn_fail(ac_conn_t *c, int reason);
+/* For ac__loop_each_conn: the drain reached c (drain.c). */
+void ac__conn_goaway(ac_conn_t *c, int unused);
 void ac__conn_close(ac_conn_t *c, int how);
 /* The owner-loop calls without their thread check, for the library's
  * own callers, which are on the owner loop by construction. */

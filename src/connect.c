@@ -421,7 +421,10 @@ bool ac__outbound_again(ac_conn_t *c)
 
 	if (!c->is_open)
 		ob->failures++;
-	if (ob->stop || c->loop->stopping || !o->reconnect_min_ms ||
+	/* A draining loop makes no new attempts: the drain waits for its
+	 * connections to end, not to come back. */
+	if (ob->stop || c->loop->stopping || c->loop->draining ||
+	    !o->reconnect_min_ms ||
 	    c->reason == 0 || c->reason == AC_ESHUTDOWN ||
 	    (o->reconnect_max_attempts &&
 	     ob->failures >= o->reconnect_max_attempts))

@@ -28,5 +28,6 @@
 #include "timer.h"
 #include "wait.h"
 #include "watch.h"
+#include "work.h"
 
 #endif /* AC_INTERNAL_H */

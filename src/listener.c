@@ -178,6 +178,16 @@ static void drop_entry(struct ac__accept *e)
 	ac__listener_unref(e->l);
 }
 
+/* Closes an entry's listening socket: the kernel refuses what would have
+ * queued on it (and, over SO_REUSEPORT, sends it to the sockets left). */
+static void close_socket(struct ac__accept *e)
+{
+	/* Each loop writes its own slot only: other loops close theirs at
+	 * the same time. */
+	close(e->fd);
+	e->l->fds[e->idx] = -1; /* read only by listener_destroy */
+}
+
 /*
  * The loop could not take its socket (out of memory): close it now. Left
  * open, it would go on listening with nobody accepting, and the kernel
@@ -190,11 +200,7 @@ static void give_up_socket(ac__loop_t *loop, struct ac__accept *e)
 {
 	ac_listener_t *l = e->l;
 
-	for (int i = 0; i < l->nfds; i++)
-		if (l->fds[i] == e->fd) {
-			close(e->fd);
-			l->fds[i] = -1; /* read only by listener_destroy */
-		}
+	close_socket(e);
 	ac__log(loop->rt, AC_LOG_ERROR,
 		"loop %d: out of memory: this loop does not accept for the "
 		"listener on port %d",
@@ -207,6 +213,11 @@ static void accept_add_op(ac__loop_t *loop, void *arg)
 	struct ac__accept *e = arg;
 
 	if (loop->stopping || !loop->base) {
+		drop_entry(e);
+		return;
+	}
+	if (loop->draining) { /* ac_listen raced ac_runtime_drain */
+		close_socket(e);
 		drop_entry(e);
 		return;
 	}
@@ -235,6 +246,18 @@ static void accept_remove_op(ac__loop_t *loop, void *arg)
 		}
 	}
 	ac__listener_unref(l); /* the operation's own reference */
+}
+
+/* A drain: this loop stops accepting for good. */
+void ac__accept_close_all(ac__loop_t *loop)
+{
+	struct ac__accept *e;
+
+	while ((e = SLIST_FIRST(&loop->accepts))) {
+		SLIST_REMOVE_HEAD(&loop->accepts, next);
+		close_socket(e);
+		drop_entry(e);
+	}
 }
 
 void ac__accept_drop_all(ac__loop_t *loop)
@@ -348,7 +371,8 @@ AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
 
 	if (!rt || !addr || !cbs || !out)
 		return AC_EINVAL;
-	if (ac__rt_state(rt) >= AC__RT_STOPPING)
+	if (ac__rt_state(rt) >= AC__RT_STOPPING ||
+	    __atomic_load_n(&rt->draining, __ATOMIC_ACQUIRE))
 		return AC_ESHUTDOWN;
 	if ((err = ac__addr_parse(addr, &a)))
 		return err;
@@ -384,6 +408,7 @@ AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
 
 		op->entry.l = l;
 		op->entry.fd = l->fds[i];
+		op->entry.idx = i;
 		op->ctl.fn = accept_add_op;
 		op->ctl.arg = &op->entry;
 		listener_ref(l);

@@ -14,6 +14,7 @@ struct ac__accept {
 	SLIST_ENTRY(ac__accept) next; /* loop->accepts */
 	ac_listener_t *l;
 	int fd;
+	int idx;                  /* fd is l->fds[idx] */
 	struct event *ev;
 	struct event *backoff_ev; /* resumes accepting after EMFILE & co */
 	unsigned backoff_ms;      /* 0 while accepting normally */
@@ -44,6 +45,7 @@ struct ac_listener_s {
 void ac__listener_unref(ac_listener_t *l);
 void ac__listener_release_user(ac_listener_t *l);
 void ac__accept_drop_all(ac__loop_t *loop);
+void ac__accept_close_all(ac__loop_t *loop);
 
 /* ADOPT messages (a unix listener hands a descriptor to a loop). */
 void ac__listener_deliver_adopt(ac__loop_t *loop, struct ac__msg *m);

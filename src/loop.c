@@ -14,6 +14,7 @@
 #include "spsc.h"
 #include "alloc.h"
 #include "conn.h"
+#include "drain.h"
 #include "listener.h"
 #include "pool.h"
 #include "runtime.h"
@@ -74,6 +75,12 @@ void ac__loop_leave(ac__loop_t *loop)
 	loop->depth = 0;
 	if (loop->stopping && loop->nconns == 0)
 		event_base_loopbreak(loop->base);
+	else if (AC__UNLIKELY(loop->draining) && !loop->drained &&
+		 loop->nconns == 0) {
+		loop->depth = 1; /* done may call the library */
+		ac__drain_loop_empty(loop);
+		ac__loop_leave(loop);
+	}
 }
 
 /* ---- control operations --------------------------------------------------
@@ -338,7 +345,8 @@ int ac__loop_start(ac__loop_t *loop)
 
 	if (e)
 		return -e;
-	loop->thread_started = 1;
+	/* Release: read by workers posting completions (work.c). */
+	__atomic_store_n(&loop->thread_started, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -410,6 +418,7 @@ void ac__loop_free(ac__loop_t *loop)
 	ac__event_free(&loop->ovf_ev);
 	ac__event_free(&loop->again_ev);
 	ac__event_free(&loop->grace_ev);
+	ac__event_free(&loop->drain_ev);
 	if (loop->dns)
 		evdns_base_free(loop->dns, 0); /* no request is left */
 	if (loop->base)

@@ -85,7 +85,7 @@ struct ac__loop {
 	/* Owner only from here on. */
 	struct ac__tctx ctx AC__ALIGNED; /* this loop's reclamation records */
 	pthread_t thread;
-	int thread_started;
+	int thread_started;      /* atomic: workers read it (work.c) */
 	struct event_base *base;
 	struct event *wake_ev;   /* eventfd readable: drain cycle */
 	struct event *again_ev;  /* the drain cycle after a full batch */
@@ -115,6 +115,10 @@ struct ac__loop {
 	int ncommon;
 	int stopping;
 	int exited;
+	int draining;            /* ac_runtime_drain reached this loop */
+	int drained;             /* and it had no connection left */
+	struct event *drain_ev;  /* the drain's deadline */
+	struct ac__ctl drain_ctl; /* preallocated: draining cannot fail */
 	unsigned char *scratch;  /* AC__READ_CHUNK bytes for reads */
 	struct ac__chunk *spare_chunks; /* output chunks kept for reuse */
 	unsigned nspare_chunks;

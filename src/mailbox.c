@@ -34,6 +34,7 @@
 #include "runtime.h"
 #include "wait.h"
 #include "watch.h"
+#include "work.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -478,4 +479,5 @@ const struct ac__msg_ops ac__msg_ops[AC__MSG_KINDS] = {
 			     ac__group_settle_publish},
 	[AC__MSG_DISSOLVE] = {ac__group_deliver_dissolve,
 			      ac__group_deliver_dissolve},
+	[AC__MSG_WORK] = {ac__work_deliver, ac__work_settle_msg},
 };

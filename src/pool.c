@@ -171,6 +171,17 @@ static void idle_remove(struct ac__subpool *sp, ac_conn_t *c)
 	GAUGE(sp, nidle, pool_idle, -1);
 }
 
+/* A borrowed connection comes back: the next borrower gets it reading,
+ * whatever its last borrower left it as (ac_conn_read_stop). */
+static void reuse(struct ac__subpool *sp, ac_conn_t *c)
+{
+	if (c->paused && ac_conn_read_start(c)) {
+		c->ob->pstate = P_GONE; /* closing for want of memory */
+		return;
+	}
+	idle_push(sp, c);
+}
+
 /* Takes c out of service: it is closing and will be gone at on_close. */
 static void retire_conn(struct ac__subpool *sp, ac_conn_t *c, int how)
 {
@@ -206,6 +217,12 @@ static int start_one(struct ac__subpool *sp)
 	return 0;
 }
 
+/* The loop is stopping or draining: the pool lends and makes nothing more. */
+static bool ending(const ac__loop_t *loop)
+{
+	return loop->stopping || loop->draining;
+}
+
 /* Starts the connects that waiters and min_idle_per_loop call for, within
  * max_per_loop. */
 static void refill(struct ac__subpool *sp)
@@ -216,7 +233,7 @@ static void refill(struct ac__subpool *sp)
 	uint64_t want = 0;
 	int err;
 
-	if (sp->dying || sp->loop->stopping)
+	if (sp->dying || ending(sp->loop))
 		return;
 	/* Backing off after failures: waiters may still try, min_idle not. */
 	if (o->min_idle_per_loop > have &&
@@ -396,7 +413,7 @@ static void pool_on_close(ac_conn_t *c, int reason)
 		AC__STAT_ADD(sp->loop, pool_failures, 1);
 		fail_all(sp, reason ? reason : AC_ESHUTDOWN); /* 0: closed by the pool */
 		if (p->opts.min_idle_per_loop && !sp->dying &&
-		    !sp->loop->stopping) {
+		    !ending(sp->loop)) {
 			unsigned ms = ac__backoff_ms(
 				sp->loop, p->opts.conn.reconnect_min_ms,
 				p->opts.conn.reconnect_max_ms,
@@ -460,6 +477,22 @@ static void pool_on_heartbeat(ac_conn_t *c)
 				 p->opts.conn.ping_len) == 0) {
 		ob->ping_due = 1;
 	}
+}
+
+/* A drain: an idle connection closes; a borrowed one is its borrower's to
+ * finish, as any connection is. */
+static void pool_on_goaway(ac_conn_t *c)
+{
+	struct ac__outbound *ob = c->ob;
+	const ac_pool_t *p = ob->sp->pool;
+
+	if (ob->pstate == P_IDLE) {
+		idle_remove(ob->sp, c);
+		retire_conn(ob->sp, c, AC_CLOSE_ABORT);
+	} else if (ob->pstate == P_BUSY && p->user.on_goaway)
+		p->user.on_goaway(c);
+	else if (ob->pstate == P_BUSY)
+		ac__conn_close(c, AC_CLOSE_FLUSH);
 }
 
 /* ---- sub-pool life -------------------------------------------------------- */
@@ -652,6 +685,7 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 	cbs.on_close = pool_on_close;
 	cbs.on_frame = pool_on_frame;
 	cbs.on_heartbeat = pool_on_heartbeat;
+	cbs.on_goaway = pool_on_goaway;
 	if (!(p->proto = ac__proto_new(rt, &cbs, &o.conn, o.ud, AC_TLS_CLIENT,
 					 &err))) {
 		ac__target_clear(&p->target);
@@ -698,7 +732,7 @@ AC_EXPORT int ac_pool_acquire(ac_pool_t *p, ac_pool_cb cb, void *arg)
 	w->cb = cb;
 	w->arg = arg;
 	w->err = 0;
-	if (sp->dying || loop->stopping) {
+	if (sp->dying || ending(loop)) {
 		w->err = AC_ESHUTDOWN;
 	} else if (sp->nwaiting >= p->opts.max_waiters) {
 		w->err = AC_ELIMIT;
@@ -735,10 +769,11 @@ AC_EXPORT int ac_pool_release(ac_pool_t *p, ac_conn_t *c, int how)
 	GAUGE(sp, nbusy, pool_busy, -1);
 	life = p->opts.max_lifetime_ms;
 	if (how == AC_POOL_DISCARD || c->state != AC__C_OPEN || sp->dying ||
+	    ending(sp->loop) ||
 	    (life && ac__mono_ms() - c->ob->born_ms >= life))
 		retire_conn(sp, c, AC_CLOSE_FLUSH);
 	else
-		idle_push(sp, c);
+		reuse(sp, c);
 	schedule(sp);
 	return 0;
 }

@@ -8,6 +8,7 @@
  * ac_runtime_free, so nothing accepted is ever lost or leaked.
  */
 #include "runtime.h"
+#include "drain.h"
 #include "alloc.h"
 #include "listener.h"
 #include "loop.h"
@@ -15,6 +16,7 @@
 #include "reclaim.h"
 #include "timer.h"
 #include "watch.h"
+#include "work.h"
 
 #include <stdio.h>
 
@@ -76,6 +78,19 @@ static bool config_ok(const ac_config_t *cfg)
 			cfg->mailbox_capacity, AC_MAILBOX_MAX);
 		return false;
 	}
+	if (cfg->work_threads < 0 || cfg->work_threads > AC_WORK_THREADS_MAX) {
+		ac__log(&tmp, AC_LOG_ERROR,
+			"work_threads is %d; it must be 0 (the default, %d) to %d",
+			cfg->work_threads, AC__DEFAULT_WORK_THREADS,
+			AC_WORK_THREADS_MAX);
+		return false;
+	}
+	if (cfg->work_capacity > AC_WORK_MAX) {
+		ac__log(&tmp, AC_LOG_ERROR,
+			"work_capacity %u is above the maximum, %u work items",
+			cfg->work_capacity, AC_WORK_MAX);
+		return false;
+	}
 	return true;
 }
 
@@ -111,8 +126,17 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 	rt->state = AC__RT_NEW;
 	rt->id = __atomic_fetch_add(&next_rt_id, 1, __ATOMIC_RELAXED);
 	pthread_mutex_init(&rt->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&rt->drained, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	LIST_INIT(&rt->listeners);
 	LIST_INIT(&rt->pools);
+	ac__work_init(rt, cfg);
 	errno = 0; /* a failure below that sets none is out of memory */
 	if (ac__reclaim_init(rt) || ac__wtab_new(rt))
 		goto fail;
@@ -163,6 +187,7 @@ static void settle_all(ac_runtime_t *rt)
 	for (int i = 0; i < rt->nloops; i++)
 		if (rt->loops[i])
 			ac__loop_settle(rt->loops[i]);
+	ac__work_settle(rt); /* completions no loop could take */
 }
 
 static int runtime_stop(ac_runtime_t *rt, int grace_ms);
@@ -173,8 +198,9 @@ AC_EXPORT int ac_runtime_stop(ac_runtime_t *rt, int grace_ms)
 
 	if (!rt || grace_ms < 0)
 		return AC_EINVAL;
-	/* A loop cannot join itself; a callback of the stop cannot stop. */
-	if (ac__on_loop_of(rt) || tls_stopping == rt)
+	/* A loop cannot join itself, nor a worker; a callback of the stop
+	 * cannot stop. */
+	if (ac__on_loop_of(rt) || ac__on_worker_of(rt) || tls_stopping == rt)
 		return AC_ETHREAD;
 	tls_stopping = rt;
 	err = runtime_stop(rt, grace_ms);
@@ -202,6 +228,10 @@ static int runtime_stop(ac_runtime_t *rt, int grace_ms)
 	if (prev != AC__RT_RUNNING)
 		return 0;
 
+	/* The pool first, while the loops still run its completions: no
+	 * new work, queued work completes with AC_ESHUTDOWN, running work
+	 * is waited for. */
+	ac__work_stop(rt);
 	for (int i = 0; i < rt->nloops; i++) {
 		ac__loop_t *loop = rt->loops[i];
 
@@ -217,6 +247,7 @@ static int runtime_stop(ac_runtime_t *rt, int grace_ms)
 	__atomic_store_n(&rt->state, AC__RT_STOPPED, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&rt->lock);
 	settle_all(rt);
+	ac__drain_stopped(rt); /* every connection is closed now */
 	return 0;
 }
 
@@ -224,7 +255,7 @@ AC_EXPORT int ac_runtime_free(ac_runtime_t *rt)
 {
 	if (!rt)
 		return 0;
-	if (ac__on_loop_of(rt) || tls_stopping == rt)
+	if (ac__on_loop_of(rt) || ac__on_worker_of(rt) || tls_stopping == rt)
 		return AC_ETHREAD; /* it would free the thread's own caller */
 	tls_stopping = rt;
 	runtime_destroy(rt);
@@ -265,6 +296,8 @@ static void runtime_destroy(ac_runtime_t *rt)
 		ac__free(AC__K_OTHER, rt->loops);
 	}
 	ac__wtab_free(rt);
+	ac__work_free(rt);
+	pthread_cond_destroy(&rt->drained);
 	pthread_mutex_destroy(&rt->lock);
 	ac__free(AC__K_OTHER, rt->resolv_conf);
 	ac__free(AC__K_OTHER, rt);

@@ -9,6 +9,7 @@
 
 #include "loop.h"
 #include "reclaim.h"
+#include "work.h"
 
 enum ac__rt_state {
 	AC__RT_NEW,
@@ -36,6 +37,16 @@ struct ac_runtime_s {
 	void *log_arg;
 	char *resolv_conf;     /* NULL: /etc/resolv.conf */
 	struct ac__wtab *watches;
+	struct ac__work work;  /* the worker pool; own lock */
+
+	/* ac_runtime_drain (drain.c). */
+	int draining;          /* atomic: 0, then 1 for good */
+	int drain_left;        /* atomic: loops with connections left */
+	int drain_fired;       /* atomic: done ran (or is running) */
+	unsigned drain_ms;     /* deadline; 0: none */
+	void (*drain_done)(void *arg);
+	void *drain_arg;
+	pthread_cond_t drained; /* under lock: drain_left reached 0 */
 };
 
 void ac__log(ac_runtime_t *rt, int level, const char *fmt, ...)

@@ -10,6 +10,7 @@
 #include "alloc.h"
 #include "loop.h"
 #include "runtime.h"
+#include "work.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -93,6 +94,7 @@ AC_EXPORT int ac_stats(ac_runtime_t *rt, ac_stats_t *total,
 			per_loop[i] = one;
 	}
 	total->heap_bytes = heap_bytes();
+	ac__work_stats(rt, total);
 	return rt->nloops;
 }
 
@@ -132,11 +134,14 @@ static void put(struct out *o, const char *fmt, ...)
 
 struct metric {
 	const char *name, *type, *help;
-	size_t off; /* offset of the field in ac_stats_t */
+	size_t off;     /* offset of the field in ac_stats_t */
+	int runtime;    /* runtime-wide: one sample, no loop label */
 };
 
 #define M(name, type, field, help)                                           \
-	{"actorconn_" name, type, help, offsetof(ac_stats_t, field)}
+	{"actorconn_" name, type, help, offsetof(ac_stats_t, field), 0}
+#define R(name, type, field, help)                                           \
+	{"actorconn_" name, type, help, offsetof(ac_stats_t, field), 1}
 
 static const struct metric metrics[] = {
 	M("conns_open", "gauge", conns_open, "Open connections."),
@@ -176,6 +181,18 @@ static const struct metric metrics[] = {
 	  "Pooled connections established."),
 	M("pool_failures_total", "counter", pool_failures,
 	  "Pooled connect attempts that failed."),
+	R("work_queued", "gauge", work_queued,
+	  "Work items waiting for a worker thread."),
+	R("work_running", "gauge", work_running,
+	  "Work functions running on worker threads."),
+	R("work_done_total", "counter", work_done,
+	  "Work functions that returned 0."),
+	R("work_failed_total", "counter", work_failed,
+	  "Work functions that returned an error."),
+	R("work_cancelled_total", "counter", work_cancelled,
+	  "Work items that never ran: cancelled, or the runtime stopped."),
+	R("work_full_total", "counter", work_full,
+	  "Work submits refused with AC_EAGAIN (work_capacity reached)."),
 };
 
 static uint64_t field(const ac_stats_t *s, size_t off)
@@ -197,6 +214,11 @@ static int render(ac_runtime_t *rt, struct out *o)
 
 		put(o, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
 		    mt->name, mt->type);
+		if (mt->runtime) {
+			put(o, "%s %llu\n", mt->name,
+			    (unsigned long long)field(&total, mt->off));
+			continue;
+		}
 		for (int i = 0; i < n; i++)
 			put(o, "%s{loop=\"%d\"} %llu\n", mt->name, i,
 			    (unsigned long long)field(&per[i], mt->off));

@@ -10,6 +10,24 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* The header says what a program was compiled against; ac_version what
+ * it runs with. Built together, they agree, and the string is the
+ * package's version. */
+START_TEST(version_at_run_time_matches_the_header)
+{
+	char want[32];
+
+	ck_assert_uint_eq(ac_version(), AC_VERSION_HEX);
+	ck_assert_uint_eq(ac_version() >> 16, AC_VERSION_MAJOR);
+	ck_assert_uint_eq((ac_version() >> 8) & 0xff, AC_VERSION_MINOR);
+	ck_assert_uint_eq(ac_version() & 0xff, AC_VERSION_PATCH);
+	snprintf(want, sizeof(want), "%d.%d.%d", AC_VERSION_MAJOR,
+		 AC_VERSION_MINOR, AC_VERSION_PATCH);
+	ck_assert_str_eq(ac_version_string(), want);
+	ck_assert_str_eq(ac_version_string(), PACKAGE_VERSION);
+}
+END_TEST
+
 START_TEST(new_and_free_without_start_leaves_nothing)
 {
 	ac_runtime_t *rt = ac_runtime_new(NULL);
@@ -341,6 +359,7 @@ int main(void)
 	TCase *tc = tcase_create("runtime");
 
 	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, version_at_run_time_matches_the_header);
 	tcase_add_test(tc, new_and_free_without_start_leaves_nothing);
 	tcase_add_test(tc, start_twice_is_estate_and_pinning_works);
 	tcase_add_test(tc, stop_from_a_loop_is_ethread);

@@ -184,6 +184,7 @@ void th_assert_no_live_objects(void)
 	ck_assert_int_eq(d.pools, 0);
 	ck_assert_int_eq(d.other, 0);
 	ck_assert_int_eq(d.tls, 0);
+	ck_assert_int_eq(d.work, 0);
 }
 
 int th_run(Suite *s)
