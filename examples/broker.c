@@ -100,9 +100,7 @@ static int resp_decode(const void *buf, size_t len, size_t max_frame,
 	return 1;
 }
 
-/* Runs the command in data[0, len) (one frame); returns the bytes it
- * took, or 0 after a protocol error (then c is closing). */
-static size_t run(ac_conn_t *c, const char *data, size_t len)
+static void on_frame(ac_conn_t *c, const void *data, size_t len)
 {
 	static __thread const char *argv[MAX_ARGS];
 	static __thread size_t argl[MAX_ARGS];
@@ -114,71 +112,10 @@ static size_t run(ac_conn_t *c, const char *data, size_t len)
 	    RESP_OK) {
 		outf(c, "-ERR %s\r\n", err);
 		ac_conn_close(c, AC_CLOSE_FLUSH);
-		return 0;
+		return;
 	}
 	if (cmd.argc)
 		execute(c, client_of(c), cmd.argc, argv, argl);
-	return consumed;
-}
-
-/* Keeps a command that arrived while an earlier one gathers. */
-static void hold(ac_conn_t *c, struct client *cl, const void *data,
-		 size_t len)
-{
-	if (cl->held_len + len > HELD_MAX) {
-		ac_conn_close(c, AC_CLOSE_ABORT);
-		return;
-	}
-	if (cl->held_len + len > cl->held_cap) {
-		size_t cap = cl->held_cap ? cl->held_cap : 4096;
-		char *p;
-
-		while (cap < cl->held_len + len)
-			cap *= 2;
-		if (!(p = realloc(cl->held, cap))) {
-			ac_conn_close(c, AC_CLOSE_ABORT);
-			return;
-		}
-		cl->held = p;
-		cl->held_cap = cap;
-	}
-	memcpy(cl->held + cl->held_len, data, len);
-	cl->held_len += len;
-}
-
-void resume(ac_conn_t *c, struct client *cl)
-{
-	size_t off = 0, n;
-
-	if (!cl->held_len)
-		return;
-	/* Each held frame is one whole command, as the decoder cut it. */
-	while (off < cl->held_len && !cl->waiting && !cl->closing) {
-		if (!(n = run(c, cl->held + off, cl->held_len - off))) {
-			off = cl->held_len; /* a protocol error closed c */
-			break;
-		}
-		off += n;
-	}
-	memmove(cl->held, cl->held + off, cl->held_len - off);
-	cl->held_len -= off;
-	if (!cl->held_len) {
-		free(cl->held);
-		cl->held = NULL;
-		cl->held_cap = 0;
-	}
-}
-
-static void on_frame(ac_conn_t *c, const void *data, size_t len)
-{
-	struct client *cl = client_of(c);
-
-	if (cl && (cl->waiting || cl->closing)) {
-		if (!cl->closing)
-			hold(c, cl, data, len);
-		return;
-	}
-	run(c, data, len);
 }
 
 /* A client's state, made by the first command that needs it: a
@@ -236,7 +173,6 @@ static void on_close(ac_conn_t *c, int reason)
 	unsubscribe_all(c, cl, 1, 1);
 	free(cl->chans);
 	free(cl->pats);
-	free(cl->held);
 	free(cl);
 }
 

@@ -70,18 +70,7 @@ struct client {
 	struct sub *chans, *pats;
 	size_t nchans, npats, capchans, cappats;
 	char cmd[32];   /* the last command, as CLIENT LIST shows it */
-	int closing;    /* QUIT: no command after it runs */
-	/* While a CLIENT LIST or KILL is out gathering from the loops, the
-	 * commands that follow it wait here, so that replies keep their
-	 * order. */
-	int waiting;
-	char *held;
-	size_t held_len, held_cap;
 };
-
-/* Most bytes of commands held behind a gathering one: past this the
- * client is closed (it pipelines without reading its replies). */
-#define HELD_MAX ((size_t)64 << 20)
 
 /* ---- broker.c ------------------------------------------------------------- */
 
@@ -106,9 +95,6 @@ struct client *client_of(ac_conn_t *c);
  * them as signed 64-bit) for up to 2^23 connections per loop. */
 uint64_t client_id(ac_handle_t h);
 ac_handle_t id_handle(uint64_t id);
-/* Runs the commands a gathering command held back, in order, until one
- * gathers again. */
-void resume(ac_conn_t *c, struct client *cl);
 
 /* ---- pubsub.c ------------------------------------------------------------- */
 
@@ -144,13 +130,15 @@ void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
 /* ---- clients.c ------------------------------------------------------------ */
 
 /* CLIENT LIST [TYPE t] [ID id ...] and CLIENT KILL (both forms): they
- * gather from every loop and answer from done; until then cl->waiting. */
-void client_list(ac_conn_t *c, struct client *cl, size_t argc,
-		 const char **argv, const size_t *argl);
-void client_kill(ac_conn_t *c, struct client *cl, size_t argc,
-		 const char **argv, const size_t *argl);
+ * gather from every loop and answer from done; until then the asking
+ * connection reads nothing more (ac_conn_read_stop), so that the
+ * replies to the commands after it keep their order. */
+void client_list(ac_conn_t *c, size_t argc, const char **argv,
+		 const size_t *argl);
+void client_kill(ac_conn_t *c, size_t argc, const char **argv,
+		 const size_t *argl);
 /* CLIENT INFO: c's own line, at once. */
-void client_info(ac_conn_t *c, struct client *cl);
+void client_info(ac_conn_t *c);
 
 /* ---- forward.c ------------------------------------------------------------ */
 

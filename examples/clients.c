@@ -7,9 +7,11 @@
  * formats or kills that loop's clients on the loop that owns them, and
  * the answer is written from done, back on the asking loop, to the
  * asking connection found again by its handle (it may have gone
- * meanwhile). The asking loop is never blocked; the asking client's
- * later commands wait in its state (broker.c, hold) so that replies keep
- * their order.
+ * meanwhile). The asking loop is never blocked. The asking connection
+ * stops reading meanwhile (ac_conn_read_stop): the commands it sent
+ * after this one wait, in the library and then in the kernel, so that
+ * their replies come after this one's, and a client that keeps sending
+ * is slowed by TCP rather than buffered.
  */
 #include "broker.h"
 
@@ -217,12 +219,10 @@ static void answer(int err, void *arg)
 {
 	struct ask *a = arg;
 	ac_conn_t *c;
-	struct client *cl;
 
 	/* AC_ESHUTDOWN: the broker is stopping, on a thread where no
 	 * connection may be touched. Or the asker has gone. */
-	if (err || !(c = ac_handle_conn(B.rt, a->from)) ||
-	    !(cl = client_of(c))) {
+	if (err || !(c = ac_handle_conn(B.rt, a->from))) {
 		ask_free(a);
 		return;
 	}
@@ -234,17 +234,15 @@ static void answer(int err, void *arg)
 		outs(c, "+OK\r\n");
 	else
 		outs(c, "-ERR No such client\r\n");
-	if (a->self) {
-		cl->closing = 1;
-		ac_conn_close(c, AC_CLOSE_FLUSH);
-	}
+	if (a->self)
+		ac_conn_close(c, AC_CLOSE_FLUSH); /* and reads no more */
+	else
+		ac_conn_read_start(c); /* the next commands, from the loop */
 	ask_free(a);
-	cl->waiting = 0;
-	resume(c, cl);
 }
 
 /* Sends a round the loops; c's next commands wait for the answer. */
-static void gather(ac_conn_t *c, struct client *cl, struct ask *a)
+static void gather(ac_conn_t *c, struct ask *a)
 {
 	int err;
 
@@ -254,11 +252,11 @@ static void gather(ac_conn_t *c, struct client *cl, struct ask *a)
 		ask_free(a);
 		return;
 	}
-	cl->waiting = 1;
+	ac_conn_read_stop(c);
 }
 
-void client_list(ac_conn_t *c, struct client *cl, size_t argc,
-		 const char **argv, const size_t *argl)
+void client_list(ac_conn_t *c, size_t argc, const char **argv,
+		 const size_t *argl)
 {
 	struct ask *a = calloc(1, sizeof(*a));
 	size_t k = 2;
@@ -288,7 +286,7 @@ void client_list(ac_conn_t *c, struct client *cl, size_t argc,
 		ask_free(a);
 		return;
 	}
-	gather(c, cl, a);
+	gather(c, a);
 }
 
 /* CLIENT KILL's filters, in pairs; 0, or -1 after replying an error. */
@@ -341,8 +339,8 @@ static int kill_filters(ac_conn_t *c, struct ask *a, size_t argc,
 	return 0;
 }
 
-void client_kill(ac_conn_t *c, struct client *cl, size_t argc,
-		 const char **argv, const size_t *argl)
+void client_kill(ac_conn_t *c, size_t argc, const char **argv,
+		 const size_t *argl)
 {
 	struct ask *a;
 
@@ -367,10 +365,10 @@ void client_kill(ac_conn_t *c, struct client *cl, size_t argc,
 			return;
 		}
 	}
-	gather(c, cl, a);
+	gather(c, a);
 }
 
-void client_info(ac_conn_t *c, struct client *cl)
+void client_info(ac_conn_t *c)
 {
 	struct ask a = {.type = ANY};
 	ac_conn_info_t i;

@@ -118,8 +118,6 @@ static void cmd_pubsub(ARGS)
 
 static void cmd_quit(ARGS)
 {
-	if (cl)
-		cl->closing = 1; /* nothing held runs after it */
 	out(c, "+OK\r\n", 5);
 	ac_conn_close(c, AC_CLOSE_FLUSH);
 }
@@ -216,11 +214,11 @@ static void cmd_client(ARGS)
 		outf(c, ":%llu\r\n",
 		     (unsigned long long)client_id(ac_conn_handle(c)));
 	} else if (is(argv[1], argl[1], "LIST")) {
-		client_list(c, cl, argc, argv, argl);
+		client_list(c, argc, argv, argl);
 	} else if (is(argv[1], argl[1], "KILL")) {
-		client_kill(c, cl, argc, argv, argl);
+		client_kill(c, argc, argv, argl);
 	} else if (is(argv[1], argl[1], "INFO") && argc == 2) {
-		client_info(c, cl);
+		client_info(c);
 	} else {
 		unknown_subcommand(c, "CLIENT", argv[1], argl[1]);
 	}
