@@ -102,9 +102,24 @@ static ac_handle_t dial(const char *addr, int i, const ac_conn_opts_t *opts)
 	return h;
 }
 
+/* Under make check-valgrind everything is some 20 times slower: the
+ * bounds on elapsed time and on the work done in a given time widen. */
+static bool slow(void)
+{
+	const char *v = getenv("AC_VALGRIND");
+
+	return v && *v;
+}
+
+/* The longest wait for anything a test waits for. */
+static int wait_ms(void)
+{
+	return slow() ? 60000 : 5000;
+}
+
 static bool ge(int64_t *p, int64_t n)
 {
-	return th_wait_ge(p, n, 5000);
+	return th_wait_ge(p, n, wait_ms());
 }
 
 /* ---- running code on a loop --------------------------------------------------- */
@@ -131,7 +146,7 @@ static void run_on(int i, void (*fn)(void *arg), void *arg)
 
 	ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(i), onloop_cb, &o), 0);
 	while (!__atomic_load_n(&o.done, __ATOMIC_ACQUIRE)) {
-		ck_assert_uint_lt(th_now_ms() - t0, 5000);
+		ck_assert_uint_lt(th_now_ms() - t0, (uint64_t)wait_ms());
 		usleep(200);
 	}
 }
@@ -208,7 +223,7 @@ START_TEST(owner_info_describes_both_ends_of_a_tcp_connection)
 	ck_assert_uint_eq(s.out_queued, 0);
 	ck_assert_uint_gt(s.opened_ms, 1600000000000ull);
 	ck_assert_uint_le(s.idle_ms, s.age_ms);
-	ck_assert_uint_lt(s.age_ms, 5000);
+	ck_assert_uint_lt(s.age_ms, (uint64_t)wait_ms());
 	finish();
 }
 END_TEST
@@ -323,7 +338,7 @@ START_TEST(idle_grows_while_silent_and_only_reads_reset_it)
 	usleep(300 * 1000);
 	a = owner_info(srv_h[0]);
 	ck_assert_uint_ge(a.idle_ms, 250);
-	ck_assert_uint_lt(a.idle_ms, 5000);
+	ck_assert_uint_lt(a.idle_ms, (uint64_t)wait_ms());
 	/* Writing to the peer is not activity of the peer. */
 	ck_assert_int_eq(ac_send(rt, srv_h[0], "x\n", 2), 0);
 	ck_assert(th_read_full(fd, buf, 2));
@@ -335,7 +350,7 @@ START_TEST(idle_grows_while_silent_and_only_reads_reset_it)
 	th_write_all(fd, "y\n", 2);
 	ck_assert(th_read_full(fd, buf, 2));
 	b = owner_info(srv_h[0]);
-	ck_assert_uint_lt(b.idle_ms, 200);
+	ck_assert_uint_lt(b.idle_ms, slow() ? 2000 : 200);
 	ck_assert_uint_ge(b.age_ms, 400);
 	close(fd);
 	finish();
@@ -635,7 +650,7 @@ START_TEST(runtime_conns_gathers_every_loop_and_answers_on_the_caller)
 	/* From a connection's loop, for that connection. */
 	run_on(1, ask_cb, &a);
 	ck_assert_int_eq(g.rc, 0);
-	ck_assert(th_wait(finished, &g, 5000));
+	ck_assert(th_wait(finished, &g, wait_ms()));
 	ck_assert_int_eq(g.done_calls, 1);
 	ck_assert_int_eq(g.done_err, 0);
 	ck_assert_int_eq(g.done_loop, 1);
@@ -651,7 +666,7 @@ START_TEST(runtime_conns_gathers_every_loop_and_answers_on_the_caller)
 	a.g = &g1;
 	a.loop = AC_LOOP(0);
 	run_on(1, ask_cb, &a);
-	ck_assert(th_wait(finished, &g1, 5000));
+	ck_assert(th_wait(finished, &g1, wait_ms()));
 	ck_assert_int_eq(g1.calls, g.by_loop[0]);
 	ck_assert_int_eq(g1.by_loop[1], 0);
 	ck_assert_int_eq(g1.done_loop, 1);
@@ -659,7 +674,7 @@ START_TEST(runtime_conns_gathers_every_loop_and_answers_on_the_caller)
 	/* From a thread that is not a loop: done on the last loop. */
 	ck_assert_int_eq(ac_runtime_conns(rt, AC_LOOP_ALL, gather_fn,
 					  gather_done, &gf), 0);
-	ck_assert(th_wait(finished, &gf, 5000));
+	ck_assert(th_wait(finished, &gf, wait_ms()));
 	ck_assert_int_eq(gf.calls, 16);
 	ck_assert_int_eq(gf.done_loop, 1);
 	ck_assert_int_eq(gf.done_err, 0);
@@ -674,7 +689,7 @@ START_TEST(runtime_conns_done_learns_that_the_requester_closed)
 
 	two_loops_of_conns();
 	run_on(0, ask_cb, &a);
-	ck_assert(th_wait(finished, &g, 5000));
+	ck_assert(th_wait(finished, &g, wait_ms()));
 	ck_assert_int_eq(g.done_err, 0);
 	ck_assert_int_eq(g.done_loop, 0);
 	ck_assert(!g.requester_live);
@@ -723,14 +738,14 @@ START_TEST(runtime_conns_refuses_bad_arguments_and_ends_with_the_runtime)
 					  never_done, NULL), AC_EINVAL);
 	run_on(1, default_loop_cb, &gd);
 	ck_assert_int_eq(gd.rc, 0);
-	ck_assert(th_wait(finished, &gd, 5000));
+	ck_assert(th_wait(finished, &gd, wait_ms()));
 	ck_assert_int_eq(gd.by_loop[0], 0);
 	ck_assert_int_ge(gd.by_loop[1], 4);
 	ck_assert_int_eq(gd.done_loop, 1);
 	/* done may be NULL. */
 	ck_assert_int_eq(ac_runtime_conns(rt, AC_LOOP_ALL, never_fn, NULL,
 					  NULL), 0);
-	ck_assert(th_wait_ge(&never_calls, 16, 5000));
+	ck_assert(th_wait_ge(&never_calls, 16, wait_ms()));
 	usleep(20 * 1000);
 	ck_assert_int_eq(__atomic_load_n(&never_calls, __ATOMIC_RELAXED), 16);
 	/* Stopped: refused, and nothing runs. */
@@ -927,7 +942,7 @@ START_TEST(handle_info_readers_race_the_owner_without_a_data_race)
 	for (int i = 0; i < READERS; i++)
 		pthread_join(r[i], NULL);
 	ck_assert_int_eq(bad, 0);
-	ck_assert_int_gt(reads_ok, 1000);
+	ck_assert_int_gt(reads_ok, slow() ? 50 : 1000);
 	ck_assert_int_gt(srv_opened, WRITERS);
 	finish();
 }
