@@ -131,13 +131,15 @@ struct sockrec {
 
 static struct {
 	int64_t opens, closes, frames; /* atomic */
+	int64_t open_slot, close_slot; /* atomic: where the next one goes */
 	struct sockrec rec[SLOTS];
 	int64_t got[SLOTS];            /* atomic: rec[i] is written */
 	int reasons[SLOTS];
 	int loops[64];
 	ac_handle_t handles[SLOTS];
+	pthread_mutex_t in_mu;         /* loops may append at once */
 	char in[256];                  /* what on_frame got, lines joined */
-	int64_t in_len;                /* atomic */
+	size_t in_len;
 	int64_t in_adopt_call;         /* atomic: inside ac_conn_adopt */
 	int64_t open_during_call;      /* atomic: on_open ran inside it */
 	/* half-close: what on_open writes before it shuts */
@@ -170,9 +172,10 @@ static void rec_open(ac_conn_t *c)
 	__atomic_fetch_add(&S.opens, 1, __ATOMIC_RELEASE);
 }
 
+/* Counts an open once its slot is written (S.opens: release). */
 static void count_open(ac_conn_t *c)
 {
-	int64_t i = __atomic_fetch_add(&S.opens, 1, __ATOMIC_ACQ_REL);
+	int64_t i = __atomic_fetch_add(&S.open_slot, 1, __ATOMIC_RELAXED);
 
 	if (__atomic_load_n(&S.in_adopt_call, __ATOMIC_ACQUIRE))
 		__atomic_store_n(&S.open_during_call, 1, __ATOMIC_RELEASE);
@@ -180,19 +183,26 @@ static void count_open(ac_conn_t *c)
 		S.loops[i] = ac_loop_index();
 	if (i < SLOTS)
 		S.handles[i] = ac_conn_handle(c);
+	__atomic_fetch_add(&S.opens, 1, __ATOMIC_RELEASE);
+}
+
+/* Appends a frame to S.in. */
+static void keep_in(const void *data, size_t len)
+{
+	pthread_mutex_lock(&S.in_mu);
+	if (S.in_len + len < sizeof(S.in)) {
+		memcpy(S.in + S.in_len, data, len);
+		S.in_len += len;
+	}
+	pthread_mutex_unlock(&S.in_mu);
 }
 
 /* Echoes a line, and keeps what it got. */
 static void echo_line(ac_conn_t *c, const void *data, size_t len)
 {
-	int64_t at = __atomic_load_n(&S.in_len, __ATOMIC_ACQUIRE);
-
 	/* Never a frame before on_open. */
 	ck_assert_int_gt(__atomic_load_n(&S.opens, __ATOMIC_ACQUIRE), 0);
-	if (at + (int64_t)len < (int64_t)sizeof(S.in)) {
-		memcpy(S.in + at, data, len);
-		__atomic_store_n(&S.in_len, at + (int64_t)len, __ATOMIC_RELEASE);
-	}
+	keep_in(data, len);
 	ck_assert_int_eq(ac_conn_write(c, data, len), 0);
 	ck_assert_int_eq(ac_conn_write(c, "\n", 1), 0);
 	__atomic_fetch_add(&S.frames, 1, __ATOMIC_RELEASE);
@@ -200,12 +210,14 @@ static void echo_line(ac_conn_t *c, const void *data, size_t len)
 
 static void record_close(ac_conn_t *c, int reason)
 {
-	int64_t i = __atomic_load_n(&S.closes, __ATOMIC_ACQUIRE);
+	/* Two loops may close at once: each takes its own slot first, and
+	 * counts itself only once the slot is written. */
+	int64_t i = __atomic_fetch_add(&S.close_slot, 1, __ATOMIC_RELAXED);
 
 	if (i < SLOTS)
 		S.reasons[i] = reason;
 	/* The socket is closed before on_close. */
-	S.fd_in_close = ac_conn_fd(c);
+	__atomic_store_n(&S.fd_in_close, ac_conn_fd(c), __ATOMIC_RELAXED);
 	__atomic_fetch_add(&S.closes, 1, __ATOMIC_RELEASE);
 }
 
@@ -389,7 +401,6 @@ static void shut_open(ac_conn_t *c)
 {
 	static char chunk[65536];
 
-	count_open(c);
 	memset(chunk, 'x', sizeof(chunk));
 	for (size_t n = 0; n < S.big; n += sizeof(chunk))
 		ck_assert_int_eq(ac_conn_write(c, chunk, sizeof(chunk)), 0);
@@ -399,16 +410,12 @@ static void shut_open(ac_conn_t *c)
 	S.second_shutdown = ac_conn_shutdown(c);
 	/* Still open, the output queued. */
 	ck_assert_int_ge(ac_conn_out_bytes(c), (ssize_t)S.big);
+	count_open(c); /* what it saw is written */
 }
 
 static void shut_frame(ac_conn_t *c, const void *data, size_t len)
 {
-	int64_t at = __atomic_load_n(&S.in_len, __ATOMIC_ACQUIRE);
-
-	if (at + (int64_t)len < (int64_t)sizeof(S.in)) {
-		memcpy(S.in + at, data, len);
-		__atomic_store_n(&S.in_len, at + (int64_t)len, __ATOMIC_RELEASE);
-	}
+	keep_in(data, len);
 	/* Reading goes on; writing stays refused. */
 	ck_assert_int_eq(ac_conn_write(c, "x", 1), AC_ESTATE);
 	__atomic_fetch_add(&S.frames, 1, __ATOMIC_RELEASE);
@@ -452,8 +459,10 @@ START_TEST(half_close_sends_the_queued_output_then_eof_and_keeps_reading)
 	/* The peer may still send, and the connection reads it. */
 	th_write_all(fd, "after\n", 6);
 	ck_assert(th_wait_ge(&S.frames, 1, 5000));
+	pthread_mutex_lock(&S.in_mu);
 	ck_assert_int_eq(memcmp(S.in, "after", 5), 0);
-	ck_assert_int_eq(S.closes, 0);
+	pthread_mutex_unlock(&S.in_mu);
+	ck_assert_int_eq(__atomic_load_n(&S.closes, __ATOMIC_ACQUIRE), 0);
 	/* Then the peer closes: the usual end. */
 	close(fd);
 	ck_assert(th_wait_ge(&S.closes, 1, 5000));
@@ -565,7 +574,9 @@ START_TEST(half_close_under_tls_sends_close_notify_and_keeps_reading)
 	ck_assert_int_eq(ac_connect(cli, addr, &ccbs, &co, NULL, &h), 0);
 	/* hello, then after: read by the server past its own shutdown. */
 	ck_assert(th_wait_ge(&S.frames, 2, 5000));
+	pthread_mutex_lock(&S.in_mu);
 	ck_assert_int_eq(memcmp(S.in, "after", 5), 0);
+	pthread_mutex_unlock(&S.in_mu);
 	/* The client heard the end (the close_notify) and closed in turn. */
 	ck_assert(th_wait_ge(&tls_client_closes, 1, 5000));
 	ck_assert_int_eq(tls_client_reason, AC_EEOF);
@@ -688,7 +699,7 @@ START_TEST(writev_queues_the_buffers_in_order_and_refuses_bad_input)
 	fd = th_connect_tcp("127.0.0.1", ac_listener_port(l));
 	ck_assert(th_read_full(fd, buf, 14));
 	ck_assert_str_eq(buf, "one two three\n");
-	ck_assert_int_eq(S.closes, 0);
+	ck_assert_int_eq(__atomic_load_n(&S.closes, __ATOMIC_ACQUIRE), 0);
 	close(fd);
 	ck_assert(th_wait_ge(&S.closes, 1, 5000));
 	ac_runtime_free(rt);
@@ -791,7 +802,7 @@ START_TEST(adopt_an_accepted_tcp_socket_on_a_loop_opens_after_the_call)
 	ck_assert_int_eq(A.err, 0);
 	ck_assert_int_eq(AC_HANDLE_LOOP(A.h), 1); /* the calling loop */
 	ck_assert(th_wait_ge(&S.frames, 1, 5000));
-	ck_assert_int_eq(S.opens, 1);
+	ck_assert_int_eq(__atomic_load_n(&S.opens, __ATOMIC_ACQUIRE), 1);
 	ck_assert_int_eq(S.open_during_call, 0);
 	ck_assert(th_read_full(client, buf, 6));
 	ck_assert_str_eq(buf, "early\n");
@@ -917,7 +928,7 @@ START_TEST(adopt_from_the_wrong_thread_or_state_leaves_the_descriptor)
 	ck_assert_int_eq(ac_conn_adopt(A.rt, sv[0], &echo_cbs, NULL, NULL, &h),
 			 AC_ESHUTDOWN);
 	assert_fd_as_it_was(sv[0], fl, fdfl);
-	ck_assert_int_eq(S.opens, 0);
+	ck_assert_int_eq(__atomic_load_n(&S.opens, __ATOMIC_ACQUIRE), 0);
 	close(sv[0]);
 	close(sv[1]);
 	ac_runtime_free(A.rt);
@@ -1122,6 +1133,7 @@ START_TEST(listen_fd_serves_an_inherited_tcp_socket_on_every_loop)
 		ck_assert_str_eq(buf, "k\n");
 	}
 	/* Handed out round robin from one socket: both loops served. */
+	ck_assert(th_wait_ge(&S.opens, 4, 5000));
 	for (int i = 0; i < 4; i++)
 		seen[S.loops[i]] = true;
 	ck_assert(seen[0] && seen[1]);
@@ -1391,6 +1403,7 @@ END_TEST
 static void reset(void)
 {
 	memset(&S, 0, sizeof(S));
+	pthread_mutex_init(&S.in_mu, NULL);
 	held = NULL;
 	memset(&A, 0, sizeof(A));
 	log_text[0] = '\0';
