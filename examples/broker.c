@@ -447,8 +447,8 @@ int main(int argc, char **argv)
 				3 + i, errtext(err));
 			goto fail;
 		}
-		if (!l)
-			l = al; /* INFO's tcp_port: the first one's */
+		if (!l && ac_listener_port(al))
+			l = al; /* INFO's tcp_port: the first TCP one's */
 	}
 	B.port = l ? ac_listener_port(l) : 0;
 	if (tls) {

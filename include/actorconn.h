@@ -578,8 +578,8 @@ AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c);
  * context's role (a client checks the certificate against tls_name, if
  * set). opts' listener-only and outbound-only fields are ignored; the
  * runtime's max_conns applies. A control thread waits until the owner
- * loop has taken it; on_open never runs inside the call. *out is its
- * handle. From a successful call the library owns fd (it closes it at
+ * loop has taken it; on_open never runs inside the call (one closed
+ * before it opens gets no callback). *out is its handle. From a successful call the library owns fd (it closes it at
  * the connection's end); on error the caller keeps fd, open and as it
  * was. Returns 0, -EBADF (not open), -ENOTSOCK (not a socket), AC_EINVAL
  * (not a stream socket, a listening socket, a family other than TCP or

@@ -132,7 +132,9 @@ static void copy_iov(unsigned char *dst, size_t n, const struct iovec *iov,
 
 		if (k > n)
 			k = n;
-		memcpy(dst, (const unsigned char *)iov[*i].iov_base + *off, k);
+		if (k) /* an empty buffer's base may be NULL */
+			memcpy(dst, (const unsigned char *)iov[*i].iov_base + *off,
+			       k);
 		dst += k;
 		n -= k;
 		*off += k;
