@@ -455,14 +455,16 @@ AC_EXPORT int ac_listen_fd(ac_runtime_t *rt, int fd, const ac_conn_cbs_t *cbs,
 		err = -errno;
 		goto fail;
 	}
-	/* A new backlog for a socket that listens already: listen(2)
-	 * again. The rest of the options reach each connection. */
-	if (l->proto->opts.backlog && listen(fd, l->proto->opts.backlog)) {
-		err = -errno;
-		goto fail;
-	}
 	if ((err = ac__sock_own(fd, &fl, &fdfl)))
 		goto fail;
+	/* A new backlog for a socket that listens already: listen(2)
+	 * again, last, as nothing can fail after it. The rest of the
+	 * options reach each connection. */
+	if (l->proto->opts.backlog && listen(fd, l->proto->opts.backlog)) {
+		err = -errno;
+		ac__sock_restore(fd, fl, fdfl);
+		goto fail;
+	}
 	l->fds[0] = fd; /* the listener's from here on */
 	listener_start(l);
 	*out = l;
