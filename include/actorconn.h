@@ -579,9 +579,9 @@ AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c);
  * set). opts' listener-only and outbound-only fields are ignored; the
  * runtime's max_conns applies. A control thread waits until the owner
  * loop has taken it; on_open never runs inside the call (one closed
- * before it opens gets no callback). *out is its handle. From a successful call the library owns fd (it closes it at
- * the connection's end); on error the caller keeps fd, open and as it
- * was. Returns 0, -EBADF (not open), -ENOTSOCK (not a socket), AC_EINVAL
+ * before it opens gets no callback). *out is its handle. From a
+ * successful call the library owns fd (it closes it at the connection's
+ * end); on error the caller keeps fd, open and as it was. Returns 0, -EBADF (not open), -ENOTSOCK (not a socket), AC_EINVAL
  * (not a stream socket, a listening socket, a family other than TCP or
  * Unix, or bad options), -ENOTCONN (not connected), AC_ETHREAD,
  * AC_ESTATE (runtime not started), AC_ESHUTDOWN, AC_ELIMIT (the runtime's
@@ -732,7 +732,8 @@ AC_EXPORT void ac_pool_free(ac_pool_t *p);
 /*
  * Owner loop. Queues a copy of buf; output is flushed when the current
  * callback returns. Returns 0, AC_EINVAL (NULL c, or NULL buf with len),
- * AC_ETHREAD, AC_ESTATE (closing or closed), AC_ENOMEM,
+ * AC_ETHREAD, AC_ESTATE (closing or closed, or its output shut down by
+ * ac_conn_shutdown), AC_ENOMEM,
  * or AC_ESLOW when queued output would pass out_hard_limit (nothing is
  * queued and the connection is being closed with AC_ESLOW).
  */
