@@ -209,6 +209,7 @@ typedef struct ac_config {
 	   yet; a submit over it gets AC_EAGAIN. 0: 1024; at most
 	   AC_WORK_MAX. */
 	unsigned work_capacity;
+	uint64_t reserved[8]; /* zero: room for later fields (see actorconn(7)) */
 } ac_config_t;
 
 /* The largest ac_config_t.mailbox_capacity: 32 MiB of ring per producer. */
@@ -339,6 +340,7 @@ typedef struct ac_conn_opts {
 	/* Listeners only: the listen(2) backlog, capped by the kernel at
 	   net.core.somaxconn; 0: 4096. */
 	int backlog;
+	uint64_t reserved[8]; /* zero: room for later fields */
 } ac_conn_opts_t;
 
 
@@ -370,6 +372,7 @@ typedef struct ac_conn_cbs {
 	   protocol has a way, finish, and close; writes still work. NULL:
 	   the drain closes c as ac_conn_close(c, AC_CLOSE_FLUSH) would */
 	void (*on_goaway)(ac_conn_t *c);
+	void (*reserved[4])(void); /* NULL: room for later callbacks */
 } ac_conn_cbs_t;
 
 /* ---- TLS -----------------------------------------------------------------------
@@ -424,6 +427,7 @@ typedef struct ac_tls_opts {
 	int verify;            /* enum ac_tls_verify */
 	unsigned handshake_timeout_ms; /* a handshake not done in this time
 				  closes with AC_EHANDSHAKE; 0: 5000 */
+	uint64_t reserved[8]; /* zero: room for later fields */
 } ac_tls_opts_t;
 
 /*
@@ -471,6 +475,7 @@ typedef struct ac_tls_info {
 	int resumed;           /* the session was resumed */
 	int verify_result;     /* OpenSSL's X509_V_* code; 0: verified */
 	char verify_error[128]; /* why a certificate was refused, or "" */
+	uint64_t reserved[4]; /* zeroed: room for later fields */
 } ac_tls_info_t;
 
 /*
@@ -738,6 +743,7 @@ typedef struct ac_pool_opts {
 	   connection and the user owns the protocol. */
 	ac_conn_cbs_t cbs;
 	void *ud;                    /* each connection's ac_conn_data */
+	uint64_t reserved[8]; /* zero: room for later fields */
 } ac_pool_opts_t;
 
 enum ac_pool_release_how {
@@ -790,6 +796,7 @@ typedef struct ac_pool_stats {
 	uint64_t connects;   /* connections established, ever */
 	uint64_t failures;   /* connect attempts that failed, ever */
 	uint64_t timeouts;   /* acquires that timed out, ever */
+	uint64_t reserved[8]; /* zeroed: room for later fields */
 } ac_pool_stats_t;
 
 /* Any thread, no lock. Sums over the pool's loops (a snapshot). The same
@@ -1276,6 +1283,7 @@ typedef struct ac_stats {
 	uint64_t work_failed;       /* work functions that returned nonzero */
 	uint64_t work_cancelled;    /* never ran: cancelled, or the stop */
 	uint64_t work_full;         /* submits refused with AC_EAGAIN */
+	uint64_t reserved[16]; /* zeroed: room for later fields */
 } ac_stats_t;
 
 /*
@@ -1347,6 +1355,7 @@ typedef struct ac_debug_counts {
 			       and contexts are gone */
 	int64_t work;       /* work items whose done has not run yet, and
 			       the worker pools' tables */
+	int64_t reserved[8]; /* zeroed: room for later fields */
 } ac_debug_counts_t;
 
 /* Any thread. Fills *out. */

@@ -111,6 +111,16 @@ ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
 
 	if (opts)
 		o = *opts;
+	if (!ac__reserved_zero(o.reserved, sizeof(o.reserved)) ||
+	    (cbs && !ac__reserved_zero(cbs->reserved, sizeof(cbs->reserved)))) {
+		ac__log(rt, AC_LOG_ERROR, "%s: %s",
+			ac__reserved_zero(o.reserved, sizeof(o.reserved))
+				? "ac_conn_cbs_t"
+				: "ac_conn_opts_t",
+			AC__RESERVED_MSG);
+		*err = AC_EINVAL;
+		return NULL;
+	}
 	switch (o.framing) {
 	case AC_FRAME_RAW:
 		o.decode = ac_decode_raw;
