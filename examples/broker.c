@@ -364,7 +364,7 @@ int main(int argc, char **argv)
 	ac_listener_t *l = NULL, *tl = NULL, *ul, *ml;
 	bool plain;
 	sigset_t sigs;
-	int opt, err, sig, status = 1;
+	int opt, err, sig, status = 1, nact;
 
 	B.lim.max_bulk = (size_t)512 << 20;
 	B.lim.max_inline = 64 << 10;
@@ -409,7 +409,15 @@ int main(int argc, char **argv)
 		opts.out_high = opts.out_hard_limit;
 		opts.out_low = opts.out_hard_limit / 4;
 	}
-	plain = strcmp(addr, "none") != 0;
+	/* Socket activation: the descriptors systemd passed (3, 4, ...)
+	 * take the place of --listen; the variables are unset so that no
+	 * child takes them for its own. */
+	if ((nact = ac_listen_fds(1, NULL, 0)) < 0) {
+		fprintf(stderr, "actorconn-broker: LISTEN_FDS: %s\n",
+			errtext(nact));
+		return 1;
+	}
+	plain = !nact && strcmp(addr, "none") != 0;
 	taddr = tls_addr(&ta, addr);
 	if (!taddr && (ta.o.cert_file || ta.o.key_file || ta.o.ca_file ||
 		       ta.auth || ta.o.ciphers || ta.o.ciphersuites)) {
@@ -417,7 +425,7 @@ int main(int argc, char **argv)
 				"--tls-port or --tls-listen\n");
 		return 1;
 	}
-	if (!plain && !taddr && !upath) {
+	if (!plain && !nact && !taddr && !upath) {
 		fprintf(stderr, "actorconn-broker: --listen none leaves nothing "
 				"to listen on: give --tls-port, --tls-listen or "
 				"--unix\n");
@@ -447,7 +455,19 @@ int main(int argc, char **argv)
 			addr, errtext(err));
 		goto fail;
 	}
-	B.port = plain ? ac_listener_port(l) : 0;
+	for (int i = 0; i < nact; i++) {
+		ac_listener_t *al;
+
+		if ((err = ac_listen_fd(B.rt, 3 + i, &cbs, &opts, NULL, &al))) {
+			fprintf(stderr, "actorconn-broker: cannot listen on "
+					"inherited descriptor %d: %s\n",
+				3 + i, errtext(err));
+			goto fail;
+		}
+		if (!l && ac_listener_port(al))
+			l = al; /* INFO's tcp_port: the first TCP one's */
+	}
+	B.port = l ? ac_listener_port(l) : 0;
 	if (tls) {
 		/* The same connections as the plain listener's; the library
 		 * handshakes before the first frame. */
@@ -485,6 +505,11 @@ int main(int argc, char **argv)
 	}
 	/* "listening on ADDR and tls:ADDR and unix:PATH (N loops)" */
 	const char *sep = "actorconn-broker: listening on ";
+	if (nact) {
+		printf("%s%d inherited socket%s (socket activation)", sep, nact,
+		       nact == 1 ? "" : "s");
+		sep = " and ";
+	}
 	if (plain) {
 		print_addr(sep, addr, l);
 		sep = " and ";

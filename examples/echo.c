@@ -10,7 +10,9 @@
  * a clean stop on SIGINT/SIGTERM. With --metrics it also answers HTTP
  * requests on ADDR with the runtime's statistics in the Prometheus text
  * format (ac_metrics_listen); with --tls-cert its listener speaks TLS
- * (ac_tls_new). See actorconn-echo(1).
+ * (ac_tls_new). Started by systemd socket activation (LISTEN_FDS), it
+ * serves the sockets it was given instead of --listen (ac_listen_fds,
+ * ac_listen_fd). See actorconn-echo(1).
  */
 #include <actorconn.h>
 
@@ -71,7 +73,7 @@ int main(int argc, char **argv)
 	ac_listener_t *l;
 	ac_runtime_t *rt;
 	sigset_t sigs;
-	int opt, err, sig, status = 1;
+	int opt, err, sig, status = 1, nact;
 
 	while ((opt = getopt_long(argc, argv, "l:t:f:i:m:h", longopts, NULL)) !=
 	       -1) {
@@ -154,6 +156,14 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* Socket activation: the descriptors systemd passed (3, 4, ...), and
+	 * the variables unset so that no child takes them for its own. */
+	if ((nact = ac_listen_fds(1, NULL, 0)) < 0) {
+		fprintf(stderr, "actorconn-echo: LISTEN_FDS: %s\n",
+			ac_strerror(nact));
+		return 1;
+	}
+
 	/* Block the stop signals in every thread (the loops inherit the
 	 * mask), and wait for them here. */
 	sigemptyset(&sigs);
@@ -165,9 +175,17 @@ int main(int argc, char **argv)
 		perror("actorconn-echo: ac_runtime_new");
 		goto fail;
 	}
-	err = ac_listen(rt, addr, &cbs, &opts, (void *)(intptr_t)opts.framing,
-			&l);
-	if (err) {
+	for (int i = 0; i < nact; i++) {
+		if ((err = ac_listen_fd(rt, 3 + i, &cbs, &opts,
+					(void *)(intptr_t)opts.framing, &l))) {
+			fprintf(stderr, "actorconn-echo: cannot listen on "
+					"inherited descriptor %d: %s\n",
+				3 + i, ac_strerror(err));
+			goto fail;
+		}
+	}
+	if (!nact && (err = ac_listen(rt, addr, &cbs, &opts,
+				      (void *)(intptr_t)opts.framing, &l))) {
 		fprintf(stderr, "actorconn-echo: cannot listen on %s: %s\n",
 			addr, ac_strerror(err));
 		goto fail;
@@ -199,7 +217,12 @@ int main(int argc, char **argv)
 					  : ", TLS";
 	/* With port 0, say which port was picked. */
 	size_t alen = strlen(addr);
-	if (alen > 2 && !strcmp(addr + alen - 2, ":0"))
+	if (nact)
+		printf("actorconn-echo: listening on %d inherited socket%s "
+		       "(socket activation; %d loops, %s framing%s)\n",
+		       nact, nact == 1 ? "" : "s", ac_runtime_loops(rt), fname,
+		       tlsnote);
+	else if (alen > 2 && !strcmp(addr + alen - 2, ":0"))
 		printf("actorconn-echo: listening on %.*s:%d (%d loops, %s "
 		       "framing%s)\n",
 		       (int)(alen - 2), addr, ac_listener_port(l),

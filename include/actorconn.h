@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -208,6 +209,7 @@ typedef struct ac_config {
 	   yet; a submit over it gets AC_EAGAIN. 0: 1024; at most
 	   AC_WORK_MAX. */
 	unsigned work_capacity;
+	uint64_t reserved[8]; /* zero: room for later fields (see actorconn(7)) */
 } ac_config_t;
 
 /* The largest ac_config_t.mailbox_capacity: 32 MiB of ring per producer. */
@@ -309,8 +311,41 @@ typedef struct ac_conn_opts {
 	unsigned reconnect_max_ms; /* largest back-off; 0: 30000 */
 	unsigned reconnect_max_attempts; /* failed attempts in a row before
 					    the final close; 0: no limit */
+
+	/* Socket options, set on each connection as it is accepted,
+	   connected or adopted; 0 keeps the default. The TCP ones
+	   (nodelay, keepalive*, user_timeout_ms) apply to TCP only and
+	   Unix-domain sockets skip them; sndbuf and rcvbuf apply to both.
+	   Out-of-range values are refused with AC_EINVAL and a log line
+	   saying why. See ac_listen(3). */
+	int nodelay;               /* TCP_NODELAY: 0 or AC_ON: on (the
+				      library already batches a callback's
+				      writes into one send); AC_OFF: off */
+	int keepalive;             /* SO_KEEPALIVE: 0: left as the system
+				      has it (off); AC_ON; AC_OFF. Setting
+				      one of the three below turns it on */
+	unsigned keepalive_idle_s; /* TCP_KEEPIDLE, 1..32767 s of silence
+				      before the first probe; 0: system's */
+	unsigned keepalive_intvl_s; /* TCP_KEEPINTVL, 1..32767 s between
+				       probes; 0: system's */
+	unsigned keepalive_cnt;    /* TCP_KEEPCNT, 1..127 probes unanswered
+				      before the kernel gives up; 0: system's */
+	unsigned user_timeout_ms;  /* TCP_USER_TIMEOUT: sent data left
+				      unacknowledged this long ends the
+				      connection (AC_ETIMEDOUT), up to
+				      INT_MAX; 0: the system's */
+	int sndbuf;                /* SO_SNDBUF bytes, 0..INT_MAX/2 (the
+				      kernel doubles it); 0: the system's */
+	int rcvbuf;                /* SO_RCVBUF, likewise */
+	/* Listeners only: the listen(2) backlog, capped by the kernel at
+	   net.core.somaxconn; 0: 4096. */
+	int backlog;
+	uint64_t reserved[8]; /* zero: room for later fields */
 } ac_conn_opts_t;
 
+
+/* ac_conn_opts_t switches (nodelay, keepalive): 0 takes the default. */
+enum ac_switch { AC_ON = 1, AC_OFF = 2 };
 
 /*
  * Connection callbacks. All run on the owner loop. Every connection that
@@ -337,6 +372,7 @@ typedef struct ac_conn_cbs {
 	   protocol has a way, finish, and close; writes still work. NULL:
 	   the drain closes c as ac_conn_close(c, AC_CLOSE_FLUSH) would */
 	void (*on_goaway)(ac_conn_t *c);
+	void (*reserved[4])(void); /* NULL: room for later callbacks */
 } ac_conn_cbs_t;
 
 /* ---- TLS -----------------------------------------------------------------------
@@ -391,6 +427,7 @@ typedef struct ac_tls_opts {
 	int verify;            /* enum ac_tls_verify */
 	unsigned handshake_timeout_ms; /* a handshake not done in this time
 				  closes with AC_EHANDSHAKE; 0: 5000 */
+	uint64_t reserved[8]; /* zero: room for later fields */
 } ac_tls_opts_t;
 
 /*
@@ -438,6 +475,7 @@ typedef struct ac_tls_info {
 	int resumed;           /* the session was resumed */
 	int verify_result;     /* OpenSSL's X509_V_* code; 0: verified */
 	char verify_error[128]; /* why a certificate was refused, or "" */
+	uint64_t reserved[4]; /* zeroed: room for later fields */
 } ac_tls_info_t;
 
 /*
@@ -607,6 +645,74 @@ AC_EXPORT int ac_connect(ac_runtime_t *rt, const char *addr,
    close is not the final one), else 0; AC_EINVAL or AC_ETHREAD. */
 AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c);
 
+/* ---- sockets made elsewhere ----------------------------------------------------
+ * Descriptors the program did not get from the library: inherited
+ * listening sockets (systemd socket activation), connected sockets
+ * accepted or passed by someone else. */
+
+/*
+ * A loop (onto itself) or a control thread (any loop), like ac_connect.
+ * Adopts fd, a connected stream socket made elsewhere (TCP or Unix: a
+ * socketpair end, a descriptor accepted or passed by another process), as
+ * a connection owned by loop opts->loop (AC_LOOP(i); by default the
+ * calling loop, or round robin from a control thread). The socket is made
+ * non-blocking and close-on-exec, and gets opts' socket options. It is
+ * served as an accepted connection is: on_open, frames, on_close; under
+ * opts->tls it handshakes first, as a server or a client after the
+ * context's role (a client checks the certificate against tls_name, if
+ * set). opts' listener-only and outbound-only fields are ignored; the
+ * runtime's max_conns applies. A control thread waits until the owner
+ * loop has taken it; on_open never runs inside the call (one closed
+ * before it opens gets no callback). *out is its handle. From a
+ * successful call the library owns fd (it closes it at the connection's
+ * end); on error the caller keeps fd, open and as it was. Returns 0, -EBADF (not open), -ENOTSOCK (not a socket), AC_EINVAL
+ * (not a stream socket, a listening socket, a family other than TCP or
+ * Unix, or bad options), -ENOTCONN (not connected), AC_ETHREAD,
+ * AC_ESTATE (runtime not started), AC_ESHUTDOWN, AC_ELIMIT (the runtime's
+ * max_conns), AC_EAGAIN (the owner's mailbox is full), AC_ENOMEM, or the
+ * -errno of a socket option that could not be set.
+ */
+AC_EXPORT int ac_conn_adopt(ac_runtime_t *rt, int fd, const ac_conn_cbs_t *cbs,
+			    const ac_conn_opts_t *opts, void *ud,
+			    ac_handle_t *out);
+
+/*
+ * Control thread or any loop. As ac_listen, on fd, a listening stream
+ * socket made elsewhere (inherited, or from systemd socket activation:
+ * see ac_listen_fds): TCP or Unix. The socket is accepted on loop 0,
+ * which hands connections out to the loops round robin (as a Unix
+ * listener does): one socket cannot be spread by the kernel the way
+ * ac_listen's SO_REUSEPORT sockets are. It is made non-blocking and
+ * close-on-exec; opts->backlog, if set, is applied with listen(2) again;
+ * a Unix socket's file is never removed. From a successful call the
+ * listener owns fd and ac_listener_close closes it; on error the caller
+ * keeps it, open. Returns 0, AC_EINVAL (also: fd is not a stream socket,
+ * not listening, or not TCP or Unix), -ENOTSOCK (not a socket), -EBADF
+ * (not open), the -errno of a failed call, AC_ENOMEM or AC_ESHUTDOWN.
+ */
+AC_EXPORT int ac_listen_fd(ac_runtime_t *rt, int fd, const ac_conn_cbs_t *cbs,
+			   const ac_conn_opts_t *opts, void *ud,
+			   ac_listener_t **out);
+
+/*
+ * Any thread, but not concurrently with other use of the environment
+ * (getenv, setenv): call it early in main. systemd socket activation,
+ * with sd_listen_fds(3)'s rules and without libsystemd: when LISTEN_PID
+ * is this process's id and LISTEN_FDS is n, the descriptors 3 .. 3 + n - 1
+ * were passed to this process; they are made close-on-exec and n is
+ * returned (give each to ac_listen_fd, or to ac_conn_adopt for a
+ * connected socket of Accept=yes). 0 when the process was not activated
+ * (the variables are absent, or name another process). With
+ * unset_environment, LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES are
+ * removed, so that child processes do not take the descriptors for
+ * theirs. names, if not NULL, receives LISTEN_FDNAMES as systemd sets it,
+ * names separated by ':' in descriptor order ("" when unset). Returns n,
+ * AC_EINVAL (a malformed variable), -EBADF (a descriptor is not open), or
+ * -ERANGE when names does not fit in len bytes (then nothing changed: the
+ * environment is as it was).
+ */
+AC_EXPORT int ac_listen_fds(int unset_environment, char *names, size_t len);
+
 /* ---- connection pools -------------------------------------------------------------
  * Pools of outbound connections to one address, one sub-pool per loop:
  * acquiring on a loop takes no lock and only ever hands out that loop's
@@ -637,6 +743,7 @@ typedef struct ac_pool_opts {
 	   connection and the user owns the protocol. */
 	ac_conn_cbs_t cbs;
 	void *ud;                    /* each connection's ac_conn_data */
+	uint64_t reserved[8]; /* zero: room for later fields */
 } ac_pool_opts_t;
 
 enum ac_pool_release_how {
@@ -689,6 +796,7 @@ typedef struct ac_pool_stats {
 	uint64_t connects;   /* connections established, ever */
 	uint64_t failures;   /* connect attempts that failed, ever */
 	uint64_t timeouts;   /* acquires that timed out, ever */
+	uint64_t reserved[8]; /* zeroed: room for later fields */
 } ac_pool_stats_t;
 
 /* Any thread, no lock. Sums over the pool's loops (a snapshot). The same
@@ -710,11 +818,43 @@ AC_EXPORT void ac_pool_free(ac_pool_t *p);
 /*
  * Owner loop. Queues a copy of buf; output is flushed when the current
  * callback returns. Returns 0, AC_EINVAL (NULL c, or NULL buf with len),
- * AC_ETHREAD, AC_ESTATE (closing or closed), AC_ENOMEM,
+ * AC_ETHREAD, AC_ESTATE (closing or closed, or its output shut down by
+ * ac_conn_shutdown), AC_ENOMEM,
  * or AC_ESLOW when queued output would pass out_hard_limit (nothing is
  * queued and the connection is being closed with AC_ESLOW).
  */
 AC_EXPORT int ac_conn_write(ac_conn_t *c, const void *buf, size_t len);
+
+/*
+ * Owner loop. A gathered write: queues one copy of the iovcnt buffers, in
+ * order, all or nothing. Returns as ac_conn_write (AC_ESLOW when their
+ * total would pass out_hard_limit: nothing is queued), and AC_EINVAL for
+ * a negative iovcnt, NULL iov with iovcnt, a NULL base with a length, or
+ * lengths whose sum overflows.
+ */
+AC_EXPORT int ac_conn_writev(ac_conn_t *c, const struct iovec *iov,
+			     int iovcnt);
+
+/*
+ * Owner loop. Half-close: once the output queued now is sent (under TLS,
+ * followed by a close_notify alert), shuts the write side of the socket
+ * (shutdown(2) SHUT_WR): the peer reads the end of the stream and may
+ * still send. c keeps reading; it closes when the peer closes (on_close
+ * with AC_EEOF) or by ac_conn_close. Writes are refused from the call on
+ * (AC_ESTATE). Returns 0 (also when already shut), AC_EINVAL, AC_ETHREAD
+ * or AC_ESTATE (c is not open: closing, closed, connecting, or in its
+ * TLS handshake).
+ */
+AC_EXPORT int ac_conn_shutdown(ac_conn_t *c);
+
+/*
+ * Owner loop. The socket under c, for getsockopt and setsockopt of
+ * options the library has no field for; it stays the library's: do not
+ * close, read, write, shut down or change its flags. >= 0, or AC_EINVAL,
+ * AC_ETHREAD, or AC_ESTATE when c has no socket (an outbound connection
+ * between attempts, and in on_close, where it is already closed).
+ */
+AC_EXPORT int ac_conn_fd(const ac_conn_t *c);
 
 enum ac_close_how {
 	AC_CLOSE_FLUSH = 0, /* stop reading, send pending output, then close */
@@ -1257,6 +1397,7 @@ typedef struct ac_stats {
 	uint64_t work_failed;       /* work functions that returned nonzero */
 	uint64_t work_cancelled;    /* never ran: cancelled, or the stop */
 	uint64_t work_full;         /* submits refused with AC_EAGAIN */
+	uint64_t reserved[16]; /* zeroed: room for later fields */
 } ac_stats_t;
 
 /*
@@ -1328,6 +1469,7 @@ typedef struct ac_debug_counts {
 			       and contexts are gone */
 	int64_t work;       /* work items whose done has not run yet, and
 			       the worker pools' tables */
+	int64_t reserved[8]; /* zeroed: room for later fields */
 } ac_debug_counts_t;
 
 /* Any thread. Fills *out. */

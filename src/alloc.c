@@ -346,6 +346,7 @@ AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)
 		add_counts(sum, &allocs, &dropped, c);
 	pthread_mutex_unlock(&counts_lock);
 	add_counts(sum, &allocs, &dropped, &fallback);
+	memset(out, 0, sizeof(*out));
 	out->tls = sum[AC__K_TLS];
 	out->openssl = ac__tls_hooked() ? sum[AC__K_OPENSSL] : -1;
 	out->conns = sum[AC__K_CONN];

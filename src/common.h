@@ -28,6 +28,25 @@
 
 #define AC__MAX_LOOPS 256
 
+/*
+ * A public struct's reserved tail (actorconn.h, "growing structs" in
+ * actorconn(7)) is all zero: a later version gives those bytes meaning,
+ * with zero as the default, so a caller that left garbage there would
+ * one day be misread. Input structs with anything else are refused.
+ */
+static inline bool ac__reserved_zero(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+#define AC__RESERVED_MSG \
+	"reserved fields are not zero: zero the whole struct, then set fields"
+
 typedef struct ac__loop ac__loop_t;
 typedef struct ac__proto ac__proto_t;
 

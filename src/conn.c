@@ -31,13 +31,13 @@
 #include "group.h"
 #include "handle.h"
 #include "runtime.h"
+#include "sock.h"
 #include "timer.h"
 #include "tls.h"
 #include "watch.h"
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -111,6 +111,16 @@ ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
 
 	if (opts)
 		o = *opts;
+	if (!ac__reserved_zero(o.reserved, sizeof(o.reserved)) ||
+	    (cbs && !ac__reserved_zero(cbs->reserved, sizeof(cbs->reserved)))) {
+		ac__log(rt, AC_LOG_ERROR, "%s: %s",
+			ac__reserved_zero(o.reserved, sizeof(o.reserved))
+				? "ac_conn_cbs_t"
+				: "ac_conn_opts_t",
+			AC__RESERVED_MSG);
+		*err = AC_EINVAL;
+		return NULL;
+	}
 	switch (o.framing) {
 	case AC_FRAME_RAW:
 		o.decode = ac_decode_raw;
@@ -139,6 +149,8 @@ ac__proto_t *ac__proto_new(ac_runtime_t *rt, const ac_conn_cbs_t *cbs,
 	if (!o.out_soft_ms)
 		o.out_soft_ms = AC__DEFAULT_OUT_SOFT_MS;
 	if ((*err = out_bounds(rt, &o)))
+		return NULL;
+	if ((*err = ac__sockopts_check(rt, &o)))
 		return NULL;
 	if (o.ping_len && !o.ping) {
 		ac__log(rt, AC_LOG_ERROR, "ping_len is %zu but ping is NULL",
@@ -524,12 +536,10 @@ int ac__conn_ready(ac_conn_t *c, const char *name)
 	/* An outbound connection gets its facts again on each attempt. */
 	ac__facts_set(c, family, family == AF_UNIX ? NULL : (struct sockaddr *)&ss,
 		      family == AF_UNIX ? 0 : len, ac__wall_ms());
-	if (family == AF_INET || family == AF_INET6) {
-		/* Small frames go out at once: the library already batches
-		 * a callback's writes into one send. */
-		int one = 1;
-		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
+	/* TCP_NODELAY by default, and what the options ask for. */
+	if ((err = ac__sockopts_apply(c->fd, family, &c->proto->opts)))
+		return err;
+	c->wshut = AC__WSHUT_NO; /* each attempt's socket starts whole */
 	if (!(c->rev = event_new(loop->base, c->fd, EV_READ | EV_PERSIST,
 				 read_cb, c)) ||
 	    event_add(c->rev, NULL)) {
@@ -901,9 +911,13 @@ static void output_shrank(ac_conn_t *c, size_t len)
  */
 int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 {
-	if (c->state != AC__C_OPEN)
+	size_t hard = c->proto->opts.out_hard_limit;
+
+	if (c->state != AC__C_OPEN || c->wshut)
 		return AC_ESTATE;
-	if (out_len(c) + len > c->proto->opts.out_hard_limit) {
+	/* out_len never passes hard: the subtraction cannot wrap, and a
+	 * huge len cannot wrap the sum. */
+	if (len > hard - out_len(c)) {
 		ac__conn_fail(c, AC_ESLOW);
 		return AC_ESLOW;
 	}
@@ -1080,11 +1094,22 @@ static int flush_plain(ac_conn_t *c)
 static int flush_tls(ac_conn_t *c)
 {
 	size_t sent = 0;
-	int err = ac__tls_flush(c, c->state == AC__C_CLOSING, &sent);
+	int err = ac__tls_flush(c, c->state == AC__C_CLOSING || c->wshut,
+				&sent);
 
 	if (sent)
 		sent_bytes(c, sent);
 	return err;
+}
+
+/* The output queued before ac_conn_shutdown is out (under TLS, its
+ * close_notify too): the peer reads the end of the stream now. */
+static void shut_write(ac_conn_t *c)
+{
+	c->wshut = AC__WSHUT_DONE;
+	/* ENOTCONN: the peer is gone already, which reading will tell. */
+	if (shutdown(c->fd, SHUT_WR) && errno != ENOTCONN)
+		ac__conn_fail(c, -errno);
 }
 
 /* Writes as much pending output as the socket takes. Owner loop. */
@@ -1110,6 +1135,8 @@ void ac__conn_flush(ac_conn_t *c)
 	disarm_write(c);
 	if (c->state == AC__C_CLOSING)
 		queue_close(c);
+	else if (c->wshut == AC__WSHUT_ASKED)
+		shut_write(c);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
@@ -1120,6 +1147,57 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 	ac__loop_enter(loop);
 	ac__conn_flush(c);
 	ac__loop_leave(loop);
+}
+
+AC_EXPORT int ac_conn_writev(ac_conn_t *c, const struct iovec *iov,
+			     int iovcnt)
+{
+	size_t total = 0;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (iovcnt < 0 || (!iov && iovcnt))
+		return AC_EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		if ((!iov[i].iov_base && iov[i].iov_len) ||
+		    iov[i].iov_len > SIZE_MAX - total)
+			return AC_EINVAL;
+		total += iov[i].iov_len;
+	}
+	/* All or nothing: the total is reserved, then copied in one go. */
+	if ((err = ac__conn_out_reserve(c, total)) || !total)
+		return err;
+	if (ac__outq_writev(&c->out, iov, total))
+		return AC_ENOMEM;
+	ac__conn_out_added(c);
+	return 0;
+}
+
+AC_EXPORT int ac_conn_shutdown(ac_conn_t *c)
+{
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (c->state != AC__C_OPEN)
+		return AC_ESTATE;
+	if (c->wshut)
+		return 0; /* shutting twice is harmless, as closing is */
+	/* Writes are refused from here on; the flush at the end of this
+	 * callback sends what is queued, then shuts the write side. */
+	c->wshut = AC__WSHUT_ASKED;
+	queue_flush(c);
+	return 0;
+}
+
+AC_EXPORT int ac_conn_fd(const ac_conn_t *c)
+{
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	return c->fd >= 0 ? c->fd : AC_ESTATE;
 }
 
 /* ---- read ------------------------------------------------------------------- */

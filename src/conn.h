@@ -56,7 +56,8 @@ enum ac__conn_state {
 	AC__C_DEAD,       /* finalized: only on_close and retirement remain */
 	AC__C_CONNECTING, /* outbound: resolving or connecting */
 	AC__C_WAITING,    /* outbound: back-off before the next attempt */
-	AC__C_HANDSHAKE   /* TLS: connected, handshaking; not yet open */
+	AC__C_HANDSHAKE,  /* TLS: connected, handshaking; not yet open */
+	AC__C_ADOPTING    /* adopted on its loop (sock.c): opens next turn */
 };
 
 /*
@@ -150,6 +151,7 @@ struct ac_conn_s {
 	uint8_t tls : 1;        /* TLS: aux->tls holds its state (tls.c) */
 	uint8_t paused : 1;     /* ac_conn_read_stop: not reading */
 	uint8_t undelivered : 1; /* c->in may hold frames a pause held back */
+	uint8_t wshut;      /* ac_conn_shutdown: AC__WSHUT_* */
 	int reason;      /* close reason, fixed by the first close */
 	uint32_t need;   /* input length worth decoding again (frames are
 			    at most max_frame; past 4 GiB, 0: try again) */
@@ -173,6 +175,9 @@ struct ac_conn_s {
 	uint64_t last_read_ms;
 	struct ac__facts facts;
 };
+
+/* ac_conn_s.wshut: the write side, after ac_conn_shutdown. */
+enum { AC__WSHUT_NO, AC__WSHUT_ASKED, AC__WSHUT_DONE };
 
 /* The calling thread is c's owner loop. A foreign thread is refused
  * without reading c; a loop reads c->loop, which never changes. */

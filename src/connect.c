@@ -26,6 +26,7 @@
 #include "conn.h"
 #include "loop.h"
 #include "runtime.h"
+#include "sock.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -156,6 +157,12 @@ static int start_connect(ac_conn_t *c, const struct sockaddr *sa,
 
 	if (fd < 0)
 		return errno;
+	/* Buffer sizes before the handshake, which announces the window
+	 * (the rest of the options wait for ac__conn_ready). */
+	if ((e = -ac__sock_buffers(fd, &c->proto->opts))) {
+		close(fd);
+		return e;
+	}
 	if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
 		/* A unix socket with a full backlog says EAGAIN: for a
 		 * client that is a refusal, not a retry hint. */

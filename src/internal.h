@@ -24,6 +24,7 @@
 #include "reclaim.h"
 #include "runtime.h"
 #include "segtab.h"
+#include "sock.h"
 #include "stats.h"
 #include "timer.h"
 #include "wait.h"

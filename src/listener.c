@@ -5,7 +5,9 @@
  * same address: the kernel spreads connections over them and each loop
  * owns what it accepts, with no hand-off. A Unix listener has one socket,
  * accepted on loop 0, which hands connections out round-robin through the
- * mailboxes (an ADOPT message carrying the descriptor).
+ * mailboxes (an ADOPT message carrying the descriptor); so has a listener
+ * on an inherited socket (ac_listen_fd), TCP or Unix: one socket that
+ * every loop watched would wake them all for each connection.
  *
  * References on a listener: the user's (dropped by ac_listener_close or
  * ac_runtime_free), one per accept entry a loop holds, one per control
@@ -18,8 +20,10 @@
 #include "alloc.h"
 #include "conn.h"
 #include "runtime.h"
+#include "sock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +32,6 @@
 #include <unistd.h>
 
 #define AC__ACCEPT_BATCH 64 /* accepts per readiness event */
-#define AC__BACKLOG 4096
 #define AC__BACKOFF_MIN_MS 100u
 #define AC__BACKOFF_MAX_MS 1000u
 
@@ -163,7 +166,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 			break;
 		}
 		e->backoff_ms = 0;
-		if (l->is_unix)
+		if (l->hand_out)
 			hand_out(loop, l, fd);
 		else
 			ac__conn_open(loop, fd, l->proto);
@@ -272,7 +275,11 @@ void ac__accept_drop_all(ac__loop_t *loop)
 
 /* ---- the public calls ------------------------------------------------------ */
 
-static int open_socket(const struct ac__addr *a, int port, int reuseport)
+/* A listening socket for a at port; o: the listener's options (buffer
+ * sizes, which accepted sockets inherit, and the backlog), or NULL for a
+ * probe. */
+static int open_socket(const struct ac__addr *a, int port, int reuseport,
+		       const ac_conn_opts_t *o)
 {
 	struct sockaddr_storage ss = a->ss;
 	int one = 1, fd;
@@ -294,8 +301,10 @@ static int open_socket(const struct ac__addr *a, int port, int reuseport)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
 				   sizeof(one));
 	}
+	if (o && (errno = -ac__sock_buffers(fd, o)))
+		goto fail;
 	if (bind(fd, (struct sockaddr *)&ss, a->len) ||
-	    listen(fd, AC__BACKLOG))
+	    listen(fd, o && o->backlog ? o->backlog : AC__BACKLOG))
 		goto fail;
 	return fd;
 fail: {
@@ -329,11 +338,12 @@ static void unlink_stale(const char *path)
 
 static int open_sockets(ac_listener_t *l, const struct ac__addr *a)
 {
+	const ac_conn_opts_t *o = &l->proto->opts;
 	int port;
 
 	if (a->family == AF_UNIX) {
 		unlink_stale(a->path);
-		if ((l->fds[0] = open_socket(a, 0, 0)) < 0)
+		if ((l->fds[0] = open_socket(a, 0, 0, o)) < 0)
 			return -errno;
 		if (!(l->path = ac__strdup(a->path)))
 			return AC_ENOMEM;
@@ -346,19 +356,77 @@ static int open_sockets(ac_listener_t *l, const struct ac__addr *a)
 	 * (same user) and silently split its connections with it: first
 	 * make sure the port is free with a plain socket. */
 	if (port) {
-		int probe = open_socket(a, port, 0);
+		int probe = open_socket(a, port, 0, NULL);
 		if (probe < 0)
 			return -errno;
 		close(probe);
 	}
 	for (int i = 0; i < l->nfds; i++) {
-		if ((l->fds[i] = open_socket(a, port, 1)) < 0)
+		if ((l->fds[i] = open_socket(a, port, 1, o)) < 0)
 			return -errno;
 		if (i == 0 && port == 0 && (port = bound_port(l->fds[0])) < 0)
 			return -errno;
 	}
 	l->port = port;
 	return 0;
+}
+
+/* A listener with nfds sockets still to open (every fd -1) and the
+ * operations to serve them; NULL with *err set on failure. */
+static ac_listener_t *listener_new(ac_runtime_t *rt, int nfds,
+				   const ac_conn_cbs_t *cbs,
+				   const ac_conn_opts_t *opts, void *ud, int *err)
+{
+	ac_listener_t *l;
+
+	if (!(l = ac__calloc(AC__K_LISTENER, 1, sizeof(*l)))) {
+		*err = AC_ENOMEM;
+		return NULL;
+	}
+	l->rt = rt;
+	l->refs = 1;
+	l->nfds = nfds;
+	if (!(l->proto = ac__proto_new(rt, cbs, opts, ud, AC_TLS_SERVER, err)))
+		goto fail;
+	*err = AC_ENOMEM;
+	if (!(l->fds = ac__malloc(AC__K_OTHER, sizeof(int) * (size_t)l->nfds)) ||
+	    !(l->ops = ac__calloc(AC__K_OTHER, (size_t)l->nfds,
+				  sizeof(*l->ops))) ||
+	    !(l->close_ops = ac__calloc(AC__K_OTHER, (size_t)l->nfds,
+					sizeof(*l->close_ops))))
+		goto fail;
+	for (int i = 0; i < l->nfds; i++)
+		l->fds[i] = -1;
+	*err = 0;
+	return l;
+fail:
+	listener_destroy(l); /* not linked yet: only frees */
+	return NULL;
+}
+
+/* l's sockets are open: it goes on the runtime's list and each socket to
+ * its loop (the first loop for a single socket). Cannot fail: the
+ * operations were allocated with l. */
+static void listener_start(ac_listener_t *l)
+{
+	ac_runtime_t *rt = l->rt;
+
+	pthread_mutex_lock(&rt->lock);
+	LIST_INSERT_HEAD(&rt->listeners, l, link);
+	l->linked = 1;
+	pthread_mutex_unlock(&rt->lock);
+
+	for (int i = 0; i < l->nfds; i++) {
+		struct ac__accept_op *op = &l->ops[i];
+
+		op->entry.l = l;
+		op->entry.fd = l->fds[i];
+		op->entry.idx = i;
+		op->ctl.fn = accept_add_op;
+		op->ctl.arg = &op->entry;
+		listener_ref(l);
+		ac__loop_ctl_node(rt->loops[i], &op->ctl);
+	}
 }
 
 AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
@@ -376,48 +444,59 @@ AC_EXPORT int ac_listen(ac_runtime_t *rt, const char *addr,
 		return AC_ESHUTDOWN;
 	if ((err = ac__addr_parse(addr, &a)))
 		return err;
-	if (!(l = ac__calloc(AC__K_LISTENER, 1, sizeof(*l))))
-		return AC_ENOMEM;
-	l->rt = rt;
-	l->refs = 1;
-	l->is_unix = a.family == AF_UNIX;
-	l->nfds = l->is_unix ? 1 : rt->nloops;
-	if (!(l->proto = ac__proto_new(rt, cbs, opts, ud, AC_TLS_SERVER, &err)))
-		goto fail;
-	err = AC_ENOMEM;
-	if (!(l->fds = ac__malloc(AC__K_OTHER, sizeof(int) * (size_t)l->nfds)) ||
-	    !(l->ops = ac__calloc(AC__K_OTHER, (size_t)l->nfds,
-				  sizeof(*l->ops))) ||
-	    !(l->close_ops = ac__calloc(AC__K_OTHER, (size_t)l->nfds,
-					sizeof(*l->close_ops))))
-		goto fail;
-	for (int i = 0; i < l->nfds; i++)
-		l->fds[i] = -1;
-	if ((err = open_sockets(l, &a)))
-		goto fail;
-
-	pthread_mutex_lock(&rt->lock);
-	LIST_INSERT_HEAD(&rt->listeners, l, link);
-	l->linked = 1;
-	pthread_mutex_unlock(&rt->lock);
-
-	/* Hand each socket to its loop. Nothing below can fail: the
-	 * operations were allocated above. */
-	for (int i = 0; i < l->nfds; i++) {
-		struct ac__accept_op *op = &l->ops[i];
-
-		op->entry.l = l;
-		op->entry.fd = l->fds[i];
-		op->entry.idx = i;
-		op->ctl.fn = accept_add_op;
-		op->ctl.arg = &op->entry;
-		listener_ref(l);
-		ac__loop_ctl_node(rt->loops[i], &op->ctl);
+	if (!(l = listener_new(rt, a.family == AF_UNIX ? 1 : rt->nloops, cbs,
+			       opts, ud, &err)))
+		return err;
+	l->is_unix = l->hand_out = a.family == AF_UNIX;
+	if ((err = open_sockets(l, &a))) {
+		listener_destroy(l);
+		return err;
 	}
+	listener_start(l);
+	*out = l;
+	return 0;
+}
+
+AC_EXPORT int ac_listen_fd(ac_runtime_t *rt, int fd, const ac_conn_cbs_t *cbs,
+			   const ac_conn_opts_t *opts, void *ud,
+			   ac_listener_t **out)
+{
+	ac_listener_t *l;
+	int err, family, fl, fdfl;
+
+	if (!rt || !cbs || !out)
+		return AC_EINVAL;
+	if (ac__rt_state(rt) >= AC__RT_STOPPING ||
+	    __atomic_load_n(&rt->draining, __ATOMIC_ACQUIRE))
+		return AC_ESHUTDOWN;
+	if ((err = ac__sock_kind(fd, true, &family)))
+		return err;
+	if (!(l = listener_new(rt, 1, cbs, opts, ud, &err)))
+		return err;
+	/* Accepted on one loop and handed out; the socket file of a Unix
+	 * one is not ours to remove (l->path stays NULL). */
+	l->is_unix = family == AF_UNIX;
+	l->hand_out = 1;
+	if (!l->is_unix && (l->port = bound_port(fd)) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	if ((err = ac__sock_own(fd, &fl, &fdfl)))
+		goto fail;
+	/* A new backlog for a socket that listens already: listen(2)
+	 * again, last, as nothing can fail after it. The rest of the
+	 * options reach each connection. */
+	if (l->proto->opts.backlog && listen(fd, l->proto->opts.backlog)) {
+		err = -errno;
+		ac__sock_restore(fd, fl, fdfl);
+		goto fail;
+	}
+	l->fds[0] = fd; /* the listener's from here on */
+	listener_start(l);
 	*out = l;
 	return 0;
 fail:
-	listener_destroy(l); /* not linked yet: only frees */
+	listener_destroy(l); /* fds[0] is -1: fd stays the caller's */
 	return err;
 }
 

@@ -31,8 +31,10 @@ struct ac_listener_s {
 	int refs;          /* atomic: the user, plus one per accept entry */
 	int port;
 	int is_unix;
+	int hand_out;      /* one socket, accepted on loop 0, connections
+			      handed out round robin (Unix, inherited) */
 	char *path;        /* unix socket path, unlinked when freed */
-	unsigned rr;       /* unix hand-out round robin; loop 0 only */
+	unsigned rr;       /* hand-out round robin; loop 0 only */
 	int user_closed;   /* atomic: the user's reference is gone */
 	int nfds;
 	int *fds;

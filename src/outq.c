@@ -122,6 +122,55 @@ int ac__outq_write(struct ac__outq *o, const void *data, size_t len)
 	return 0;
 }
 
+/* Copies n bytes from the buffers of iov to dst, starting *i buffers and
+ * *off bytes in, and moves that cursor past them. */
+static void copy_iov(unsigned char *dst, size_t n, const struct iovec *iov,
+		     int *i, size_t *off)
+{
+	while (n) {
+		size_t k = iov[*i].iov_len - *off;
+
+		if (k > n)
+			k = n;
+		if (k) /* an empty buffer's base may be NULL */
+			memcpy(dst, (const unsigned char *)iov[*i].iov_base + *off,
+			       k);
+		dst += k;
+		n -= k;
+		*off += k;
+		if (*off == iov[*i].iov_len) {
+			(*i)++;
+			*off = 0;
+		}
+	}
+}
+
+int ac__outq_writev(struct ac__outq *o, const struct iovec *iov,
+		    size_t total)
+{
+	struct ac__chunk *last = TAILQ_LAST(&o->q, ac__chunkq), *ch = NULL;
+	size_t room = tail_room(o), head = total < room ? total : room;
+	size_t off = 0;
+	int i = 0;
+
+	/* The new chunk first: failing, nothing has been copied. */
+	if (total > room &&
+	    !(ch = chunk_new(total - room > AC__CHUNK_ROOM ? total - room
+							  : AC__CHUNK_ROOM)))
+		return AC_ENOMEM;
+	if (head) {
+		copy_iov(last->bytes + last->len, head, iov, &i, &off);
+		last->len += (uint32_t)head;
+	}
+	if (ch) {
+		copy_iov(ch->bytes, total - head, iov, &i, &off);
+		ch->len = (uint32_t)(total - head);
+		TAILQ_INSERT_TAIL(&o->q, ch, link);
+	}
+	o->bytes += total;
+	return 0;
+}
+
 void ac__outq_append(struct ac__outq *o, struct ac__chunk *ch)
 {
 	TAILQ_INSERT_TAIL(&o->q, ch, link);

@@ -55,6 +55,10 @@ static inline void ac__outq_init(struct ac__outq *o)
 /* Copies len bytes in: into the last chunk's room, then a new chunk.
  * 0 or AC_ENOMEM (nothing queued then). */
 int ac__outq_write(struct ac__outq *o, const void *data, size_t len);
+/* Copies the buffers of iov in, total bytes (their sum), the same way:
+ * one new chunk at most, so all or nothing is queued. 0 or AC_ENOMEM. */
+int ac__outq_writev(struct ac__outq *o, const struct iovec *iov,
+		    size_t total);
 /* Queues ch as it is (the queue owns it from here). */
 void ac__outq_append(struct ac__outq *o, struct ac__chunk *ch);
 /* Queues a reference to b (the queue holds one on b until it is sent).

@@ -635,6 +635,11 @@ AC_EXPORT ac_pool_t *ac_pool_new(ac_runtime_t *rt, const char *addr,
 	}
 	if (opts)
 		o = *opts;
+	if (!ac__reserved_zero(o.reserved, sizeof(o.reserved))) {
+		ac__log(rt, AC_LOG_ERROR, "ac_pool_opts_t: %s", AC__RESERVED_MSG);
+		errno = EINVAL;
+		return NULL;
+	}
 	if (!o.max_per_loop)
 		o.max_per_loop = AC__POOL_MAX_PER_LOOP;
 	if (!o.acquire_timeout_ms)

@@ -67,6 +67,10 @@ static bool config_ok(const ac_config_t *cfg)
 {
 	ac_runtime_t tmp = {.log = cfg->log, .log_arg = cfg->log_arg};
 
+	if (!ac__reserved_zero(cfg->reserved, sizeof(cfg->reserved))) {
+		ac__log(&tmp, AC_LOG_ERROR, "ac_config_t: %s", AC__RESERVED_MSG);
+		return false;
+	}
 	if (cfg->loops < 0 || cfg->loops > AC__MAX_LOOPS) {
 		ac__log(&tmp, AC_LOG_ERROR, "loops is %d; it must be 0 (one per CPU) to %d",
 			cfg->loops, AC__MAX_LOOPS);

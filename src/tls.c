@@ -421,11 +421,12 @@ AC_EXPORT ac_tls_t *ac_tls_new(const ac_tls_opts_t *o, char *why,
 	    o->verify > AC_TLS_VERIFY_CLIENT ||
 	    (o->verify == AC_TLS_VERIFY_NONE && o->role != AC_TLS_CLIENT) ||
 	    (o->verify == AC_TLS_VERIFY_CLIENT &&
-	     (o->role != AC_TLS_SERVER || !o->ca_file))) {
+	     (o->role != AC_TLS_SERVER || !o->ca_file)) ||
+	    !ac__reserved_zero(o->reserved, sizeof(o->reserved))) {
 		why_set(why, whylen, "%s",
-			"bad options (role, min_version, or a verify mode "
-			"that does not fit the role: mutual TLS needs a "
-			"server and ca_file)");
+			"bad options (role, min_version, a verify mode that "
+			"does not fit the role: mutual TLS needs a server and "
+			"ca_file; or reserved fields that are not zero)");
 		errno = EINVAL;
 		return NULL;
 	}

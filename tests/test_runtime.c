@@ -7,7 +7,9 @@
 #include <sched.h>
 
 #include <pthread.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* The header says what a program was compiled against; ac_version what
@@ -25,6 +27,66 @@ START_TEST(version_at_run_time_matches_the_header)
 		 AC_VERSION_MINOR, AC_VERSION_PATCH);
 	ck_assert_str_eq(ac_version_string(), want);
 	ck_assert_str_eq(ac_version_string(), PACKAGE_VERSION);
+}
+END_TEST
+
+/* Reserved tails are where later fields go (actorconn(7), "GROWING
+ * STRUCTURES"): an input struct with anything there is refused, so that
+ * garbage can never be read as a later version's setting. */
+static int logged;
+
+static void count_log(int level, const char *msg, void *arg)
+{
+	(void)level;
+	(void)arg;
+	if (strstr(msg, "reserved fields are not zero"))
+		logged++;
+}
+
+START_TEST(reserved_fields_must_be_zero)
+{
+	ac_config_t cfg = {.loops = 1, .log = count_log};
+	ac_conn_opts_t o = {0};
+	ac_conn_cbs_t cbs = {0};
+	ac_pool_opts_t po = {0};
+	ac_tls_opts_t to = {.role = AC_TLS_CLIENT};
+	ac_listener_t *l;
+	ac_handle_t h;
+	ac_runtime_t *rt;
+	char why[160];
+
+	cfg.reserved[7] = 1;
+	errno = 0;
+	ck_assert_ptr_null(ac_runtime_new(&cfg));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(logged, 1);
+	cfg.reserved[7] = 0;
+	ck_assert_ptr_nonnull(rt = ac_runtime_new(&cfg));
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+
+	o.reserved[0] = 1;
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs, &o, NULL, &l),
+			 AC_EINVAL);
+	ck_assert_int_eq(ac_connect(rt, "127.0.0.1:1", &cbs, &o, NULL, &h),
+			 AC_EINVAL);
+	o.reserved[0] = 0;
+	cbs.reserved[3] = (void (*)(void))count_log;
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs, &o, NULL, &l),
+			 AC_EINVAL);
+	cbs.reserved[3] = NULL;
+	po.reserved[2] = 5;
+	errno = 0;
+	ck_assert_ptr_null(ac_pool_new(rt, "127.0.0.1:1", &po));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(logged, 5);
+	to.reserved[1] = 1;
+	errno = 0;
+	ck_assert_ptr_null(ac_tls_new(&to, why, sizeof(why)));
+	ck_assert(errno == EINVAL || errno == ENOTSUP);
+	/* Zeroed, all of them work. */
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs, &o, NULL, &l), 0);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
 }
 END_TEST
 
@@ -360,6 +422,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, version_at_run_time_matches_the_header);
+	tcase_add_test(tc, reserved_fields_must_be_zero);
 	tcase_add_test(tc, new_and_free_without_start_leaves_nothing);
 	tcase_add_test(tc, start_twice_is_estate_and_pinning_works);
 	tcase_add_test(tc, stop_from_a_loop_is_ethread);

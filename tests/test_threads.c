@@ -46,6 +46,10 @@ static void misuse(ac_conn_t *c)
 
 	ck_assert_int_eq(ac_conn_write(c, "nope", 4), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_write_buf(c, b), AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_writev(c, &(struct iovec){"nope", 4}, 1),
+			 AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_shutdown(c), AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_fd(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_close(c, AC_CLOSE_FLUSH), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_close(c, AC_CLOSE_ABORT), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_set_data(c, NULL), AC_ETHREAD);
