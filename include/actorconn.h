@@ -20,6 +20,13 @@
  *
  * Errors are negative AC_E* values or negative errno values; 0 is success.
  * ac_strerror() and ac_err_name() describe them. See actorconn(7).
+ *
+ * Structs: zero one, then set the fields you want; a zeroed field takes
+ * its default. Each ends with a reserved array, where later versions add
+ * fields without changing its size or layout; it must stay zero (input
+ * structs with anything there are refused with AC_EINVAL). ac_version()
+ * says which library a program runs with. See "GROWING STRUCTURES" in
+ * actorconn(7).
  */
 #ifndef ACTORCONN_H
 #define ACTORCONN_H
@@ -173,9 +180,8 @@ typedef uint64_t ac_handle_t;
 /*
  * Choosing a loop: wherever a loop is an argument or an option
  * (ac_loop_post, ac_watch, ac_work_submit, ac_conn_opts_t.loop), loop i
- * is named
- * AC_LOOP(i), and AC_LOOP_DEFAULT (0, so a zeroed option means it) lets
- * the library choose: the calling loop when the caller is a loop of the
+ * is named AC_LOOP(i), and AC_LOOP_DEFAULT (0, so a zeroed option means
+ * it) lets the library choose: the calling loop when the caller is a loop of the
  * runtime, otherwise round robin (ac_loop_post, ac_connect) or loop 0
  * (ac_watch). A raw index is refused with AC_EINVAL, so an index passed
  * by mistake never lands on the wrong loop. Where the library reports a
