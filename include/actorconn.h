@@ -1097,8 +1097,7 @@ AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how);
 /*
  * Facts about a connection. ac_conn_info (owner loop) fills every field;
  * ac_handle_info (any thread) fills those marked "any" and leaves the
- * rest zero ("", NULL), with -1 for fd and the peer's credentials. Fields
- * are only ever added at the end.
+ * rest zero ("", NULL), with -1 for fd and the peer's credentials.
  */
 typedef struct ac_conn_info {
 	int loop;                     /* owner loop's index i; any */
@@ -1148,6 +1147,7 @@ typedef struct ac_conn_info {
 					 c (ac_conn_data's first value): whose
 					 connection it is */
 	char label[AC_LABEL_MAX + 1]; /* ac_conn_set_label's; "" if none */
+	uint64_t reserved[8];         /* zeroed: room for later fields */
 } ac_conn_info_t;
 
 /*

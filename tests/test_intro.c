@@ -224,6 +224,11 @@ START_TEST(owner_info_describes_both_ends_of_a_tcp_connection)
 	ck_assert_uint_gt(s.opened_ms, 1600000000000ull);
 	ck_assert_uint_le(s.idle_ms, s.age_ms);
 	ck_assert_uint_lt(s.age_ms, (uint64_t)wait_ms());
+	/* The reserved tail is zeroed, by either call, whatever was there. */
+	memset(&c, 0xa5, sizeof(c));
+	ck_assert_int_eq(ac_handle_info(rt, srv_h[0], &c), 0);
+	for (size_t k = 0; k < sizeof(s.reserved) / sizeof(s.reserved[0]); k++)
+		ck_assert_uint_eq(s.reserved[k] | c.reserved[k], 0);
 	finish();
 }
 END_TEST
