@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 struct broker B;
@@ -41,8 +42,14 @@ void *xmalloc(size_t n)
 
 /* ---- replies ---------------------------------------------------------------- */
 
+/* Everything a command answers goes through here: CLIENT REPLY OFF or
+ * SKIP drops it, except pushes (sub_reply marks them). */
 void out(ac_conn_t *c, const void *p, size_t n)
 {
+	struct client *cl = client_of(c);
+
+	if (cl && (cl->reply_off || cl->skip) && !cl->pushing)
+		return;
 	ac_conn_write(c, p, n);
 }
 
@@ -73,6 +80,53 @@ void bulk(ac_conn_t *c, const char *p, size_t n)
 void bulk_str(ac_conn_t *c, const char *s)
 {
 	bulk(c, s, strlen(s));
+}
+
+int client_resp(const struct client *cl)
+{
+	return cl && cl->resp == 3 ? 3 : 2;
+}
+
+int conn_resp(ac_conn_t *c)
+{
+	return client_resp(client_of(c));
+}
+
+void reply_null(ac_conn_t *c)
+{
+	if (conn_resp(c) == 3)
+		out(c, "_\r\n", 3);
+	else
+		out(c, "$-1\r\n", 5);
+}
+
+void reply_map(ac_conn_t *c, size_t pairs)
+{
+	if (conn_resp(c) == 3)
+		outf(c, "%%%zu\r\n", pairs);
+	else
+		outf(c, "*%zu\r\n", pairs * 2);
+}
+
+void reply_set(ac_conn_t *c, size_t n)
+{
+	outf(c, conn_resp(c) == 3 ? "~%zu\r\n" : "*%zu\r\n", n);
+}
+
+void reply_push(ac_conn_t *c, size_t n)
+{
+	outf(c, conn_resp(c) == 3 ? ">%zu\r\n" : "*%zu\r\n", n);
+}
+
+void reply_verbatim(ac_conn_t *c, const char *p, size_t n)
+{
+	if (conn_resp(c) != 3) {
+		bulk(c, p, n);
+		return;
+	}
+	outf(c, "=%zu\r\ntxt:", n + 4);
+	out(c, p, n);
+	out(c, "\r\n", 2);
 }
 
 /* ---- connection callbacks -------------------------------------------------- */
@@ -159,8 +213,14 @@ static void on_heartbeat(ac_conn_t *c)
 	 * a subscribed PING, which every client understands there. */
 	struct client *cl = client_of(c);
 
+	/* Straight to the connection: not a reply, so CLIENT REPLY OFF
+	 * does not stop it; a push in RESP3, where an array out of turn
+	 * would be taken for a reply. */
 	if (cl && nsubs(cl))
-		out(c, "*2\r\n$4\r\npong\r\n$0\r\n\r\n", 20);
+		ac_conn_write(c, client_resp(cl) == 3
+					 ? ">2\r\n$4\r\npong\r\n$0\r\n\r\n"
+					 : "*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+			      20);
 }
 
 static void on_close(ac_conn_t *c, int reason)
@@ -187,7 +247,8 @@ static void usage(FILE *f)
 		"         [--upstream ADDR] [--tls-port N | --tls-listen ADDR]\n"
 		"         [--tls-cert-file FILE] [--tls-key-file FILE]\n"
 		"         [--tls-ca-cert-file FILE] [--tls-auth-clients yes|no]\n"
-		"         [--tls-ciphers LIST] [--tls-ciphersuites LIST]\n");
+		"         [--tls-ciphers LIST] [--tls-ciphersuites LIST]\n"
+		"         [--requirepass PASSWORD | --aclfile FILE]\n");
 }
 
 static unsigned long long number(const char *opt, const char *s)
@@ -304,6 +365,18 @@ static ac_tls_t *tls_context(struct tls_args *ta)
 	return t;
 }
 
+/* 40 random hex digits, as Redis' run_id. */
+static void new_run_id(char id[41])
+{
+	unsigned char r[20];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		for (size_t i = 0; i < sizeof(r); i++)
+			r[i] = (unsigned char)(now_ms() * 2654435761u >> (i % 24));
+	for (size_t i = 0; i < sizeof(r); i++)
+		sprintf(id + 2 * i, "%02x", r[i]);
+}
+
 /* Prints addr, with the port l got if addr asked for port 0. */
 static void print_addr(const char *prefix, const char *addr, ac_listener_t *l)
 {
@@ -326,7 +399,9 @@ int main(int argc, char **argv)
 		OPT_TLS_CA,
 		OPT_TLS_AUTH,
 		OPT_TLS_CIPHERS,
-		OPT_TLS_SUITES
+		OPT_TLS_SUITES,
+		OPT_REQUIREPASS,
+		OPT_ACLFILE
 	};
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -347,10 +422,12 @@ int main(int argc, char **argv)
 		{"tls-auth-clients", required_argument, NULL, OPT_TLS_AUTH},
 		{"tls-ciphers", required_argument, NULL, OPT_TLS_CIPHERS},
 		{"tls-ciphersuites", required_argument, NULL, OPT_TLS_SUITES},
+		{"requirepass", required_argument, NULL, OPT_REQUIREPASS},
+		{"aclfile", required_argument, NULL, OPT_ACLFILE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	const char *addr = "127.0.0.1:6380", *upath = NULL, *maddr = NULL;
-	const char *upstream = NULL;
+	const char *upstream = NULL, *requirepass = NULL, *aclfile = NULL;
 	struct tls_args ta = {0};
 	char *taddr = NULL;
 	ac_tls_t *tls = NULL;
@@ -397,6 +474,8 @@ int main(int argc, char **argv)
 		case OPT_TLS_AUTH: ta.auth = optarg; break;
 		case OPT_TLS_CIPHERS: ta.o.ciphers = optarg; break;
 		case OPT_TLS_SUITES: ta.o.ciphersuites = optarg; break;
+		case OPT_REQUIREPASS: requirepass = optarg; break;
+		case OPT_ACLFILE: aclfile = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -433,6 +512,9 @@ int main(int argc, char **argv)
 	}
 	if (taddr)
 		tls = tls_context(&ta);
+	if (acl_init(requirepass, aclfile))
+		return 1;
+	new_run_id(B.run_id);
 
 	/* Block the stop signals, and SIGHUP when there are certificates
 	 * to reload, in every thread (the loops inherit the mask); this
@@ -557,5 +639,6 @@ fail:
 	ac_tls_free(tls);
 	free(taddr);
 	pubsub_free();
+	acl_free();
 	return status;
 }

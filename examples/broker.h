@@ -7,6 +7,11 @@
  *   commands.c  the command table, argument checks and each command
  *   clients.c   CLIENT LIST, KILL and INFO: every loop's clients
  *   forward.c   --upstream: PUBLISH forwarded through a connection pool
+ *   acl.c       users: --requirepass, --aclfile, password and permission
+ *               checks
+ *   session.c   AUTH, HELLO, SELECT, RESET, CLIENT REPLY: a connection's
+ *               user, protocol and reply mode
+ *   introspect.c COMMAND and INFO, and what they say of each command
  *
  * Every function here runs on the loop that owns the connection it is
  * given, except where its comment says otherwise.
@@ -30,8 +35,10 @@
 /* A channel or a pattern: a name and the group of its subscribers. */
 struct topic {
 	struct topic *next;
-	ac_group_t *group;
-	size_t subs; /* under the table's lock */
+	ac_group_t *group;  /* RESP2 subscribers */
+	ac_group_t *group3; /* RESP3 subscribers; NULL until the first */
+	size_t subs;  /* both groups' members, under the table's lock */
+	size_t subs3; /* group3's */
 	size_t len;
 	char name[];
 };
@@ -54,6 +61,9 @@ struct broker {
 	uint64_t commands;          /* atomic */
 	ac_pool_t *up;              /* --upstream: PUBLISH is forwarded */
 	uint64_t fwd_ok, fwd_failed; /* atomic */
+	/* acl.c (counted), introspect.c (INFO's acl_access_denied_*) */
+	uint64_t denied_auth, denied_cmd, denied_channel; /* atomic */
+	char run_id[41]; /* INFO's run_id: random, per run (broker.c) */
 };
 extern struct broker B;
 
@@ -70,6 +80,15 @@ struct client {
 	struct sub *chans, *pats;
 	size_t nchans, npats, capchans, cappats;
 	char cmd[32];   /* the last command, as CLIENT LIST shows it */
+	/* session.c and acl.c: who the client is and how it is answered */
+	const struct user *user; /* AUTH's or HELLO's; NULL: default */
+	int authed;   /* AUTH or HELLO AUTH succeeded (acl_auth_required) */
+	int resp;     /* 3 after HELLO 3; 0 or 2: RESP2 */
+	int db;       /* SELECT's: shown by CLIENT LIST, nothing else */
+	/* CLIENT REPLY: OFF silences replies until ON; SKIP the next
+	 * command's. Pushes (subscribe confirmations and messages) are
+	 * delivered regardless, as in Redis: pushing marks them. */
+	unsigned reply_off : 1, skip : 1, skip_next : 1, pushing : 1;
 };
 
 /* ---- broker.c ------------------------------------------------------------- */
@@ -85,6 +104,16 @@ void outf(ac_conn_t *c, const char *fmt, ...)
 void outs(ac_conn_t *c, const char *s);
 void bulk(ac_conn_t *c, const char *p, size_t n);
 void bulk_str(ac_conn_t *c, const char *s);
+/* The protocol's forms (broker.c): RESP3's after HELLO 3, else RESP2's
+ * (a map as a flat array, a set or push as an array, null as $-1, a
+ * verbatim string as a bulk one). */
+int client_resp(const struct client *cl); /* 2 or 3; cl may be NULL */
+int conn_resp(ac_conn_t *c);
+void reply_null(ac_conn_t *c);
+void reply_map(ac_conn_t *c, size_t pairs);
+void reply_set(ac_conn_t *c, size_t n);
+void reply_push(ac_conn_t *c, size_t n);
+void reply_verbatim(ac_conn_t *c, const char *p, size_t n); /* "txt" */
 
 /* c's client state, made now; NULL (c closing) if out of memory. */
 struct client *client_new(ac_conn_t *c);
@@ -110,6 +139,9 @@ void subscribe(ac_conn_t *c, struct client *cl, int pattern,
 void unsubscribe(ac_conn_t *c, struct client *cl, int pattern,
 		 const char *name, size_t len, int quiet);
 void unsubscribe_all(ac_conn_t *c, struct client *cl, int pattern, int quiet);
+/* Sets cl's protocol to resp (2 or 3), moving its subscriptions to the
+ * groups of that protocol: each group's messages are encoded once. */
+void pubsub_set_resp(ac_conn_t *c, struct client *cl, int resp);
 /* Delivers msg to ch's subscribers and to the patterns that match ch;
  * returns the number of receivers. Takes each table's lock in turn. */
 long publish(const char *ch, size_t clen, const char *msg, size_t mlen);
@@ -121,11 +153,82 @@ size_t channel_subscribers(const char *name, size_t len); /* NUMSUB */
 size_t channel_count(void);
 size_t pattern_count(void);
 
+/* ---- acl.c --------------------------------------------------------------------- */
+
+struct user;
+/* Before the runtime starts: the users, from the options; -1 after
+ * printing why on stderr. acl_free after the runtime has stopped. */
+int acl_init(const char *requirepass, const char *aclfile);
+void acl_free(void);
+const char *acl_user_name(const struct user *u); /* NULL: "default" */
+const struct user *acl_user(const char *name, size_t len); /* or NULL */
+/* 1 while cl (NULL: a client without state) must AUTH first: the
+ * default user has a password or is off, and cl has not logged in. */
+int acl_auth_required(const struct client *cl);
+/* 1 when the default user has no password: AUTH with one argument is
+ * then an error, as in Redis. */
+int acl_default_nopass(void);
+/* The user if name's password is pass, else NULL (and counted in
+ * B.denied_auth). Constant time in where the passwords differ. */
+const struct user *acl_check(const char *name, size_t nlen, const char *pass,
+			     size_t plen);
+/* Whether cl's user may run cmd (sub: its subcommand, lower case, or
+ * NULL), and publish to or subscribe to a channel (pattern: a PSUBSCRIBE
+ * pattern, allowed only if listed literally, as in Redis 7). */
+int acl_all_allowed(const struct client *cl);
+int acl_command_allowed(const struct client *cl, const char *cmd,
+			const char *sub);
+int acl_channel_allowed(const struct client *cl, const char *ch, size_t len,
+			int pattern);
+
+/* ---- session.c ----------------------------------------------------------------- */
+
+/* Checks a command that execute() found, before it runs: -NOAUTH,
+ * -NOPERM (command, then its channels). Replies and returns -1 if the
+ * command may not run. */
+int session_check(ac_conn_t *c, struct client *cl, const char *name,
+		  size_t argc, const char **argv, const size_t *argl);
+/* CLIENT REPLY SKIP's bookkeeping, once each command is done
+ * (execute); cl may be NULL. */
+void session_after(struct client *cl);
+void cmd_auth(ac_conn_t *c, struct client *cl, size_t argc,
+	      const char **argv, const size_t *argl);
+void cmd_hello(ac_conn_t *c, struct client *cl, size_t argc,
+	       const char **argv, const size_t *argl);
+void cmd_select(ac_conn_t *c, struct client *cl, size_t argc,
+		const char **argv, const size_t *argl);
+void cmd_reset(ac_conn_t *c, struct client *cl, size_t argc,
+	       const char **argv, const size_t *argl);
+/* CLIENT REPLY ON|OFF|SKIP (argv[1] is REPLY). */
+void client_reply(ac_conn_t *c, struct client *cl, size_t argc,
+		  const char **argv, const size_t *argl);
+
+/* ---- introspect.c --------------------------------------------------------------- */
+
+void cmd_command(ac_conn_t *c, struct client *cl, size_t argc,
+		 const char **argv, const size_t *argl);
+void cmd_info(ac_conn_t *c, struct client *cl, size_t argc,
+	      const char **argv, const size_t *argl);
+/* Redis' ACL categories of cmd (or of its subcommand sub), "@pubsub
+ * @fast"; NULL for a command it does not describe. */
+const char *command_categories(const char *cmd, const char *sub);
+/* 1 for a command whose first argument names a subcommand (CLIENT). */
+int command_container(const char *cmd);
+/* 1 for AUTH, HELLO, QUIT and RESET: Redis' no_auth commands, which run
+ * before authentication and for every user. */
+int command_noauth(const char *cmd);
+
 /* ---- commands.c ----------------------------------------------------------- */
 
 /* Runs one command; cl is NULL until a command has needed the state. */
 void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
 	     const size_t *argl);
+/* The command table, for COMMAND: its i-th name (lower case) and arity;
+ * NULL past the end. */
+const char *command_at(size_t i, int *arity);
+/* CLIENT SETNAME's rule and effect (HELLO SETNAME too); -1 after
+ * replying the error. */
+int set_name(ac_conn_t *c, const char *p, size_t n);
 
 /* ---- clients.c ------------------------------------------------------------ */
 

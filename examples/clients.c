@@ -33,6 +33,7 @@ struct ask {
 	uint64_t *ids;    /* LIST ID ..., KILL ID: only these */
 	size_t nids;
 	char *addr, *laddr; /* KILL ADDR, LADDR (and the old form's) */
+	const struct user *user; /* KILL USER (the users never change) */
 	int skipme;
 	/* gathered */
 	char *text;
@@ -153,17 +154,18 @@ static void format_line(struct ask *a, ac_conn_t *c, const ac_conn_info_t *i)
 	 * thing for gets Redis' value for "none". */
 	append(a,
 	       "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu "
-	       "flags=%s db=0 sub=%zu psub=%zu ssub=0 multi=-1 qbuf=0 "
+	       "flags=%s db=%d sub=%zu psub=%zu ssub=0 multi=-1 qbuf=0 "
 	       "qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 "
-	       "omem=%llu tot-mem=%llu events=%s cmd=%s user=default "
-	       "redir=-1 resp=2\n",
+	       "omem=%llu tot-mem=%llu events=%s cmd=%s user=%s "
+	       "redir=-1 resp=%d\n",
 	       (unsigned long long)client_id(i->handle), addr, laddr, i->fd,
 	       i->label, (unsigned long long)(i->age_ms / 1000),
-	       (unsigned long long)(i->idle_ms / 1000), flags,
+	       (unsigned long long)(i->idle_ms / 1000), flags, cl ? cl->db : 0,
 	       cl ? cl->nchans : 0, cl ? cl->npats : 0,
 	       (unsigned long long)i->out_queued,
 	       (unsigned long long)i->out_queued,
-	       i->out_queued ? "rw" : "r", cl && cl->cmd[0] ? cl->cmd : "NULL");
+	       i->out_queued ? "rw" : "r", cl && cl->cmd[0] ? cl->cmd : "NULL",
+	       acl_user_name(cl ? cl->user : NULL), client_resp(cl));
 }
 
 static int matches(const struct ask *a, ac_conn_t *c, const ac_conn_info_t *i)
@@ -179,6 +181,9 @@ static int matches(const struct ask *a, ac_conn_t *c, const ac_conn_info_t *i)
 	if (a->type == NONE ||
 	    (a->type == PUBSUB && !(cl && nsubs(cl))) ||
 	    (a->type == NORMAL && cl && nsubs(cl)))
+		return 0;
+	if (a->user && a->user != (cl && cl->user ? cl->user
+						     : acl_user("default", 7)))
 		return 0;
 	if (a->addr) {
 		redis_addr(i, 0, buf, sizeof(buf));
@@ -227,7 +232,7 @@ static void answer(int err, void *arg)
 		return;
 	}
 	if (!a->kill)
-		bulk(c, a->text ? a->text : "", a->len);
+		reply_verbatim(c, a->text ? a->text : "", a->len);
 	else if (a->kill == 2)
 		outf(c, ":%ld\r\n", a->killed);
 	else if (a->killed)
@@ -317,7 +322,7 @@ static int kill_filters(ac_conn_t *c, struct ask *a, size_t argc,
 				return -1;
 			}
 		} else if (is(argv[k], argl[k], "USER")) {
-			if (!is(v, vl, "default")) { /* the only user */
+			if (!(a->user = acl_user(v, vl))) {
 				outf(c, "-ERR No such user '%.*s'\r\n",
 				     (int)(vl > 64 ? 64 : vl), v);
 				return -1;
@@ -378,6 +383,6 @@ void client_info(ac_conn_t *c)
 		return;
 	}
 	format_line(&a, c, &i);
-	bulk(c, a.text, a.len);
+	reply_verbatim(c, a.text, a.len);
 	free(a.text);
 }

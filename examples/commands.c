@@ -40,7 +40,7 @@ struct cmd {
 
 static void cmd_ping(ARGS)
 {
-	if (nsubs(cl)) { /* subscribed mode answers with a push */
+	if (nsubs(cl) && client_resp(cl) == 2) { /* subscribed: a push */
 		out(c, "*2\r\n$4\r\npong\r\n", 14);
 		bulk(c, argc > 1 ? argv[1] : "", argc > 1 ? argl[1] : 0);
 	} else if (argc > 1) {
@@ -122,17 +122,9 @@ static void cmd_quit(ARGS)
 	ac_conn_close(c, AC_CLOSE_FLUSH);
 }
 
-static void cmd_reset(ARGS)
-{
-	unsubscribe_all(c, cl, 0, 1);
-	unsubscribe_all(c, cl, 1, 1);
-	ac_conn_set_label(c, NULL);
-	out(c, "+RESET\r\n", 8);
-}
-
 /* The name is the connection's label: CLIENT LIST reads it on c's loop.
  * Redis' rule for the characters; the library's for the length. */
-static int set_name(ac_conn_t *c, const char *p, size_t n)
+int set_name(ac_conn_t *c, const char *p, size_t n)
 {
 	char name[AC_LABEL_MAX + 1];
 
@@ -156,48 +148,6 @@ static int set_name(ac_conn_t *c, const char *p, size_t n)
 	return 0;
 }
 
-static void cmd_hello(ARGS)
-{
-	size_t i = 2;
-
-	if (argc > 1 && !(is(argv[1], argl[1], "2"))) {
-		outs(c, is(argv[1], argl[1], "3")
-				? "-NOPROTO sorry, this protocol version is not "
-				  "supported.\r\n"
-				: "-ERR Protocol version is not an integer or out "
-				  "of range\r\n");
-		return;
-	}
-	for (; i < argc; i++) {
-		if (is(argv[i], argl[i], "SETNAME") && i + 1 < argc) {
-			if (set_name(c, argv[i + 1], argl[i + 1]))
-				return;
-			i++;
-		} else if (is(argv[i], argl[i], "AUTH") && i + 2 < argc) {
-			i += 2; /* no users to check: accepted */
-		} else {
-			outf(c, "-ERR Syntax error in HELLO option '%.*s'\r\n",
-			     (int)(argl[i] > 64 ? 64 : argl[i]), argv[i]);
-			return;
-		}
-	}
-	out(c, "*14\r\n", 5);
-	bulk_str(c, "server");
-	bulk_str(c, "redis");
-	bulk_str(c, "version");
-	bulk_str(c, VERSION);
-	bulk_str(c, "proto");
-	out(c, ":2\r\n", 4);
-	bulk_str(c, "id");
-	outf(c, ":%llu\r\n", (unsigned long long)client_id(ac_conn_handle(c)));
-	bulk_str(c, "mode");
-	bulk_str(c, "standalone");
-	bulk_str(c, "role");
-	bulk_str(c, "master");
-	bulk_str(c, "modules");
-	out(c, "*0\r\n", 4);
-}
-
 static void cmd_client(ARGS)
 {
 	ac_conn_info_t i;
@@ -209,7 +159,7 @@ static void cmd_client(ARGS)
 		if (ac_conn_info(c, &i) == 0 && i.label[0])
 			bulk_str(c, i.label);
 		else
-			out(c, "$-1\r\n", 5);
+			reply_null(c);
 	} else if (is(argv[1], argl[1], "ID") && argc == 2) {
 		outf(c, ":%llu\r\n",
 		     (unsigned long long)client_id(ac_conn_handle(c)));
@@ -219,75 +169,24 @@ static void cmd_client(ARGS)
 		client_kill(c, argc, argv, argl);
 	} else if (is(argv[1], argl[1], "INFO") && argc == 2) {
 		client_info(c);
+	} else if (is(argv[1], argl[1], "REPLY") && argc == 3) {
+		client_reply(c, cl, argc, argv, argl);
 	} else {
 		unknown_subcommand(c, "CLIENT", argv[1], argl[1]);
 	}
 }
 
-static void cmd_command(ARGS);
 static void cmd_config(ARGS)
 {
 	/* redis-benchmark asks for "save" and "appendonly": answer as a
 	 * Redis without persistence would. Nothing else is configurable. */
 	if (is(argv[1], argl[1], "GET") && argc == 3) {
-		out(c, "*2\r\n", 4);
+		reply_map(c, 1);
 		bulk(c, argv[2], argl[2]);
 		bulk_str(c, is(argv[2], argl[2], "appendonly") ? "no" : "");
 	}
 	else
 		outs(c, "-ERR CONFIG is limited to GET in actorconn-broker\r\n");
-}
-
-static void cmd_info(ARGS)
-{
-	ac_stats_t st;
-	char info[3072];
-	size_t nchan, npat;
-	int n;
-
-	ac_stats(B.rt, &st, NULL, 0);
-	nchan = channel_count();
-	npat = pattern_count();
-	n = snprintf(info, sizeof(info),
-		     "# Server\r\nredis_version:%s\r\nactorconn_version:%d.%d.%d\r\n"
-		     "redis_mode:standalone\r\nprocess_id:%d\r\ntcp_port:%d\r\n"
-		     "uptime_in_seconds:%llu\r\nevent_loops:%d\r\n\r\n"
-		     "# Clients\r\nconnected_clients:%llu\r\n\r\n"
-		     "# Memory\r\nused_memory:%llu\r\n\r\n"
-		     "# Stats\r\ntotal_connections_received:%llu\r\n"
-		     "total_commands_processed:%llu\r\n"
-		     "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
-		     "rejected_connections:%llu\r\npubsub_channels:%zu\r\n"
-		     "pubsub_patterns:%zu\r\nmailbox_messages:%llu\r\n"
-		     "mailbox_overflowed:%llu\r\nmessages_dropped:%llu\r\n"
-		     "slow_consumers_closed:%llu\r\nidle_clients_closed:%llu\r\n"
-		     "\r\n# Upstream\r\nupstream_forwarded:%llu\r\n"
-		     "upstream_failed:%llu\r\nupstream_pool_idle:%llu\r\n"
-		     "upstream_pool_busy:%llu\r\nupstream_connects:%llu\r\n",
-		     VERSION, AC_VERSION_MAJOR, AC_VERSION_MINOR, AC_VERSION_PATCH,
-		     (int)getpid(), B.port,
-		     (unsigned long long)((now_ms() - B.started_ms) / 1000),
-		     ac_runtime_loops(B.rt), (unsigned long long)st.conns_open,
-		     (unsigned long long)st.heap_bytes,
-		     (unsigned long long)st.accepted,
-		     (unsigned long long)__atomic_load_n(&B.commands,
-							 __ATOMIC_RELAXED),
-		     (unsigned long long)st.bytes_in,
-		     (unsigned long long)st.bytes_out,
-		     (unsigned long long)st.rejected, nchan, npat,
-		     (unsigned long long)st.mailbox_received,
-		     (unsigned long long)st.mailbox_overflowed,
-		     (unsigned long long)st.dropped,
-		     (unsigned long long)st.closed[AC_CR_SLOW],
-		     (unsigned long long)st.closed[AC_CR_TIMEOUT],
-		     (unsigned long long)__atomic_load_n(&B.fwd_ok,
-							 __ATOMIC_RELAXED),
-		     (unsigned long long)__atomic_load_n(&B.fwd_failed,
-							 __ATOMIC_RELAXED),
-		     (unsigned long long)st.pool_idle,
-		     (unsigned long long)st.pool_busy,
-		     (unsigned long long)st.pool_connects);
-	bulk(c, info, (size_t)(n < (int)sizeof(info) ? n : (int)sizeof(info) - 1));
 }
 
 static const struct cmd commands[] = {
@@ -302,6 +201,8 @@ static const struct cmd commands[] = {
 	{"quit", -1, 1, cmd_quit, 0},
 	{"reset", 1, 1, cmd_reset, 1},
 	{"hello", -1, 0, cmd_hello, 1},
+	{"auth", -2, 0, cmd_auth, 1},
+	{"select", 2, 0, cmd_select, 1},
 	{"client", -2, 0, cmd_client, 1},
 	{"command", -1, 0, cmd_command, 0},
 	{"config", -2, 0, cmd_config, 0},
@@ -309,25 +210,12 @@ static const struct cmd commands[] = {
 };
 static const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
 
-/* A minimal valid COMMAND reply: the names and arities redis-cli reads. */
-static void cmd_command(ARGS)
+const char *command_at(size_t i, int *arity)
 {
-	if (argc == 1) {
-		outf(c, "*%zu\r\n", ncommands);
-		for (size_t i = 0; i < ncommands; i++) {
-			/* name, arity, flags, first key, last key, step */
-			out(c, "*6\r\n", 4);
-			bulk_str(c, commands[i].name);
-			outf(c, ":%d\r\n*0\r\n:0\r\n:0\r\n:0\r\n",
-			     commands[i].arity);
-		}
-	} else if (is(argv[1], argl[1], "COUNT")) {
-		outf(c, ":%zu\r\n", ncommands);
-	} else if (is(argv[1], argl[1], "DOCS") || is(argv[1], argl[1], "INFO")) {
-		out(c, "*0\r\n", 4); /* no docs: an empty map in RESP2 */
-	} else {
-		unknown_subcommand(c, "COMMAND", argv[1], argl[1]);
-	}
+	if (i >= ncommands)
+		return NULL;
+	*arity = commands[i].arity;
+	return commands[i].name;
 }
 
 /* "publish", or "client|list" for a command with subcommands, as Redis
@@ -365,8 +253,8 @@ static void unknown(ac_conn_t *c, size_t argc, const char **argv,
 	out(c, "\r\n", 2);
 }
 
-void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
-	     const size_t *argl)
+static void run(ac_conn_t *c, struct client *cl, size_t argc,
+		const char **argv, const size_t *argl)
 {
 	const struct cmd *cmd = NULL;
 
@@ -384,7 +272,9 @@ void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
 		     cmd->name);
 		return;
 	}
-	if (nsubs(cl) && !cmd->subscribed) {
+	if (session_check(c, cl, cmd->name, argc, argv, argl))
+		return;
+	if (nsubs(cl) && client_resp(cl) == 2 && !cmd->subscribed) {
 		outf(c, "-ERR Can't execute '%s': only (P|S)SUBSCRIBE / "
 			"(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
 			"this context\r\n",
@@ -398,3 +288,10 @@ void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
 	cmd->fn(c, cl, argc, argv, argl);
 }
 
+
+void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
+	     const size_t *argl)
+{
+	run(c, cl, argc, argv, argl);
+	session_after(client_of(c));
+}

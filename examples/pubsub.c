@@ -77,15 +77,18 @@ static struct topic **find(struct table *t, const char *name, size_t len)
 	return p;
 }
 
-/* Under t->lock: c joins name's group, made on first use. */
-static void join(struct table *t, ac_conn_t *c, const char *name, size_t len)
+/* Under t->lock: c joins name's group for its protocol (resp3: the
+ * RESP3 one), made on first use. */
+static void join(struct table *t, ac_conn_t *c, const char *name, size_t len,
+		 int resp3)
 {
 	struct topic **p = find(t, name, len), *tp = *p;
 
 	if (!tp) {
 		tp = xmalloc(sizeof(*tp) + len);
 		tp->next = NULL;
-		tp->subs = 0;
+		tp->group3 = NULL;
+		tp->subs = tp->subs3 = 0;
 		tp->len = len;
 		memcpy(tp->name, name, len);
 		if (!(tp->group = ac_group_new(B.rt)))
@@ -93,21 +96,30 @@ static void join(struct table *t, ac_conn_t *c, const char *name, size_t len)
 		*p = tp;
 		t->count++;
 	}
-	if (ac_group_join(tp->group, c) == 0)
+	if (resp3 && !tp->group3 && !(tp->group3 = ac_group_new(B.rt)))
+		abort();
+	if (ac_group_join(resp3 ? tp->group3 : tp->group, c) == 0) {
 		tp->subs++;
+		tp->subs3 += resp3 ? 1 : 0;
+	}
 }
 
 /* Under t->lock: c leaves name's group; the last one out frees it. */
-static void leave(struct table *t, ac_conn_t *c, const char *name, size_t len)
+static void leave(struct table *t, ac_conn_t *c, const char *name, size_t len,
+		  int resp3)
 {
 	struct topic **p = find(t, name, len), *tp = *p;
 
-	if (!tp || ac_group_leave(tp->group, c))
+	if (!tp || (resp3 && !tp->group3) ||
+	    ac_group_leave(resp3 ? tp->group3 : tp->group, c))
 		return;
+	tp->subs3 -= resp3 ? 1 : 0;
 	if (--tp->subs == 0) {
 		*p = tp->next;
 		t->count--;
 		ac_group_free(tp->group);
+		if (tp->group3)
+			ac_group_free(tp->group3);
 		free(tp);
 	}
 }
@@ -149,17 +161,20 @@ size_t nsubs(const struct client *cl)
 	return cl ? cl->nchans + cl->npats : 0;
 }
 
-/* "*3 $9 subscribe $len name :count", and the other three kinds. */
-static void sub_reply(ac_conn_t *c, const char *kind, const char *name,
-		      size_t len, size_t count)
+/* "*3 $9 subscribe $len name :count", and the other three kinds: a push
+ * in RESP3, and in both protocols sent even under CLIENT REPLY OFF. */
+static void sub_reply(ac_conn_t *c, struct client *cl, const char *kind,
+		      const char *name, size_t len, size_t count)
 {
-	outf(c, "*3\r\n");
+	cl->pushing = 1;
+	reply_push(c, 3);
 	bulk_str(c, kind);
 	if (name)
 		bulk(c, name, len);
 	else
-		out(c, "$-1\r\n", 5);
+		reply_null(c);
 	outf(c, ":%zu\r\n", count);
+	cl->pushing = 0;
 }
 
 void subscribe(ac_conn_t *c, struct client *cl, int pattern,
@@ -172,11 +187,12 @@ void subscribe(ac_conn_t *c, struct client *cl, int pattern,
 		struct table *t = pattern ? &B.pats : chan_table(name, len);
 
 		pthread_mutex_lock(&t->lock);
-		join(t, c, name, len);
+		join(t, c, name, len, client_resp(cl) == 3);
 		pthread_mutex_unlock(&t->lock);
 		add_sub(v, n, pattern ? &cl->cappats : &cl->capchans, name, len);
 	}
-	sub_reply(c, pattern ? "psubscribe" : "subscribe", name, len, nsubs(cl));
+	sub_reply(c, cl, pattern ? "psubscribe" : "subscribe", name, len,
+		  nsubs(cl));
 }
 
 void unsubscribe(ac_conn_t *c, struct client *cl, int pattern,
@@ -190,12 +206,12 @@ void unsubscribe(ac_conn_t *c, struct client *cl, int pattern,
 		struct table *t = pattern ? &B.pats : chan_table(name, len);
 
 		pthread_mutex_lock(&t->lock);
-		leave(t, c, name, len);
+		leave(t, c, name, len, client_resp(cl) == 3);
 		pthread_mutex_unlock(&t->lock);
 	}
 	if (!quiet)
-		sub_reply(c, pattern ? "punsubscribe" : "unsubscribe", name,
-			  len, nsubs(cl) - (s ? 1 : 0));
+		sub_reply(c, cl, pattern ? "punsubscribe" : "unsubscribe",
+			  name, len, nsubs(cl) - (s ? 1 : 0));
 	if (s)
 		del_sub(v, n, s);
 }
@@ -205,8 +221,8 @@ void unsubscribe_all(ac_conn_t *c, struct client *cl, int pattern, int quiet)
 	size_t *n = pattern ? &cl->npats : &cl->nchans;
 
 	if (*n == 0 && !quiet) {
-		sub_reply(c, pattern ? "punsubscribe" : "unsubscribe", NULL, 0,
-			  nsubs(cl));
+		sub_reply(c, cl, pattern ? "punsubscribe" : "unsubscribe",
+			  NULL, 0, nsubs(cl));
 		return;
 	}
 	while (*n) {
@@ -219,6 +235,28 @@ void unsubscribe_all(ac_conn_t *c, struct client *cl, int pattern, int quiet)
 		unsubscribe(c, cl, pattern, name, len, quiet);
 		free(name);
 	}
+}
+
+void pubsub_set_resp(ac_conn_t *c, struct client *cl, int resp)
+{
+	int from3 = client_resp(cl) == 3, to3 = resp == 3;
+
+	for (int pattern = 0; pattern < 2 && from3 != to3; pattern++) {
+		struct sub *v = pattern ? cl->pats : cl->chans;
+		size_t n = pattern ? cl->npats : cl->nchans;
+
+		for (size_t i = 0; i < n; i++) {
+			struct table *t = pattern ? &B.pats
+						  : chan_table(v[i].name, v[i].len);
+
+			/* Joined before leaving: the topic stays. */
+			pthread_mutex_lock(&t->lock);
+			join(t, c, v[i].name, v[i].len, to3);
+			leave(t, c, v[i].name, v[i].len, from3);
+			pthread_mutex_unlock(&t->lock);
+		}
+	}
+	cl->resp = resp;
 }
 
 /* ---- publishing -------------------------------------------------------------- */
@@ -255,15 +293,31 @@ static ac_buf_t *push(const char *pat, size_t plen, const char *ch,
 	return b;
 }
 
-/* Publishes the push for (pat, ch, msg) to tp's group; its receivers. */
+/* Publishes the push for (pat, ch, msg) to tp's groups; its receivers.
+ * Encoded once per protocol that has subscribers: RESP3's push differs
+ * from RESP2's array only in its first byte ('>' for '*'). */
 static long deliver(struct topic *tp, const char *pat, size_t plen,
 		    const char *ch, size_t clen, const char *msg, size_t mlen)
 {
-	ac_buf_t *b = push(pat, plen, ch, clen, msg, mlen);
-	int n = ac_group_publish(tp->group, b);
+	ac_buf_t *b = push(pat, plen, ch, clen, msg, mlen), *b3;
+	int n = 0, n3 = 0;
 
+	if (tp->subs > tp->subs3)
+		n = ac_group_publish(tp->group, b);
+	if (tp->subs3) {
+		size_t len = ac_buf_len(b);
+		char *p = xmalloc(len);
+
+		memcpy(p, ac_buf_data(b), len);
+		p[0] = '>';
+		if (!(b3 = ac_buf_new(p, len)))
+			abort();
+		free(p);
+		n3 = ac_group_publish(tp->group3, b3);
+		ac_buf_unref(b3);
+	}
 	ac_buf_unref(b);
-	return n > 0 ? n : 0;
+	return (n > 0 ? n : 0) + (n3 > 0 ? n3 : 0);
 }
 
 long publish(const char *ch, size_t clen, const char *msg, size_t mlen)
