@@ -382,8 +382,8 @@ static int load_file(const char *path)
 			break;
 		}
 		argc = split(line, argv, 512);
-		if (argc == 0 || argv[0][0] == '#')
-			continue;
+		if (argc == 0)
+			continue; /* blank; no comments, as in Redis */
 		if (argc < 0 || strcmp(argv[0], "user") || argc < 2) {
 			fprintf(stderr, "actorconn-broker: %s:%d should start "
 					"with user keyword followed by the "

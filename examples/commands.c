@@ -275,10 +275,20 @@ static void run(ac_conn_t *c, struct client *cl, size_t argc,
 	if (session_check(c, cl, cmd->name, argc, argv, argl))
 		return;
 	if (nsubs(cl) && client_resp(cl) == 2 && !cmd->subscribed) {
-		outf(c, "-ERR Can't execute '%s': only (P|S)SUBSCRIBE / "
+		/* Redis names a subcommand in full: 'client|info'. */
+		char sub[33] = "";
+
+		if (argc > 1 && command_container(cmd->name) &&
+		    argl[1] < sizeof(sub))
+			for (size_t i = 0; i < argl[1]; i++)
+				sub[i] = (char)((argv[1][i] >= 'A' &&
+						 argv[1][i] <= 'Z')
+							? argv[1][i] - 'A' + 'a'
+							: argv[1][i]);
+		outf(c, "-ERR Can't execute '%s%s%s': only (P|S)SUBSCRIBE / "
 			"(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
 			"this context\r\n",
-		     cmd->name);
+		     cmd->name, *sub ? "|" : "", sub);
 		return;
 	}
 	if (!cl && cmd->state && !(cl = client_new(c)))

@@ -862,7 +862,9 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 
 /* INFO [section ...]: Redis' rules: names in any case, "default",
  * "all" (every section), "everything" (the same here: no modules); an
- * unknown name adds nothing, so that INFO nosuch is empty. */
+ * unknown name adds nothing, so that INFO nosuch is empty. The broker's
+ * Upstream section is in default and all with --upstream, and always
+ * when named. */
 void cmd_info(ac_conn_t *c, struct client *cl, size_t argc,
 	      const char **argv, const size_t *argl)
 {
@@ -879,7 +881,7 @@ void cmd_info(ac_conn_t *c, struct client *cl, size_t argc,
 		else if (is(argv[i], argl[i], "all") ||
 			 is(argv[i], argl[i], "everything"))
 			for (int s = 0; s < NSECTIONS; s++)
-				want[s] = 1;
+				want[s] = s != UPSTREAM || B.up;
 		else if (is(argv[i], argl[i], "modules"))
 			want[MODULES] = 1;
 		else

@@ -227,8 +227,13 @@ void cmd_select(ac_conn_t *c, struct client *cl, size_t argc,
 	long long db;
 
 	(void)argc;
-	if (parse_ll(argv[1], argl[1], &db) || db < INT32_MIN || db > INT32_MAX) {
+	if (parse_ll(argv[1], argl[1], &db)) {
 		outs(c, "-ERR value is not an integer or out of range\r\n");
+		return;
+	}
+	if (db < INT32_MIN || db > INT32_MAX) {
+		outs(c, "-ERR value is out of range, value must between "
+			"-2147483648 and 2147483647\r\n");
 		return;
 	}
 	if (db < 0 || db > 15) {
