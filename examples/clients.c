@@ -40,6 +40,7 @@ struct ask {
 	size_t len, cap;
 	long killed;
 	int self; /* the asker matched a KILL: closed after the reply */
+	int skip; /* under CLIENT REPLY SKIP: the reply is not sent */
 };
 
 static int is(const char *arg, size_t len, const char *word)
@@ -223,6 +224,7 @@ static void visit(ac_conn_t *c, void *arg)
 static void answer(int err, void *arg)
 {
 	struct ask *a = arg;
+	struct client *cl;
 	ac_conn_t *c;
 
 	/* AC_ESHUTDOWN: the broker is stopping, on a thread where no
@@ -231,6 +233,9 @@ static void answer(int err, void *arg)
 		ask_free(a);
 		return;
 	}
+	/* The asker's SKIP was for this command, long done: apply it. */
+	if ((cl = client_of(c)) && a->skip)
+		cl->skip = 1;
 	if (!a->kill)
 		reply_verbatim(c, a->text ? a->text : "", a->len);
 	else if (a->kill == 2)
@@ -239,6 +244,8 @@ static void answer(int err, void *arg)
 		outs(c, "+OK\r\n");
 	else
 		outs(c, "-ERR No such client\r\n");
+	if (cl && a->skip)
+		cl->skip = 0;
 	if (a->self)
 		ac_conn_close(c, AC_CLOSE_FLUSH); /* and reads no more */
 	else
@@ -252,6 +259,7 @@ static void gather(ac_conn_t *c, struct ask *a)
 	int err;
 
 	a->from = ac_conn_handle(c);
+	a->skip = client_of(c) && client_of(c)->skip;
 	if ((err = ac_runtime_conns(B.rt, AC_LOOP_ALL, visit, answer, a))) {
 		outf(c, "-ERR %s\r\n", ac_strerror(err));
 		ask_free(a);
