@@ -344,14 +344,14 @@ static struct user *find_user(const char *name, size_t len)
 	return NULL;
 }
 
-/* Splits a line at spaces and tabs, Redis' quotes aside: the ACL syntax
- * has no use for them in what the broker enforces. */
+/* Splits a line at spaces (and tabs), as Redis splits an ACL line. */
 static int split(char *line, char **argv, int max)
 {
+	char *save;
 	int argc = 0;
 
-	for (char *tok = strtok(line, " \t\r\n"); tok;
-	     tok = strtok(NULL, " \t\r\n")) {
+	for (char *tok = strtok_r(line, " \t\r\n", &save); tok;
+	     tok = strtok_r(NULL, " \t\r\n", &save)) {
 		if (argc == max)
 			return -1;
 		argv[argc++] = tok;
@@ -433,7 +433,7 @@ int acl_init(const char *requirepass, const char *aclfile)
 		default_user->next = users;
 		users = default_user;
 	}
-	if (requirepass) {
+	if (requirepass && *requirepass) { /* "": none, as in Redis */
 		char *op = xmalloc(strlen(requirepass) + 2);
 
 		sprintf(op, ">%s", requirepass);
