@@ -1,6 +1,7 @@
 /*
- * actorconn-broker: a RESP2 publish/subscribe server that redis-cli and
- * redis-benchmark can talk to unchanged. See actorconn-broker(1).
+ * actorconn-broker: a RESP2 and RESP3 publish/subscribe server that
+ * redis-cli, redis-benchmark and Redis clients talk to unchanged. See
+ * actorconn-broker(1).
  *
  * This file holds the connections (decoding, replies, a client's state),
  * the command line and main; the channels are in pubsub.c, the commands

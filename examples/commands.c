@@ -1,9 +1,11 @@
 /*
  * commands.c: actorconn-broker's commands. One table names each command,
  * its arity, whether a subscribed client may send it and whether it needs
- * the client's state; execute() checks a command against it and runs it.
- * Replies follow Redis 7 in RESP2, error texts included, so that redis-cli
- * and redis-benchmark work unchanged.
+ * the client's state; execute() checks a command against it and against
+ * the client's user (session.c) and runs it. Replies follow Redis 7, error
+ * texts included, so that redis-cli and redis-benchmark work unchanged;
+ * the connection commands are in session.c, COMMAND and INFO in
+ * introspect.c.
  */
 #include "broker.h"
 
@@ -11,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 static int is(const char *arg, size_t len, const char *word)
 {
@@ -298,7 +299,7 @@ static void run(ac_conn_t *c, struct client *cl, size_t argc,
 	cmd->fn(c, cl, argc, argv, argl);
 }
 
-
+/* The command, then CLIENT REPLY SKIP's bookkeeping (session.c). */
 void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
 	     const size_t *argl)
 {
