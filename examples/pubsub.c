@@ -6,6 +6,9 @@
  * that has subscribers, which writes one shared buffer to each of them.
  * The channel tables are sharded maps under short mutexes; they are
  * touched by SUBSCRIBE, UNSUBSCRIBE and PUBLISH, never by delivery.
+ * Shard channels (SSUBSCRIBE, SPUBLISH) have tables of their own, the
+ * same kind: a namespace apart, as in Redis, that PUBLISH never looks
+ * at, so that they cost it nothing.
  */
 #include "broker.h"
 
@@ -42,15 +45,19 @@ static uint64_t new_seed(void)
 void pubsub_init(void)
 {
 	B.seed = new_seed();
-	for (int s = 0; s < SHARDS; s++)
+	for (int s = 0; s < SHARDS; s++) {
 		table_init(&B.chans[s], BUCKETS);
+		table_init(&B.schans[s], BUCKETS);
+	}
 	table_init(&B.pats, 64);
 }
 
 void pubsub_free(void)
 {
-	for (int s = 0; s < SHARDS; s++)
+	for (int s = 0; s < SHARDS; s++) {
 		free(B.chans[s].buckets);
+		free(B.schans[s].buckets);
+	}
 	free(B.pats.buckets);
 }
 
@@ -63,6 +70,14 @@ static uint64_t hash(const char *name, size_t len)
 static struct table *chan_table(const char *name, size_t len)
 {
 	return &B.chans[hash(name, len) % SHARDS];
+}
+
+/* The table that holds a subscription of this kind to name. */
+static struct table *table_of(int kind, const char *name, size_t len)
+{
+	if (kind == PATTERN)
+		return &B.pats;
+	return &(kind == SHARD ? B.schans : B.chans)[hash(name, len) % SHARDS];
 }
 
 /* Under t->lock: the link that points at name's topic, or the empty one
@@ -146,8 +161,35 @@ static void del_sub(struct sub *v, size_t *n, struct sub *s)
 
 size_t nsubs(const struct client *cl)
 {
-	return cl ? cl->nchans + cl->npats : 0;
+	return cl ? cl->nchans + cl->npats + cl->nschans : 0;
 }
+
+/* A client's list of subscriptions of one kind. */
+struct subs {
+	struct sub **v;
+	size_t *n, *cap;
+};
+
+static struct subs subs_of(struct client *cl, int kind)
+{
+	if (kind == PATTERN)
+		return (struct subs){&cl->pats, &cl->npats, &cl->cappats};
+	if (kind == SHARD)
+		return (struct subs){&cl->schans, &cl->nschans, &cl->capschans};
+	return (struct subs){&cl->chans, &cl->nchans, &cl->capchans};
+}
+
+/* The count that Redis puts in (un)subscribe replies: shard channels
+ * are counted apart from channels and patterns. */
+static size_t count_of(const struct client *cl, int kind)
+{
+	return kind == SHARD ? cl->nschans : cl->nchans + cl->npats;
+}
+
+static const char *const sub_kinds[] = {"subscribe", "psubscribe",
+					"ssubscribe"};
+static const char *const unsub_kinds[] = {"unsubscribe", "punsubscribe",
+					  "sunsubscribe"};
 
 /* "*3 $9 subscribe $len name :count", and the other three kinds. */
 static void sub_reply(ac_conn_t *c, const char *kind, const char *name,
@@ -162,71 +204,68 @@ static void sub_reply(ac_conn_t *c, const char *kind, const char *name,
 	outf(c, ":%zu\r\n", count);
 }
 
-void subscribe(ac_conn_t *c, struct client *cl, int pattern,
+void subscribe(ac_conn_t *c, struct client *cl, int kind,
 	       const char *name, size_t len)
 {
-	struct sub **v = pattern ? &cl->pats : &cl->chans;
-	size_t *n = pattern ? &cl->npats : &cl->nchans;
+	struct subs l = subs_of(cl, kind);
 
-	if (!find_sub(*v, *n, name, len)) {
-		struct table *t = pattern ? &B.pats : chan_table(name, len);
+	if (!find_sub(*l.v, *l.n, name, len)) {
+		struct table *t = table_of(kind, name, len);
 
 		pthread_mutex_lock(&t->lock);
 		join(t, c, name, len);
 		pthread_mutex_unlock(&t->lock);
-		add_sub(v, n, pattern ? &cl->cappats : &cl->capchans, name, len);
+		add_sub(l.v, l.n, l.cap, name, len);
 	}
-	sub_reply(c, pattern ? "psubscribe" : "subscribe", name, len, nsubs(cl));
+	sub_reply(c, sub_kinds[kind], name, len, count_of(cl, kind));
 }
 
-void unsubscribe(ac_conn_t *c, struct client *cl, int pattern,
+void unsubscribe(ac_conn_t *c, struct client *cl, int kind,
 		 const char *name, size_t len, int quiet)
 {
-	struct sub *v = pattern ? cl->pats : cl->chans;
-	size_t *n = pattern ? &cl->npats : &cl->nchans;
-	struct sub *s = find_sub(v, *n, name, len);
+	struct subs l = subs_of(cl, kind);
+	struct sub *s = find_sub(*l.v, *l.n, name, len);
 
 	if (s) {
-		struct table *t = pattern ? &B.pats : chan_table(name, len);
+		struct table *t = table_of(kind, name, len);
 
 		pthread_mutex_lock(&t->lock);
 		leave(t, c, name, len);
 		pthread_mutex_unlock(&t->lock);
 	}
 	if (!quiet)
-		sub_reply(c, pattern ? "punsubscribe" : "unsubscribe", name,
-			  len, nsubs(cl) - (s ? 1 : 0));
+		sub_reply(c, unsub_kinds[kind], name, len,
+			  count_of(cl, kind) - (s ? 1 : 0));
 	if (s)
-		del_sub(v, n, s);
+		del_sub(*l.v, l.n, s);
 }
 
-void unsubscribe_all(ac_conn_t *c, struct client *cl, int pattern, int quiet)
+void unsubscribe_all(ac_conn_t *c, struct client *cl, int kind, int quiet)
 {
-	size_t *n = pattern ? &cl->npats : &cl->nchans;
+	struct subs l = subs_of(cl, kind);
 
-	if (*n == 0 && !quiet) {
-		sub_reply(c, pattern ? "punsubscribe" : "unsubscribe", NULL, 0,
-			  nsubs(cl));
+	if (*l.n == 0 && !quiet) {
+		sub_reply(c, unsub_kinds[kind], NULL, 0, count_of(cl, kind));
 		return;
 	}
-	while (*n) {
-		struct sub *v = pattern ? cl->pats : cl->chans;
+	while (*l.n) {
 		/* Copy: unsubscribe frees the entry. */
-		size_t len = v[0].len;
+		size_t len = (*l.v)[0].len;
 		char *name = xmalloc(len ? len : 1);
 
-		memcpy(name, v[0].name, len);
-		unsubscribe(c, cl, pattern, name, len, quiet);
+		memcpy(name, (*l.v)[0].name, len);
+		unsubscribe(c, cl, kind, name, len, quiet);
 		free(name);
 	}
 }
 
 /* ---- publishing -------------------------------------------------------------- */
 
-/* "*3 $7 message $ch $msg" or "*4 $8 pmessage $pat $ch $msg" as one
- * shared buffer. */
-static ac_buf_t *push(const char *pat, size_t plen, const char *ch,
-		      size_t clen, const char *msg, size_t mlen)
+/* "*3 $7 message $ch $msg", "*4 $8 pmessage $pat $ch $msg" or, with
+ * shard set, "*3 $8 smessage $ch $msg", as one shared buffer. */
+static ac_buf_t *push(int shard, const char *pat, size_t plen,
+		      const char *ch, size_t clen, const char *msg,
+		      size_t mlen)
 {
 	size_t cap = 64 + plen + clen + mlen;
 	char *p = xmalloc(cap), *w = p;
@@ -234,6 +273,8 @@ static ac_buf_t *push(const char *pat, size_t plen, const char *ch,
 
 	if (pat)
 		w += sprintf(w, "*4\r\n$8\r\npmessage\r\n$%zu\r\n", plen);
+	else if (shard)
+		w += sprintf(w, "*3\r\n$8\r\nsmessage\r\n");
 	else
 		w += sprintf(w, "*3\r\n$7\r\nmessage\r\n");
 	if (pat) {
@@ -256,10 +297,11 @@ static ac_buf_t *push(const char *pat, size_t plen, const char *ch,
 }
 
 /* Publishes the push for (pat, ch, msg) to tp's group; its receivers. */
-static long deliver(struct topic *tp, const char *pat, size_t plen,
-		    const char *ch, size_t clen, const char *msg, size_t mlen)
+static long deliver(struct topic *tp, int shard, const char *pat,
+		    size_t plen, const char *ch, size_t clen, const char *msg,
+		    size_t mlen)
 {
-	ac_buf_t *b = push(pat, plen, ch, clen, msg, mlen);
+	ac_buf_t *b = push(shard, pat, plen, ch, clen, msg, mlen);
 	int n = ac_group_publish(tp->group, b);
 
 	ac_buf_unref(b);
@@ -274,28 +316,42 @@ long publish(const char *ch, size_t clen, const char *msg, size_t mlen)
 
 	pthread_mutex_lock(&t->lock);
 	if ((tp = *find(t, ch, clen)))
-		receivers += deliver(tp, NULL, 0, ch, clen, msg, mlen);
+		receivers += deliver(tp, 0, NULL, 0, ch, clen, msg, mlen);
 	pthread_mutex_unlock(&t->lock);
 
 	pthread_mutex_lock(&B.pats.lock);
 	for (size_t i = 0; B.pats.count && i < B.pats.nbuckets; i++)
 		for (tp = B.pats.buckets[i]; tp; tp = tp->next)
 			if (resp_glob(tp->name, tp->len, ch, clen))
-				receivers += deliver(tp, tp->name, tp->len, ch,
-						     clen, msg, mlen);
+				receivers += deliver(tp, 0, tp->name, tp->len,
+						     ch, clen, msg, mlen);
 	pthread_mutex_unlock(&B.pats.lock);
+	return receivers;
+}
+
+long spublish(const char *ch, size_t clen, const char *msg, size_t mlen)
+{
+	struct table *t = table_of(SHARD, ch, clen);
+	struct topic *tp;
+	long receivers = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if ((tp = *find(t, ch, clen)))
+		receivers = deliver(tp, 1, NULL, 0, ch, clen, msg, mlen);
+	pthread_mutex_unlock(&t->lock);
 	return receivers;
 }
 
 /* ---- what PUBSUB and INFO report -------------------------------------------- */
 
-struct sub *channels_matching(const char *pat, size_t plen, size_t *count)
+struct sub *channels_matching(int kind, const char *pat, size_t plen,
+			      size_t *count)
 {
 	size_t n = 0, cap = 16;
 	struct sub *names = xmalloc(cap * sizeof(*names));
 
 	for (int s = 0; s < SHARDS; s++) {
-		struct table *t = &B.chans[s];
+		struct table *t = &(kind == SHARD ? B.schans : B.chans)[s];
 		pthread_mutex_lock(&t->lock);
 		for (size_t i = 0; i < t->nbuckets; i++)
 			for (struct topic *tp = t->buckets[i]; tp;
@@ -319,9 +375,9 @@ struct sub *channels_matching(const char *pat, size_t plen, size_t *count)
 	return names;
 }
 
-size_t channel_subscribers(const char *name, size_t len)
+size_t channel_subscribers(int kind, const char *name, size_t len)
 {
-	struct table *t = chan_table(name, len);
+	struct table *t = table_of(kind, name, len);
 	struct topic *tp;
 	size_t subs;
 
@@ -332,16 +388,26 @@ size_t channel_subscribers(const char *name, size_t len)
 	return subs;
 }
 
-size_t channel_count(void)
+static size_t count_tables(struct table *t)
 {
 	size_t n = 0;
 
 	for (int s = 0; s < SHARDS; s++) {
-		pthread_mutex_lock(&B.chans[s].lock);
-		n += B.chans[s].count;
-		pthread_mutex_unlock(&B.chans[s].lock);
+		pthread_mutex_lock(&t[s].lock);
+		n += t[s].count;
+		pthread_mutex_unlock(&t[s].lock);
 	}
 	return n;
+}
+
+size_t channel_count(void)
+{
+	return count_tables(B.chans);
+}
+
+size_t shard_channel_count(void)
+{
+	return count_tables(B.schans);
 }
 
 size_t pattern_count(void)
