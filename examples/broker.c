@@ -375,7 +375,9 @@ int main(int argc, char **argv)
 	B.lim.max_bulk = (size_t)512 << 20;
 	B.lim.max_inline = 64 << 10;
 	B.lim.max_args = MAX_ARGS;
-	B.max_queued = (size_t)1 << 30; /* the largest request, opts.max_frame */
+	/* A transaction may hold as much as the largest request, max_frame:
+	 * Redis has no bound of its own for it. 0 (--max-queued 0) too. */
+	B.max_queued = (size_t)1 << 30;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': addr = optarg; break;
@@ -409,6 +411,8 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 1;
 		}
 	}
+	if (B.max_queued == 0)
+		B.max_queued = (size_t)1 << 30;
 	if (optind != argc || cfg.loops > 256) {
 		usage(stderr);
 		return 1;

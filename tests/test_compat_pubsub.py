@@ -214,6 +214,35 @@ def test_client_list_inside_exec_keeps_order():
                 assert b" flags=x " in line and b" multi=5 " in line, line
 
 
+def test_client_kill_of_itself_inside_exec():
+    """Both servers close the client after the CLIENT KILL's reply, an
+    unfinished EXEC array. A difference: Redis still runs the commands
+    queued after it (here a PUBLISH, delivered), the broker does not."""
+    with Pair() as p:
+        sa, sb = subscribed(p, "SUBSCRIBE", "k")
+        got = []
+        for c in p.conns():
+            c.send(["CLIENT", "ID"])
+            me = c.read()
+            c.send(["MULTI"], ["CLIENT", "KILL", "ID", me, "SKIPME", "no"],
+                   ["PUBLISH", "k", "after-kill"], ["EXEC"], ["PING"])
+            data = b""
+            c.sock.settimeout(5)
+            while True:
+                d = c.sock.recv(65536)
+                if not d:
+                    break
+                data += d
+            got.append(data)
+        assert got[0] == got[1] == (b"+OK\r\n+QUEUED\r\n+QUEUED\r\n"
+                                    b"*2\r\n:1\r\n"), got
+        assert sa.read() == [b"message", b"k", b"after-kill"]
+        b = p.broker_conn()
+        b.send(["PUBLISH", "k", "marker"])
+        assert b.read() == 1
+        assert sb.read() == [b"message", b"k", b"marker"]
+
+
 def test_queue_bound():
     """--max-queued: the command that would go over it is refused with
     -OOM and the transaction aborts (Redis has no such bound)."""
@@ -445,6 +474,7 @@ if __name__ == "__main__":
         test_publish_to_itself_inside_exec,
         test_subscribed_client_cannot_start_a_transaction,
         test_client_list_inside_exec_keeps_order,
+        test_client_kill_of_itself_inside_exec,
         test_queue_bound,
         test_ssubscribe_conversation,
         test_shard_channels_are_a_namespace_apart,
