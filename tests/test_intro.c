@@ -943,7 +943,11 @@ START_TEST(handle_info_readers_race_the_owner_without_a_data_race)
 	for (int i = 0; i < WRITERS; i++)
 		ck_assert_int_eq(pthread_create(&w[i], NULL, writer, NULL), 0);
 	t0 = th_now_ms();
-	while (th_now_ms() - t0 < STRESS_MS) {
+	/* At least STRESS_MS, and on until the writers have reconnected
+	 * (slow under valgrind), up to the longest wait. */
+	while (th_now_ms() - t0 < STRESS_MS ||
+	       (__atomic_load_n(&srv_opened, __ATOMIC_ACQUIRE) <= WRITERS &&
+		th_now_ms() - t0 < (uint64_t)wait_ms())) {
 		for (int l = 0; l < 2; l++)
 			ck_assert_int_eq(ac_loop_post(rt, AC_LOOP(l),
 						      relabel_tick, NULL), 0);
