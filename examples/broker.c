@@ -230,10 +230,13 @@ static void on_close(ac_conn_t *c, int reason)
 
 	if (!cl)
 		return;
-	unsubscribe_all(c, cl, 0, 1);
-	unsubscribe_all(c, cl, 1, 1);
+	multi_discard(cl);
+	unsubscribe_all(c, cl, CHANNEL, 1);
+	unsubscribe_all(c, cl, PATTERN, 1);
+	unsubscribe_all(c, cl, SHARD, 1);
 	free(cl->chans);
 	free(cl->pats);
+	free(cl->schans);
 	free(cl);
 }
 
@@ -245,7 +248,8 @@ static void usage(FILE *f)
 		"usage: actorconn-broker [--listen ADDR|none] [--unix PATH] [--threads N]\n"
 		"         [--idle-timeout MS] [--heartbeat MS] [--max-clients N]\n"
 		"         [--output-limit BYTES] [--max-bulk BYTES] [--metrics ADDR]\n"
-		"         [--upstream ADDR] [--tls-port N | --tls-listen ADDR]\n"
+		"         [--upstream ADDR] [--max-queued BYTES]\n"
+		"         [--tls-port N | --tls-listen ADDR]\n"
 		"         [--tls-cert-file FILE] [--tls-key-file FILE]\n"
 		"         [--tls-ca-cert-file FILE] [--tls-auth-clients yes|no]\n"
 		"         [--tls-ciphers LIST] [--tls-ciphersuites LIST]\n"
@@ -401,6 +405,7 @@ int main(int argc, char **argv)
 		OPT_TLS_AUTH,
 		OPT_TLS_CIPHERS,
 		OPT_TLS_SUITES,
+		OPT_MAX_QUEUED,
 		OPT_REQUIREPASS,
 		OPT_ACLFILE
 	};
@@ -415,6 +420,7 @@ int main(int argc, char **argv)
 		{"max-bulk", required_argument, NULL, 'B'},
 		{"metrics", required_argument, NULL, 'm'},
 		{"upstream", required_argument, NULL, 'U'},
+		{"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
 		{"tls-port", required_argument, NULL, OPT_TLS_PORT},
 		{"tls-listen", required_argument, NULL, OPT_TLS_LISTEN},
 		{"tls-cert-file", required_argument, NULL, OPT_TLS_CERT},
@@ -447,6 +453,9 @@ int main(int argc, char **argv)
 	B.lim.max_bulk = (size_t)512 << 20;
 	B.lim.max_inline = 64 << 10;
 	B.lim.max_args = MAX_ARGS;
+	/* A transaction may hold as much as the largest request, max_frame:
+	 * Redis has no bound of its own for it. 0 (--max-queued 0) too. */
+	B.max_queued = (size_t)1 << 30;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': addr = optarg; break;
@@ -475,12 +484,15 @@ int main(int argc, char **argv)
 		case OPT_TLS_AUTH: ta.auth = optarg; break;
 		case OPT_TLS_CIPHERS: ta.o.ciphers = optarg; break;
 		case OPT_TLS_SUITES: ta.o.ciphersuites = optarg; break;
+		case OPT_MAX_QUEUED: B.max_queued = number("--max-queued", optarg); break;
 		case OPT_REQUIREPASS: requirepass = optarg; break;
 		case OPT_ACLFILE: aclfile = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
 	}
+	if (B.max_queued == 0)
+		B.max_queued = (size_t)1 << 30;
 	if (optind != argc || cfg.loops > 256) {
 		usage(stderr);
 		return 1;

@@ -5,6 +5,7 @@
  *   broker.c    connections (decoding, replies, client state), options, main
  *   pubsub.c    the topic tables: subscribe, unsubscribe, publish
  *   commands.c  the command table, argument checks and each command
+ *   multi.c     MULTI, EXEC, DISCARD, WATCH, UNWATCH: the queued commands
  *   clients.c   CLIENT LIST, KILL and INFO: every loop's clients
  *   forward.c   --upstream: PUBLISH forwarded through a connection pool
  *   acl.c       users: --requirepass, --aclfile, password and permission
@@ -61,11 +62,18 @@ struct broker {
 	uint64_t commands;          /* atomic */
 	ac_pool_t *up;              /* --upstream: PUBLISH is forwarded */
 	uint64_t fwd_ok, fwd_failed; /* atomic */
+	/* pubsub.c: SSUBSCRIBE's channels, a namespace apart from chans */
+	struct table schans[SHARDS];
+	size_t max_queued; /* multi.c: --max-queued, bytes one MULTI holds */
 	/* acl.c (counted), introspect.c (INFO's acl_access_denied_*) */
 	uint64_t denied_auth, denied_cmd, denied_channel; /* atomic */
 	char run_id[41]; /* INFO's run_id: random, per run (broker.c) */
 };
 extern struct broker B;
+
+/* What a subscription is to: a channel, a pattern or a shard channel
+ * (SSUBSCRIBE). Each has its own table and its own list in a client. */
+enum { CHANNEL, PATTERN, SHARD };
 
 /* One subscription of a client: the channel's or pattern's name. */
 struct sub {
@@ -80,6 +88,12 @@ struct client {
 	struct sub *chans, *pats;
 	size_t nchans, npats, capchans, cappats;
 	char cmd[32];   /* the last command, as CLIENT LIST shows it */
+	/* pubsub.c: shard channels (SSUBSCRIBE) */
+	struct sub *schans;
+	size_t nschans, capschans;
+	/* multi.c: between MULTI and EXEC or DISCARD, the queue; during an
+	 * EXEC, the commands being run */
+	struct multi *multi, *exec;
 	/* session.c and acl.c: who the client is and how it is answered */
 	const struct user *user; /* AUTH's or HELLO's; NULL: default */
 	int authed;   /* AUTH or HELLO AUTH succeeded (acl_auth_required) */
@@ -131,26 +145,39 @@ ac_handle_t id_handle(uint64_t id);
  * after it has stopped, their memory freed. */
 void pubsub_init(void);
 void pubsub_free(void);
-size_t nsubs(const struct client *cl); /* cl may be NULL */
-/* Each replies as Redis does ("subscribe", "punsubscribe", ...). */
-void subscribe(ac_conn_t *c, struct client *cl, int pattern,
+/* Subscriptions of every kind: nonzero puts a RESP2 client in
+ * subscribed mode. cl may be NULL. */
+size_t nsubs(const struct client *cl);
+/* kind is CHANNEL, PATTERN or SHARD. Each replies as Redis does
+ * ("subscribe", "punsubscribe", "ssubscribe", ...), with the count of
+ * the client's channels and patterns, or of its shard channels for
+ * SHARD, as Redis counts them. */
+void subscribe(ac_conn_t *c, struct client *cl, int kind,
 	       const char *name, size_t len);
 /* quiet: no reply (the client is closing or resetting). */
-void unsubscribe(ac_conn_t *c, struct client *cl, int pattern,
+void unsubscribe(ac_conn_t *c, struct client *cl, int kind,
 		 const char *name, size_t len, int quiet);
-void unsubscribe_all(ac_conn_t *c, struct client *cl, int pattern, int quiet);
-/* Sets cl's protocol to resp (2 or 3), moving its subscriptions to the
- * groups of that protocol: each group's messages are encoded once. */
+void unsubscribe_all(ac_conn_t *c, struct client *cl, int kind, int quiet);
+/* Sets cl's protocol to resp (2 or 3), moving its subscriptions of every
+ * kind to the groups of that protocol: each group's messages are encoded
+ * once. */
 void pubsub_set_resp(ac_conn_t *c, struct client *cl, int resp);
 /* Delivers msg to ch's subscribers and to the patterns that match ch;
  * returns the number of receivers. Takes each table's lock in turn. */
 long publish(const char *ch, size_t clen, const char *msg, size_t mlen);
+/* SPUBLISH: to ch's shard subscribers only, as "smessage"; patterns and
+ * SUBSCRIBE's channels are another namespace. */
+long spublish(const char *ch, size_t clen, const char *msg, size_t mlen);
 
-/* PUBSUB CHANNELS [pat] (pat NULL: all): a copy of the names, which the
- * caller frees, each name and then the array. */
-struct sub *channels_matching(const char *pat, size_t plen, size_t *count);
-size_t channel_subscribers(const char *name, size_t len); /* NUMSUB */
+/* PUBSUB CHANNELS and SHARDCHANNELS [pat] (pat NULL: all), kind CHANNEL
+ * or SHARD: a copy of the names, which the caller frees, each name and
+ * then the array. */
+struct sub *channels_matching(int kind, const char *pat, size_t plen,
+			      size_t *count);
+/* NUMSUB and SHARDNUMSUB */
+size_t channel_subscribers(int kind, const char *name, size_t len);
 size_t channel_count(void);
+size_t shard_channel_count(void);
 size_t pattern_count(void);
 
 /* ---- acl.c --------------------------------------------------------------------- */
@@ -183,11 +210,20 @@ int acl_channel_allowed(const struct client *cl, const char *ch, size_t len,
 
 /* ---- session.c ----------------------------------------------------------------- */
 
-/* Checks a command that execute() found, before it runs: -NOAUTH,
- * -NOPERM (command, then its channels). Replies and returns -1 if the
- * command may not run. */
-int session_check(ac_conn_t *c, struct client *cl, const char *name,
-		  size_t argc, const char **argv, const size_t *argl);
+/* Checks a command that execute() found, before it runs or is queued
+ * inside MULTI: -NOAUTH, then -NOPERM (command, then its channels), as
+ * Redis. sub is its subcommand (lower case) or NULL. Returns -1 with the
+ * error in err ("NOAUTH ...", no '-' or CRLF), which the caller replies
+ * (and which flags a transaction), else 0. */
+int session_check(const struct client *cl, const char *name,
+		  const char *sub, size_t argc, const char **argv,
+		  const size_t *argl, char *err, size_t errlen);
+/* EXEC checks each queued command's permissions again, as Redis 7 does:
+ * an AUTH queued before it may have changed the user. Replies Redis'
+ * -NOPERM and returns -1 if it may no longer run. */
+int session_exec_check(ac_conn_t *c, const struct client *cl,
+		       const char *name, const char *sub, size_t argc,
+		       const char **argv, const size_t *argl);
 /* CLIENT REPLY SKIP's bookkeeping, once each command is done
  * (execute); cl may be NULL. */
 void session_after(struct client *cl);
@@ -220,7 +256,9 @@ int command_noauth(const char *cmd);
 
 /* ---- commands.c ----------------------------------------------------------- */
 
-/* Runs one command; cl is NULL until a command has needed the state. */
+/* Runs one command; cl is NULL until a command has needed the state.
+ * Inside MULTI, queues it instead (multi_queue) once it has passed the
+ * checks that Redis makes before queueing. */
 void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
 	     const size_t *argl);
 /* The command table, for COMMAND: its i-th name (lower case) and arity;
@@ -229,6 +267,42 @@ const char *command_at(size_t i, int *arity);
 /* CLIENT SETNAME's rule and effect (HELLO SETNAME too); -1 after
  * replying the error. */
 int set_name(ac_conn_t *c, const char *p, size_t n);
+
+struct cmd; /* an entry of the command table */
+/* Runs a command that has passed the checks, as EXEC does. */
+void run_command(ac_conn_t *c, struct client *cl, const struct cmd *cmd,
+		 size_t argc, const char **argv, const size_t *argl);
+
+/* ---- multi.c -------------------------------------------------------------- */
+
+#define CMD_ARGS                                                             \
+	ac_conn_t *c, struct client *cl, size_t argc, const char **argv,     \
+		const size_t *argl
+void cmd_multi(CMD_ARGS);
+void cmd_exec(CMD_ARGS);
+void cmd_discard(CMD_ARGS);
+void cmd_watch(CMD_ARGS);
+void cmd_unwatch(CMD_ARGS);
+
+/* Queues a copy of the command for EXEC and replies +QUEUED; over
+ * B.max_queued, replies an -OOM error and flags the transaction. */
+void multi_queue(ac_conn_t *c, struct client *cl, const struct cmd *cmd,
+		 size_t argc, const char **argv, const size_t *argl);
+/* A command refused while queueing: EXEC will abort with EXECABORT.
+ * Does nothing outside MULTI; cl may be NULL. */
+void multi_flag(struct client *cl);
+/* Forgets the transaction, queued or running (RESET, close). */
+void multi_discard(struct client *cl);
+/* Whether cl is between MULTI and EXEC, and whether an EXEC is running
+ * its commands; cl may be NULL. */
+int in_multi(const struct client *cl);
+int in_exec(const struct client *cl);
+/* The commands queued, or being run by EXEC (CLIENT LIST's multi=). */
+size_t multi_count(const struct client *cl);
+/* Goes on with an EXEC that stopped on a command answered later (CLIENT
+ * LIST and KILL, clients.c), once that answer is written and c reads
+ * again. Does nothing when no EXEC is waiting. */
+void exec_resume(ac_conn_t *c);
 
 /* ---- clients.c ------------------------------------------------------------ */
 

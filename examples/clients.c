@@ -140,29 +140,35 @@ static int parse_id(const char *p, size_t n, uint64_t *id)
 static void format_line(struct ask *a, ac_conn_t *c, const ac_conn_info_t *i)
 {
 	struct client *cl = client_of(c);
-	char addr[128], laddr[128], flags[4], *f = flags;
+	char addr[128], laddr[128], flags[8], *f = flags;
+	long multi = -1; /* queued commands, as Redis shows them */
 
 	redis_addr(i, 0, addr, sizeof(addr));
 	redis_addr(i, 1, laddr, sizeof(laddr));
 	if (cl && nsubs(cl))
 		*f++ = 'P';
+	if (in_multi(cl) || in_exec(cl))
+		*f++ = 'x';
 	if (i->family == AF_UNIX)
 		*f++ = 'U';
 	if (f == flags)
 		*f++ = 'N';
 	*f = 0;
+	if (in_multi(cl) || in_exec(cl))
+		multi = (long)multi_count(cl);
 	/* Redis 7.0's fields, in its order; what the broker has no such
 	 * thing for gets Redis' value for "none". */
 	append(a,
 	       "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu "
-	       "flags=%s db=%d sub=%zu psub=%zu ssub=0 multi=-1 qbuf=0 "
+	       "flags=%s db=%d sub=%zu psub=%zu ssub=%zu multi=%ld qbuf=0 "
 	       "qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 "
 	       "omem=%llu tot-mem=%llu events=%s cmd=%s user=%s "
 	       "redir=-1 resp=%d\n",
 	       (unsigned long long)client_id(i->handle), addr, laddr, i->fd,
 	       i->label, (unsigned long long)(i->age_ms / 1000),
 	       (unsigned long long)(i->idle_ms / 1000), flags, cl ? cl->db : 0,
-	       cl ? cl->nchans : 0, cl ? cl->npats : 0,
+	       cl ? cl->nchans : 0, cl ? cl->npats : 0, cl ? cl->nschans : 0,
+	       multi,
 	       (unsigned long long)i->out_queued,
 	       (unsigned long long)i->out_queued,
 	       i->out_queued ? "rw" : "r", cl && cl->cmd[0] ? cl->cmd : "NULL",
@@ -248,8 +254,10 @@ static void answer(int err, void *arg)
 		cl->skip = 0;
 	if (a->self)
 		ac_conn_close(c, AC_CLOSE_FLUSH); /* and reads no more */
-	else
+	else {
 		ac_conn_read_start(c); /* the next commands, from the loop */
+		exec_resume(c); /* the rest of an EXEC that waited for this */
+	}
 	ask_free(a);
 }
 

@@ -29,6 +29,16 @@
 
 enum { OPT = 1, MULT = 2, MULT_TOKEN = 4 };
 
+/* The key specs of the broker's commands: none, or one that begins at
+ * the first argument, is flagged as Redis flags it, and ends at the last
+ * argument (lastkey -1) or at the first (lastkey 0). Shard channels are
+ * keys for routing only (not_key); WATCH's keys are read (RO). */
+enum { KEYS_NONE, KEYS_SHARD_ALL, KEYS_SHARD_ONE, KEYS_WATCH };
+static const struct {
+	const char *flags;
+	int lastkey;
+} key_spec[] = {{NULL, 0}, {"not_key", -1}, {"not_key", 0}, {"RO", -1}};
+
 /* One argument, as COMMAND DOCS describes it. */
 struct arg {
 	const char *name, *type, *token, *since, *deprecated;
@@ -42,7 +52,7 @@ struct meta {
 	const char *flags; /* Redis' command flags, in its order */
 	const char *cats;  /* Redis' ACL categories */
 	const char *tips;  /* NULL: none */
-	int keys;          /* key specs: 0 none, 1 SSUBSCRIBE's, 2 SPUBLISH's */
+	int keys;          /* its key spec: KEYS_*, key_spec[] */
 	const char *since, *group, *summary, *complexity;
 	const struct arg *args;  /* NULL: none; ends at name NULL */
 	const struct meta *subs; /* NULL: none; ends at name NULL */
@@ -252,16 +262,26 @@ static const struct meta meta[] = {
 	 "@fast @transaction", NULL, 0, "2.0.0", "transactions",
 	 "Drops the commands queued since MULTI", "O(N) for N queued commands",
 	 NULL, NULL},
-	{"ssubscribe", -2, PS, "@pubsub @slow", NULL, 1, "7.0.0", "pubsub",
+	{"watch", -2, "noscript loading stale fast allow_busy",
+	 "@fast @transaction", NULL, KEYS_WATCH, "2.2.0", "transactions",
+	 "Accepted for clients that watch keys: the broker has none, so EXEC "
+	 "never fails for them",
+	 "O(1) for every key", ARGS({"key", "key", .flags = MULT}), NULL},
+	{"unwatch", 1, "noscript loading stale fast allow_busy",
+	 "@fast @transaction", NULL, 0, "2.2.0", "transactions",
+	 "Forgets the watched keys", "O(1)", NULL, NULL},
+	{"ssubscribe", -2, PS, "@pubsub @slow", NULL, KEYS_SHARD_ALL, "7.0.0",
+	 "pubsub",
 	 "Listens for messages published to shard channels",
 	 "O(N) for N shard channels",
 	 ARGS({"shardchannel", "string", .flags = MULT}), NULL},
-	{"sunsubscribe", -1, PS, "@pubsub @slow", NULL, 1, "7.0.0", "pubsub",
+	{"sunsubscribe", -1, PS, "@pubsub @slow", NULL, KEYS_SHARD_ALL, "7.0.0",
+	 "pubsub",
 	 "Stops listening to shard channels, or to all of them",
 	 "O(N) for N shard channels",
 	 ARGS({"shardchannel", "string", .flags = OPT | MULT}), NULL},
-	{"spublish", 3, "pubsub loading stale fast", "@pubsub @fast", NULL, 2,
-	 "7.0.0", "pubsub", "Sends a message to a shard channel's subscribers",
+	{"spublish", 3, "pubsub loading stale fast", "@pubsub @fast", NULL,
+	 KEYS_SHARD_ONE, "7.0.0", "pubsub", "Sends a message to a shard channel's subscribers",
 	 "O(N) for N subscribers of the shard channel",
 	 ARGS({"shardchannel", "string"}, {"message", "string"}), NULL},
 	{0}};
@@ -350,15 +370,14 @@ static void word_set(ac_conn_t *c, const char *s, int status)
 
 static void key_specs(ac_conn_t *c, int keys)
 {
-	if (!keys) {
+	if (keys == KEYS_NONE) {
 		reply_set(c, 0);
 		return;
 	}
-	/* Shard channels are keys for routing only: not_key. */
 	reply_set(c, 1);
 	reply_map(c, 3);
 	bulk_str(c, "flags");
-	word_set(c, "not_key", 1);
+	word_set(c, key_spec[keys].flags, 1);
 	bulk_str(c, "begin_search");
 	reply_map(c, 2);
 	bulk_str(c, "type");
@@ -374,7 +393,7 @@ static void key_specs(ac_conn_t *c, int keys)
 	bulk_str(c, "spec");
 	reply_map(c, 3);
 	bulk_str(c, "lastkey");
-	outf(c, ":%d\r\n", keys == 1 ? -1 : 0);
+	outf(c, ":%d\r\n", key_spec[keys].lastkey);
 	bulk_str(c, "keystep");
 	out(c, ":1\r\n", 4);
 	bulk_str(c, "limit");
@@ -397,10 +416,12 @@ static void info_entry(ac_conn_t *c, const struct meta *m)
 	bulk_str(c, m->name);
 	outf(c, ":%d\r\n", m->arity);
 	word_set(c, m->flags, 1);
-	out(c, m->keys == 1 ? ":1\r\n:-1\r\n:1\r\n"
-	       : m->keys == 2 ? ":1\r\n:1\r\n:1\r\n"
-			      : ":0\r\n:0\r\n:0\r\n",
-	    m->keys == 1 ? 13 : 12);
+	/* first key, last key, step: the key spec's range */
+	if (m->keys == KEYS_NONE)
+		out(c, ":0\r\n:0\r\n:0\r\n", 12);
+	else
+		outf(c, ":1\r\n:%d\r\n:1\r\n",
+		     key_spec[m->keys].lastkey < 0 ? -1 : 1);
 	word_set(c, m->cats, 1);
 	word_set(c, m->tips, 0);
 	key_specs(c, m->keys);
@@ -421,12 +442,19 @@ static void args_reply(ac_conn_t *c, const struct arg *a)
 		n++;
 	outf(c, "*%zu\r\n", n);
 	for (; a->name; a++) {
-		reply_map(c, 2 + !!a->token + !!a->since + !!a->deprecated +
-				     !!a->flags + !!a->args);
+		/* A key argument names its key spec: the command's only. */
+		int key = !strcmp(a->type, "key");
+
+		reply_map(c, 2 + key + !!a->token + !!a->since +
+				     !!a->deprecated + !!a->flags + !!a->args);
 		bulk_str(c, "name");
 		bulk_str(c, a->name);
 		bulk_str(c, "type");
 		bulk_str(c, a->type);
+		if (key) {
+			bulk_str(c, "key_spec_index");
+			out(c, ":0\r\n", 4);
+		}
 		if (a->token) {
 			bulk_str(c, "token");
 			bulk_str(c, a->token);
@@ -790,7 +818,8 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 		       "total_net_input_bytes:%llu\r\n"
 		       "total_net_output_bytes:%llu\r\n"
 		       "rejected_connections:%llu\r\npubsub_channels:%zu\r\n"
-		       "pubsub_patterns:%zu\r\nacl_access_denied_auth:%llu\r\n"
+		       "pubsub_patterns:%zu\r\npubsubshard_channels:%zu\r\n"
+		       "acl_access_denied_auth:%llu\r\n"
 		       "acl_access_denied_cmd:%llu\r\nacl_access_denied_key:0\r\n"
 		       "acl_access_denied_channel:%llu\r\n"
 		       "mailbox_messages:%llu\r\nmailbox_overflowed:%llu\r\n"
@@ -802,7 +831,7 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 		    (unsigned long long)st->bytes_in,
 		    (unsigned long long)st->bytes_out,
 		    (unsigned long long)st->rejected, channel_count(),
-		    pattern_count(),
+		    pattern_count(), shard_channel_count(),
 		    (unsigned long long)__atomic_load_n(&B.denied_auth,
 							__ATOMIC_RELAXED),
 		    (unsigned long long)__atomic_load_n(&B.denied_cmd,

@@ -47,14 +47,10 @@ static int parse_ll(const char *p, size_t n, long long *v)
 
 /* ---- the checks before each command ----------------------------------------- */
 
-static const char noauth[] = "-NOAUTH Authentication required.\r\n";
-static const char noperm_channel[] =
-	"-NOPERM this user has no permissions to access one of the channels "
-	"used as arguments\r\n";
-
 /* The channel arguments of cmd: PUBLISH's and SPUBLISH's first,
- * SUBSCRIBE's, SSUBSCRIBE's and PSUBSCRIBE's all (UNSUBSCRIBE is never
- * refused, as in Redis). Returns how many there are from argv[1]. */
+ * SUBSCRIBE's, SSUBSCRIBE's and PSUBSCRIBE's all (UNSUBSCRIBE and
+ * SUNSUBSCRIBE are never refused, as in Redis). Returns how many there
+ * are from argv[1]. */
 static size_t channel_args(const char *name, size_t argc, int *pattern)
 {
 	*pattern = !strcmp(name, "psubscribe");
@@ -66,43 +62,77 @@ static size_t channel_args(const char *name, size_t argc, int *pattern)
 	return 0;
 }
 
-int session_check(ac_conn_t *c, struct client *cl, const char *name,
-		  size_t argc, const char **argv, const size_t *argl)
+enum { PERMITTED, DENIED_CMD, DENIED_CHANNEL };
+
+/* Whether cl's user may run the command, and on its channels, as Redis'
+ * ACLCheckAllPerm decides; a denial is counted for INFO. */
+static int permitted(const struct client *cl, const char *name,
+		     const char *sub, size_t argc, const char **argv,
+		     const size_t *argl)
 {
-	char sub[33] = "";
 	size_t nch;
 	int pattern;
 
-	if (acl_auth_required(cl) && !command_noauth(name)) {
-		outs(c, noauth);
-		return -1;
-	}
 	if (acl_all_allowed(cl))
-		return 0; /* the default user's case: nothing more to check */
-	if (argc > 1 && command_container(name) && argl[1] < sizeof(sub)) {
-		for (size_t i = 0; i < argl[1]; i++)
-			sub[i] = (char)(argv[1][i] >= 'A' && argv[1][i] <= 'Z'
-						? argv[1][i] - 'A' + 'a'
-						: argv[1][i]);
-		sub[argl[1]] = 0;
-	}
+		return PERMITTED; /* the default user's case: nothing more */
 	/* AUTH, HELLO, QUIT and RESET are every user's, as in Redis. */
-	if (!command_noauth(name) &&
-	    !acl_command_allowed(cl, name, *sub ? sub : NULL)) {
+	if (!command_noauth(name) && !acl_command_allowed(cl, name, sub)) {
 		__atomic_fetch_add(&B.denied_cmd, 1, __ATOMIC_RELAXED);
-		outf(c, "-NOPERM this user has no permissions to run the "
-			"'%s%s%s' command\r\n", name, *sub ? "|" : "", sub);
-		return -1;
+		return DENIED_CMD;
 	}
 	nch = channel_args(name, argc, &pattern);
 	for (size_t i = 1; i <= nch; i++)
 		if (!acl_channel_allowed(cl, argv[i], argl[i], pattern)) {
 			__atomic_fetch_add(&B.denied_channel, 1,
 					   __ATOMIC_RELAXED);
-			outs(c, noperm_channel);
-			return -1;
+			return DENIED_CHANNEL;
 		}
+	return PERMITTED;
+}
+
+int session_check(const struct client *cl, const char *name,
+		  const char *sub, size_t argc, const char **argv,
+		  const size_t *argl, char *err, size_t errlen)
+{
+	if (acl_auth_required(cl) && !command_noauth(name)) {
+		snprintf(err, errlen, "NOAUTH Authentication required.");
+		return -1;
+	}
+	switch (permitted(cl, name, sub, argc, argv, argl)) {
+	case DENIED_CMD:
+		snprintf(err, errlen, "NOPERM this user has no permissions to "
+			 "run the '%s%s%s' command", name, sub ? "|" : "",
+			 sub ? sub : "");
+		return -1;
+	case DENIED_CHANNEL:
+		snprintf(err, errlen, "NOPERM this user has no permissions to "
+			 "access one of the channels used as arguments");
+		return -1;
+	}
 	return 0;
+}
+
+int session_exec_check(ac_conn_t *c, const struct client *cl,
+		       const char *name, const char *sub, size_t argc,
+		       const char **argv, const size_t *argl)
+{
+	const char *why;
+
+	switch (permitted(cl, name, sub, argc, argv, argl)) {
+	case DENIED_CMD:
+		why = "no permission to execute the command or subcommand";
+		break;
+	case DENIED_CHANNEL:
+		why = "no permission to access one of the channels used as "
+		      "arguments";
+		break;
+	default:
+		return 0;
+	}
+	outf(c, "-NOPERM ACLs rules changed between the moment the "
+		"transaction was accumulated and the EXEC call. This command "
+		"is no longer allowed for the following reason: %s\r\n", why);
+	return -1;
 }
 
 /* CLIENT REPLY SKIP silences the command after it; execute() calls this
@@ -244,15 +274,17 @@ void cmd_select(ac_conn_t *c, struct client *cl, size_t argc,
 	outs(c, "+OK\r\n");
 }
 
-/* Back to a new connection's state: no subscriptions, RESP2, the default
- * user (so unauthenticated again where a password is needed), no name,
- * database 0, replies on. */
+/* Back to a new connection's state: no transaction, no subscriptions of
+ * any kind, RESP2, the default user (so unauthenticated again where a
+ * password is needed), no name, database 0, replies on. */
 void cmd_reset(ac_conn_t *c, struct client *cl, size_t argc,
 	       const char **argv, const size_t *argl)
 {
 	(void)argc, (void)argv, (void)argl;
-	unsubscribe_all(c, cl, 0, 1);
-	unsubscribe_all(c, cl, 1, 1);
+	multi_discard(cl);
+	unsubscribe_all(c, cl, CHANNEL, 1);
+	unsubscribe_all(c, cl, PATTERN, 1);
+	unsubscribe_all(c, cl, SHARD, 1);
 	pubsub_set_resp(c, cl, 2);
 	cl->user = NULL;
 	cl->authed = 0;
