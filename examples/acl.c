@@ -13,9 +13,10 @@
  *
  * What is enforced: on/off, passwords (>, <, #, !, nopass, resetpass),
  * channel patterns (&, allchannels, resetchannels) for PUBLISH, SPUBLISH,
- * SUBSCRIBE, SSUBSCRIBE and PSUBSCRIBE, and the command rules (+cmd,
- * -cmd, +cmd|sub, +@category, allcommands, nocommands) for the broker's
- * commands. Key patterns are accepted and ignored: the broker has no keys.
+ * SUBSCRIBE, SSUBSCRIBE and PSUBSCRIBE, key patterns (~, %R~, %W~,
+ * allkeys, resetkeys) for WATCH, the one command of the broker with keys,
+ * and the command rules (+cmd, -cmd, +cmd|sub, +@category, allcommands,
+ * nocommands) for the broker's commands.
  */
 #include "broker.h"
 
@@ -123,6 +124,13 @@ struct user {
 	int allchans;
 	struct sub *chans; /* channel patterns (&...) */
 	size_t nchans;
+	/* Key patterns (~..., %R~...): only WATCH has keys, and its key spec
+	 * asks for no read or write permission (it is "RO" without "access"),
+	 * so any pattern lets a key through, as in Redis 7.0, and their
+	 * permissions need not be kept. */
+	int allkeys;
+	struct sub *keys;
+	size_t nkeys;
 	struct rule *rules;
 	size_t nrules;
 	int allcmds; /* the rules allow every command: no check needed */
@@ -157,6 +165,9 @@ static void user_free(struct user *u)
 	for (size_t i = 0; i < u->nchans; i++)
 		free(u->chans[i].name);
 	free(u->chans);
+	for (size_t i = 0; i < u->nkeys; i++)
+		free(u->keys[i].name);
+	free(u->keys);
 	for (size_t i = 0; i < u->nrules; i++)
 		free(u->rules[i].name);
 	free(u->rules);
@@ -220,6 +231,50 @@ static int has_space(const char *p, size_t n)
 	return 0;
 }
 
+/* Empties a list of patterns. */
+static void clear_patterns(struct sub *v, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		free(v[i].name);
+	*n = 0;
+}
+
+/* Adds the pattern p[0, n) to a list, once. */
+static void add_pattern(struct sub **v, size_t *n, const char *p, size_t len)
+{
+	for (size_t i = 0; i < *n; i++)
+		if ((*v)[i].len == len && !memcmp((*v)[i].name, p, len))
+			return;
+	*v = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!*v)
+		abort();
+	(*v)[*n].name = dup_str(p, len);
+	(*v)[(*n)++].len = len;
+}
+
+/* "~pattern", or "%R~pattern", "%W~pattern", "%RW~pattern": the offset
+ * of the pattern, or 0 if op is not well formed (Redis' rule: R and W
+ * at most once each, in any case, then '~'). */
+static size_t key_pattern(const char *op, size_t n)
+{
+	int r = 0, w = 0;
+	size_t i;
+
+	if (op[0] == '~')
+		return 1;
+	for (i = 1; i < n; i++) {
+		if ((op[i] == 'R' || op[i] == 'r') && !r)
+			r = 1;
+		else if ((op[i] == 'W' || op[i] == 'w') && !w)
+			w = 1;
+		else if (op[i] == '~')
+			return i + 1;
+		else
+			return 0;
+	}
+	return i; /* "%R": an empty pattern, as Redis reads it */
+}
+
 /* Applies one ACL operation to u; NULL, or why not (Redis' words). */
 static const char *apply(struct user *u, const char *op)
 {
@@ -269,10 +324,27 @@ static const char *apply(struct user *u, const char *op)
 		u->npass--;
 	} else if (!strcasecmp(op, "allchannels") || !strcmp(op, "&*")) {
 		u->allchans = 1;
-		u->nchans = 0;
+		clear_patterns(u->chans, &u->nchans);
 	} else if (!strcasecmp(op, "resetchannels")) {
 		u->allchans = 0;
-		u->nchans = 0;
+		clear_patterns(u->chans, &u->nchans);
+	} else if (!strcasecmp(op, "allkeys") || !strcmp(op, "~*")) {
+		u->allkeys = 1;
+		clear_patterns(u->keys, &u->nkeys);
+	} else if (!strcasecmp(op, "resetkeys")) {
+		u->allkeys = 0;
+		clear_patterns(u->keys, &u->nkeys);
+	} else if (op[0] == '~' || op[0] == '%') {
+		size_t k;
+
+		if (u->allkeys)
+			return "Adding a pattern after the * pattern (or the "
+			       "'allkeys' flag) is not valid and does not have "
+			       "any effect. Try 'resetkeys' to start with an "
+			       "empty list of patterns";
+		if (!(k = key_pattern(op, n)) || has_space(op + k, n - k))
+			return "Syntax error";
+		add_pattern(&u->keys, &u->nkeys, op + k, n - k);
 	} else if (op[0] == '&') {
 		if (u->allchans)
 			return "Adding a pattern after the * pattern (or the "
@@ -281,16 +353,10 @@ static const char *apply(struct user *u, const char *op)
 			       "with an empty list of channels";
 		if (has_space(op + 1, n - 1))
 			return "Syntax error";
-		u->chans = realloc(u->chans, (u->nchans + 1) * sizeof(*u->chans));
-		if (!u->chans)
-			abort();
-		u->chans[u->nchans].name = dup_str(op + 1, n - 1);
-		u->chans[u->nchans++].len = n - 1;
-	} else if (!strcasecmp(op, "allkeys") || !strcasecmp(op, "resetkeys") ||
-		   op[0] == '~' || op[0] == '%' ||
-		   !strcasecmp(op, "sanitize-payload") ||
+		add_pattern(&u->chans, &u->nchans, op + 1, n - 1);
+	} else if (!strcasecmp(op, "sanitize-payload") ||
 		   !strcasecmp(op, "skip-sanitize-payload")) {
-		/* No keys, no payloads to sanitize: accepted, no effect. */
+		/* No payloads to sanitize: accepted, no effect. */
 	} else if (!strcasecmp(op, "allcommands") || !strcasecmp(op, "+@all")) {
 		add_rule(u, 1, 'a', NULL);
 	} else if (!strcasecmp(op, "nocommands") || !strcasecmp(op, "-@all")) {
@@ -313,7 +379,9 @@ static const char *apply(struct user *u, const char *op)
 		u->npass = 0;
 		u->nopass = 0;
 		u->allchans = 0;
-		u->nchans = 0;
+		clear_patterns(u->chans, &u->nchans);
+		u->allkeys = 0;
+		clear_patterns(u->keys, &u->nkeys);
 		u->on = 0;
 		add_rule(u, 0, 'a', NULL);
 	} else if (op[0] == '(' || !strcasecmp(op, "clearselectors")) {
@@ -331,6 +399,7 @@ static struct user *new_default_user(void)
 
 	apply(u, "on");
 	apply(u, "nopass");
+	apply(u, "allkeys");
 	apply(u, "allchannels");
 	apply(u, "+@all");
 	return u;
@@ -522,7 +591,7 @@ int acl_all_allowed(const struct client *cl)
 {
 	const struct user *u = user_of(cl);
 
-	return u->allcmds && u->allchans;
+	return u->allcmds && u->allchans && u->allkeys;
 }
 
 int acl_command_allowed(const struct client *cl, const char *cmd,
@@ -585,5 +654,17 @@ int acl_channel_allowed(const struct client *cl, const char *ch, size_t len,
 			    : resp_glob(p->name, p->len, ch, len))
 			return 1;
 	}
+	return 0;
+}
+
+int acl_key_allowed(const struct client *cl, const char *key, size_t len)
+{
+	const struct user *u = user_of(cl);
+
+	if (u->allkeys)
+		return 1;
+	for (size_t i = 0; i < u->nkeys; i++)
+		if (resp_glob(u->keys[i].name, u->keys[i].len, key, len))
+			return 1;
 	return 0;
 }

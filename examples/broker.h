@@ -33,7 +33,8 @@
 #define BUCKETS 4096 /* per shard */
 #define VERSION "7.0.0"
 
-/* A channel or a pattern: a name and the group of its subscribers. */
+/* A channel, a pattern or a shard channel: a name and the groups of its
+ * subscribers. */
 struct topic {
 	struct topic *next;
 	ac_group_t *group;  /* RESP2 subscribers */
@@ -67,6 +68,7 @@ struct broker {
 	size_t max_queued; /* multi.c: --max-queued, bytes one MULTI holds */
 	/* acl.c (counted), introspect.c (INFO's acl_access_denied_*) */
 	uint64_t denied_auth, denied_cmd, denied_channel; /* atomic */
+	uint64_t denied_key; /* atomic; acl.c: WATCH's keys */
 	char run_id[41]; /* INFO's run_id: random, per run (broker.c) */
 };
 extern struct broker B;
@@ -207,6 +209,8 @@ int acl_command_allowed(const struct client *cl, const char *cmd,
 			const char *sub);
 int acl_channel_allowed(const struct client *cl, const char *ch, size_t len,
 			int pattern);
+/* Whether cl's user may name key (WATCH's keys: ~ and %R~ patterns). */
+int acl_key_allowed(const struct client *cl, const char *key, size_t len);
 
 /* ---- session.c ----------------------------------------------------------------- */
 

@@ -820,7 +820,7 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 		       "rejected_connections:%llu\r\npubsub_channels:%zu\r\n"
 		       "pubsub_patterns:%zu\r\npubsubshard_channels:%zu\r\n"
 		       "acl_access_denied_auth:%llu\r\n"
-		       "acl_access_denied_cmd:%llu\r\nacl_access_denied_key:0\r\n"
+		       "acl_access_denied_cmd:%llu\r\nacl_access_denied_key:%llu\r\n"
 		       "acl_access_denied_channel:%llu\r\n"
 		       "mailbox_messages:%llu\r\nmailbox_overflowed:%llu\r\n"
 		       "messages_dropped:%llu\r\nslow_consumers_closed:%llu\r\n"
@@ -835,6 +835,8 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 		    (unsigned long long)__atomic_load_n(&B.denied_auth,
 							__ATOMIC_RELAXED),
 		    (unsigned long long)__atomic_load_n(&B.denied_cmd,
+							__ATOMIC_RELAXED),
+		    (unsigned long long)__atomic_load_n(&B.denied_key,
 							__ATOMIC_RELAXED),
 		    (unsigned long long)__atomic_load_n(&B.denied_channel,
 							__ATOMIC_RELAXED),

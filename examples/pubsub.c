@@ -1,9 +1,11 @@
 /*
- * pubsub.c: actorconn-broker's channels and patterns.
+ * pubsub.c: actorconn-broker's channels, patterns and shard channels.
  *
- * Each channel (and each pattern) is an ac_group_t: its subscribers may
- * live on every loop, and a PUBLISH sends one mailbox message per loop
- * that has subscribers, which writes one shared buffer to each of them.
+ * Each channel (and each pattern, each shard channel) is an ac_group_t,
+ * and a second one for its RESP3 subscribers once it has any: its
+ * subscribers may live on every loop, and a PUBLISH sends one mailbox
+ * message per loop that has subscribers, which writes one shared buffer,
+ * in their protocol's form, to each of them.
  * The channel tables are sharded maps under short mutexes; they are
  * touched by SUBSCRIBE, UNSUBSCRIBE and PUBLISH, never by delivery.
  * Shard channels (SSUBSCRIBE, SPUBLISH) have tables of their own, the

@@ -62,10 +62,11 @@ static size_t channel_args(const char *name, size_t argc, int *pattern)
 	return 0;
 }
 
-enum { PERMITTED, DENIED_CMD, DENIED_CHANNEL };
+enum { PERMITTED, DENIED_CMD, DENIED_KEY, DENIED_CHANNEL };
 
-/* Whether cl's user may run the command, and on its channels, as Redis'
- * ACLCheckAllPerm decides; a denial is counted for INFO. */
+/* Whether cl's user may run the command, on its keys and its channels,
+ * in that order, as Redis' ACLCheckAllPerm decides; a denial is counted
+ * for INFO. WATCH is the only command with keys. */
 static int permitted(const struct client *cl, const char *name,
 		     const char *sub, size_t argc, const char **argv,
 		     const size_t *argl)
@@ -80,6 +81,11 @@ static int permitted(const struct client *cl, const char *name,
 		__atomic_fetch_add(&B.denied_cmd, 1, __ATOMIC_RELAXED);
 		return DENIED_CMD;
 	}
+	for (size_t i = 1; !strcmp(name, "watch") && i < argc; i++)
+		if (!acl_key_allowed(cl, argv[i], argl[i])) {
+			__atomic_fetch_add(&B.denied_key, 1, __ATOMIC_RELAXED);
+			return DENIED_KEY;
+		}
 	nch = channel_args(name, argc, &pattern);
 	for (size_t i = 1; i <= nch; i++)
 		if (!acl_channel_allowed(cl, argv[i], argl[i], pattern)) {
@@ -104,6 +110,10 @@ int session_check(const struct client *cl, const char *name,
 			 "run the '%s%s%s' command", name, sub ? "|" : "",
 			 sub ? sub : "");
 		return -1;
+	case DENIED_KEY:
+		snprintf(err, errlen, "NOPERM this user has no permissions to "
+			 "access one of the keys used as arguments");
+		return -1;
 	case DENIED_CHANNEL:
 		snprintf(err, errlen, "NOPERM this user has no permissions to "
 			 "access one of the channels used as arguments");
@@ -121,6 +131,9 @@ int session_exec_check(ac_conn_t *c, const struct client *cl,
 	switch (permitted(cl, name, sub, argc, argv, argl)) {
 	case DENIED_CMD:
 		why = "no permission to execute the command or subcommand";
+		break;
+	case DENIED_KEY:
+		why = "no permission to touch the specified keys";
 		break;
 	case DENIED_CHANNEL:
 		why = "no permission to access one of the channels used as "
