@@ -3,7 +3,10 @@
 clients send on connect: AUTH with --requirepass and with an ACL file
 (NOAUTH, WRONGPASS, users, per-user channels and commands, NOPERM),
 HELLO 2 and 3, RESP3 pushes, CLIENT REPLY, SELECT, RESET, INFO sections
-and COMMAND's reply shapes. Each conversation goes to both servers and
+and COMMAND's reply shapes; and where they meet MULTI and the sharded
+commands: refusals inside a transaction, permissions checked again at
+EXEC, ACL rules on the shard commands and on WATCH's keys, COMMAND INFO
+of the transaction and shard commands. Each conversation goes to both servers and
 the replies are compared; where the broker differs on purpose, its reply
 is asserted on its own (see actorconn-broker(1), DIFFERENCES FROM
 REDIS). Then real clients: redis-cli (-a, --user/--pass, its help from
@@ -37,9 +40,24 @@ user gina on >gpw ~* &* +@all -publish -client|kill
 """ % hashlib.sha256(b"epw").hexdigest()
 
 
-def acl_file():
+# For transactions and the shard commands.
+ACL_TX = """
+user default on >defpw ~* &* +@all
+user alice on >apw ~* &news.* &alerts +@all
+user tx on >tpw ~* &* -@all +multi +exec +discard +publish +ping
+user noexec on >npw ~* &* -@all +multi +publish
+user shard on >spw &shard.* +@pubsub
+user fast on >fpw ~* &* -@all +@fast
+user slow on >slpw ~* &* -@all +@slow
+user trans on >trpw ~* &* -@all +@transaction +spublish
+user keys on >kpw ~k* %R~r* %W~w* &* +@all
+user nokeys on >nkpw &* +@all
+"""
+
+
+def acl_file(text=ACL):
     f = tempfile.NamedTemporaryFile("w", suffix=".acl", delete=False)
-    f.write(ACL)
+    f.write(text)
     f.close()
     return f.name
 
@@ -218,6 +236,148 @@ def broker_refuses_bad_acl_options():
     finally:
         os.unlink(path)
         os.unlink(bad.name)
+
+
+# ---- with MULTI and the shard commands -----------------------------------------
+
+
+def transactions_and_permissions():
+    """A refused command inside MULTI, NOAUTH or NOPERM, flags the
+    transaction and EXEC aborts; a refused EXEC answers EXECABORT with
+    its reason; EXEC checks each queued command again, as an AUTH queued
+    before it may have changed the user."""
+    path = acl_file(ACL_TX)
+    try:
+        args = ["--aclfile", path]
+        with Pair(broker_args=args, redis_args=args) as p:
+            a, b = p.conns()
+            # Not logged in: MULTI is refused, EXEC aborts with NOAUTH.
+            p.same(a, b, ["MULTI"], ["PUBLISH", "c", "m"], ["EXEC"],
+                   ["DISCARD"], ["WATCH", "k"])
+            p.same(a, b, ["AUTH", "defpw"])
+            # alice inside MULTI: a channel she may not use.
+            p.same(a, b, ["AUTH", "alice", "apw"], ["MULTI"],
+                   ["PUBLISH", "news.x", "queued"],
+                   ["PUBLISH", "weather", "m"], ["EXEC"])
+            for bad in (["SUBSCRIBE", "news.a", "weather"],
+                        ["SSUBSCRIBE", "weather"],
+                        ["SPUBLISH", "weather", "m"],
+                        ["PSUBSCRIBE", "news.*x"]):
+                r = p.same(a, b, ["MULTI"], ["SPUBLISH", "news.x", "q"],
+                           bad, ["EXEC"])
+                assert r[-1][0] == "err" and \
+                    r[-1][1].startswith(b"EXECABORT"), r
+            # tx: MULTI, EXEC, PUBLISH and PING only.
+            p.same(a, b, ["AUTH", "tx", "tpw"], ["MULTI"],
+                   ["PUBLISH", "c", "m"], ["PING"], ["EXEC"])
+            p.same(a, b, ["MULTI"], ["ECHO", "x"], ["PUBLISH", "c", "m"],
+                   ["EXEC"])
+            p.same(a, b, ["MULTI"], ["CLIENT", "ID"], ["DISCARD"],
+                   ["EXEC"])
+            # noexec may queue but not run: EXEC's own refusal.
+            p.same(a, b, ["AUTH", "noexec", "npw"], ["MULTI"],
+                   ["PUBLISH", "c", "m"], ["EXEC"], ["DISCARD"], ["EXEC"])
+            # An AUTH queued inside MULTI changes the user for the
+            # commands after it: checked again at EXEC.
+            p.same(a, b, ["AUTH", "defpw"], ["MULTI"],
+                   ["AUTH", "alice", "apw"], ["PUBLISH", "weather", "m"],
+                   ["PUBLISH", "news.x", "m"], ["SPUBLISH", "alerts", "m"],
+                   ["SUBSCRIBE", "news.a", "weather"], ["EXEC"])
+            p.same(a, b, ["RESET"], ["AUTH", "defpw"], ["MULTI"],
+                   ["AUTH", "dave", "x"], ["AUTH", "shard", "spw"],
+                   ["ECHO", "x"], ["SPUBLISH", "shard.1", "m"],
+                   ["SPUBLISH", "other", "m"], ["EXEC"])
+            p.same(a, b, ["RESET"], ["AUTH", "defpw"], ["MULTI"],
+                   ["HELLO", "2", "AUTH", "alice", "apw"],
+                   ["PUBLISH", "weather", "m"], ["EXEC"],
+                   norm=hello_norm_deep)
+            # HELLO 3 inside MULTI: the replies after it, in EXEC's
+            # array and after it, are RESP3's.
+            p.same(a, b, ["RESET"], ["AUTH", "defpw"], ["MULTI"],
+                   ["HELLO", "3"], ["CLIENT", "GETNAME"], ["PING"],
+                   ["EXEC"], ["CLIENT", "GETNAME"], norm=hello_norm_deep)
+            # RESET inside MULTI ends it, and logs out.
+            p.same(a, b, ["MULTI"], ["RESET"], ["EXEC"], ["AUTH", "defpw"],
+                   ["EXEC"])
+            # Counted: refused commands and channels, inside MULTI and at
+            # EXEC alike (Redis 7.2's fields; 7.0 has ACL LOG).
+            b.send(["INFO", "stats"])
+            f = info_fields(b.read())
+            assert [f["acl_access_denied_" + k] for k in
+                    ("cmd", "channel")] == ["6", "9"], f
+    finally:
+        os.unlink(path)
+
+
+def shard_commands_and_acl():
+    """Channel rules (&) apply to SSUBSCRIBE and SPUBLISH as to
+    SUBSCRIBE and PUBLISH; SUNSUBSCRIBE is never refused; the shard and
+    transaction commands are in Redis 7's categories."""
+    path = acl_file(ACL_TX)
+    try:
+        args = ["--aclfile", path]
+        with Pair(broker_args=args, redis_args=args) as p:
+            a, b = p.conns()
+            p.same(a, b, ["AUTH", "shard", "spw"],
+                   ["SPUBLISH", "shard.1", "m"], ["SPUBLISH", "other", "m"],
+                   ["SSUBSCRIBE", "shard.1", "other"],
+                   ["PUBSUB", "SHARDCHANNELS"],
+                   ["PUBSUB", "SHARDNUMSUB", "shard.1"],
+                   ["MULTI"], ["PUBLISH", "shard.1", "m"], ["ECHO", "x"])
+            p.same(a, b, ["SSUBSCRIBE", "shard.1", "shard.2"], n=2)
+            p.same(a, b, ["SUNSUBSCRIBE", "other", "shard.1"],
+                   ["SUNSUBSCRIBE"], n=3)
+            for user, pw in (("fast", "fpw"), ("slow", "slpw"),
+                             ("trans", "trpw")):
+                a, b = p.conns()
+                cmds = [["AUTH", user, pw], ["MULTI"], ["WATCH", "k"],
+                        ["UNWATCH"], ["DISCARD"], ["SPUBLISH", "s", "m"],
+                        ["PUBSUB", "SHARDNUMSUB", "s"], ["PUBLISH", "s", "m"],
+                        ["EXEC"], ["DISCARD"]]
+                p.same(a, b, *cmds)
+                p.same(a, b, ["SSUBSCRIBE", "s"])
+                p.same(a, b, ["SUNSUBSCRIBE", "t"])
+    finally:
+        os.unlink(path)
+
+
+def watch_keys_and_acl():
+    """WATCH is the one command with keys: the key patterns (~, %R~,
+    %W~) apply to it, and a refused WATCH inside MULTI flags it."""
+    path = acl_file(ACL_TX)
+    try:
+        args = ["--aclfile", path]
+        with Pair(broker_args=args, redis_args=args) as p:
+            a, b = p.conns()
+            p.same(a, b, ["AUTH", "keys", "kpw"], ["WATCH", "k1"],
+                   ["WATCH", "r1", "w1"], ["WATCH", "k1", "x"],
+                   ["WATCH", "x"], ["UNWATCH"])
+            p.same(a, b, ["AUTH", "nokeys", "nkpw"], ["WATCH", "k"],
+                   ["MULTI"], ["WATCH", "k"], ["PUBLISH", "c", "m"],
+                   ["EXEC"], ["SPUBLISH", "c", "m"])
+            b.send(["INFO", "stats"])
+            assert info_fields(b.read())["acl_access_denied_key"] == "4"
+    finally:
+        os.unlink(path)
+    # A key pattern after ~* is an error, as in Redis.
+    bin_ = os.environ.get("BROKER_BIN", "./actorconn-broker")
+    for line in ("user x on ~* ~a", "user x on %X~a", "user x on %RR~a"):
+        bad = acl_file(line + "\n")
+        try:
+            r = subprocess.run([bin_, "--listen", "127.0.0.1:0",
+                                "--aclfile", bad], capture_output=True,
+                               timeout=10)
+            assert r.returncode == 1 and b"actorconn-broker:" in r.stderr, \
+                (line, r)
+        finally:
+            os.unlink(bad)
+
+
+def hello_norm_deep(replies):
+    """hello_norm, also for a HELLO reply inside EXEC's array."""
+    return [hello_norm(r) if isinstance(r, list) and
+            any(isinstance(x, (list, tuple)) for x in r) else r
+            for r in hello_norm(replies)]
 
 
 # ---- HELLO and RESP3 ---------------------------------------------------------
@@ -412,6 +572,11 @@ def command_shapes():
             p.same(a, b, ["COMMAND", "INFO", "nosuch", "ping"],
                    ["COMMAND", "DOCS", "nosuch"], ["COMMAND", "COUNT", "x"],
                    ["COMMAND", "NOSUCH"])
+            # The transaction and shard commands, whole, byte for byte.
+            p.same(a, b, ["COMMAND", "INFO", "multi", "exec", "discard",
+                          "watch", "unwatch", "ssubscribe", "sunsubscribe",
+                          "spublish", "pubsub|shardchannels",
+                          "pubsub|shardnumsub", "PUBSUB|SHARDNUMSUB"])
         # COMMAND LIST: names Redis has too; FILTERBY ACLCAT as Redis'.
         p.same(a, b, ["HELLO", "2"], norm=hello_norm)
         a.send(["COMMAND", "LIST"])
@@ -421,6 +586,10 @@ def command_shapes():
         a.send(["COMMAND", "LIST", "FILTERBY", "ACLCAT", "pubsub"])
         b.send(["COMMAND", "LIST", "FILTERBY", "ACLCAT", "pubsub"])
         assert set(b.read()) == set(a.read()) & lb
+        for cat in ("transaction", "fast", "slow"):
+            a.send(["COMMAND", "LIST", "FILTERBY", "ACLCAT", cat])
+            b.send(["COMMAND", "LIST", "FILTERBY", "ACLCAT", cat])
+            assert set(b.read()) == set(a.read()) & lb, cat
         p.same(a, b, ["COMMAND", "LIST", "FILTERBY", "NOSUCH", "x"])
 
 
@@ -631,7 +800,9 @@ print("ok", redis.__version__)
 if __name__ == "__main__":
     sidebyside.main([requirepass_noauth_and_auth, auth_without_password,
                      aclfile_users_and_channels,
-                     broker_refuses_bad_acl_options, hello_forms,
+                     broker_refuses_bad_acl_options,
+                     transactions_and_permissions, shard_commands_and_acl,
+                     watch_keys_and_acl, hello_forms,
                      resp3_pushes, client_reply, select_and_reset,
                      info_sections_and_fields, command_shapes, redis_cli,
                      redis_py])

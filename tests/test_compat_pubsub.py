@@ -9,6 +9,11 @@ connection publishes a marker message, and the subscriber's next message
 must be the marker, on both servers. A message published by a queued
 command before the marker would come first.
 
+Then where they meet RESP3 and the client's state: shard channels for a
+RESP3 client (pushes, HELLO 2 moving its subscriptions, CLIENT REPLY
+OFF), INFO's pubsubshard_channels, and CLIENT LIST's fields of a client
+in a transaction, in RESP3, on a database, as a user.
+
 redis-py (Debian's python3-redis) drives pipeline() with and without a
 transaction when it is installed; its sharded pub/sub API is used when
 the version has it, and skipped otherwise.
@@ -378,6 +383,116 @@ def test_client_list_shows_shard_subscriptions():
             in lines[0], lines
 
 
+# ---- with RESP3, INFO and CLIENT LIST --------------------------------------------
+
+def no_hello_details(replies):
+    """HELLO's version and id differ by design: blanked."""
+    out = []
+    for r in replies:
+        items = r[1] if isinstance(r, tuple) and r[0] == "map" else r
+        if isinstance(items, list) and b"version" in items[::2]:
+            r = "HELLO"
+        out.append(r)
+    return out
+
+
+def test_resp3_shard_pushes():
+    """Redis 7 sends a RESP3 client its ssubscribe, sunsubscribe and
+    smessage as pushes; HELLO 2 turns them back into arrays."""
+    with Pair() as p:
+        a, b = p.conns()
+        r2a, r2b = subscribed(p, "SSUBSCRIBE", "s1")  # a RESP2 one
+        pa, pb = p.conns()
+        p.same(a, b, ["HELLO", "3"], ["SUNSUBSCRIBE"],
+               ["SSUBSCRIBE", "s1", "s2"], ["SUBSCRIBE", "c"], n=5,
+               norm=no_hello_details)
+        # Any command while subscribed, in RESP3.
+        p.same(a, b, ["PING"], ["PUBSUB", "SHARDNUMSUB", "s1", "s2"],
+               ["SPUBLISH", "nobody", "m"])
+        assert p.same(pa, pb, ["SPUBLISH", "s1", "both"])[0] == 2
+        assert p.compare(a, b, 1)[0] == ("push", [b"smessage", b"s1",
+                                                  b"both"])
+        assert p.compare(r2a, r2b, 1)[0] == [b"smessage", b"s1", b"both"]
+        # SPUBLISH and PUBLISH stay apart in RESP3 too.
+        p.same(pa, pb, ["PUBLISH", "s1", "plain"], ["PUBLISH", "c", "c1"])
+        assert p.compare(a, b, 1)[0] == ("push", [b"message", b"c", b"c1"])
+        # CLIENT REPLY OFF: pushes still come.
+        p.same(a, b, ["CLIENT", "REPLY", "OFF"], ["SSUBSCRIBE", "s3"],
+               ["PING"], n=1)
+        p.same(pa, pb, ["SPUBLISH", "s3", "off"])
+        p.compare(a, b, 1)
+        p.same(a, b, ["CLIENT", "REPLY", "ON"], ["SUNSUBSCRIBE", "s3"],
+               n=2)
+        # HELLO 2 moves the shard subscriptions to RESP2's group.
+        p.same(a, b, ["HELLO", "2"], norm=no_hello_details)
+        assert p.same(pa, pb, ["SPUBLISH", "s2", "now2"])[0] == 1
+        assert p.compare(a, b, 1)[0] == [b"smessage", b"s2", b"now2"]
+        p.same(a, b, ["SUNSUBSCRIBE", "s2"], ["SUNSUBSCRIBE"],
+               ["UNSUBSCRIBE"], ["PING"], n=4)
+        # Back to RESP3 (no longer subscribed), then RESET: every kind
+        # of subscription goes, and the protocol is RESP2 again.
+        p.same(a, b, ["HELLO", "3"], ["SSUBSCRIBE", "r"],
+               ["PSUBSCRIBE", "r*"], ["RESET"], ["PING"],
+               norm=no_hello_details)
+        p.same(pa, pb, ["PUBSUB", "SHARDNUMSUB", "r"], ["PUBSUB", "NUMPAT"],
+               ["SPUBLISH", "r", "gone"])
+        # Inside EXEC in RESP3: SSUBSCRIBE refused, SPUBLISH runs.
+        p.same(a, b, ["HELLO", "3"], ["MULTI"], ["SSUBSCRIBE", "m"],
+               ["SPUBLISH", "s1", "in-exec"], ["EXEC"],
+               norm=no_hello_details)
+        assert p.compare(r2a, r2b, 1)[0] == [b"smessage", b"s1", b"in-exec"]
+
+
+def test_info_pubsubshard_channels():
+    with Pair() as p:
+        def stats(c):
+            c.send(["INFO", "stats"])
+            r = c.read()
+            text = r[1][4:] if isinstance(r, tuple) else r
+            return [l for l in text.split(b"\r\n") if l.startswith(b"pubsub")]
+        a, b = p.conns()
+        assert stats(a) == stats(b)
+        subscribed(p, "SSUBSCRIBE", "x", "y", "z")
+        subscribed(p, "SSUBSCRIBE", "x")
+        subscribed(p, "SUBSCRIBE", "x")
+        subscribed(p, "PSUBSCRIBE", "x*")
+        sa, sb = stats(a), stats(b)
+        assert sa == sb == [b"pubsub_channels:1", b"pubsub_patterns:1",
+                            b"pubsubshard_channels:3"], (sa, sb)
+        p.same(a, b, ["HELLO", "3"], norm=no_hello_details)
+        assert stats(a) == stats(b)
+
+
+def test_client_list_fields_in_redis_order():
+    """Both sides' fields (db, ssub, multi, user, resp; the P and x
+    flags) in Redis 7.0's order and with its values."""
+    keep = ("name", "flags", "db", "sub", "psub", "ssub", "multi", "cmd",
+            "user", "resp")
+
+    def fields(r):
+        text = r[1][4:] if isinstance(r, tuple) else r
+        return [kv.split("=", 1)[0] + ("=" + kv.split("=", 1)[1]
+                                       if kv.split("=", 1)[0] in keep
+                                       else "")
+                for kv in text.decode().split()]
+    with Pair() as p:
+        a, b = p.conns()
+        ra = p.same(a, b, ["CLIENT", "INFO"], norm=lambda rs: [
+            fields(r) for r in rs])
+        assert "multi=-1" in ra[0] and "flags=N" in ra[0], ra
+        p.same(a, b, ["HELLO", "3", "SETNAME", "nm"], ["SELECT", "5"],
+               ["SSUBSCRIBE", "x", "y"], ["SUBSCRIBE", "z"], ["MULTI"],
+               ["PUBLISH", "a", "b"], ["PING"], ["CLIENT", "INFO"], n=9,
+               norm=no_hello_details)
+        r = p.same(a, b, ["EXEC"], norm=lambda rs: [
+            fields(x) if not isinstance(x, (list, int)) else x
+            for x in rs[0]])
+        assert "multi=3" in r[2] and "flags=Px" in r[2] and \
+            "ssub=2" in r[2] and "resp=3" in r[2], r
+        p.same(a, b, ["CLIENT", "INFO"], norm=lambda rs: [
+            fields(r) for r in rs])
+
+
 # ---- redis-py --------------------------------------------------------------------
 
 def redis_py_or_skip(what):
@@ -482,6 +597,9 @@ if __name__ == "__main__":
         test_mixed_subscriptions_on_one_connection,
         test_reset_and_quit_drop_shard_subscriptions,
         test_client_list_shows_shard_subscriptions,
+        test_resp3_shard_pushes,
+        test_info_pubsubshard_channels,
+        test_client_list_fields_in_redis_order,
         test_redis_py_pipeline,
         test_redis_py_sharded,
     ])
