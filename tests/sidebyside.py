@@ -28,7 +28,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+
+# Under make check-valgrind (AC_VALGRIND set) the broker runs under
+# valgrind, some 20 times slower: every wait is longer.
+SLOW = 6 if os.environ.get("AC_VALGRIND", "").strip() else 1
 
 
 def free_port():
@@ -46,7 +51,7 @@ class ProtocolError(Exception):
 class Conn:
     """A blocking RESP connection with a reply parser."""
 
-    def __init__(self, port, timeout=5.0):
+    def __init__(self, port, timeout=5.0 * SLOW):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -140,7 +145,7 @@ class Conn:
 
 
 def _wait_port(port, proc, what):
-    for _ in range(400):
+    for _ in range(400 * SLOW):
         if proc.poll() is not None:
             raise RuntimeError("%s exited with %d" % (what, proc.returncode))
         try:
@@ -165,10 +170,12 @@ class Pair:
         bin_ = os.environ.get("BROKER_BIN", "./actorconn-broker")
         self.bport = free_port()
         wrap = os.environ.get("AC_VALGRIND", "").split()
+        # A file, not a pipe: a broker that logs much never blocks.
+        self.errlog = tempfile.TemporaryFile()
         self.broker = subprocess.Popen(
             wrap + [bin_, "--listen", "127.0.0.1:%d" % self.bport]
             + self.broker_args,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=self.errlog)
         self.procs.append(self.broker)
         _wait_port(self.bport, self.broker, "actorconn-broker")
         if self.want_redis:
@@ -183,7 +190,7 @@ class Pair:
             _wait_port(self.rport, self.redis, "redis-server")
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         for c in self.conns_made:
             try:
                 c.close()
@@ -193,9 +200,18 @@ class Pair:
             p.terminate()
         for p in self.procs:
             try:
-                p.wait(10)
+                p.wait(10 * SLOW)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
+        # SIGTERM ends the broker with status 0; anything else (under
+        # valgrind: an error it found) fails the test, unless the test
+        # failed already.
+        if exc_type is None and self.broker.returncode != 0:
+            self.errlog.seek(0)
+            err = self.errlog.read().decode(errors="replace")
+            raise AssertionError("actorconn-broker exited with %d:\n%s"
+                                 % (self.broker.returncode, err[-4000:]))
         return False
 
     def conns(self):
