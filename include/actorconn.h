@@ -238,13 +238,18 @@ enum ac_framing {
  * One decoded frame, as a decoder reports it. The frame is
  * buf[off, off + len); consumed bytes (>= off + len) leave the input.
  * When no frame is complete, need is the input length at which trying
- * again can make progress (0 if unknown).
+ * again can make progress (0 if unknown), and resume any note the
+ * decoder wants back at its next call on the same input (how far it
+ * got), so that it need not start over: the library passes it in
+ * resume then, and 0 once input has been consumed or at any time it
+ * cannot keep it. The other fields come in zeroed.
  */
 typedef struct ac_frame {
 	size_t off;
 	size_t len;
 	size_t consumed;
 	size_t need;
+	size_t resume;
 } ac_frame_t;
 
 /*

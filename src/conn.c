@@ -1205,22 +1205,27 @@ AC_EXPORT int ac_conn_fd(const ac_conn_t *c)
 /*
  * Decodes and delivers every complete frame in p[0, n). Returns the bytes
  * consumed, or -1 when the connection failed. Stops early if a callback
- * closed the connection.
+ * closed the connection. *resume: in, the decoder's note on p (0 if
+ * none); out, its note on the tail left, or 0.
  */
-static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
+static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n,
+			size_t *resume)
 {
 	const ac__proto_t *pr = c->proto;
-	size_t pos = 0;
+	size_t pos = 0, note = *resume;
 
 	c->need = 0;
+	*resume = 0;
 	while (pos < n && c->state == AC__C_OPEN && !c->paused) {
-		ac_frame_t f = {0, 0, 0, 0};
+		ac_frame_t f = {0, 0, 0, 0, note};
 		int r = pr->decode(p + pos, n - pos, pr->opts.max_frame, &f);
 
 		if (r == 0) {
 			c->need = f.need; /* counted from p + pos: the tail */
+			*resume = f.resume; /* so is the note */
 			break;
 		}
+		note = 0; /* the next frame starts afresh */
 		if (r < 0 || f.consumed == 0 || f.consumed > n - pos ||
 		    f.off + f.len > f.consumed) {
 			ac__conn_fail(c, AC_EFRAME);
@@ -1239,8 +1244,10 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
 	return (ssize_t)pos;
 }
 
-/* Keeps the unconsumed tail p[0, n) for the next read. */
-static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n)
+/* Keeps the unconsumed tail p[0, n), and the decoder's note on it, for
+ * the next read. */
+static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n,
+		     size_t resume)
 {
 	struct ac__inbuf *in = c->in;
 
@@ -1257,6 +1264,7 @@ static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n)
 		c->in = in;
 	}
 	in->len = n;
+	in->resume = resume;
 	return 0;
 }
 
@@ -1333,7 +1341,8 @@ static ssize_t conn_recv(ac_conn_t *c, void *buf, size_t len, bool *more)
 static void deliver_held(ac_conn_t *c)
 {
 	struct ac__inbuf *in = c->in;
-	ssize_t used = dispatch(c, in->data, in->len);
+	size_t resume = in->resume;
+	ssize_t used = dispatch(c, in->data, in->len, &resume);
 
 	if (used < 0 || c->state != AC__C_OPEN)
 		return;
@@ -1342,8 +1351,8 @@ static void deliver_held(ac_conn_t *c)
 		/* Drop the buffer: idle connections hold no input memory. */
 		ac__free(AC__K_OTHER, in);
 		c->in = NULL;
-	} else if (used > 0) {
-		keep_tail(c, in->data + used, in->len);
+	} else {
+		keep_tail(c, in->data + used, in->len, resume);
 	}
 }
 
@@ -1374,9 +1383,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 			on_read_end(c, n);
 			goto out;
 		}
-		used = dispatch(c, loop->scratch, (size_t)n);
+		size_t resume = 0;
+
+		used = dispatch(c, loop->scratch, (size_t)n, &resume);
 		if (used >= 0 && used < n && c->state == AC__C_OPEN &&
-		    keep_tail(c, loop->scratch + used, (size_t)(n - used)))
+		    keep_tail(c, loop->scratch + used, (size_t)(n - used),
+			      resume))
 			ac__conn_fail(c, AC_ENOMEM);
 		goto out;
 	}

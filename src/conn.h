@@ -88,6 +88,7 @@ struct ac__facts_copy {
  * while a frame is incomplete. */
 struct ac__inbuf {
 	size_t len, cap;
+	size_t resume; /* the decoder's note on data[0, len) (ac_frame_t) */
 	unsigned char data[];
 };
 
