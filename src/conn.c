@@ -876,6 +876,38 @@ AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c)
 
 /* ---- write ---------------------------------------------------------------- */
 
+/* c's output limits: its own (ac_conn_set_out_limits) or its
+ * protocol's. */
+static size_t hard_limit(const ac_conn_t *c)
+{
+	return AC__UNLIKELY(c->aux && c->aux->own_limits)
+		       ? c->aux->out_hard
+		       : c->proto->opts.out_hard_limit;
+}
+
+static size_t soft_limit(const ac_conn_t *c)
+{
+	return AC__UNLIKELY(c->aux && c->aux->own_limits)
+		       ? c->aux->out_soft
+		       : c->proto->opts.out_soft_limit;
+}
+
+/* Output is over the soft limit: the clock starts unless it runs.
+ * AC_ENOMEM (c failed) if it cannot. */
+static int soft_start(ac_conn_t *c)
+{
+	unsigned ms = c->aux && c->aux->own_limits ? c->aux->out_soft_ms
+						   : c->proto->opts.out_soft_ms;
+
+	if ((!c->aux || !c->aux->soft_ev ||
+	     !evtimer_pending(c->aux->soft_ev, NULL)) &&
+	    (!aux(c) || arm(c, &c->aux->soft_ev, ms, 0, soft_cb))) {
+		ac__conn_fail(c, AC_ENOMEM);
+		return AC_ENOMEM;
+	}
+	return 0;
+}
+
 /* Output went up to `len` bytes: watermarks and the soft limit. */
 static void output_grew(ac_conn_t *c, size_t len)
 {
@@ -883,11 +915,8 @@ static void output_grew(ac_conn_t *c, size_t len)
 
 	if (len > o->out_high)
 		c->above_high = 1;
-	if (len > o->out_soft_limit &&
-	    (!c->aux || !c->aux->soft_ev ||
-	     !evtimer_pending(c->aux->soft_ev, NULL)) &&
-	    (!aux(c) || arm(c, &c->aux->soft_ev, o->out_soft_ms, 0, soft_cb)))
-		ac__conn_fail(c, AC_ENOMEM);
+	if (len > soft_limit(c))
+		soft_start(c);
 }
 
 /* Output fell to `len` bytes. */
@@ -895,13 +924,57 @@ static void output_shrank(ac_conn_t *c, size_t len)
 {
 	const ac__proto_t *p = c->proto;
 
-	if (len <= p->opts.out_soft_limit && c->aux)
+	if (c->aux && len <= soft_limit(c))
 		disarm(c->aux->soft_ev);
 	if (c->above_high && len < p->opts.out_low) {
 		c->above_high = 0;
 		if (p->cbs.on_drain && c->state == AC__C_OPEN)
 			p->cbs.on_drain(c);
 	}
+}
+
+AC_EXPORT int ac_conn_set_out_limits(ac_conn_t *c, size_t hard, size_t soft,
+				     unsigned soft_ms)
+{
+	struct ac__conn_aux *x;
+	size_t len;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (c->state == AC__C_CLOSING || c->state == AC__C_DEAD)
+		return AC_ESTATE;
+	/* The rules of ac_conn_opts_t, said the same way (out_bounds). */
+	if (hard < c->proto->opts.out_high) {
+		ac__log(c->loop->rt, AC_LOG_ERROR,
+			"out_hard_limit (%zu) must be at least out_high (%zu)",
+			hard, c->proto->opts.out_high);
+		return AC_EINVAL;
+	}
+	if (soft > hard) {
+		ac__log(c->loop->rt, AC_LOG_ERROR,
+			"out_soft_limit (%zu) is above out_hard_limit (%zu), "
+			"where the connection is closed first",
+			soft, hard);
+		return AC_EINVAL;
+	}
+	if (!(x = aux(c)))
+		return AC_ENOMEM;
+	x->out_hard = hard;
+	x->out_soft = soft;
+	x->out_soft_ms = soft_ms;
+	x->own_limits = true;
+	/* What is queued already, judged by the new limits. A timer that
+	 * runs keeps its deadline, as a write over the limit would. */
+	len = out_len(c);
+	if (len > hard) {
+		ac__conn_fail(c, AC_ESLOW);
+		return AC_ESLOW;
+	}
+	if (len > soft)
+		return soft_start(c);
+	disarm(x->soft_ev);
+	return 0;
 }
 
 /*
@@ -911,7 +984,7 @@ static void output_shrank(ac_conn_t *c, size_t len)
  */
 int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 {
-	size_t hard = c->proto->opts.out_hard_limit;
+	size_t hard = hard_limit(c);
 
 	if (c->state != AC__C_OPEN || c->wshut)
 		return AC_ESTATE;
