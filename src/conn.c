@@ -757,8 +757,8 @@ static void aux_stop(ac_conn_t *c)
 }
 
 /* Then the rest of aux; an outbound connection that will try again
- * keeps the struct while it holds a label, which follows the logical
- * connection as its handle does. */
+ * keeps the struct while it holds a label or limits of its own, which
+ * follow the logical connection as its handle does. */
 static void aux_end(ac_conn_t *c, bool keep_label)
 {
 	struct ac__conn_aux *x = c->aux;
@@ -768,7 +768,7 @@ static void aux_end(ac_conn_t *c, bool keep_label)
 	aux_stop(c);
 	ac__tls_end(c);
 	c->tls = 0;
-	if (keep_label && x->label)
+	if (keep_label && (x->label || x->own_limits))
 		return; /* its events are freed and NULL, its TLS state gone */
 	ac__free(AC__K_OTHER, x->label);
 	ac__free(AC__K_OTHER, x);
