@@ -126,30 +126,43 @@ static int resp_decode(const void *buf, size_t len, size_t max_frame,
 }
 
 /* This loop's argument arrays and the room for unescaped inline
- * arguments: grown to fit the command at hand, and given back after a
- * big one, so that an idle loop holds little. */
+ * arguments: its own for an ordinary command, on the heap for a bigger
+ * one, and given back after it, so that a loop holds nothing between
+ * commands (and a thread leaves nothing behind when it ends). */
+#define ARGS_OWN 64   /* arguments of the loop's own arrays */
+#define TEXT_OWN 4096 /* bytes of inline text likewise */
+static __thread const char *own_argv[ARGS_OWN];
+static __thread size_t own_argl[ARGS_OWN];
+static __thread char own_text[TEXT_OWN];
 static __thread struct {
 	const char **argv;
 	size_t *argl, cap;
 	char *text;
 	size_t textcap;
 } A;
-#define ARGS_KEPT 1024   /* arguments a loop keeps room for */
-#define TEXT_KEPT 4096   /* bytes of inline text it keeps */
 
+/* Room for argc arguments and text bytes of inline text. */
 static void args_room(size_t argc, size_t text)
 {
+	if (!A.argv) {
+		A.argv = own_argv;
+		A.argl = own_argl;
+		A.cap = ARGS_OWN;
+		A.text = own_text;
+		A.textcap = TEXT_OWN;
+	}
 	if (argc > A.cap) {
-		size_t cap = argc < 16 ? 16 : argc;
-
-		free(A.argv);
-		free(A.argl);
-		A.argv = xmalloc(cap * sizeof(*A.argv));
-		A.argl = xmalloc(cap * sizeof(*A.argl));
-		A.cap = cap;
+		if (A.argv != own_argv) {
+			free(A.argv);
+			free(A.argl);
+		}
+		A.argv = xmalloc(argc * sizeof(*A.argv));
+		A.argl = xmalloc(argc * sizeof(*A.argl));
+		A.cap = argc;
 	}
 	if (text > A.textcap) {
-		free(A.text);
+		if (A.text != own_text)
+			free(A.text);
 		A.text = xmalloc(text);
 		A.textcap = text;
 	}
@@ -157,17 +170,17 @@ static void args_room(size_t argc, size_t text)
 
 static void args_trim(void)
 {
-	if (A.cap > ARGS_KEPT) {
+	if (A.argv != own_argv) {
 		free(A.argv);
 		free(A.argl);
-		A.argv = NULL;
-		A.argl = NULL;
-		A.cap = 0;
+		A.argv = own_argv;
+		A.argl = own_argl;
+		A.cap = ARGS_OWN;
 	}
-	if (A.textcap > TEXT_KEPT) {
+	if (A.text != own_text) {
 		free(A.text);
-		A.text = NULL;
-		A.textcap = 0;
+		A.text = own_text;
+		A.textcap = TEXT_OWN;
 	}
 }
 
@@ -180,7 +193,7 @@ static void on_frame(ac_conn_t *c, const void *data, size_t len)
 	int r;
 
 	/* Unescaped inline arguments never take more than their line. */
-	args_room(16, p[0] != '*' ? len : 0);
+	args_room(0, p[0] != '*' ? len : 0);
 	for (;;) {
 		cmd = (struct resp_cmd){0, A.argv, A.argl, A.cap, A.text,
 					A.textcap};

@@ -233,7 +233,7 @@ struct pending {
 
 struct param {
 	const char *name;
-	/* its value, as CONFIG GET shows it */
+	/* its value, as CONFIG GET shows it (NULL: fixed) */
 	void (*get)(char *buf, size_t cap);
 	/* NULL: immutable, refused before any value is looked at. Else
 	 * NULL if v may be set, or Redis's reason */
@@ -243,12 +243,6 @@ struct param {
 	const char *fixed; /* the value of a parameter the broker has as
 			      a constant */
 };
-
-static void get_fixed(char *buf, size_t cap)
-{
-	(void)cap;
-	buf[0] = 0; /* filled from fixed by the caller */
-}
 
 static void get_obuf(char *buf, size_t cap)
 {
@@ -347,6 +341,14 @@ static void apply_obuf(const struct pending *to)
 	}
 }
 
+static void value_of(const struct param *p, char *buf, size_t cap)
+{
+	if (p->fixed)
+		snprintf(buf, cap, "%s", p->fixed);
+	else
+		p->get(buf, cap);
+}
+
 /* A parameter the broker cannot change, which Redis can: setting it to
  * the value it has is accepted (Redis answers +OK to a SET that changes
  * nothing, and tools send CONFIG SET save "" or appendonly no), any
@@ -358,10 +360,7 @@ static const char *check_same(const struct param *p, const char *v,
 	unsigned long long a, b;
 
 	(void)to;
-	if (p->fixed)
-		snprintf(now, sizeof(now), "%s", p->fixed);
-	else
-		p->get(now, sizeof(now));
+	value_of(p, now, sizeof(now));
 	if (cstr(word, sizeof(word), v, n))
 		return "can't set immutable config";
 	if (!strcasecmp(word, now) ||
@@ -373,17 +372,17 @@ static const char *check_same(const struct param *p, const char *v,
 
 /* In Redis's order of names; CONFIG GET answers in this order. */
 static const struct param params[] = {
-	{"appendonly", get_fixed, check_same, NULL, "no"},
+	{"appendonly", NULL, check_same, NULL, "no"},
 	{"client-output-buffer-limit", get_obuf, check_obuf, apply_obuf, NULL},
 	{"client-query-buffer-limit", get_qbuf, check_size, apply_qbuf, NULL},
-	{"databases", get_fixed, NULL, NULL, "16"},
+	{"databases", NULL, NULL, NULL, "16"},
 	{"maxclients", get_maxclients, check_same, NULL, NULL},
-	{"maxmemory", get_fixed, check_same, NULL, "0"},
-	{"maxmemory-policy", get_fixed, check_same, NULL, "noeviction"},
-	{"notify-keyspace-events", get_fixed, check_same, NULL, ""},
+	{"maxmemory", NULL, check_same, NULL, "0"},
+	{"maxmemory-policy", NULL, check_same, NULL, "noeviction"},
+	{"notify-keyspace-events", NULL, check_same, NULL, ""},
 	{"port", get_port, check_same, NULL, NULL},
 	{"proto-max-bulk-len", get_bulk, check_size, apply_bulk, NULL},
-	{"save", get_fixed, check_same, NULL, ""},
+	{"save", NULL, check_same, NULL, ""},
 	{"timeout", get_timeout, check_same, NULL, NULL},
 };
 #define NPARAMS (sizeof(params) / sizeof(params[0]))
@@ -394,14 +393,6 @@ static const struct param *lookup(const char *name, size_t len)
 		if (is(name, len, params[i].name))
 			return &params[i];
 	return NULL;
-}
-
-static void value_of(const struct param *p, char *buf, size_t cap)
-{
-	if (p->fixed)
-		snprintf(buf, cap, "%s", p->fixed);
-	else
-		p->get(buf, cap);
 }
 
 /* ---- the command --------------------------------------------------------------- */
