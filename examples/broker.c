@@ -1,6 +1,7 @@
 /*
- * actorconn-broker: a RESP2 publish/subscribe server that redis-cli and
- * redis-benchmark can talk to unchanged. See actorconn-broker(1).
+ * actorconn-broker: a RESP2 and RESP3 publish/subscribe server that
+ * redis-cli, redis-benchmark and Redis clients talk to unchanged. See
+ * actorconn-broker(1).
  *
  * This file holds the connections (decoding, replies, a client's state),
  * the command line and main; the channels are in pubsub.c, the commands
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -43,8 +45,14 @@ void *xmalloc(size_t n)
 
 /* ---- replies ---------------------------------------------------------------- */
 
+/* Everything a command answers goes through here: CLIENT REPLY OFF or
+ * SKIP drops it, except pushes (sub_reply marks them). */
 void out(ac_conn_t *c, const void *p, size_t n)
 {
+	struct client *cl = client_of(c);
+
+	if (cl && (cl->reply_off || cl->skip) && !cl->pushing)
+		return;
 	ac_conn_write(c, p, n);
 }
 
@@ -75,6 +83,53 @@ void bulk(ac_conn_t *c, const char *p, size_t n)
 void bulk_str(ac_conn_t *c, const char *s)
 {
 	bulk(c, s, strlen(s));
+}
+
+int client_resp(const struct client *cl)
+{
+	return cl && cl->resp == 3 ? 3 : 2;
+}
+
+int conn_resp(ac_conn_t *c)
+{
+	return client_resp(client_of(c));
+}
+
+void reply_null(ac_conn_t *c)
+{
+	if (conn_resp(c) == 3)
+		out(c, "_\r\n", 3);
+	else
+		out(c, "$-1\r\n", 5);
+}
+
+void reply_map(ac_conn_t *c, size_t pairs)
+{
+	if (conn_resp(c) == 3)
+		outf(c, "%%%zu\r\n", pairs);
+	else
+		outf(c, "*%zu\r\n", pairs * 2);
+}
+
+void reply_set(ac_conn_t *c, size_t n)
+{
+	outf(c, conn_resp(c) == 3 ? "~%zu\r\n" : "*%zu\r\n", n);
+}
+
+void reply_push(ac_conn_t *c, size_t n)
+{
+	outf(c, conn_resp(c) == 3 ? ">%zu\r\n" : "*%zu\r\n", n);
+}
+
+void reply_verbatim(ac_conn_t *c, const char *p, size_t n)
+{
+	if (conn_resp(c) != 3) {
+		bulk(c, p, n);
+		return;
+	}
+	outf(c, "=%zu\r\ntxt:", n + 4);
+	out(c, p, n);
+	out(c, "\r\n", 2);
 }
 
 /* ---- connection callbacks -------------------------------------------------- */
@@ -184,6 +239,29 @@ static void args_trim(void)
 	}
 }
 
+/*
+ * Redis's limits on a request before AUTH, while a password is required:
+ * more than 10 arguments, or an argument over 16 KiB, is a protocol
+ * error that closes the connection, so that an unknown client cannot make
+ * the server hold much. Redis refuses at the header; the decoder here
+ * cannot (it is given bytes, not the connection they came from), so the
+ * command is refused once it is complete, with Redis's words: the client
+ * sees the same reply and the same close, but the broker has read the
+ * command first, up to client-query-buffer-limit (actorconn-broker(1),
+ * COMPATIBILITY). NULL, or the error.
+ */
+static const char *unauthenticated(ac_conn_t *c, const struct resp_cmd *cmd)
+{
+	if (!acl_auth_required(client_of(c)))
+		return NULL;
+	if (cmd->argc > 10)
+		return "Protocol error: unauthenticated multibulk length";
+	for (size_t i = 0; i < cmd->argc; i++)
+		if (A.argl[i] > 16384)
+			return "Protocol error: unauthenticated bulk length";
+	return NULL;
+}
+
 static void on_frame(ac_conn_t *c, const void *data, size_t len)
 {
 	const char *p = data;
@@ -202,9 +280,12 @@ static void on_frame(ac_conn_t *c, const void *data, size_t len)
 			break;
 		args_room(cmd.argc, 0); /* the arguments have all arrived */
 	}
+	if (r == RESP_OK && p[0] == '*' && (st.err = unauthenticated(c, &cmd)))
+		r = RESP_ERR;
 	if (r != RESP_OK) {
 		outf(c, "-ERR %s\r\n", st.err ? st.err : "Protocol error");
 		ac_conn_close(c, AC_CLOSE_FLUSH);
+		args_trim();
 		return;
 	}
 	if (cmd.argc) {
@@ -264,8 +345,14 @@ static void on_heartbeat(ac_conn_t *c)
 	 * a subscribed PING, which every client understands there. */
 	struct client *cl = client_of(c);
 
+	/* Straight to the connection: not a reply, so CLIENT REPLY OFF
+	 * does not stop it; a push in RESP3, where an array out of turn
+	 * would be taken for a reply. */
 	if (cl && nsubs(cl))
-		out(c, "*2\r\n$4\r\npong\r\n$0\r\n\r\n", 20);
+		ac_conn_write(c, client_resp(cl) == 3
+					 ? ">2\r\n$4\r\npong\r\n$0\r\n\r\n"
+					 : "*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+			      20);
 }
 
 static void on_close(ac_conn_t *c, int reason)
@@ -274,10 +361,13 @@ static void on_close(ac_conn_t *c, int reason)
 
 	if (!cl)
 		return;
-	unsubscribe_all(c, cl, 0, 1);
-	unsubscribe_all(c, cl, 1, 1);
+	multi_discard(cl);
+	unsubscribe_all(c, cl, CHANNEL, 1);
+	unsubscribe_all(c, cl, PATTERN, 1);
+	unsubscribe_all(c, cl, SHARD, 1);
 	free(cl->chans);
 	free(cl->pats);
+	free(cl->schans);
 	free(cl);
 }
 
@@ -291,10 +381,12 @@ static void usage(FILE *f)
 		"         [--client-output-buffer-limit 'CLASS HARD SOFT SECONDS ...']\n"
 		"         [--output-limit BYTES] [--proto-max-bulk-len BYTES]\n"
 		"         [--client-query-buffer-limit BYTES] [--metrics ADDR]\n"
-		"         [--upstream ADDR] [--tls-port N | --tls-listen ADDR]\n"
+		"         [--upstream ADDR] [--max-queued BYTES]\n"
+		"         [--tls-port N | --tls-listen ADDR]\n"
 		"         [--tls-cert-file FILE] [--tls-key-file FILE]\n"
 		"         [--tls-ca-cert-file FILE] [--tls-auth-clients yes|no]\n"
-		"         [--tls-ciphers LIST] [--tls-ciphersuites LIST]\n");
+		"         [--tls-ciphers LIST] [--tls-ciphersuites LIST]\n"
+		"         [--requirepass PASSWORD | --aclfile FILE]\n");
 }
 
 static unsigned long long number(const char *opt, const char *s)
@@ -437,6 +529,18 @@ static ac_tls_t *tls_context(struct tls_args *ta)
 	return t;
 }
 
+/* 40 random hex digits, as Redis' run_id. */
+static void new_run_id(char id[41])
+{
+	unsigned char r[20];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		for (size_t i = 0; i < sizeof(r); i++)
+			r[i] = (unsigned char)(now_ms() * 2654435761u >> (i % 24));
+	for (size_t i = 0; i < sizeof(r); i++)
+		sprintf(id + 2 * i, "%02x", r[i]);
+}
+
 /* Prints addr, with the port l got if addr asked for port 0. */
 static void print_addr(const char *prefix, const char *addr, ac_listener_t *l)
 {
@@ -461,7 +565,10 @@ int main(int argc, char **argv)
 		OPT_TLS_CIPHERS,
 		OPT_TLS_SUITES,
 		OPT_OBUF,
-		OPT_QBUF
+		OPT_QBUF,
+		OPT_MAX_QUEUED,
+		OPT_REQUIREPASS,
+		OPT_ACLFILE
 	};
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -477,6 +584,7 @@ int main(int argc, char **argv)
 		{"client-query-buffer-limit", required_argument, NULL, OPT_QBUF},
 		{"metrics", required_argument, NULL, 'm'},
 		{"upstream", required_argument, NULL, 'U'},
+		{"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
 		{"tls-port", required_argument, NULL, OPT_TLS_PORT},
 		{"tls-listen", required_argument, NULL, OPT_TLS_LISTEN},
 		{"tls-cert-file", required_argument, NULL, OPT_TLS_CERT},
@@ -485,10 +593,12 @@ int main(int argc, char **argv)
 		{"tls-auth-clients", required_argument, NULL, OPT_TLS_AUTH},
 		{"tls-ciphers", required_argument, NULL, OPT_TLS_CIPHERS},
 		{"tls-ciphersuites", required_argument, NULL, OPT_TLS_SUITES},
+		{"requirepass", required_argument, NULL, OPT_REQUIREPASS},
+		{"aclfile", required_argument, NULL, OPT_ACLFILE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	const char *addr = "127.0.0.1:6380", *upath = NULL, *maddr = NULL;
-	const char *upstream = NULL;
+	const char *upstream = NULL, *requirepass = NULL, *aclfile = NULL;
 	struct tls_args ta = {0};
 	char *taddr = NULL;
 	ac_tls_t *tls = NULL;
@@ -522,6 +632,10 @@ int main(int argc, char **argv)
 	B.lim.max_args = INT_MAX; /* Redis 7's limit; each takes 6 bytes */
 	B.qbuf_limit = (size_t)1 << 30;
 	memcpy(B.obuf, obuf_defaults, sizeof(B.obuf));
+	/* A transaction may hold as much as the default largest request
+	 * (client-query-buffer-limit): Redis has no bound of its own for
+	 * it. 0 (--max-queued 0) too. */
+	B.max_queued = (size_t)1 << 30;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': addr = optarg; break;
@@ -557,10 +671,15 @@ int main(int argc, char **argv)
 		case OPT_TLS_AUTH: ta.auth = optarg; break;
 		case OPT_TLS_CIPHERS: ta.o.ciphers = optarg; break;
 		case OPT_TLS_SUITES: ta.o.ciphersuites = optarg; break;
+		case OPT_MAX_QUEUED: B.max_queued = number("--max-queued", optarg); break;
+		case OPT_REQUIREPASS: requirepass = optarg; break;
+		case OPT_ACLFILE: aclfile = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
 	}
+	if (B.max_queued == 0)
+		B.max_queued = (size_t)1 << 30;
 	if (optind != argc || cfg.loops > 256) {
 		usage(stderr);
 		return 1;
@@ -596,6 +715,9 @@ int main(int argc, char **argv)
 	}
 	if (taddr)
 		tls = tls_context(&ta);
+	if (acl_init(requirepass, aclfile))
+		return 1;
+	new_run_id(B.run_id);
 
 	/* Block the stop signals, and SIGHUP when there are certificates
 	 * to reload, in every thread (the loops inherit the mask); this
@@ -720,5 +842,6 @@ fail:
 	ac_tls_free(tls);
 	free(taddr);
 	pubsub_free();
+	acl_free();
 	return status;
 }

@@ -33,12 +33,14 @@ struct ask {
 	uint64_t *ids;    /* LIST ID ..., KILL ID: only these */
 	size_t nids;
 	char *addr, *laddr; /* KILL ADDR, LADDR (and the old form's) */
+	const struct user *user; /* KILL USER (the users never change) */
 	int skipme;
 	/* gathered */
 	char *text;
 	size_t len, cap;
 	long killed;
 	int self; /* the asker matched a KILL: closed after the reply */
+	int skip; /* under CLIENT REPLY SKIP: the reply is not sent */
 };
 
 static int is(const char *arg, size_t len, const char *word)
@@ -138,32 +140,39 @@ static int parse_id(const char *p, size_t n, uint64_t *id)
 static void format_line(struct ask *a, ac_conn_t *c, const ac_conn_info_t *i)
 {
 	struct client *cl = client_of(c);
-	char addr[128], laddr[128], flags[4], *f = flags;
+	char addr[128], laddr[128], flags[8], *f = flags;
+	long multi = -1; /* queued commands, as Redis shows them */
 
 	redis_addr(i, 0, addr, sizeof(addr));
 	redis_addr(i, 1, laddr, sizeof(laddr));
 	if (cl && nsubs(cl))
 		*f++ = 'P';
+	if (in_multi(cl) || in_exec(cl))
+		*f++ = 'x';
 	if (i->family == AF_UNIX)
 		*f++ = 'U';
 	if (f == flags)
 		*f++ = 'N';
 	*f = 0;
+	if (in_multi(cl) || in_exec(cl))
+		multi = (long)multi_count(cl);
 	/* Redis 7.0's fields, in its order; what the broker has no such
 	 * thing for gets Redis' value for "none". */
 	append(a,
 	       "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu "
-	       "flags=%s db=0 sub=%zu psub=%zu ssub=0 multi=-1 qbuf=0 "
+	       "flags=%s db=%d sub=%zu psub=%zu ssub=%zu multi=%ld qbuf=0 "
 	       "qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 "
-	       "omem=%llu tot-mem=%llu events=%s cmd=%s user=default "
-	       "redir=-1 resp=2\n",
+	       "omem=%llu tot-mem=%llu events=%s cmd=%s user=%s "
+	       "redir=-1 resp=%d\n",
 	       (unsigned long long)client_id(i->handle), addr, laddr, i->fd,
 	       i->label, (unsigned long long)(i->age_ms / 1000),
-	       (unsigned long long)(i->idle_ms / 1000), flags,
-	       cl ? cl->nchans : 0, cl ? cl->npats : 0,
+	       (unsigned long long)(i->idle_ms / 1000), flags, cl ? cl->db : 0,
+	       cl ? cl->nchans : 0, cl ? cl->npats : 0, cl ? cl->nschans : 0,
+	       multi,
 	       (unsigned long long)i->out_queued,
 	       (unsigned long long)i->out_queued,
-	       i->out_queued ? "rw" : "r", cl && cl->cmd[0] ? cl->cmd : "NULL");
+	       i->out_queued ? "rw" : "r", cl && cl->cmd[0] ? cl->cmd : "NULL",
+	       acl_user_name(cl ? cl->user : NULL), client_resp(cl));
 }
 
 static int matches(const struct ask *a, ac_conn_t *c, const ac_conn_info_t *i)
@@ -179,6 +188,9 @@ static int matches(const struct ask *a, ac_conn_t *c, const ac_conn_info_t *i)
 	if (a->type == NONE ||
 	    (a->type == PUBSUB && !(cl && nsubs(cl))) ||
 	    (a->type == NORMAL && cl && nsubs(cl)))
+		return 0;
+	if (a->user && a->user != (cl && cl->user ? cl->user
+						     : acl_user("default", 7)))
 		return 0;
 	if (a->addr) {
 		redis_addr(i, 0, buf, sizeof(buf));
@@ -218,6 +230,7 @@ static void visit(ac_conn_t *c, void *arg)
 static void answer(int err, void *arg)
 {
 	struct ask *a = arg;
+	struct client *cl;
 	ac_conn_t *c;
 
 	/* AC_ESHUTDOWN: the broker is stopping, on a thread where no
@@ -226,18 +239,25 @@ static void answer(int err, void *arg)
 		ask_free(a);
 		return;
 	}
+	/* The asker's SKIP was for this command, long done: apply it. */
+	if ((cl = client_of(c)) && a->skip)
+		cl->skip = 1;
 	if (!a->kill)
-		bulk(c, a->text ? a->text : "", a->len);
+		reply_verbatim(c, a->text ? a->text : "", a->len);
 	else if (a->kill == 2)
 		outf(c, ":%ld\r\n", a->killed);
 	else if (a->killed)
 		outs(c, "+OK\r\n");
 	else
 		outs(c, "-ERR No such client\r\n");
+	if (cl && a->skip)
+		cl->skip = 0;
 	if (a->self)
 		ac_conn_close(c, AC_CLOSE_FLUSH); /* and reads no more */
-	else
+	else {
 		ac_conn_read_start(c); /* the next commands, from the loop */
+		exec_resume(c); /* the rest of an EXEC that waited for this */
+	}
 	ask_free(a);
 }
 
@@ -247,6 +267,7 @@ static void gather(ac_conn_t *c, struct ask *a)
 	int err;
 
 	a->from = ac_conn_handle(c);
+	a->skip = client_of(c) && client_of(c)->skip;
 	if ((err = ac_runtime_conns(B.rt, AC_LOOP_ALL, visit, answer, a))) {
 		outf(c, "-ERR %s\r\n", ac_strerror(err));
 		ask_free(a);
@@ -317,7 +338,7 @@ static int kill_filters(ac_conn_t *c, struct ask *a, size_t argc,
 				return -1;
 			}
 		} else if (is(argv[k], argl[k], "USER")) {
-			if (!is(v, vl, "default")) { /* the only user */
+			if (!(a->user = acl_user(v, vl))) {
 				outf(c, "-ERR No such user '%.*s'\r\n",
 				     (int)(vl > 64 ? 64 : vl), v);
 				return -1;
@@ -378,6 +399,6 @@ void client_info(ac_conn_t *c)
 		return;
 	}
 	format_line(&a, c, &i);
-	bulk(c, a.text, a.len);
+	reply_verbatim(c, a.text, a.len);
 	free(a.text);
 }

@@ -1,17 +1,20 @@
 /*
  * commands.c: actorconn-broker's commands. One table names each command,
  * its arity, whether a subscribed client may send it and whether it needs
- * the client's state; execute() checks a command against it and runs it.
- * Replies follow Redis 7 in RESP2, error texts included, so that redis-cli
- * and redis-benchmark work unchanged.
+ * the client's state; execute() checks a command against it, against
+ * Redis' table of subcommands and against the client's user (session.c),
+ * and runs it, or queues it inside MULTI (multi.c). Replies follow Redis
+ * 7, error texts included, so that redis-cli and redis-benchmark work
+ * unchanged; the connection commands are in session.c, COMMAND and INFO
+ * in introspect.c.
  */
 #include "broker.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 static int is(const char *arg, size_t len, const char *word)
 {
@@ -34,9 +37,7 @@ struct cmd {
 	int state;      /* needs the client's state (else cl may be NULL) */
 };
 
-#define ARGS                                                                 \
-	ac_conn_t *c, struct client *cl, size_t argc, const char **argv,     \
-		const size_t *argl
+#define ARGS CMD_ARGS
 
 static void cmd_ping(ARGS)
 {
@@ -44,7 +45,7 @@ static void cmd_ping(ARGS)
 		outs(c, "-ERR wrong number of arguments for 'ping' command\r\n");
 		return;
 	}
-	if (nsubs(cl)) { /* subscribed mode answers with a push */
+	if (nsubs(cl) && client_resp(cl) == 2) { /* subscribed: a push */
 		out(c, "*2\r\n$4\r\npong\r\n", 14);
 		bulk(c, argc > 1 ? argv[1] : "", argc > 1 ? argl[1] : 0);
 	} else if (argc > 1) {
@@ -59,29 +60,51 @@ static void cmd_echo(ARGS) { bulk(c, argv[1], argl[1]); }
 static void cmd_subscribe(ARGS)
 {
 	for (size_t i = 1; i < argc; i++)
-		subscribe(c, cl, 0, argv[i], argl[i]);
+		subscribe(c, cl, CHANNEL, argv[i], argl[i]);
 }
 
 static void cmd_psubscribe(ARGS)
 {
 	for (size_t i = 1; i < argc; i++)
-		subscribe(c, cl, 1, argv[i], argl[i]);
+		subscribe(c, cl, PATTERN, argv[i], argl[i]);
+}
+
+/* On one node every shard channel is served here: Redis checks that the
+ * channels of one SSUBSCRIBE hash to one slot only in cluster mode. */
+static void cmd_ssubscribe(ARGS)
+{
+	/* As Redis 7.0: inside EXEC (a "deny blocking" context there),
+	 * SSUBSCRIBE is refused where SUBSCRIBE is let through. */
+	if (in_exec(cl)) {
+		outs(c, "-ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING "
+			"client\r\n");
+		return;
+	}
+	for (size_t i = 1; i < argc; i++)
+		subscribe(c, cl, SHARD, argv[i], argl[i]);
+}
+
+static void unsubscribe_cmd(ARGS, int kind)
+{
+	if (argc == 1)
+		unsubscribe_all(c, cl, kind, 0);
+	for (size_t i = 1; i < argc; i++)
+		unsubscribe(c, cl, kind, argv[i], argl[i], 0);
 }
 
 static void cmd_unsubscribe(ARGS)
 {
-	if (argc == 1)
-		unsubscribe_all(c, cl, 0, 0);
-	for (size_t i = 1; i < argc; i++)
-		unsubscribe(c, cl, 0, argv[i], argl[i], 0);
+	unsubscribe_cmd(c, cl, argc, argv, argl, CHANNEL);
 }
 
 static void cmd_punsubscribe(ARGS)
 {
-	if (argc == 1)
-		unsubscribe_all(c, cl, 1, 0);
-	for (size_t i = 1; i < argc; i++)
-		unsubscribe(c, cl, 1, argv[i], argl[i], 0);
+	unsubscribe_cmd(c, cl, argc, argv, argl, PATTERN);
+}
+
+static void cmd_sunsubscribe(ARGS)
+{
+	unsubscribe_cmd(c, cl, argc, argv, argl, SHARD);
 }
 
 static void cmd_publish(ARGS)
@@ -91,33 +114,61 @@ static void cmd_publish(ARGS)
 		forward(argv[1], argl[1], argv[2], argl[2]);
 }
 
+/* Not forwarded to --upstream: forward.c sends PUBLISH, and a shard
+ * channel is not a channel there. */
+static void cmd_spublish(ARGS)
+{
+	outf(c, ":%ld\r\n", spublish(argv[1], argl[1], argv[2], argl[2]));
+}
+
+/* PUBSUB CHANNELS and SHARDCHANNELS [pattern] */
+static void pubsub_channels(ac_conn_t *c, int kind, size_t argc,
+			    const char **argv, const size_t *argl)
+{
+	size_t n;
+	struct sub *names = channels_matching(kind, argc == 3 ? argv[2] : NULL,
+					      argc == 3 ? argl[2] : 0, &n);
+
+	outf(c, "*%zu\r\n", n);
+	for (size_t i = 0; i < n; i++) {
+		bulk(c, names[i].name, names[i].len);
+		free(names[i].name);
+	}
+	free(names);
+}
+
+/* PUBSUB NUMSUB and SHARDNUMSUB [channel ...] */
+static void pubsub_numsub(ac_conn_t *c, int kind, size_t argc,
+			  const char **argv, const size_t *argl)
+{
+	outf(c, "*%zu\r\n", (argc - 2) * 2);
+	for (size_t i = 2; i < argc; i++) {
+		size_t subs = channel_subscribers(kind, argv[i], argl[i]);
+
+		bulk(c, argv[i], argl[i]);
+		outf(c, ":%zu\r\n", subs);
+	}
+}
+
 static void cmd_pubsub(ARGS)
 {
-	if (is(argv[1], argl[1], "CHANNELS") && argc <= 3) {
-		size_t n;
-		struct sub *names =
-			channels_matching(argc == 3 ? argv[2] : NULL,
-					  argc == 3 ? argl[2] : 0, &n);
+	int chans = is(argv[1], argl[1], "CHANNELS");
+	int schans = is(argv[1], argl[1], "SHARDCHANNELS");
 
-		outf(c, "*%zu\r\n", n);
-		for (size_t i = 0; i < n; i++) {
-			bulk(c, names[i].name, names[i].len);
-			free(names[i].name);
-		}
-		free(names);
-	} else if (is(argv[1], argl[1], "NUMSUB")) {
-		outf(c, "*%zu\r\n", (argc - 2) * 2);
-		for (size_t i = 2; i < argc; i++) {
-			size_t subs = channel_subscribers(argv[i], argl[i]);
-
-			bulk(c, argv[i], argl[i]);
-			outf(c, ":%zu\r\n", subs);
-		}
-	} else if (is(argv[1], argl[1], "NUMPAT") && argc == 2) {
+	if ((chans || schans) && argc <= 3)
+		pubsub_channels(c, chans ? CHANNEL : SHARD, argc, argv, argl);
+	else if (chans || schans) /* Redis' words for this one */
+		outf(c, "-ERR unknown subcommand or wrong number of arguments "
+			"for '%.*s'. Try PUBSUB HELP.\r\n",
+		     (int)argl[1], argv[1]);
+	else if (is(argv[1], argl[1], "NUMSUB"))
+		pubsub_numsub(c, CHANNEL, argc, argv, argl);
+	else if (is(argv[1], argl[1], "SHARDNUMSUB"))
+		pubsub_numsub(c, SHARD, argc, argv, argl);
+	else if (is(argv[1], argl[1], "NUMPAT") && argc == 2)
 		outf(c, ":%zu\r\n", pattern_count());
-	} else {
+	else
 		unknown_subcommand(c, "PUBSUB", argv[1], argl[1]);
-	}
 }
 
 static void cmd_quit(ARGS)
@@ -126,17 +177,9 @@ static void cmd_quit(ARGS)
 	ac_conn_close(c, AC_CLOSE_FLUSH);
 }
 
-static void cmd_reset(ARGS)
-{
-	unsubscribe_all(c, cl, 0, 1);
-	unsubscribe_all(c, cl, 1, 1);
-	ac_conn_set_label(c, NULL);
-	out(c, "+RESET\r\n", 8);
-}
-
 /* The name is the connection's label: CLIENT LIST reads it on c's loop.
  * Redis' rule for the characters; the library's for the length. */
-static int set_name(ac_conn_t *c, const char *p, size_t n)
+int set_name(ac_conn_t *c, const char *p, size_t n)
 {
 	char name[AC_LABEL_MAX + 1];
 
@@ -160,48 +203,6 @@ static int set_name(ac_conn_t *c, const char *p, size_t n)
 	return 0;
 }
 
-static void cmd_hello(ARGS)
-{
-	size_t i = 2;
-
-	if (argc > 1 && !(is(argv[1], argl[1], "2"))) {
-		outs(c, is(argv[1], argl[1], "3")
-				? "-NOPROTO sorry, this protocol version is not "
-				  "supported.\r\n"
-				: "-ERR Protocol version is not an integer or out "
-				  "of range\r\n");
-		return;
-	}
-	for (; i < argc; i++) {
-		if (is(argv[i], argl[i], "SETNAME") && i + 1 < argc) {
-			if (set_name(c, argv[i + 1], argl[i + 1]))
-				return;
-			i++;
-		} else if (is(argv[i], argl[i], "AUTH") && i + 2 < argc) {
-			i += 2; /* no users to check: accepted */
-		} else {
-			outf(c, "-ERR Syntax error in HELLO option '%.*s'\r\n",
-			     (int)(argl[i] > 64 ? 64 : argl[i]), argv[i]);
-			return;
-		}
-	}
-	out(c, "*14\r\n", 5);
-	bulk_str(c, "server");
-	bulk_str(c, "redis");
-	bulk_str(c, "version");
-	bulk_str(c, VERSION);
-	bulk_str(c, "proto");
-	out(c, ":2\r\n", 4);
-	bulk_str(c, "id");
-	outf(c, ":%llu\r\n", (unsigned long long)client_id(ac_conn_handle(c)));
-	bulk_str(c, "mode");
-	bulk_str(c, "standalone");
-	bulk_str(c, "role");
-	bulk_str(c, "master");
-	bulk_str(c, "modules");
-	out(c, "*0\r\n", 4);
-}
-
 static void cmd_client(ARGS)
 {
 	ac_conn_info_t i;
@@ -213,7 +214,7 @@ static void cmd_client(ARGS)
 		if (ac_conn_info(c, &i) == 0 && i.label[0])
 			bulk_str(c, i.label);
 		else
-			out(c, "$-1\r\n", 5);
+			reply_null(c);
 	} else if (is(argv[1], argl[1], "ID") && argc == 2) {
 		outf(c, ":%llu\r\n",
 		     (unsigned long long)client_id(ac_conn_handle(c)));
@@ -223,63 +224,11 @@ static void cmd_client(ARGS)
 		client_kill(c, argc, argv, argl);
 	} else if (is(argv[1], argl[1], "INFO") && argc == 2) {
 		client_info(c);
+	} else if (is(argv[1], argl[1], "REPLY") && argc == 3) {
+		client_reply(c, cl, argc, argv, argl);
 	} else {
 		unknown_subcommand(c, "CLIENT", argv[1], argl[1]);
 	}
-}
-
-static void cmd_command(ARGS);
-
-static void cmd_info(ARGS)
-{
-	ac_stats_t st;
-	char info[3072];
-	size_t nchan, npat;
-	int n;
-
-	ac_stats(B.rt, &st, NULL, 0);
-	nchan = channel_count();
-	npat = pattern_count();
-	n = snprintf(info, sizeof(info),
-		     "# Server\r\nredis_version:%s\r\nactorconn_version:%d.%d.%d\r\n"
-		     "redis_mode:standalone\r\nprocess_id:%d\r\ntcp_port:%d\r\n"
-		     "uptime_in_seconds:%llu\r\nevent_loops:%d\r\n\r\n"
-		     "# Clients\r\nconnected_clients:%llu\r\n\r\n"
-		     "# Memory\r\nused_memory:%llu\r\n\r\n"
-		     "# Stats\r\ntotal_connections_received:%llu\r\n"
-		     "total_commands_processed:%llu\r\n"
-		     "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
-		     "rejected_connections:%llu\r\npubsub_channels:%zu\r\n"
-		     "pubsub_patterns:%zu\r\nmailbox_messages:%llu\r\n"
-		     "mailbox_overflowed:%llu\r\nmessages_dropped:%llu\r\n"
-		     "slow_consumers_closed:%llu\r\nidle_clients_closed:%llu\r\n"
-		     "\r\n# Upstream\r\nupstream_forwarded:%llu\r\n"
-		     "upstream_failed:%llu\r\nupstream_pool_idle:%llu\r\n"
-		     "upstream_pool_busy:%llu\r\nupstream_connects:%llu\r\n",
-		     VERSION, AC_VERSION_MAJOR, AC_VERSION_MINOR, AC_VERSION_PATCH,
-		     (int)getpid(), B.port,
-		     (unsigned long long)((now_ms() - B.started_ms) / 1000),
-		     ac_runtime_loops(B.rt), (unsigned long long)st.conns_open,
-		     (unsigned long long)st.heap_bytes,
-		     (unsigned long long)st.accepted,
-		     (unsigned long long)__atomic_load_n(&B.commands,
-							 __ATOMIC_RELAXED),
-		     (unsigned long long)st.bytes_in,
-		     (unsigned long long)st.bytes_out,
-		     (unsigned long long)st.rejected, nchan, npat,
-		     (unsigned long long)st.mailbox_received,
-		     (unsigned long long)st.mailbox_overflowed,
-		     (unsigned long long)st.dropped,
-		     (unsigned long long)st.closed[AC_CR_SLOW],
-		     (unsigned long long)st.closed[AC_CR_TIMEOUT],
-		     (unsigned long long)__atomic_load_n(&B.fwd_ok,
-							 __ATOMIC_RELAXED),
-		     (unsigned long long)__atomic_load_n(&B.fwd_failed,
-							 __ATOMIC_RELAXED),
-		     (unsigned long long)st.pool_idle,
-		     (unsigned long long)st.pool_busy,
-		     (unsigned long long)st.pool_connects);
-	bulk(c, info, (size_t)(n < (int)sizeof(info) ? n : (int)sizeof(info) - 1));
 }
 
 static const struct cmd commands[] = {
@@ -294,32 +243,29 @@ static const struct cmd commands[] = {
 	{"quit", -1, 1, cmd_quit, 0},
 	{"reset", 1, 1, cmd_reset, 1},
 	{"hello", -1, 0, cmd_hello, 1},
+	{"auth", -2, 0, cmd_auth, 1},
+	{"select", 2, 0, cmd_select, 1},
 	{"client", -2, 0, cmd_client, 1},
 	{"command", -1, 0, cmd_command, 0},
 	{"config", -2, 0, cmd_config, 0},
 	{"info", -1, 0, cmd_info, 0},
+	{"ssubscribe", -2, 1, cmd_ssubscribe, 1},
+	{"sunsubscribe", -1, 1, cmd_sunsubscribe, 1},
+	{"spublish", 3, 0, cmd_spublish, 0},
+	{"multi", 1, 0, cmd_multi, 1},
+	{"exec", 1, 0, cmd_exec, 0},
+	{"discard", 1, 0, cmd_discard, 0},
+	{"watch", -2, 0, cmd_watch, 0},
+	{"unwatch", 1, 0, cmd_unwatch, 0},
 };
 static const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
 
-/* A minimal valid COMMAND reply: the names and arities redis-cli reads. */
-static void cmd_command(ARGS)
+const char *command_at(size_t i, int *arity)
 {
-	if (argc == 1) {
-		outf(c, "*%zu\r\n", ncommands);
-		for (size_t i = 0; i < ncommands; i++) {
-			/* name, arity, flags, first key, last key, step */
-			out(c, "*6\r\n", 4);
-			bulk_str(c, commands[i].name);
-			outf(c, ":%d\r\n*0\r\n:0\r\n:0\r\n:0\r\n",
-			     commands[i].arity);
-		}
-	} else if (is(argv[1], argl[1], "COUNT")) {
-		outf(c, ":%zu\r\n", ncommands);
-	} else if (is(argv[1], argl[1], "DOCS") || is(argv[1], argl[1], "INFO")) {
-		out(c, "*0\r\n", 4); /* no docs: an empty map in RESP2 */
-	} else {
-		unknown_subcommand(c, "COMMAND", argv[1], argl[1]);
-	}
+	if (i >= ncommands)
+		return NULL;
+	*arity = commands[i].arity;
+	return commands[i].name;
 }
 
 /* "publish", or "client|list" for a command with subcommands, as Redis
@@ -357,36 +303,194 @@ static void unknown(ac_conn_t *c, size_t argc, const char **argv,
 	out(c, "\r\n", 2);
 }
 
-void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
-	     const size_t *argl)
+/*
+ * Redis 7.0's subcommands of the commands here that have them, with their
+ * arities (from Redis' command table). Redis looks a subcommand up with
+ * its command, so that an unknown one, or one with the wrong number of
+ * arguments, is refused before it runs, and inside MULTI before it is
+ * queued (and EXEC then aborts). A subcommand of Redis that the broker
+ * lacks passes here and gets the command's own error when it runs.
+ */
+struct subcmd {
+	const char *cmd, *sub;
+	int arity;
+};
+static const struct subcmd subcommands[] = {
+	{"acl", "cat", -2}, {"acl", "deluser", -3}, {"acl", "dryrun", -4},
+	{"acl", "genpass", -2}, {"acl", "getuser", 3}, {"acl", "help", 2},
+	{"acl", "list", 2}, {"acl", "load", 2}, {"acl", "log", -2},
+	{"acl", "save", 2}, {"acl", "setuser", -3}, {"acl", "users", 2},
+	{"acl", "whoami", 2},
+	{"client", "caching", 3}, {"client", "getname", 2},
+	{"client", "getredir", 2}, {"client", "help", 2}, {"client", "id", 2},
+	{"client", "info", 2}, {"client", "kill", -3}, {"client", "list", -2},
+	{"client", "no-evict", 3}, {"client", "pause", -3},
+	{"client", "reply", 3}, {"client", "setname", 3},
+	{"client", "tracking", -3}, {"client", "trackinginfo", 2},
+	{"client", "unblock", -3}, {"client", "unpause", 2},
+	{"command", "count", 2}, {"command", "docs", -2},
+	{"command", "getkeys", -4}, {"command", "getkeysandflags", -4},
+	{"command", "help", 2}, {"command", "info", -2},
+	{"command", "list", -2},
+	{"config", "get", -3}, {"config", "help", 2},
+	{"config", "resetstat", 2}, {"config", "rewrite", 2},
+	{"config", "set", -4},
+	{"pubsub", "channels", -2}, {"pubsub", "help", 2},
+	{"pubsub", "numpat", 2}, {"pubsub", "numsub", -2},
+	{"pubsub", "shardchannels", -2}, {"pubsub", "shardnumsub", -2},
+};
+static const size_t nsubcommands = sizeof(subcommands) / sizeof(subcommands[0]);
+
+/* Whether cmd is one of the commands of subcommands[]: a short list, so
+ * that PUBLISH and the others pay a few byte compares, not a scan. */
+static int has_subcommands(const struct cmd *cmd)
+{
+	static const char *const containers[] = {"acl", "client", "command",
+						 "config", "pubsub"};
+
+	for (size_t i = 0; i < sizeof(containers) / sizeof(containers[0]); i++)
+		if (!strcmp(containers[i], cmd->name))
+			return 1;
+	return 0;
+}
+
+/* cmd's subcommand argv[1]; NULL if cmd has none, or argc is 1. */
+static const struct subcmd *subcommand(const struct cmd *cmd, size_t argc,
+				       const char **argv, const size_t *argl)
+{
+	for (size_t i = 0; argc > 1 && i < nsubcommands; i++)
+		if (!strcmp(subcommands[i].cmd, cmd->name) &&
+		    is(argv[1], argl[1], subcommands[i].sub))
+			return &subcommands[i];
+	return NULL;
+}
+
+/*
+ * A command refused before it runs, with err ("ERR ...", no CRLF). As in
+ * Redis, the refusal flags the transaction of a client inside MULTI, and a
+ * refused EXEC discards it and says why in an EXECABORT error.
+ */
+static void reject(ac_conn_t *c, struct client *cl, const struct cmd *cmd,
+		   const char *err)
+{
+	multi_flag(cl);
+	if (cmd && cmd->fn == cmd_exec) {
+		multi_discard(cl);
+		outf(c, "-EXECABORT Transaction discarded because of: %s\r\n",
+		     strncmp(err, "ERR ", 4) ? err : err + 4);
+	} else {
+		outf(c, "-%s\r\n", err);
+	}
+}
+
+/* Commands that MULTI does not queue: they act on the transaction or the
+ * connection at once, as in Redis. */
+static int runs_at_once(const struct cmd *cmd)
+{
+	static const char *const names[] = {"exec",  "discard", "multi",
+					    "watch", "quit",    "reset"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(cmd->name, names[i]))
+			return 1;
+	return 0;
+}
+
+void run_command(ac_conn_t *c, struct client *cl, const struct cmd *cmd,
+		 size_t argc, const char **argv, const size_t *argl)
+{
+	/* Inside EXEC: the user may have changed since the command was
+	 * queued (an AUTH or HELLO AUTH before it), so its permissions are
+	 * checked again, as Redis does. */
+	if (in_exec(cl)) {
+		const struct subcmd *sub =
+			has_subcommands(cmd) ? subcommand(cmd, argc, argv, argl)
+					     : NULL;
+
+		if (session_exec_check(c, cl, cmd->name, sub ? sub->sub : NULL,
+				       argc, argv, argl))
+			return;
+	}
+	cmd->fn(c, cl, argc, argv, argl);
+}
+
+static void run(ac_conn_t *c, struct client *cl, size_t argc,
+		const char **argv, const size_t *argl)
 {
 	const struct cmd *cmd = NULL;
+	const struct subcmd *sub = NULL;
+	char err[320];
 
 	__atomic_fetch_add(&B.commands, 1, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < ncommands && !cmd; i++)
 		if (is(argv[0], argl[0], commands[i].name))
 			cmd = &commands[i];
 	if (!cmd) {
+		multi_flag(cl);
 		unknown(c, argc, argv, argl);
 		return;
 	}
 	if ((cmd->arity > 0 && argc != (size_t)cmd->arity) ||
 	    (cmd->arity < 0 && argc < (size_t)-cmd->arity)) {
-		outf(c, "-ERR wrong number of arguments for '%s' command\r\n",
-		     cmd->name);
+		snprintf(err, sizeof(err),
+			 "ERR wrong number of arguments for '%s' command",
+			 cmd->name);
+		reject(c, cl, cmd, err);
 		return;
 	}
-	if (nsubs(cl) && !cmd->subscribed) {
-		outf(c, "-ERR Can't execute '%s': only (P|S)SUBSCRIBE / "
-			"(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
-			"this context\r\n",
-		     cmd->name);
+	if (argc > 1 && has_subcommands(cmd)) {
+		if (!(sub = subcommand(cmd, argc, argv, argl))) {
+			char name[16];
+			size_t k;
+
+			for (k = 0; cmd->name[k] && k < sizeof(name) - 1; k++)
+				name[k] = (char)toupper(cmd->name[k]);
+			name[k] = 0;
+			snprintf(err, sizeof(err),
+				 "ERR unknown subcommand '%.*s'. Try %s HELP.",
+				 (int)(argl[1] > 128 ? 128 : argl[1]), argv[1],
+				 name);
+			reject(c, cl, cmd, err);
+			return;
+		}
+		if ((sub->arity > 0 && argc != (size_t)sub->arity) ||
+		    (sub->arity < 0 && argc < (size_t)-sub->arity)) {
+			snprintf(err, sizeof(err),
+				 "ERR wrong number of arguments for '%s|%s' "
+				 "command", cmd->name, sub->sub);
+			reject(c, cl, cmd, err);
+			return;
+		}
+	}
+	if (session_check(cl, cmd->name, sub ? sub->sub : NULL, argc, argv,
+			  argl, err, sizeof(err))) {
+		reject(c, cl, cmd, err);
+		return;
+	}
+	/* Subscribed mode is RESP2's: in RESP3 every command may run. */
+	if (nsubs(cl) && client_resp(cl) == 2 && !cmd->subscribed) {
+		snprintf(err, sizeof(err),
+			 "ERR Can't execute '%s%s%s': only (P|S)SUBSCRIBE / "
+			 "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+			 "this context",
+			 cmd->name, sub ? "|" : "", sub ? sub->sub : "");
+		reject(c, cl, cmd, err);
 		return;
 	}
 	if (!cl && cmd->state && !(cl = client_new(c)))
 		return; /* closing: out of memory */
 	if (cl)
 		note_command(cl, cmd, argc, argv, argl);
-	cmd->fn(c, cl, argc, argv, argl);
+	if (in_multi(cl) && !runs_at_once(cmd))
+		multi_queue(c, cl, cmd, argc, argv, argl);
+	else
+		run_command(c, cl, cmd, argc, argv, argl);
 }
 
+/* The command, then CLIENT REPLY SKIP's bookkeeping (session.c). */
+void execute(ac_conn_t *c, struct client *cl, size_t argc, const char **argv,
+	     const size_t *argl)
+{
+	run(c, cl, argc, argv, argl);
+	session_after(client_of(c));
+}

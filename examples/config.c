@@ -192,30 +192,48 @@ static void limits_visit(ac_conn_t *c, void *arg)
 	obuf_apply(c, cl ? cl->obuf_class : CLASS_NORMAL);
 }
 
+/* Who asked, for limits_done: the asker may have gone meanwhile. */
+struct asker {
+	ac_handle_t from;
+	int skip; /* its CLIENT REPLY SKIP was for this command */
+};
+
+/* Back on the asker's loop, every loop visited: the +OK, then the
+ * commands after it, as clients.c's answer() does for CLIENT LIST,
+ * the rest of an EXEC included. */
 static void limits_done(int err, void *arg)
 {
-	ac_handle_t *from = arg;
+	struct asker *a = arg;
+	struct client *cl;
 	ac_conn_t *c;
 
-	if (!err && (c = ac_handle_conn(B.rt, *from))) {
+	/* err: AC_ESHUTDOWN, on a thread where no connection may be
+	 * touched. */
+	if (!err && (c = ac_handle_conn(B.rt, a->from))) {
+		if ((cl = client_of(c)) && a->skip)
+			cl->skip = 1;
 		outs(c, "+OK\r\n");
+		if (cl && a->skip)
+			cl->skip = 0;
 		ac_conn_read_start(c);
+		exec_resume(c);
 	}
-	free(from);
+	free(a);
 }
 
-static void apply_everywhere(ac_conn_t *c)
+static void apply_everywhere(ac_conn_t *c, struct client *cl)
 {
-	ac_handle_t *from = malloc(sizeof(*from));
+	struct asker *a = malloc(sizeof(*a));
 	int err = AC_ENOMEM;
 
-	if (from) {
-		*from = ac_conn_handle(c);
+	if (a) {
+		a->from = ac_conn_handle(c);
+		a->skip = cl && cl->skip;
 		err = ac_runtime_conns(B.rt, AC_LOOP_ALL, limits_visit,
-				       limits_done, from);
+				       limits_done, a);
 	}
 	if (err) {
-		free(from);
+		free(a);
 		outf(c, "-ERR %s\r\n", ac_strerror(err));
 		return;
 	}
@@ -444,7 +462,7 @@ static void config_get(ac_conn_t *c, size_t argc, const char **argv,
 		}
 		free(lower);
 	}
-	outf(c, "*%zu\r\n", 2 * n);
+	reply_map(c, n); /* a map in RESP3, as Redis 7 answers */
 	for (size_t i = 0; i < NPARAMS; i++) {
 		if (!name[i])
 			continue;
@@ -467,8 +485,8 @@ static void set_failed(ac_conn_t *c, const char *name, size_t len,
  * one, then an immutable one, then one given twice, is the error), then
  * every value checked; only then is anything stored.
  */
-static void config_set(ac_conn_t *c, size_t argc, const char **argv,
-		       const size_t *argl)
+static void config_set(ac_conn_t *c, struct client *cl, size_t argc,
+		       const char **argv, const size_t *argl)
 {
 	size_t n = (argc - 2) / 2;
 	const struct param **p = xmalloc(n * sizeof(*p) + 1);
@@ -531,7 +549,7 @@ static void config_set(ac_conn_t *c, size_t argc, const char **argv,
 		obuf |= p[i]->apply == apply_obuf;
 	}
 	if (obuf)
-		apply_everywhere(c); /* replies when done */
+		apply_everywhere(c, cl); /* replies when done */
 	else
 		outs(c, "+OK\r\n");
 out:
@@ -547,6 +565,8 @@ static void config_help(ac_conn_t *c)
 		"    Return parameters matching the glob-like <pattern> and their values.",
 		"SET <directive> <value>",
 		"    Set the configuration <directive> to <value>.",
+		"RESETSTAT",
+		"    Reset statistics reported by the INFO command.",
 		"REWRITE",
 		"    Rewrite the configuration file.",
 		"HELP",
@@ -563,7 +583,6 @@ void cmd_config(ac_conn_t *c, struct client *cl, size_t argc,
 {
 	const char *sub = NULL;
 
-	(void)cl;
 	if (is(argv[1], argl[1], "GET")) {
 		if (argc >= 3) {
 			config_get(c, argc, argv, argl);
@@ -572,7 +591,7 @@ void cmd_config(ac_conn_t *c, struct client *cl, size_t argc,
 		sub = "get";
 	} else if (is(argv[1], argl[1], "SET")) {
 		if (argc >= 4) {
-			config_set(c, argc, argv, argl);
+			config_set(c, cl, argc, argv, argl);
 			return;
 		}
 		sub = "set";
@@ -582,6 +601,13 @@ void cmd_config(ac_conn_t *c, struct client *cl, size_t argc,
 			return;
 		}
 		sub = "help";
+	} else if (is(argv[1], argl[1], "RESETSTAT")) {
+		if (argc == 2) {
+			stats_reset();
+			outs(c, "+OK\r\n");
+			return;
+		}
+		sub = "resetstat";
 	} else if (is(argv[1], argl[1], "REWRITE")) {
 		if (argc == 2) {
 			/* true: the broker reads no configuration file */

@@ -222,8 +222,8 @@ START_TEST(errors_keep_or_close_the_connection_as_redis_does)
 	expect(fd, "+RESET");
 	th_write_all(fd, "PING\r\n", 6); /* inline */
 	expect(fd, "+PONG");
-	send_cmd(fd, 2, "HELLO", "3");
-	expect(fd, "-NOPROTO sorry, this protocol version is not supported.");
+	send_cmd(fd, 2, "HELLO", "4");
+	expect(fd, "-NOPROTO unsupported protocol version");
 	send_cmd(fd, 3, "CLIENT", "SETNAME", "tester");
 	expect(fd, "+OK");
 	send_cmd(fd, 2, "CLIENT", "GETNAME");

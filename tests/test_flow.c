@@ -316,7 +316,7 @@ static void a_frame(ac_conn_t *c, const void *d, size_t n)
 		R.max_out = (size_t)q;
 	if (R.backpressure && !ac_conn_writable(R.b)) {
 		ac_conn_read_stop(c);
-		R.pauses++;
+		__atomic_fetch_add(&R.pauses, 1, __ATOMIC_RELEASE);
 	}
 }
 
@@ -374,6 +374,14 @@ static void *receiver(void *arg)
 	size_t have = 0;
 
 	e->ok = fd >= 0;
+	/* First a stall, so that the receiver is the bottleneck however
+	 * fast each side runs in this build: read nothing until the proxy
+	 * has paused its client (or the relay failed), up to 30 s. */
+	for (int i = 0; i < 30000 &&
+			!__atomic_load_n(&R.pauses, __ATOMIC_ACQUIRE) &&
+			!__atomic_load_n(&relay_done, __ATOMIC_ACQUIRE);
+	     i++)
+		usleep(1000);
 	while (fd >= 0) {
 		ssize_t n = recv(fd, (char *)got + have, sizeof(got) - have, 0);
 
