@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 struct broker B;
@@ -132,45 +134,174 @@ void reply_verbatim(ac_conn_t *c, const char *p, size_t n)
 
 /* ---- connection callbacks -------------------------------------------------- */
 
+/* The limits a frame was cut with, for on_frame to parse it with the
+ * same: CONFIG SET may change B's between the two calls, which follow
+ * each other on this loop. */
+static __thread struct resp_limits cut_with;
+
 /*
  * The decoder: one frame per complete command. A malformed command becomes
  * a frame of everything received, so that on_frame can send Redis' error
- * before closing; an incomplete one larger than max_frame is refused.
+ * before closing.
+ *
+ * Memory follows the bytes that arrived, never what a header announces:
+ * for an incomplete bulk string, need asks for at most twice the input
+ * so far, so that the library's buffer grows by doubling towards a big
+ * bulk as it arrives instead of taking its announced size at once; an
+ * array's count allocates nothing (on_frame's arrays grow with the
+ * arguments a complete command has). The parser's note (resume) lets
+ * each call go on from the last element checked, so that a command of a
+ * million arguments costs one look at each, however it is cut into
+ * reads. A command still incomplete past client-query-buffer-limit
+ * closes the connection without a reply, as Redis closes a client whose
+ * query buffer passes it (there the part not parsed yet counts; here the
+ * whole command).
  */
 static int resp_decode(const void *buf, size_t len, size_t max_frame,
 		       ac_frame_t *f)
 {
-	size_t consumed, need;
-	const char *err;
-	int r = resp_parse(buf, len, &B.lim, NULL, &consumed, &need, &err);
+	struct resp_state st = {.resume = f->resume};
+	int r;
 
+	(void)max_frame; /* SIZE_MAX: B.qbuf_limit is the bound */
+	cut_with.max_bulk = __atomic_load_n(&B.lim.max_bulk, __ATOMIC_RELAXED);
+	cut_with.max_inline = B.lim.max_inline;
+	cut_with.max_args = B.lim.max_args;
+	r = resp_parse(buf, len, &cut_with, NULL, &st);
 	if (r == RESP_MORE) {
-		if (len > max_frame || need > max_frame)
+		if (len > __atomic_load_n(&B.qbuf_limit, __ATOMIC_RELAXED))
 			return AC_EFRAME;
-		f->need = need;
+		f->need = st.need > 2 * len ? 2 * len : st.need;
+		f->resume = st.resume;
 		return 0;
 	}
 	f->off = 0;
-	f->len = f->consumed = r == RESP_OK ? consumed : len;
+	f->len = f->consumed = r == RESP_OK ? st.consumed : len;
 	return 1;
+}
+
+/* This loop's argument arrays and the room for unescaped inline
+ * arguments: its own for an ordinary command, on the heap for a bigger
+ * one, and given back after it, so that a loop holds nothing between
+ * commands (and a thread leaves nothing behind when it ends). */
+#define ARGS_OWN 64   /* arguments of the loop's own arrays */
+#define TEXT_OWN 4096 /* bytes of inline text likewise */
+static __thread const char *own_argv[ARGS_OWN];
+static __thread size_t own_argl[ARGS_OWN];
+static __thread char own_text[TEXT_OWN];
+static __thread struct {
+	const char **argv;
+	size_t *argl, cap;
+	char *text;
+	size_t textcap;
+} A;
+
+/* Room for argc arguments and text bytes of inline text. */
+static void args_room(size_t argc, size_t text)
+{
+	if (!A.argv) {
+		A.argv = own_argv;
+		A.argl = own_argl;
+		A.cap = ARGS_OWN;
+		A.text = own_text;
+		A.textcap = TEXT_OWN;
+	}
+	if (argc > A.cap) {
+		if (A.argv != own_argv) {
+			free(A.argv);
+			free(A.argl);
+		}
+		A.argv = xmalloc(argc * sizeof(*A.argv));
+		A.argl = xmalloc(argc * sizeof(*A.argl));
+		A.cap = argc;
+	}
+	if (text > A.textcap) {
+		if (A.text != own_text)
+			free(A.text);
+		A.text = xmalloc(text);
+		A.textcap = text;
+	}
+}
+
+static void args_trim(void)
+{
+	if (A.argv != own_argv) {
+		free(A.argv);
+		free(A.argl);
+		A.argv = own_argv;
+		A.argl = own_argl;
+		A.cap = ARGS_OWN;
+	}
+	if (A.text != own_text) {
+		free(A.text);
+		A.text = own_text;
+		A.textcap = TEXT_OWN;
+	}
+}
+
+/*
+ * Redis's limits on a request before AUTH, while a password is required:
+ * more than 10 arguments, or an argument over 16 KiB, is a protocol
+ * error that closes the connection, so that an unknown client cannot make
+ * the server hold much. Redis refuses at the header; the decoder here
+ * cannot (it is given bytes, not the connection they came from), so the
+ * command is refused once it is complete, with Redis's words: the client
+ * sees the same reply and the same close, but the broker has read the
+ * command first, up to client-query-buffer-limit (actorconn-broker(1),
+ * COMPATIBILITY). NULL, or the error.
+ */
+static const char *unauthenticated(ac_conn_t *c, const struct resp_cmd *cmd)
+{
+	if (!acl_auth_required(client_of(c)))
+		return NULL;
+	if (cmd->argc > 10)
+		return "Protocol error: unauthenticated multibulk length";
+	for (size_t i = 0; i < cmd->argc; i++)
+		if (A.argl[i] > 16384)
+			return "Protocol error: unauthenticated bulk length";
+	return NULL;
 }
 
 static void on_frame(ac_conn_t *c, const void *data, size_t len)
 {
-	static __thread const char *argv[MAX_ARGS];
-	static __thread size_t argl[MAX_ARGS];
-	struct resp_cmd cmd = {0, argv, argl};
-	size_t consumed, need;
-	const char *err;
+	const char *p = data;
+	struct resp_cmd cmd;
+	struct resp_state st = {0};
+	struct client *cl;
+	int r;
 
-	if (resp_parse(data, len, &B.lim, &cmd, &consumed, &need, &err) !=
-	    RESP_OK) {
-		outf(c, "-ERR %s\r\n", err);
+	/* Unescaped inline arguments never take more than their line. */
+	args_room(0, p[0] != '*' ? len : 0);
+	for (;;) {
+		cmd = (struct resp_cmd){0, A.argv, A.argl, A.cap, A.text,
+					A.textcap};
+		r = resp_parse(p, len, &cut_with, &cmd, &st);
+		if (r != RESP_OK || cmd.argc <= A.cap)
+			break;
+		args_room(cmd.argc, 0); /* the arguments have all arrived */
+	}
+	if (r == RESP_OK && p[0] == '*' && (st.err = unauthenticated(c, &cmd)))
+		r = RESP_ERR;
+	if (r != RESP_OK) {
+		outf(c, "-ERR %s\r\n", st.err ? st.err : "Protocol error");
 		ac_conn_close(c, AC_CLOSE_FLUSH);
+		args_trim();
 		return;
 	}
-	if (cmd.argc)
-		execute(c, client_of(c), cmd.argc, argv, argl);
+	if (cmd.argc) {
+		execute(c, client_of(c), cmd.argc, A.argv, A.argl);
+		if ((cl = client_of(c)))
+			obuf_check(c, cl);
+	}
+	args_trim();
+}
+
+/* A new connection takes the normal class's limits, unless they are
+ * still the listener's. */
+static void on_open(ac_conn_t *c)
+{
+	if (__atomic_load_n(&B.normal_changed, __ATOMIC_RELAXED))
+		obuf_apply(c, CLASS_NORMAL);
 }
 
 /* A client's state, made by the first command that needs it: a
@@ -247,7 +378,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: actorconn-broker [--listen ADDR|none] [--unix PATH] [--threads N]\n"
 		"         [--idle-timeout MS] [--heartbeat MS] [--max-clients N]\n"
-		"         [--output-limit BYTES] [--max-bulk BYTES] [--metrics ADDR]\n"
+		"         [--client-output-buffer-limit 'CLASS HARD SOFT SECONDS ...']\n"
+		"         [--output-limit BYTES] [--proto-max-bulk-len BYTES]\n"
+		"         [--client-query-buffer-limit BYTES] [--metrics ADDR]\n"
 		"         [--upstream ADDR] [--max-queued BYTES]\n"
 		"         [--tls-port N | --tls-listen ADDR]\n"
 		"         [--tls-cert-file FILE] [--tls-key-file FILE]\n"
@@ -268,6 +401,32 @@ static unsigned long long number(const char *opt, const char *s)
 		exit(1);
 	}
 	return v;
+}
+
+/* A memory size option, as CONFIG SET takes it ("512mb"), within
+ * Redis's bounds for the buffer limits. */
+static size_t size_option(const char *opt, const char *s)
+{
+	unsigned long long v;
+
+	if (parse_memory(s, &v) || v < (1u << 20) || v > (unsigned long long)LONG_MAX) {
+		fprintf(stderr, "actorconn-broker: bad %s '%s' (1mb or more)\n",
+			opt, s);
+		exit(1);
+	}
+	return v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+}
+
+/* What CONFIG GET maxclients shows without --max-clients: the broker
+ * takes connections until it runs out of descriptors. */
+static unsigned open_files(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > UINT_MAX)
+		return UINT_MAX;
+	return (unsigned)rl.rlim_cur;
 }
 
 static const char *errtext(int err)
@@ -405,6 +564,8 @@ int main(int argc, char **argv)
 		OPT_TLS_AUTH,
 		OPT_TLS_CIPHERS,
 		OPT_TLS_SUITES,
+		OPT_OBUF,
+		OPT_QBUF,
 		OPT_MAX_QUEUED,
 		OPT_REQUIREPASS,
 		OPT_ACLFILE
@@ -418,6 +579,9 @@ int main(int argc, char **argv)
 		{"max-clients", required_argument, NULL, 'c'},
 		{"output-limit", required_argument, NULL, 'o'},
 		{"max-bulk", required_argument, NULL, 'B'},
+		{"proto-max-bulk-len", required_argument, NULL, 'B'},
+		{"client-output-buffer-limit", required_argument, NULL, OPT_OBUF},
+		{"client-query-buffer-limit", required_argument, NULL, OPT_QBUF},
 		{"metrics", required_argument, NULL, 'm'},
 		{"upstream", required_argument, NULL, 'U'},
 		{"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
@@ -438,12 +602,25 @@ int main(int argc, char **argv)
 	struct tls_args ta = {0};
 	char *taddr = NULL;
 	ac_tls_t *tls = NULL;
-	ac_conn_cbs_t cbs = {.on_frame = on_frame,
+	ac_conn_cbs_t cbs = {.on_open = on_open,
+			     .on_frame = on_frame,
 			     .on_heartbeat = on_heartbeat,
 			     .on_close = on_close};
+	/* No frame limit of the library's: the decoder applies
+	 * client-query-buffer-limit, which CONFIG SET may change. */
 	ac_conn_opts_t opts = {.framing = AC_FRAME_CUSTOM,
 			       .decode = resp_decode,
-			       .max_frame = (size_t)1 << 30};
+			       .max_frame = SIZE_MAX,
+			       .out_high = OUT_HIGH,
+			       .out_low = OUT_HIGH / 4};
+	/* Redis's defaults: normal clients unbounded, subscribers 32 MiB
+	 * at once or 8 MiB for 60 s. */
+	static const struct obuf_class obuf_defaults[NCLASSES] = {
+		[CLASS_NORMAL] = {0, 0, 0},
+		[CLASS_REPLICA] = {256ull << 20, 64ull << 20, 60},
+		[CLASS_PUBSUB] = {32ull << 20, 8ull << 20, 60}};
+	const char *bad;
+	int has[NCLASSES];
 	ac_config_t cfg = {0};
 	ac_listener_t *l = NULL, *tl = NULL, *ul, *ml;
 	bool plain;
@@ -452,9 +629,12 @@ int main(int argc, char **argv)
 
 	B.lim.max_bulk = (size_t)512 << 20;
 	B.lim.max_inline = 64 << 10;
-	B.lim.max_args = MAX_ARGS;
-	/* A transaction may hold as much as the largest request, max_frame:
-	 * Redis has no bound of its own for it. 0 (--max-queued 0) too. */
+	B.lim.max_args = INT_MAX; /* Redis 7's limit; each takes 6 bytes */
+	B.qbuf_limit = (size_t)1 << 30;
+	memcpy(B.obuf, obuf_defaults, sizeof(B.obuf));
+	/* A transaction may hold as much as the default largest request
+	 * (client-query-buffer-limit): Redis has no bound of its own for
+	 * it. 0 (--max-queued 0) too. */
 	B.max_queued = (size_t)1 << 30;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -465,15 +645,22 @@ int main(int argc, char **argv)
 		case 'b': opts.heartbeat_ms = (unsigned)number("--heartbeat", optarg); break;
 		case 'c': cfg.max_conns = (unsigned)number("--max-clients", optarg); break;
 		case 'o':
-			opts.out_hard_limit = number("--output-limit", optarg);
-			/* The soft limit never above the hard one. */
-			opts.out_soft_limit = opts.out_hard_limit < (1u << 20)
-						      ? opts.out_hard_limit
-						      : 1u << 20;
-			if (opts.out_high > opts.out_hard_limit)
-				opts.out_high = opts.out_hard_limit;
+			/* The older spelling: the subscribers' hard limit,
+			 * their soft limit no higher. */
+			B.obuf[CLASS_PUBSUB].hard = number("--output-limit", optarg);
+			if (B.obuf[CLASS_PUBSUB].soft > B.obuf[CLASS_PUBSUB].hard)
+				B.obuf[CLASS_PUBSUB].soft = B.obuf[CLASS_PUBSUB].hard;
 			break;
-		case 'B': B.lim.max_bulk = number("--max-bulk", optarg); break;
+		case OPT_OBUF:
+			if ((bad = obuf_parse(optarg, strlen(optarg), B.obuf, has))) {
+				fprintf(stderr, "actorconn-broker: bad "
+						"--client-output-buffer-limit "
+						"'%s': %s\n", optarg, bad);
+				return 1;
+			}
+			break;
+		case 'B': B.lim.max_bulk = size_option("--proto-max-bulk-len", optarg); break;
+		case OPT_QBUF: B.qbuf_limit = size_option("--client-query-buffer-limit", optarg); break;
 		case 'm': maddr = optarg; break;
 		case 'U': upstream = optarg; break;
 		case OPT_TLS_PORT: ta.port = optarg; break;
@@ -497,10 +684,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	if (opts.out_hard_limit && opts.out_hard_limit < (256u << 10)) {
-		opts.out_high = opts.out_hard_limit;
-		opts.out_low = opts.out_hard_limit / 4;
-	}
+	/* Every connection starts in the normal class. */
+	obuf_limits(CLASS_NORMAL, &opts.out_hard_limit, &opts.out_soft_limit,
+		    &opts.out_soft_ms);
+	if (!opts.out_soft_ms)
+		opts.out_soft_ms = 1; /* 0 is the library's default */
+	B.idle_timeout_ms = opts.idle_timeout_ms;
+	B.max_clients = cfg.max_conns ? cfg.max_conns : open_files();
 	/* Socket activation: the descriptors systemd passed (3, 4, ...)
 	 * take the place of --listen; the variables are unset so that no
 	 * child takes them for its own. */
@@ -553,7 +743,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nact; i++) {
 		ac_listener_t *al;
 
-		if ((err = ac_listen_fd(B.rt, 3 + i, &cbs, &opts, NULL, &al))) {
+		if ((err = ac_listen_fd(B.rt, 3 + i, &cbs, &opts, &B, &al))) {
 			fprintf(stderr, "actorconn-broker: cannot listen on "
 					"inherited descriptor %d: %s\n",
 				3 + i, errtext(err));

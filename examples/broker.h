@@ -7,6 +7,7 @@
  *   commands.c  the command table, argument checks and each command
  *   multi.c     MULTI, EXEC, DISCARD, WATCH, UNWATCH: the queued commands
  *   clients.c   CLIENT LIST, KILL and INFO: every loop's clients
+ *   config.c    CONFIG; the output limits of the client classes
  *   forward.c   --upstream: PUBLISH forwarded through a connection pool
  *   acl.c       users: --requirepass, --aclfile, password and permission
  *               checks
@@ -28,10 +29,22 @@
 
 #include "resp.h"
 
-#define MAX_ARGS 4096
 #define SHARDS 16
 #define BUCKETS 4096 /* per shard */
 #define VERSION "7.0.0"
+/* The output watermark of the broker's connections (ac_conn_opts_t
+ * out_high), which it does not otherwise use: low, because no output
+ * limit can be below it (config.c). */
+#define OUT_HIGH 1024
+
+/* Redis's client classes for output limits, in its order (config.c). */
+enum { CLASS_NORMAL, CLASS_REPLICA, CLASS_PUBSUB, NCLASSES };
+
+/* One class's client-output-buffer-limit, as Redis has it: 0 is none. */
+struct obuf_class {
+	unsigned long long hard, soft;
+	long long seconds;
+};
 
 /* A channel, a pattern or a shard channel: a name and the groups of its
  * subscribers. */
@@ -70,6 +83,16 @@ struct broker {
 	uint64_t denied_auth, denied_cmd, denied_channel; /* atomic */
 	uint64_t denied_key; /* atomic; acl.c: WATCH's keys */
 	char run_id[41]; /* INFO's run_id: random, per run (broker.c) */
+	/* The limits CONFIG SET changes while every loop reads them
+	 * (relaxed atomics; each field stands alone), and what CONFIG GET
+	 * shows: config.c, and the decoder in broker.c. B.lim.max_bulk is
+	 * one of them. */
+	struct obuf_class obuf[NCLASSES];
+	size_t qbuf_limit;        /* client-query-buffer-limit */
+	int normal_changed;       /* the normal class's limits are no longer
+				     the listener's: on_open applies them */
+	unsigned max_clients;     /* maxclients, as CONFIG GET shows it */
+	unsigned idle_timeout_ms; /* timeout, likewise */
 };
 extern struct broker B;
 
@@ -105,6 +128,8 @@ struct client {
 	 * command's. Pushes (subscribe confirmations and messages) are
 	 * delivered regardless, as in Redis: pushing marks them. */
 	unsigned reply_off : 1, skip : 1, skip_next : 1, pushing : 1;
+	int obuf_class; /* the output limits applied: CLASS_NORMAL or
+			   CLASS_PUBSUB (config.c) */
 };
 
 /* ---- broker.c ------------------------------------------------------------- */
@@ -249,6 +274,8 @@ void cmd_command(ac_conn_t *c, struct client *cl, size_t argc,
 		 const char **argv, const size_t *argl);
 void cmd_info(ac_conn_t *c, struct client *cl, size_t argc,
 	      const char **argv, const size_t *argl);
+/* CONFIG RESETSTAT: INFO's counters from zero again. Any loop. */
+void stats_reset(void);
 /* Redis' ACL categories of cmd (or of its subcommand sub), "@pubsub
  * @fast"; NULL for a command it does not describe. */
 const char *command_categories(const char *cmd, const char *sub);
@@ -320,6 +347,27 @@ void client_kill(ac_conn_t *c, size_t argc, const char **argv,
 		 const size_t *argl);
 /* CLIENT INFO: c's own line, at once. */
 void client_info(ac_conn_t *c);
+
+/* ---- config.c ------------------------------------------------------------- */
+
+/* CONFIG GET, SET, HELP, REWRITE. */
+void cmd_config(ac_conn_t *c, struct client *cl, size_t argc,
+		const char **argv, const size_t *argl);
+/* A memory value as Redis reads one (memtoull): digits and a unit, b k
+ * kb m mb g gb in any case; 0, or -1 if s is not one. Any thread. */
+int parse_memory(const char *s, unsigned long long *out);
+/* client-output-buffer-limit's value, "class hard soft seconds ...",
+ * into cls[k] for each class given (has[k] set); NULL, or Redis's reason
+ * to refuse it. Any thread. */
+const char *obuf_parse(const char *v, size_t n, struct obuf_class *cls,
+		       int *has);
+/* The library's limits for class cls, as B.obuf has it now. */
+void obuf_limits(int cls, size_t *hard, size_t *soft, unsigned *soft_ms);
+/* Gives c the output limits of class cls. */
+void obuf_apply(ac_conn_t *c, int cls);
+/* After each command: a client that subscribed first or unsubscribed
+ * last moves to the pubsub or normal class's limits. */
+void obuf_check(ac_conn_t *c, struct client *cl);
 
 /* ---- forward.c ------------------------------------------------------------ */
 

@@ -41,6 +41,10 @@ struct cmd {
 
 static void cmd_ping(ARGS)
 {
+	if (argc > 2) { /* Redis checks this itself: the arity is -1 */
+		outs(c, "-ERR wrong number of arguments for 'ping' command\r\n");
+		return;
+	}
 	if (nsubs(cl) && client_resp(cl) == 2) { /* subscribed: a push */
 		out(c, "*2\r\n$4\r\npong\r\n", 14);
 		bulk(c, argc > 1 ? argv[1] : "", argc > 1 ? argl[1] : 0);
@@ -225,19 +229,6 @@ static void cmd_client(ARGS)
 	} else {
 		unknown_subcommand(c, "CLIENT", argv[1], argl[1]);
 	}
-}
-
-static void cmd_config(ARGS)
-{
-	/* redis-benchmark asks for "save" and "appendonly": answer as a
-	 * Redis without persistence would. Nothing else is configurable. */
-	if (is(argv[1], argl[1], "GET") && argc == 3) {
-		reply_map(c, 1);
-		bulk(c, argv[2], argl[2]);
-		bulk_str(c, is(argv[2], argl[2], "appendonly") ? "no" : "");
-	}
-	else
-		outs(c, "-ERR CONFIG is limited to GET in actorconn-broker\r\n");
 }
 
 static const struct cmd commands[] = {

@@ -15,6 +15,7 @@
  */
 #include "broker.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +229,16 @@ static const struct meta meta[] = {
 	       "O(N) for N parameters",
 	       ARGS({"parameter", "block", .flags = MULT,
 		     .args = ARGS({"parameter", "string"})}),
+	       NULL},
+	      {"config|help", 2, "loading stale", "@slow", NULL, 0, "5.0.0",
+	       "server", "Describes the subcommands of CONFIG", "O(1)", NULL,
+	       NULL},
+	      {"config|resetstat", 2, ADMIN, "@admin @slow @dangerous", NULL, 0,
+	       "2.0.0", "server", "Sets INFO's counters back to zero", "O(1)",
+	       NULL, NULL},
+	      {"config|rewrite", 2, ADMIN, "@admin @slow @dangerous", NULL, 0,
+	       "2.8.0", "server",
+	       "Refused: the broker reads no configuration file", "O(1)", NULL,
 	       NULL},
 	      {"config|set", -4, ADMIN, "@admin @slow @dangerous",
 	       "request_policy:all_nodes response_policy:all_succeeded", 0,
@@ -891,6 +902,45 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 	}
 }
 
+/*
+ * CONFIG RESETSTAT: the library's counters cannot be set back, so INFO
+ * shows them less what they were at the last reset (a copy taken under
+ * a lock that only INFO and RESETSTAT take); the broker's own are set
+ * to zero. The gauges (clients, memory, pools) are not counters and
+ * stay, as in Redis.
+ */
+static pthread_mutex_t reset_lock = PTHREAD_MUTEX_INITIALIZER;
+static ac_stats_t at_reset; /* under reset_lock; zero until a reset */
+
+static void since_reset(ac_stats_t *st)
+{
+	pthread_mutex_lock(&reset_lock);
+	st->accepted -= at_reset.accepted;
+	st->rejected -= at_reset.rejected;
+	st->bytes_in -= at_reset.bytes_in;
+	st->bytes_out -= at_reset.bytes_out;
+	st->mailbox_received -= at_reset.mailbox_received;
+	st->mailbox_overflowed -= at_reset.mailbox_overflowed;
+	st->dropped -= at_reset.dropped;
+	st->closed[AC_CR_SLOW] -= at_reset.closed[AC_CR_SLOW];
+	st->closed[AC_CR_TIMEOUT] -= at_reset.closed[AC_CR_TIMEOUT];
+	st->pool_connects -= at_reset.pool_connects;
+	pthread_mutex_unlock(&reset_lock);
+}
+
+void stats_reset(void)
+{
+	uint64_t *own[] = {&B.commands,	   &B.denied_auth, &B.denied_cmd,
+			   &B.denied_channel, &B.denied_key,  &B.fwd_ok,
+			   &B.fwd_failed};
+
+	pthread_mutex_lock(&reset_lock);
+	ac_stats(B.rt, &at_reset, NULL, 0);
+	pthread_mutex_unlock(&reset_lock);
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		__atomic_store_n(own[i], 0, __ATOMIC_RELAXED);
+}
+
 /* INFO [section ...]: Redis' rules: names in any case, "default",
  * "all" (every section), "everything" (the same here: no modules); an
  * unknown name adds nothing, so that INFO nosuch is empty. The broker's
@@ -921,6 +971,7 @@ void cmd_info(ac_conn_t *c, struct client *cl, size_t argc,
 					want[s] = 1;
 	}
 	ac_stats(B.rt, &st, NULL, 0);
+	since_reset(&st);
 	add(&t, "%s", "");
 	for (int s = 0; s < NSECTIONS; s++) {
 		if (!want[s])

@@ -238,13 +238,18 @@ enum ac_framing {
  * One decoded frame, as a decoder reports it. The frame is
  * buf[off, off + len); consumed bytes (>= off + len) leave the input.
  * When no frame is complete, need is the input length at which trying
- * again can make progress (0 if unknown).
+ * again can make progress (0 if unknown), and resume any note the
+ * decoder wants back at its next call on the same input (how far it
+ * got), so that it need not start over: the library passes it in
+ * resume then, and 0 once input has been consumed or at any time it
+ * cannot keep it. The other fields come in zeroed.
  */
 typedef struct ac_frame {
 	size_t off;
 	size_t len;
 	size_t consumed;
 	size_t need;
+	size_t resume;
 } ac_frame_t;
 
 /*
@@ -894,6 +899,20 @@ AC_EXPORT int ac_conn_writable(const ac_conn_t *c);
 /* Owner loop. Bytes queued for c and not yet taken by the kernel;
    AC_EINVAL or AC_ETHREAD. */
 AC_EXPORT ssize_t ac_conn_out_bytes(const ac_conn_t *c);
+/*
+ * Owner loop. Replaces c's out_hard_limit, out_soft_limit and out_soft_ms
+ * (ac_conn_opts_t) with these, from now on: a server that gives some of
+ * its connections more room than others, or changes the limits while
+ * they are open. hard may be SIZE_MAX (no hard limit); soft at most hard
+ * (equal: no soft limit); soft_ms may be 0 (over soft closes at the next
+ * turn of the loop); the watermarks stay, so hard must be at least the
+ * connection's out_high. Output already queued is judged at once: over
+ * the new hard limit, c is closed with AC_ESLOW; over the new soft limit,
+ * the soft clock starts unless it runs already. Returns 0, AC_EINVAL,
+ * AC_ETHREAD, AC_ESTATE (c is closing), AC_ENOMEM or AC_ESLOW.
+ */
+AC_EXPORT int ac_conn_set_out_limits(ac_conn_t *c, size_t hard, size_t soft,
+				     unsigned soft_ms);
 
 /*
  * Read-side flow control (libuv's uv_read_stop/uv_read_start, Twisted's

@@ -757,8 +757,8 @@ static void aux_stop(ac_conn_t *c)
 }
 
 /* Then the rest of aux; an outbound connection that will try again
- * keeps the struct while it holds a label, which follows the logical
- * connection as its handle does. */
+ * keeps the struct while it holds a label or limits of its own, which
+ * follow the logical connection as its handle does. */
 static void aux_end(ac_conn_t *c, bool keep_label)
 {
 	struct ac__conn_aux *x = c->aux;
@@ -768,7 +768,7 @@ static void aux_end(ac_conn_t *c, bool keep_label)
 	aux_stop(c);
 	ac__tls_end(c);
 	c->tls = 0;
-	if (keep_label && x->label)
+	if (keep_label && (x->label || x->own_limits))
 		return; /* its events are freed and NULL, its TLS state gone */
 	ac__free(AC__K_OTHER, x->label);
 	ac__free(AC__K_OTHER, x);
@@ -876,6 +876,38 @@ AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c)
 
 /* ---- write ---------------------------------------------------------------- */
 
+/* c's output limits: its own (ac_conn_set_out_limits) or its
+ * protocol's. */
+static size_t hard_limit(const ac_conn_t *c)
+{
+	return AC__UNLIKELY(c->aux && c->aux->own_limits)
+		       ? c->aux->out_hard
+		       : c->proto->opts.out_hard_limit;
+}
+
+static size_t soft_limit(const ac_conn_t *c)
+{
+	return AC__UNLIKELY(c->aux && c->aux->own_limits)
+		       ? c->aux->out_soft
+		       : c->proto->opts.out_soft_limit;
+}
+
+/* Output is over the soft limit: the clock starts unless it runs.
+ * AC_ENOMEM (c failed) if it cannot. */
+static int soft_start(ac_conn_t *c)
+{
+	unsigned ms = c->aux && c->aux->own_limits ? c->aux->out_soft_ms
+						   : c->proto->opts.out_soft_ms;
+
+	if ((!c->aux || !c->aux->soft_ev ||
+	     !evtimer_pending(c->aux->soft_ev, NULL)) &&
+	    (!aux(c) || arm(c, &c->aux->soft_ev, ms, 0, soft_cb))) {
+		ac__conn_fail(c, AC_ENOMEM);
+		return AC_ENOMEM;
+	}
+	return 0;
+}
+
 /* Output went up to `len` bytes: watermarks and the soft limit. */
 static void output_grew(ac_conn_t *c, size_t len)
 {
@@ -883,11 +915,8 @@ static void output_grew(ac_conn_t *c, size_t len)
 
 	if (len > o->out_high)
 		c->above_high = 1;
-	if (len > o->out_soft_limit &&
-	    (!c->aux || !c->aux->soft_ev ||
-	     !evtimer_pending(c->aux->soft_ev, NULL)) &&
-	    (!aux(c) || arm(c, &c->aux->soft_ev, o->out_soft_ms, 0, soft_cb)))
-		ac__conn_fail(c, AC_ENOMEM);
+	if (len > soft_limit(c))
+		soft_start(c);
 }
 
 /* Output fell to `len` bytes. */
@@ -895,13 +924,57 @@ static void output_shrank(ac_conn_t *c, size_t len)
 {
 	const ac__proto_t *p = c->proto;
 
-	if (len <= p->opts.out_soft_limit && c->aux)
+	if (c->aux && len <= soft_limit(c))
 		disarm(c->aux->soft_ev);
 	if (c->above_high && len < p->opts.out_low) {
 		c->above_high = 0;
 		if (p->cbs.on_drain && c->state == AC__C_OPEN)
 			p->cbs.on_drain(c);
 	}
+}
+
+AC_EXPORT int ac_conn_set_out_limits(ac_conn_t *c, size_t hard, size_t soft,
+				     unsigned soft_ms)
+{
+	struct ac__conn_aux *x;
+	size_t len;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (c->state == AC__C_CLOSING || c->state == AC__C_DEAD)
+		return AC_ESTATE;
+	/* The rules of ac_conn_opts_t, said the same way (out_bounds). */
+	if (hard < c->proto->opts.out_high) {
+		ac__log(c->loop->rt, AC_LOG_ERROR,
+			"out_hard_limit (%zu) must be at least out_high (%zu)",
+			hard, c->proto->opts.out_high);
+		return AC_EINVAL;
+	}
+	if (soft > hard) {
+		ac__log(c->loop->rt, AC_LOG_ERROR,
+			"out_soft_limit (%zu) is above out_hard_limit (%zu), "
+			"where the connection is closed first",
+			soft, hard);
+		return AC_EINVAL;
+	}
+	if (!(x = aux(c)))
+		return AC_ENOMEM;
+	x->out_hard = hard;
+	x->out_soft = soft;
+	x->out_soft_ms = soft_ms;
+	x->own_limits = true;
+	/* What is queued already, judged by the new limits. A timer that
+	 * runs keeps its deadline, as a write over the limit would. */
+	len = out_len(c);
+	if (len > hard) {
+		ac__conn_fail(c, AC_ESLOW);
+		return AC_ESLOW;
+	}
+	if (len > soft)
+		return soft_start(c);
+	disarm(x->soft_ev);
+	return 0;
 }
 
 /*
@@ -911,7 +984,7 @@ static void output_shrank(ac_conn_t *c, size_t len)
  */
 int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 {
-	size_t hard = c->proto->opts.out_hard_limit;
+	size_t hard = hard_limit(c);
 
 	if (c->state != AC__C_OPEN || c->wshut)
 		return AC_ESTATE;
@@ -1205,22 +1278,27 @@ AC_EXPORT int ac_conn_fd(const ac_conn_t *c)
 /*
  * Decodes and delivers every complete frame in p[0, n). Returns the bytes
  * consumed, or -1 when the connection failed. Stops early if a callback
- * closed the connection.
+ * closed the connection. *resume: in, the decoder's note on p (0 if
+ * none); out, its note on the tail left, or 0.
  */
-static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
+static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n,
+			size_t *resume)
 {
 	const ac__proto_t *pr = c->proto;
-	size_t pos = 0;
+	size_t pos = 0, note = *resume;
 
 	c->need = 0;
+	*resume = 0;
 	while (pos < n && c->state == AC__C_OPEN && !c->paused) {
-		ac_frame_t f = {0, 0, 0, 0};
+		ac_frame_t f = {0, 0, 0, 0, note};
 		int r = pr->decode(p + pos, n - pos, pr->opts.max_frame, &f);
 
 		if (r == 0) {
 			c->need = f.need; /* counted from p + pos: the tail */
+			*resume = f.resume; /* so is the note */
 			break;
 		}
+		note = 0; /* the next frame starts afresh */
 		if (r < 0 || f.consumed == 0 || f.consumed > n - pos ||
 		    f.off + f.len > f.consumed) {
 			ac__conn_fail(c, AC_EFRAME);
@@ -1239,8 +1317,10 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n)
 	return (ssize_t)pos;
 }
 
-/* Keeps the unconsumed tail p[0, n) for the next read. */
-static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n)
+/* Keeps the unconsumed tail p[0, n), and the decoder's note on it, for
+ * the next read. */
+static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n,
+		     size_t resume)
 {
 	struct ac__inbuf *in = c->in;
 
@@ -1257,6 +1337,7 @@ static int keep_tail(ac_conn_t *c, const unsigned char *p, size_t n)
 		c->in = in;
 	}
 	in->len = n;
+	in->resume = resume;
 	return 0;
 }
 
@@ -1333,7 +1414,8 @@ static ssize_t conn_recv(ac_conn_t *c, void *buf, size_t len, bool *more)
 static void deliver_held(ac_conn_t *c)
 {
 	struct ac__inbuf *in = c->in;
-	ssize_t used = dispatch(c, in->data, in->len);
+	size_t resume = in->resume;
+	ssize_t used = dispatch(c, in->data, in->len, &resume);
 
 	if (used < 0 || c->state != AC__C_OPEN)
 		return;
@@ -1342,8 +1424,8 @@ static void deliver_held(ac_conn_t *c)
 		/* Drop the buffer: idle connections hold no input memory. */
 		ac__free(AC__K_OTHER, in);
 		c->in = NULL;
-	} else if (used > 0) {
-		keep_tail(c, in->data + used, in->len);
+	} else {
+		keep_tail(c, in->data + used, in->len, resume);
 	}
 }
 
@@ -1374,9 +1456,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 			on_read_end(c, n);
 			goto out;
 		}
-		used = dispatch(c, loop->scratch, (size_t)n);
+		size_t resume = 0;
+
+		used = dispatch(c, loop->scratch, (size_t)n, &resume);
 		if (used >= 0 && used < n && c->state == AC__C_OPEN &&
-		    keep_tail(c, loop->scratch + used, (size_t)(n - used)))
+		    keep_tail(c, loop->scratch + used, (size_t)(n - used),
+			      resume))
 			ac__conn_fail(c, AC_ENOMEM);
 		goto out;
 	}

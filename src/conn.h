@@ -88,6 +88,7 @@ struct ac__facts_copy {
  * while a frame is incomplete. */
 struct ac__inbuf {
 	size_t len, cap;
+	size_t resume; /* the decoder's note on data[0, len) (ac_frame_t) */
 	unsigned char data[];
 };
 
@@ -110,14 +111,19 @@ struct ac__grouplist {
 
 /* What only some connections need, allocated the first time one does
  * and freed when it closes: a flushing close's linger timer, the write
- * timeout, the soft limit's timer, a TLS connection's state, and the
- * user's label (which an outbound connection keeps across reconnects). */
+ * timeout, the soft limit's timer, a TLS connection's state, the user's
+ * label (which an outbound connection keeps across reconnects), and
+ * output limits of its own. */
 struct ac__conn_aux {
 	struct event *linger_ev;
 	struct event *wto_ev;
 	struct event *soft_ev;
 	struct ac__tls_conn *tls; /* tls.c */
 	char *label;              /* ac_conn_set_label; owned */
+	/* ac_conn_set_out_limits: c's own, in place of its protocol's */
+	size_t out_hard, out_soft;
+	unsigned out_soft_ms;
+	bool own_limits;
 };
 
 /*

@@ -6,7 +6,9 @@ HELLO 2 and 3, RESP3 pushes, CLIENT REPLY, SELECT, RESET, INFO sections
 and COMMAND's reply shapes; and where they meet MULTI and the sharded
 commands: refusals inside a transaction, permissions checked again at
 EXEC, ACL rules on the shard commands and on WATCH's keys, COMMAND INFO
-of the transaction and shard commands. Each conversation goes to both servers and
+of the transaction and shard commands; CONFIG's ACL categories, its
+asynchronous SET's place inside EXEC, and COMMAND INFO of its
+subcommands. Each conversation goes to both servers and
 the replies are compared; where the broker differs on purpose, its reply
 is asserted on its own (see actorconn-broker(1), DIFFERENCES FROM
 REDIS). Then real clients: redis-cli (-a, --user/--pass, its help from
@@ -309,6 +311,41 @@ def transactions_and_permissions():
         os.unlink(path)
 
 
+def config_permissions_and_order():
+    """CONFIG is in Redis 7's categories (@admin @slow @dangerous, HELP
+    @slow only): a user with +@pubsub gets NOPERM for each subcommand.
+    CONFIG SET's reply, which waits until every loop has the new limits,
+    keeps its place inside EXEC's array and before the replies after it,
+    CLIENT REPLY SKIP included. In RESP3, CONFIG GET is a map."""
+    path = acl_file(ACL_TX)
+    try:
+        args = ["--aclfile", path]
+        with Pair(broker_args=args, redis_args=args) as p:
+            cmds = [["CONFIG", "GET", "timeout"],
+                    ["CONFIG", "SET", "client-output-buffer-limit",
+                     "pubsub 32mb 8mb 60"],
+                    ["CONFIG", "HELP"], ["CONFIG", "RESETSTAT"],
+                    ["CONFIG", "REWRITE"]]
+            for user, pw in (("shard", "spw"), ("fast", "fpw"),
+                             ("slow", "slpw")):
+                a, b = p.conns()
+                p.same(a, b, ["AUTH", user, pw], *cmds)
+            a, b = p.conns()
+            p.same(a, b, ["AUTH", "defpw"], ["MULTI"], ["PUBLISH", "c", "m"],
+                   cmds[1], ["PING"], ["CONFIG", "GET", "proto-max-bulk-len"],
+                   cmds[1], ["EXEC"], ["PING", "after"])
+            # SKIP: no reply to the CONFIG SET, the PING's comes next.
+            p.same(a, b, ["CLIENT", "REPLY", "SKIP"], cmds[1],
+                   ["PING", "next"], n=1)
+            p.same(a, b, ["HELLO", "3"], norm=hello_norm)
+            p.same(a, b, ["CONFIG", "GET", "timeout"],
+                   ["CONFIG", "GET", "*max-bulk*"],
+                   ["MULTI"], cmds[1], ["CONFIG", "GET", "timeout"],
+                   ["EXEC"])
+    finally:
+        os.unlink(path)
+
+
 def shard_commands_and_acl():
     """Channel rules (&) apply to SSUBSCRIBE and SPUBLISH as to
     SUBSCRIBE and PUBLISH; SUNSUBSCRIBE is never refused; the shard and
@@ -573,6 +610,16 @@ def command_shapes():
                    ["COMMAND", "DOCS", "nosuch"], ["COMMAND", "COUNT", "x"],
                    ["COMMAND", "NOSUCH"])
             # The transaction and shard commands, whole, byte for byte.
+            # CONFIG and its subcommands, as Redis 7.0 has them.
+            p.same(a, b, ["COMMAND", "INFO", "config|get", "config|set",
+                          "config|help", "config|rewrite",
+                          "config|resetstat"])
+            a.send(["COMMAND", "INFO", "config"])
+            b.send(["COMMAND", "INFO", "config"])
+            [ra], [rb] = a.read(), b.read()
+            subs_a = sorted(map(repr, strip_sets(ra[9])))
+            subs_b = sorted(map(repr, strip_sets(rb[9])))
+            assert ra[:9] == rb[:9] and subs_a == subs_b, (ra, rb)
             p.same(a, b, ["COMMAND", "INFO", "multi", "exec", "discard",
                           "watch", "unwatch", "ssubscribe", "sunsubscribe",
                           "spublish", "pubsub|shardchannels",
@@ -801,7 +848,8 @@ if __name__ == "__main__":
     sidebyside.main([requirepass_noauth_and_auth, auth_without_password,
                      aclfile_users_and_channels,
                      broker_refuses_bad_acl_options,
-                     transactions_and_permissions, shard_commands_and_acl,
+                     transactions_and_permissions,
+                     config_permissions_and_order, shard_commands_and_acl,
                      watch_keys_and_acl, hello_forms,
                      resp3_pushes, client_reply, select_and_reset,
                      info_sections_and_fields, command_shapes, redis_cli,

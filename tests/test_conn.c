@@ -148,6 +148,82 @@ START_TEST(large_frame_echoes_through_partial_writes)
 }
 END_TEST
 
+/* A line decoder that leaves, as its note, how far it has looked, and
+ * records the note each call brought (the calls run on the one loop). */
+static size_t notes[64];
+static int nnotes; /* atomic */
+
+static int decode_noting(const void *buf, size_t len, size_t max_frame,
+			 ac_frame_t *f)
+{
+	int i = __atomic_load_n(&nnotes, __ATOMIC_RELAXED);
+	const char *nl;
+
+	if (i < 64)
+		notes[i] = f->resume;
+	__atomic_store_n(&nnotes, i + 1, __ATOMIC_RELEASE);
+	ck_assert_uint_le(f->resume, len); /* a note on this very input */
+	nl = memchr((const char *)buf + f->resume, '\n', len - f->resume);
+	if (!nl) {
+		f->resume = len;
+		return 0;
+	}
+	f->len = (size_t)(nl - (const char *)buf);
+	f->consumed = f->len + 1;
+	return 1;
+}
+
+static void echo_line(ac_conn_t *c, const void *data, size_t len)
+{
+	ac_conn_write(c, data, len);
+	ac_conn_write(c, "\n", 1);
+}
+
+START_TEST(a_decoder_gets_its_note_back_until_input_is_consumed)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_CUSTOM,
+			    .decode = decode_noting};
+	const char *pieces[] = {"abc", "def", "\ngh", "i\n"};
+	char buf[16];
+	int fd, n;
+
+	th_srv.on_frame = echo_line;
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	for (int i = 0; i < 4; i++) {
+		int before = __atomic_load_n(&nnotes, __ATOMIC_ACQUIRE);
+
+		th_write_all(fd, pieces[i], strlen(pieces[i]));
+		/* One read each: wait for its decoder calls. */
+		for (int t = 0; t < 5000 &&
+				__atomic_load_n(&nnotes, __ATOMIC_ACQUIRE) == before;
+		     t++)
+			usleep(1000);
+		usleep(20000);
+	}
+	n = (int)read(fd, buf, sizeof(buf));
+	while (n < 11 && n > 0) {
+		int m = (int)read(fd, buf + n, sizeof(buf) - (size_t)n);
+		if (m <= 0)
+			break;
+		n += m;
+	}
+	ck_assert_int_eq(n, 11);
+	ck_assert(memcmp(buf, "abcdef\nghi\n", 11) == 0);
+	/* "abc": nothing yet, note 3; "abcdef": starts at 3, note 6;
+	 * "abcdef\ngh": starts at 6, a line; then "gh" starts afresh and
+	 * leaves 2; "ghi\n" starts at 2. */
+	ck_assert_int_eq(__atomic_load_n(&nnotes, __ATOMIC_ACQUIRE), 5);
+	ck_assert_uint_eq(notes[0], 0);
+	ck_assert_uint_eq(notes[1], 3);
+	ck_assert_uint_eq(notes[2], 6);
+	ck_assert_uint_eq(notes[3], 0);
+	ck_assert_uint_eq(notes[4], 2);
+	close(fd);
+	th_finish();
+}
+END_TEST
+
 /* ---- limits and errors --------------------------------------------------- */
 
 static void oversized(int framing)
@@ -446,6 +522,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, echo_tcp_raw);
+	tcase_add_test(tc, a_decoder_gets_its_note_back_until_input_is_consumed);
 	tcase_add_test(tc, echo_tcp_line);
 	tcase_add_test(tc, echo_tcp_len32);
 	tcase_add_test(tc, echo_unix_raw);

@@ -268,6 +268,76 @@ START_TEST(output_over_the_soft_limit_for_too_long_is_eslow)
 }
 END_TEST
 
+static int set_unbounded = 1, set_lowered = 1, set_bad[3];
+
+/* Room for BIG at once, against the listener's 1 MiB; then a limit the
+ * queued output is over. */
+static void unbound_then_lower(ac_conn_t *c)
+{
+	set_bad[0] = ac_conn_set_out_limits(c, 1 << 10, 1 << 10, 0);
+	set_bad[1] = ac_conn_set_out_limits(c, 2 << 20, 4 << 20, 0);
+	set_bad[2] = ac_conn_set_out_limits(NULL, SIZE_MAX, 0, 0);
+	__atomic_store_n(&set_unbounded,
+			 ac_conn_set_out_limits(c, SIZE_MAX, SIZE_MAX, 0),
+			 __ATOMIC_RELEASE);
+	ck_assert_int_eq(ac_conn_write(c, big, BIG), 0);
+	__atomic_store_n(&set_lowered,
+			 ac_conn_set_out_limits(c, 1 << 20, 1 << 20, 0),
+			 __ATOMIC_RELEASE);
+}
+
+START_TEST(own_output_limits_replace_the_listeners_at_once)
+{
+	ac_conn_opts_t o = {.out_hard_limit = 1 << 20,
+			    .out_soft_limit = 1 << 20};
+	int fd;
+
+	th_srv.on_open = unbound_then_lower;
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_dial_tcp("127.0.0.1", th_srv.port, 4096);
+	ck_assert_int_ge(fd, 0);
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	/* Below out_high (256 KiB), soft over hard, no connection. */
+	ck_assert_int_eq(set_bad[0], AC_EINVAL);
+	ck_assert_int_eq(set_bad[1], AC_EINVAL);
+	ck_assert_int_eq(set_bad[2], AC_EINVAL);
+	ck_assert_int_eq(__atomic_load_n(&set_unbounded, __ATOMIC_ACQUIRE), 0);
+	ck_assert_int_eq(__atomic_load_n(&set_lowered, __ATOMIC_ACQUIRE),
+			 AC_ESLOW);
+	ck_assert_int_eq(th_srv.reasons[0], AC_ESLOW);
+	ck_assert_int_eq(ac_conn_set_out_limits((ac_conn_t *)&o, SIZE_MAX,
+						0, 0),
+			 AC_ETHREAD);
+	close(fd);
+	th_finish();
+}
+END_TEST
+
+static void soft_after_the_fact(ac_conn_t *c)
+{
+	ck_assert_int_eq(ac_conn_write(c, big, BIG), 0);
+	ck_assert_int_eq(ac_conn_set_out_limits(c, 64 << 20, 1 << 20, 300), 0);
+}
+
+START_TEST(own_soft_limit_starts_its_clock_on_output_already_queued)
+{
+	ac_conn_opts_t o = {.out_hard_limit = 64 << 20,
+			    .out_soft_limit = 64 << 20};
+	uint64_t t0 = th_now_ms();
+	int fd;
+
+	th_srv.on_open = soft_after_the_fact;
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_dial_tcp("127.0.0.1", th_srv.port, 4096);
+	ck_assert_int_ge(fd, 0);
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	ck_assert_uint_ge(th_now_ms() - t0, 250);
+	ck_assert_int_eq(th_srv.reasons[0], AC_ESLOW);
+	close(fd);
+	th_finish();
+}
+END_TEST
+
 static int64_t drained, writable_after_write = -1;
 
 static void on_drain(ac_conn_t *c)
@@ -472,6 +542,8 @@ int main(void)
 	tcase_add_test(tc, loop_timers_fire_cancel_and_stop_with_the_runtime);
 	tcase_add_test(tc, slow_consumer_is_closed_with_eslow_at_the_hard_limit);
 	tcase_add_test(tc, output_over_the_soft_limit_for_too_long_is_eslow);
+	tcase_add_test(tc, own_output_limits_replace_the_listeners_at_once);
+	tcase_add_test(tc, own_soft_limit_starts_its_clock_on_output_already_queued);
 	tcase_add_test(tc, watermarks_flip_writable_and_on_drain_fires_once);
 	tcase_add_test(tc, stuck_output_is_closed_at_the_write_timeout);
 	tcase_add_test(tc, listener_max_conns_accepts_and_closes_the_excess);

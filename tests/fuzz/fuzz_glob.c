@@ -11,16 +11,20 @@
  * exponential time shows up as a libFuzzer timeout (make fuzz passes
  * -timeout).
  *
- * The rules, as Redis has them: "*" any run (consecutive stars are one),
- * "?" one byte, "\c" the byte c (a lone trailing "\" is itself), "[set]"
- * one byte in the set, "[^set]" one byte not in it; inside a set "\c" is
- * c and "a-z" a range in either order (bytes compared as char); a set
- * with no closing "]" matches nothing.
+ * The rules, as Redis's stringmatchlen has them: "*" any run
+ * (consecutive stars are one), "?" one byte, "\c" the byte c (a lone
+ * trailing "\" is itself), "[set]" one byte in the set, "[^set]" one
+ * byte not in it; inside a set, in this order, "\c" is c, "]" closes,
+ * the pattern's end leaves the set open (it takes the rest of the
+ * pattern and still matches one byte), "x-y" is a range wherever a "-"
+ * follows (so "a-]" ranges up to "]"), in either order, bytes compared
+ * as signed chars; and the empty string matches the empty pattern only,
+ * not "*".
  */
 #include "../../examples/resp.h"
 #include "fuzz.h"
 
-enum { A_LIT, A_ANY, A_STAR, A_SET, A_NEVER };
+enum { A_LIT, A_ANY, A_STAR, A_SET };
 
 struct atom {
 	int kind;
@@ -29,31 +33,45 @@ struct atom {
 	bool neg;
 };
 
-/* Whether byte ch is in the set body p[from, to); plen is the pattern's
- * length (an escape or a range needs the bytes after it to exist). */
+/* How many bytes the set element at p[i] spans (plen is the pattern's
+ * length: an escape or a range needs the bytes after it to exist), or 0
+ * at the closing "]" or the pattern's end. */
+static size_t set_step(const char *p, size_t plen, size_t i)
+{
+	if (plen - i >= 2 && p[i] == '\\')
+		return 2;
+	if (i >= plen || p[i] == ']')
+		return 0;
+	if (plen - i >= 3 && p[i + 1] == '-')
+		return 3;
+	return 1;
+}
+
+/* Whether byte ch is in the set body p[from, to). */
 static bool in_set(const char *p, size_t plen, size_t from, size_t to,
 		   char ch)
 {
 	bool in = false;
 
 	for (size_t i = from; i < to;) {
-		if (p[i] == '\\' && plen - i >= 2) {
+		size_t n = set_step(p, plen, i);
+
+		if (n == 2) {
 			in |= p[i + 1] == ch;
-			i += 2;
-		} else if (plen - i >= 3 && p[i + 1] == '-' && p[i + 2] != ']') {
-			char lo = p[i], hi = p[i + 2];
+		} else if (n == 3) {
+			signed char lo = (signed char)p[i],
+				    hi = (signed char)p[i + 2];
 
 			if (lo > hi) {
-				char t = lo;
+				signed char t = lo;
 				lo = hi;
 				hi = t;
 			}
-			in |= ch >= lo && ch <= hi;
-			i += 3;
+			in |= (signed char)ch >= lo && (signed char)ch <= hi;
 		} else {
 			in |= p[i] == ch;
-			i++;
 		}
+		i += n;
 	}
 	return in;
 }
@@ -61,7 +79,7 @@ static bool in_set(const char *p, size_t plen, size_t from, size_t to,
 /* Cuts the pattern into atoms; returns their number. */
 static size_t atoms_of(const char *p, size_t plen, struct atom *a)
 {
-	size_t n = 0, i = 0;
+	size_t n = 0, i = 0, step;
 
 	while (i < plen) {
 		struct atom *t = &a[n++];
@@ -84,22 +102,12 @@ static size_t atoms_of(const char *p, size_t plen, struct atom *a)
 				i++;
 			}
 			t->from = i;
-			while (i < plen && p[i] != ']') {
-				if (p[i] == '\\' && plen - i >= 2)
-					i += 2;
-				else if (plen - i >= 3 && p[i + 1] == '-' &&
-					 p[i + 2] != ']')
-					i += 3;
-				else
-					i++;
-			}
+			while ((step = set_step(p, plen, i)) != 0)
+				i += step;
 			t->to = i;
-			if (i >= plen) {
-				t->kind = A_NEVER;
-			} else {
-				t->kind = A_SET;
-				i++; /* the "]" */
-			}
+			t->kind = A_SET;
+			if (i < plen)
+				i++; /* the "]"; an open set ends the pattern */
 			break;
 		case '\\':
 			t->kind = A_LIT;
@@ -125,7 +133,7 @@ static bool atom_takes(const char *p, size_t plen, const struct atom *t,
 	case A_SET:
 		return in_set(p, plen, t->from, t->to, ch) != t->neg;
 	default:
-		return false;
+		return false; /* A_STAR: handled by the caller */
 	}
 }
 
@@ -138,6 +146,12 @@ static bool model(const char *p, size_t plen, const char *s, size_t slen)
 	bool r;
 
 	FUZZ_CHECK(a && ok && next);
+	if (slen == 0) { /* Redis's loop never starts */
+		free(a);
+		free(ok);
+		free(next);
+		return plen == 0;
+	}
 	na = atoms_of(p, plen, a);
 	for (size_t j = 0; j <= slen; j++)
 		ok[j] = j == slen;
