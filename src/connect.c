@@ -20,6 +20,7 @@
  * runs on the owner loop, inside a library callback.
  */
 #include "connect.h"
+#include "ctlreq.h"
 #include "addr.h"
 #include "alloc.h"
 #include "clock.h"
@@ -492,17 +493,10 @@ void ac__outbound_free(ac_conn_t *c)
  * heap for that reason.
  */
 struct ac__creq {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	struct ac__ctlreq q; /* the waiting protocol (ctlreq.h) */
 	ac__proto_t *proto;
 	struct ac__target *t; /* taken over by the connection on success */
-	ac_handle_t h;
-	int err;
-	bool done;      /* creq_run answered; the caller frees r */
-	bool abandoned; /* the caller left; creq_run frees r */
 };
-
-#define AC__CREQ_POLL_MS 20 /* how often a waiting caller looks at state */
 
 /* Frees r; with own_t, also the target, which nobody took over. */
 static void creq_free(struct ac__creq *r, bool own_t)
@@ -512,8 +506,7 @@ static void creq_free(struct ac__creq *r, bool own_t)
 		ac__free(AC__K_OTHER, r->t);
 	}
 	ac__proto_unref(r->proto); /* the request's own reference */
-	pthread_cond_destroy(&r->cv);
-	pthread_mutex_destroy(&r->mu);
+	ac__ctlreq_destroy(&r->q);
 	ac__free(AC__K_OTHER, r);
 }
 
@@ -549,17 +542,8 @@ static void creq_run(void *arg)
 			  ? connect_here(loop, r->proto, r->t, &h)
 			  : AC_ESHUTDOWN;
 
-	pthread_mutex_lock(&r->mu);
-	if (r->abandoned) {
-		pthread_mutex_unlock(&r->mu);
-		creq_free(r, err != 0);
-		return;
-	}
-	r->err = err;
-	r->h = h;
-	r->done = true;
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
+	if (!ac__ctlreq_answer(&r->q, err, h))
+		creq_free(r, err != 0); /* abandoned: only off-loop, err set */
 }
 
 /*
@@ -572,12 +556,12 @@ static int connect_from_control(ac_runtime_t *rt, int target,
 				ac_handle_t *out)
 {
 	struct ac__creq *r = ac__calloc(AC__K_OTHER, 1, sizeof(*r));
+	bool abandoned;
 	int err;
 
 	if (!r)
 		return AC_ENOMEM;
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
+	ac__ctlreq_init(&r->q);
 	r->proto = proto;
 	r->t = *tp;
 	ac__proto_ref(proto); /* the request's own */
@@ -587,30 +571,14 @@ static int connect_from_control(ac_runtime_t *rt, int target,
 		creq_free(r, false);
 		return err;
 	}
-	pthread_mutex_lock(&r->mu);
-	while (!r->done) {
-		struct timespec ts;
-
-		if (ac__rt_state(rt) == AC__RT_STOPPED) {
-			/* Stopped and not answered: the request runs only at
-			 * the next settle (ac_runtime_free), which the caller
-			 * may be the one to call. It frees itself then. */
-			r->abandoned = true;
-			pthread_mutex_unlock(&r->mu);
-			*tp = NULL;
-			return AC_ESHUTDOWN;
-		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += AC__CREQ_POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+	err = ac__ctlreq_wait(rt, &r->q, out, &abandoned);
+	if (abandoned) {
+		/* The request runs only at the next settle (ac_runtime_free),
+		 * which this caller may be the one to call; it frees itself
+		 * and the target then. */
+		*tp = NULL;
+		return err;
 	}
-	pthread_mutex_unlock(&r->mu);
-	err = r->err;
-	*out = r->h;
 	if (err == 0)
 		*tp = NULL; /* the connection's now */
 	creq_free(r, false);

@@ -22,6 +22,7 @@
 #include "sock.h"
 #include "alloc.h"
 #include "conn.h"
+#include "ctlreq.h"
 #include "loop.h"
 #include "mailbox.h"
 #include "runtime.h"
@@ -307,23 +308,15 @@ discard:
  * the other's mark and frees the request.
  */
 struct ac__adopt_req {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	struct ac__ctlreq q; /* the waiting protocol (ctlreq.h) */
 	ac__proto_t *proto;
 	int fd;
-	ac_handle_t h;
-	int err;
-	bool done;      /* answered; the caller frees */
-	bool abandoned; /* the caller left; the request frees itself */
 };
-
-#define AC__ADOPT_POLL_MS 20 /* how often a waiting caller looks at state */
 
 static void areq_free(struct ac__adopt_req *r)
 {
 	ac__proto_unref(r->proto);
-	pthread_cond_destroy(&r->cv);
-	pthread_mutex_destroy(&r->mu);
+	ac__ctlreq_destroy(&r->q);
 	ac__free(AC__K_OTHER, r);
 }
 
@@ -336,18 +329,8 @@ static void areq_run(void *arg)
 			  ? adopt_here(loop, r->proto, r->fd, false, &h)
 			  : AC_ESHUTDOWN;
 
-	pthread_mutex_lock(&r->mu);
-	if (r->abandoned) {
-		/* Only off-loop, where nothing was adopted. */
-		pthread_mutex_unlock(&r->mu);
-		areq_free(r);
-		return;
-	}
-	r->err = err;
-	r->h = h;
-	r->done = true;
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
+	if (!ac__ctlreq_answer(&r->q, err, h))
+		areq_free(r); /* abandoned: only off-loop, nothing adopted */
 }
 
 static int adopt_from_control(ac_runtime_t *rt, int target,
@@ -355,12 +338,12 @@ static int adopt_from_control(ac_runtime_t *rt, int target,
 {
 	struct ac__adopt_req *r = ac__calloc(AC__K_OTHER, 1, sizeof(*r));
 	struct ac__msg m = {.kind = AC__MSG_POST};
+	bool abandoned;
 	int err;
 
 	if (!r)
 		return AC_ENOMEM;
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
+	ac__ctlreq_init(&r->q);
 	r->proto = proto;
 	r->fd = fd;
 	ac__proto_ref(proto); /* the request's own */
@@ -370,27 +353,9 @@ static int adopt_from_control(ac_runtime_t *rt, int target,
 		areq_free(r);
 		return err;
 	}
-	pthread_mutex_lock(&r->mu);
-	while (!r->done) {
-		struct timespec ts;
-
-		if (ac__rt_state(rt) == AC__RT_STOPPED) {
-			r->abandoned = true;
-			pthread_mutex_unlock(&r->mu);
-			return AC_ESHUTDOWN;
-		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += AC__ADOPT_POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-	}
-	pthread_mutex_unlock(&r->mu);
-	err = r->err;
-	*out = r->h;
-	areq_free(r);
+	err = ac__ctlreq_wait(rt, &r->q, out, &abandoned);
+	if (!abandoned) /* else areq_run frees it, off-loop */
+		areq_free(r);
 	return err;
 }
 
