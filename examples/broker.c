@@ -163,10 +163,16 @@ static int resp_decode(const void *buf, size_t len, size_t max_frame,
 	struct resp_state st = {.resume = f->resume};
 	int r;
 
-	(void)max_frame; /* SIZE_MAX: B.qbuf_limit is the bound */
-	cut_with.max_bulk = __atomic_load_n(&B.lim.max_bulk, __ATOMIC_RELAXED);
+	/* SIZE_MAX: B.qbuf_limit is the bound. UNAUTH_FRAME: a client not
+	 * logged in where a password is needed (set_auth_bounds), refused
+	 * at the header of a request over Redis's bounds before AUTH. */
+	cut_with.unauth = max_frame == UNAUTH_FRAME;
+	cut_with.max_bulk = cut_with.unauth
+				    ? UNAUTH_MAX_BULK
+				    : __atomic_load_n(&B.lim.max_bulk,
+						      __ATOMIC_RELAXED);
 	cut_with.max_inline = B.lim.max_inline;
-	cut_with.max_args = B.lim.max_args;
+	cut_with.max_args = cut_with.unauth ? UNAUTH_MAX_ARGS : B.lim.max_args;
 	r = resp_parse(buf, len, &cut_with, NULL, &st);
 	if (r == RESP_MORE) {
 		if (len > __atomic_load_n(&B.qbuf_limit, __ATOMIC_RELAXED))
@@ -239,29 +245,6 @@ static void args_trim(void)
 	}
 }
 
-/*
- * Redis's limits on a request before AUTH, while a password is required:
- * more than 10 arguments, or an argument over 16 KiB, is a protocol
- * error that closes the connection, so that an unknown client cannot make
- * the server hold much. Redis refuses at the header; the decoder here
- * cannot (it is given bytes, not the connection they came from), so the
- * command is refused once it is complete, with Redis's words: the client
- * sees the same reply and the same close, but the broker has read the
- * command first, up to client-query-buffer-limit (actorconn-broker(1),
- * COMPATIBILITY). NULL, or the error.
- */
-static const char *unauthenticated(ac_conn_t *c, const struct resp_cmd *cmd)
-{
-	if (!acl_auth_required(client_of(c)))
-		return NULL;
-	if (cmd->argc > 10)
-		return "Protocol error: unauthenticated multibulk length";
-	for (size_t i = 0; i < cmd->argc; i++)
-		if (A.argl[i] > 16384)
-			return "Protocol error: unauthenticated bulk length";
-	return NULL;
-}
-
 static void on_frame(ac_conn_t *c, const void *data, size_t len)
 {
 	const char *p = data;
@@ -280,8 +263,6 @@ static void on_frame(ac_conn_t *c, const void *data, size_t len)
 			break;
 		args_room(cmd.argc, 0); /* the arguments have all arrived */
 	}
-	if (r == RESP_OK && p[0] == '*' && (st.err = unauthenticated(c, &cmd)))
-		r = RESP_ERR;
 	if (r != RESP_OK) {
 		outf(c, "-ERR %s\r\n", st.err ? st.err : "Protocol error");
 		ac_conn_close(c, AC_CLOSE_FLUSH);
@@ -298,8 +279,14 @@ static void on_frame(ac_conn_t *c, const void *data, size_t len)
 
 /* A new connection takes the normal class's limits, unless they are
  * still the listener's. */
+void set_auth_bounds(ac_conn_t *c, const struct client *cl)
+{
+	ac_conn_set_max_frame(c, acl_auth_required(cl) ? UNAUTH_FRAME : 0);
+}
+
 static void on_open(ac_conn_t *c)
 {
+	set_auth_bounds(c, NULL);
 	if (__atomic_load_n(&B.normal_changed, __ATOMIC_RELAXED))
 		obuf_apply(c, CLASS_NORMAL);
 }

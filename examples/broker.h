@@ -156,6 +156,18 @@ void reply_set(ac_conn_t *c, size_t n);
 void reply_push(ac_conn_t *c, size_t n);
 void reply_verbatim(ac_conn_t *c, const char *p, size_t n); /* "txt" */
 
+/*
+ * Redis's bounds on a request before AUTH, where a password is needed: at
+ * most 10 arguments of at most 16 KiB, refused at the header. A client
+ * not logged in has UNAUTH_FRAME as its max_frame (ac_conn_set_max_frame),
+ * which the decoder reads as "these bounds"; set_auth_bounds gives c the
+ * bound its login state calls for (cl may be NULL: not logged in).
+ */
+#define UNAUTH_MAX_ARGS 10
+#define UNAUTH_MAX_BULK 16384
+#define UNAUTH_FRAME ((size_t)UNAUTH_MAX_ARGS * (UNAUTH_MAX_BULK + 32) + 32)
+void set_auth_bounds(ac_conn_t *c, const struct client *cl);
+
 /* c's client state, made now; NULL (c closing) if out of memory. */
 struct client *client_new(ac_conn_t *c);
 /* c's client state, or NULL if no command has needed it yet. */

@@ -274,7 +274,10 @@ static int parse_multibulk(const char *buf, size_t len,
 		return r;
 	if (!number(buf + 1, cr - 1, &count) ||
 	    (count > 0 && (unsigned long long)count > lim->max_args))
-		return fail(st, "Protocol error: invalid multibulk length");
+		return fail(st, lim->unauth ? "Protocol error: unauthenticated "
+					      "multibulk length"
+					    : "Protocol error: invalid "
+					      "multibulk length");
 	pos = cr + 2;
 	if (count <= 0) { /* skipped, as Redis does */
 		if (cmd)
@@ -316,7 +319,11 @@ static int parse_multibulk(const char *buf, size_t len,
 		}
 		if (!number(buf + pos + 1, cr - 1, &blen) || blen < 0 ||
 		    (unsigned long long)blen > lim->max_bulk)
-			return fail(st, "Protocol error: invalid bulk length");
+			return fail(st, lim->unauth ? "Protocol error: "
+						      "unauthenticated bulk "
+						      "length"
+						    : "Protocol error: invalid "
+						      "bulk length");
 		data = pos + cr + 2;
 		/* The two bytes after the data are skipped unseen, as
 		 * Redis skips them: they need not be "\r\n". */

@@ -20,6 +20,8 @@ struct resp_limits {
 	size_t max_inline; /* longest inline command or header line without
 			      its end (PROTO_INLINE_MAX_SIZE: 64 KiB) */
 	size_t max_args;   /* most elements in one array (Redis 7: INT_MAX) */
+	int unauth;        /* before AUTH: max_args and max_bulk are Redis's
+			      unauthenticated bounds, and errors say so */
 };
 
 /*

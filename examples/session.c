@@ -175,6 +175,7 @@ static int login(ac_conn_t *c, struct client *cl, const char *name,
 	}
 	cl->user = u;
 	cl->authed = 1;
+	set_auth_bounds(c, cl);
 	return 0;
 }
 
@@ -301,6 +302,7 @@ void cmd_reset(ac_conn_t *c, struct client *cl, size_t argc,
 	pubsub_set_resp(c, cl, 2);
 	cl->user = NULL;
 	cl->authed = 0;
+	set_auth_bounds(c, cl);
 	cl->db = 0;
 	cl->reply_off = 0;
 	cl->skip_next = 0;

@@ -913,6 +913,16 @@ AC_EXPORT ssize_t ac_conn_out_bytes(const ac_conn_t *c);
  */
 AC_EXPORT int ac_conn_set_out_limits(ac_conn_t *c, size_t hard, size_t soft,
 				     unsigned soft_ms);
+/*
+ * Owner loop. Replaces c's max_frame (ac_conn_opts_t), the bound its
+ * decoder is given, from the next frame decoded on (input already held
+ * included); 0 goes back to the listener's or connection's own. A server
+ * gives a client it does not know yet a small bound (Redis limits a
+ * request before AUTH) and lifts it once the client has logged in.
+ * Returns 0, AC_EINVAL, AC_ETHREAD, AC_ESTATE (c is closing) or
+ * AC_ENOMEM.
+ */
+AC_EXPORT int ac_conn_set_max_frame(ac_conn_t *c, size_t max_frame);
 
 /*
  * Read-side flow control (libuv's uv_read_stop/uv_read_start, Twisted's

@@ -757,7 +757,8 @@ static void aux_stop(ac_conn_t *c)
 }
 
 /* Then the rest of aux; an outbound connection that will try again
- * keeps the struct while it holds a label or limits of its own, which
+ * keeps the struct while it holds a label, limits or a max_frame of its
+ * own, which
  * follow the logical connection as its handle does. */
 static void aux_end(ac_conn_t *c, bool keep_label)
 {
@@ -768,7 +769,7 @@ static void aux_end(ac_conn_t *c, bool keep_label)
 	aux_stop(c);
 	ac__tls_end(c);
 	c->tls = 0;
-	if (keep_label && (x->label || x->own_limits))
+	if (keep_label && (x->label || x->own_limits || x->max_frame))
 		return; /* its events are freed and NULL, its TLS state gone */
 	ac__free(AC__K_OTHER, x->label);
 	ac__free(AC__K_OTHER, x);
@@ -931,6 +932,28 @@ static void output_shrank(ac_conn_t *c, size_t len)
 		if (p->cbs.on_drain && c->state == AC__C_OPEN)
 			p->cbs.on_drain(c);
 	}
+}
+
+AC_EXPORT int ac_conn_set_max_frame(ac_conn_t *c, size_t max_frame)
+{
+	struct ac__conn_aux *x;
+	int err;
+
+	if ((err = ac__owner_check(c)))
+		return err;
+	if (c->state == AC__C_CLOSING || c->state == AC__C_DEAD)
+		return AC_ESTATE;
+	if (!max_frame && !c->aux)
+		return 0; /* the protocol's already */
+	if (!(x = aux(c)))
+		return AC_ENOMEM;
+	x->max_frame = max_frame;
+	/* The input held may decide differently now: decode it again, from
+	 * its start (the decoder's note was taken under the old bound). */
+	c->need = 0;
+	if (c->in)
+		c->in->resume = 0;
+	return 0;
 }
 
 AC_EXPORT int ac_conn_set_out_limits(ac_conn_t *c, size_t hard, size_t soft,
@@ -1291,7 +1314,12 @@ static ssize_t dispatch(ac_conn_t *c, const unsigned char *p, size_t n,
 	*resume = 0;
 	while (pos < n && c->state == AC__C_OPEN && !c->paused) {
 		ac_frame_t f = {0, 0, 0, 0, note};
-		int r = pr->decode(p + pos, n - pos, pr->opts.max_frame, &f);
+		/* Read again for each frame: on_frame may have changed it
+		 * (ac_conn_set_max_frame). */
+		size_t max_frame = AC__UNLIKELY(c->aux && c->aux->max_frame)
+					   ? c->aux->max_frame
+					   : pr->opts.max_frame;
+		int r = pr->decode(p + pos, n - pos, max_frame, &f);
 
 		if (r == 0) {
 			c->need = f.need; /* counted from p + pos: the tail */

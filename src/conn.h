@@ -124,6 +124,9 @@ struct ac__conn_aux {
 	size_t out_hard, out_soft;
 	unsigned out_soft_ms;
 	bool own_limits;
+	/* ac_conn_set_max_frame: c's own, in place of its protocol's; 0:
+	 * the protocol's */
+	size_t max_frame;
 };
 
 /*

@@ -419,27 +419,32 @@ def test_glob_matrix():
 
 def test_unauthenticated_limits():
     """Before AUTH, with a password required: more than 10 arguments, or
-    an argument over 16 KiB, is Redis's protocol error and a close.
-    Redis refuses at the header; the broker once the command is complete
-    (actorconn-broker(1), COMPATIBILITY), so it is sent whole to it."""
+    an argument over 16 KiB, is Redis's protocol error and a close, at
+    the header, before the rest of the request is sent: an unknown client
+    cannot make either server hold more than about 160 KiB."""
     args = ["--requirepass", "pw"]
     with Pair(broker_args=args, redis_args=args) as p:
         for full, err in [
                 (cmd(*["a"] * 11), b"multibulk length"),
                 (cmd("ECHO", "x" * 16385), b"bulk length"),
                 (cmd("AUTH", "x" * 16385), b"bulk length")]:
+            head = (full[:full.index(b"\r\n", full.index(b"$", 6)) + 2]
+                    if err == b"bulk length" else full[:5])
             a, b = p.conns()
-            a.send_raw(full[:full.index(b"\r\n", full.index(b"$", 6)) + 2]
-                       if err == b"bulk length" else full[:5])
-            b.send_raw(full)
             want = ("err", b"ERR Protocol error: unauthenticated " + err)
-            assert a.read() == want and b.read() == want, err
+            assert p.same_raw(a, b, head) == [want], err
             assert a.closed() and b.closed()
-        # At the limits, and after AUTH, both take the command.
+        # At the limits, and after AUTH, both take the command; after
+        # RESET the client is a stranger again.
         a, b = p.conns()
         p.same(a, b, ["ECHO", "x" * 16384], ["AUTH", "pw"],
                ["ECHO", "x" * 16385], ["PUBLISH", "c", "m"],
                ["SUBSCRIBE", *"abcdefghijk"], n=15)
+        p.same(a, b, ["RESET"])
+        want = ("err", b"ERR Protocol error: unauthenticated multibulk "
+                b"length")
+        assert p.same_raw(a, b, cmd(*["a"] * 11)[:5]) == [want]
+        assert a.closed() and b.closed()
     # Without a password nothing is refused.
     with Pair() as p:
         a, b = p.conns()

@@ -265,6 +265,54 @@ START_TEST(frame_at_limit_is_delivered)
 }
 END_TEST
 
+/* A connection's own max_frame: small until a "login" line, then the
+ * listener's again, from the very next frame of the same read. */
+static void open_small(ac_conn_t *c)
+{
+	ck_assert_int_eq(ac_conn_set_max_frame(c, 8), 0);
+}
+
+static void login_lifts(ac_conn_t *c, const void *data, size_t len)
+{
+	if (len == 5 && memcmp(data, "login", 5) == 0)
+		ck_assert_int_eq(ac_conn_set_max_frame(c, 0), 0);
+	th_echo(c, data, len);
+}
+
+START_TEST(a_connection_max_frame_holds_until_lifted)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE, .max_frame = 1024};
+	char buf[64];
+	int fd;
+
+	th_srv.on_open = open_small;
+	th_srv.on_frame = login_lifts;
+	th_server_start(1, "127.0.0.1:0", &o);
+	/* Lifted by the first frame, the second (one read with it) passes
+	 * the listener's bound, not the connection's. */
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	th_write_all(fd, "login\n0123456789abc\n", 20);
+	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LINE, buf, sizeof(buf), 0),
+			  5);
+	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LINE, buf, sizeof(buf), 0),
+			  13);
+	close(fd);
+	/* Not lifted: a line over 8 bytes closes with AC_EFRAME (an abort,
+	 * so the short line's echo comes first, on its own). */
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	th_write_all(fd, "short\n", 6);
+	ck_assert_uint_eq(th_recv_frame(fd, AC_FRAME_LINE, buf, sizeof(buf), 0),
+			  5);
+	th_write_all(fd, "0123456789abc\n", 14);
+	ck_assert(th_wait_eof(fd, 5000));
+	ck_assert(th_wait(th_closed_ge, (void *)2, 5000));
+	ck_assert_int_eq(th_srv.reasons[1], AC_EFRAME);
+	close(fd);
+	ck_assert_int_eq(ac_conn_set_max_frame(NULL, 1), AC_EINVAL);
+	th_finish();
+}
+END_TEST
+
 START_TEST(bad_arguments_are_refused)
 {
 	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 1});
@@ -522,6 +570,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, echo_tcp_raw);
+	tcase_add_test(tc, a_connection_max_frame_holds_until_lifted);
 	tcase_add_test(tc, a_decoder_gets_its_note_back_until_input_is_consumed);
 	tcase_add_test(tc, echo_tcp_line);
 	tcase_add_test(tc, echo_tcp_len32);

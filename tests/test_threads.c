@@ -57,6 +57,7 @@ static void misuse(ac_conn_t *c)
 	ck_assert_int_eq(ac_conn_out_bytes(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_reconnecting(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_read_stop(c), AC_ETHREAD);
+	ck_assert_int_eq(ac_conn_set_max_frame(c, 1), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_read_start(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_reading(c), AC_ETHREAD);
 	ck_assert_int_eq(ac_conn_set_label(c, "nope"), AC_ETHREAD);
