@@ -38,6 +38,8 @@ static const char *const messages[] = {
 	"Protocol error: too big mbulk count string",
 	"Protocol error: too big bulk count string",
 	"Protocol error: invalid bulk length",
+	"Protocol error: unauthenticated multibulk length",
+	"Protocol error: unauthenticated bulk length",
 };
 
 struct parsed {
@@ -240,7 +242,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct resp_limits lim;
+	struct resp_limits lim = {0};
 	struct parsed whole;
 	struct fuzz_run a, b;
 	const char *p;
@@ -252,6 +254,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lim.max_inline = data[0] ? data[0] : (size_t)64 << 10;
 	lim.max_args = data[1] ? 1 + data[1] % MAX_ARGS : 0x7fffffff;
 	lim.max_bulk = data[2] != 255 ? data[2] : (size_t)512 << 20;
+	/* Before AUTH the same bounds give other messages. */
+	lim.unauth = data[1] >= 128 && data[1] < 255;
 	p = (const char *)data + 4;
 	n = size - 4;
 	cut = fuzz_cut(data[3], n);
