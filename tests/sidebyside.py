@@ -51,7 +51,9 @@ class ProtocolError(Exception):
 class Conn:
     """A blocking RESP connection with a reply parser."""
 
-    def __init__(self, port, timeout=5.0 * SLOW):
+    # A read waits this long for a reply: ample for a sanitizer build (a
+    # wait ends as soon as the reply comes).
+    def __init__(self, port, timeout=15.0 * SLOW):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""

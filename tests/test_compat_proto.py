@@ -540,17 +540,19 @@ def test_redis_py_subscribe_10000():
         return
     chans = ["py:%05d" % i for i in range(10000)]
     with Pair(redis=False) as p:
-        r = redis.Redis(port=p.bport, socket_timeout=10 * sidebyside.SLOW)
+        r = redis.Redis(port=p.bport, socket_timeout=60 * sidebyside.SLOW)
         ps = r.pubsub()
         ps.subscribe(*chans)
         seen = 0
+        # Generous waits: they end as soon as the replies come, and a
+        # sanitizer build of the broker takes seconds over 10,000.
         while seen < len(chans):
-            m = ps.get_message(timeout=5 * sidebyside.SLOW)
+            m = ps.get_message(timeout=30 * sidebyside.SLOW)
             assert m is not None, "subscribe replies stopped at %d" % seen
             assert m["type"] == "subscribe"
             seen += 1
         assert r.publish(chans[-1], "hi") == 1
-        m = ps.get_message(timeout=5 * sidebyside.SLOW)
+        m = ps.get_message(timeout=30 * sidebyside.SLOW)
         assert m["type"] == "message" and m["data"] == b"hi", m
         assert r.pubsub_numsub(chans[0]) == [(chans[0].encode(), 1)]
         ps.close()
