@@ -181,9 +181,9 @@ typedef uint64_t ac_handle_t;
  * Choosing a loop: wherever a loop is an argument or an option
  * (ac_loop_post, ac_watch, ac_work_submit, ac_conn_opts_t.loop), loop i
  * is named AC_LOOP(i), and AC_LOOP_DEFAULT (0, so a zeroed option means
- * it) lets the library choose: the calling loop when the caller is a loop of the
- * runtime, otherwise round robin (ac_loop_post, ac_connect) or loop 0
- * (ac_watch). A raw index is refused with AC_EINVAL, so an index passed
+ * it) lets the library choose: the calling loop when the caller is a loop
+ * of the runtime, otherwise round robin (ac_loop_post, ac_connect) or
+ * loop 0 (ac_watch). A raw index is refused with AC_EINVAL, so an index passed
  * by mistake never lands on the wrong loop. Where the library reports a
  * loop (ac_loop_index, AC_HANDLE_LOOP, ac_stats' per_loop[i],
  * ac_conn_info_t.loop) it gives the index i itself.
@@ -575,9 +575,10 @@ AC_EXPORT int ac_runtime_loops(const ac_runtime_t *rt);
  * AC_LOOP_DEFAULT for the calling loop (round robin from a thread that is
  * not a loop of rt). Posts from one thread to one loop run in the order
  * posted. Ownership of arg passes to fn.
- * Returns 0, AC_EINVAL (bad loop, a raw index included), AC_EAGAIN (mailbox full, foreign thread
- * only: a loop caller's message waits in an overflow list instead),
- * AC_ENOMEM, or AC_ESHUTDOWN (stopped). On error fn never runs.
+ * Returns 0, AC_EINVAL (bad loop, a raw index included), AC_EAGAIN
+ * (mailbox full, foreign thread only: a loop caller's message waits in an
+ * overflow list instead), AC_ENOMEM, or AC_ESHUTDOWN (stopped). On error
+ * fn never runs.
  */
 AC_EXPORT int ac_loop_post(ac_runtime_t *rt, int loop, void (*fn)(void *),
 			   void *arg);
@@ -676,8 +677,9 @@ AC_EXPORT int ac_conn_reconnecting(const ac_conn_t *c);
  * loop has taken it; on_open never runs inside the call (one closed
  * before it opens gets no callback). *out is its handle. From a
  * successful call the library owns fd (it closes it at the connection's
- * end); on error the caller keeps fd, open and as it was. Returns 0, -EBADF (not open), -ENOTSOCK (not a socket), AC_EINVAL
- * (not a stream socket, a listening socket, a family other than TCP or
+ * end); on error the caller keeps fd, open and as it was. Returns 0,
+ * -EBADF (not open), -ENOTSOCK (not a socket), AC_EINVAL (not a stream
+ * socket, a listening socket, a family other than TCP or
  * Unix, or bad options), -ENOTCONN (not connected), AC_ETHREAD,
  * AC_ESTATE (runtime not started), AC_ESHUTDOWN, AC_ELIMIT (the runtime's
  * max_conns), AC_EAGAIN (the owner's mailbox is full), AC_ENOMEM, or the

@@ -163,7 +163,8 @@ AC_EXPORT int ac_runtime_drain_wait(ac_runtime_t *rt, int timeout_ms)
 			pthread_cond_wait(&rt->drained, &rt->lock);
 		else if (pthread_cond_timedwait(&rt->drained, &rt->lock,
 						&until) == ETIMEDOUT &&
-			 __atomic_load_n(&rt->drain_left, __ATOMIC_ACQUIRE) > 0) {
+			 __atomic_load_n(&rt->drain_left,
+					 __ATOMIC_ACQUIRE) > 0) {
 			err = AC_ETIMEDOUT;
 			break;
 		}

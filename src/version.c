@@ -11,6 +11,6 @@ AC_EXPORT unsigned ac_version(void)
 
 AC_EXPORT const char *ac_version_string(void)
 {
-	return AC__XSTR(AC_VERSION_MAJOR) "." AC__XSTR(AC_VERSION_MINOR) "." AC__XSTR(
-		AC_VERSION_PATCH);
+	return AC__XSTR(AC_VERSION_MAJOR) "." AC__XSTR(AC_VERSION_MINOR) "."
+		AC__XSTR(AC_VERSION_PATCH);
 }
