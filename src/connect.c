@@ -592,25 +592,14 @@ AC_EXPORT int ac_connect(ac_runtime_t *rt, const char *addr,
 	ac__loop_t *self = ac__tls_loop;
 	struct ac__target *t = NULL;
 	ac__proto_t *proto = NULL;
-	int err, state, target;
+	int err, target;
 
 	if (!rt || !addr || !out)
 		return AC_EINVAL;
 	*out = AC_HANDLE_NONE;
-	if (self && self->rt != rt)
-		return AC_ETHREAD;
-	state = ac__rt_state(rt);
-	if (state == AC__RT_NEW)
-		return AC_ESTATE;
-	if (state != AC__RT_RUNNING)
-		return AC_ESHUTDOWN;
-	target = ac__loop_choice(rt, opts ? opts->loop : AC_LOOP_DEFAULT);
-	if (target == AC_EINVAL)
-		return AC_EINVAL;
-	if (target < 0)
-		target = self ? self->index : ac__loop_next(rt);
-	if (self && target != self->index)
-		return AC_ETHREAD;
+	if ((err = ac__ctlreq_target(rt, opts ? opts->loop : AC_LOOP_DEFAULT,
+				     &target)))
+		return err;
 
 	if (!(t = ac__calloc(AC__K_OTHER, 1, sizeof(*t))))
 		return AC_ENOMEM;

@@ -5,6 +5,28 @@
 
 #include <time.h>
 
+int ac__ctlreq_target(ac_runtime_t *rt, int loop, int *target)
+{
+	ac__loop_t *self = ac__tls_loop;
+	int state, t;
+
+	if (self && self->rt != rt)
+		return AC_ETHREAD;
+	state = ac__rt_state(rt);
+	if (state == AC__RT_NEW)
+		return AC_ESTATE;
+	if (state != AC__RT_RUNNING)
+		return AC_ESHUTDOWN;
+	if ((t = ac__loop_choice(rt, loop)) == AC_EINVAL)
+		return AC_EINVAL;
+	if (t < 0)
+		t = self ? self->index : ac__loop_next(rt);
+	if (self && t != self->index)
+		return AC_ETHREAD;
+	*target = t;
+	return 0;
+}
+
 void ac__ctlreq_init(struct ac__ctlreq *r)
 {
 	pthread_mutex_init(&r->mu, NULL);

@@ -29,6 +29,12 @@ struct ac__ctlreq {
 	bool abandoned; /* the caller left; the run function frees it */
 };
 
+/* The front of a call that makes a connection (ac_connect, ac_conn_adopt):
+ * rt running, and the owner loop that loop (AC_LOOP(i) or the default)
+ * names in *target. A loop may make connections on itself only. Returns
+ * 0, AC_ETHREAD, AC_ESTATE (not started), AC_ESHUTDOWN or AC_EINVAL. */
+int ac__ctlreq_target(ac_runtime_t *rt, int loop, int *target);
+
 void ac__ctlreq_init(struct ac__ctlreq *r);
 void ac__ctlreq_destroy(struct ac__ctlreq *r);
 /* The run function: answers (err, h). False when the caller abandoned

@@ -366,26 +366,15 @@ AC_EXPORT int ac_conn_adopt(ac_runtime_t *rt, int fd, const ac_conn_cbs_t *cbs,
 	ac__loop_t *self = ac__tls_loop;
 	ac_conn_opts_t o = {0};
 	ac__proto_t *proto;
-	int err, state, target, family, role = AC_TLS_SERVER;
+	int err, target, family, role = AC_TLS_SERVER;
 
 	if (!rt || !out)
 		return AC_EINVAL;
 	*out = AC_HANDLE_NONE;
-	if (self && self->rt != rt)
-		return AC_ETHREAD;
-	state = ac__rt_state(rt);
-	if (state == AC__RT_NEW)
-		return AC_ESTATE;
-	if (state != AC__RT_RUNNING)
-		return AC_ESHUTDOWN;
 	if (opts)
 		o = *opts;
-	if ((target = ac__loop_choice(rt, o.loop)) == AC_EINVAL)
-		return AC_EINVAL;
-	if (target < 0)
-		target = self ? self->index : ac__loop_next(rt);
-	if (self && target != self->index)
-		return AC_ETHREAD;
+	if ((err = ac__ctlreq_target(rt, o.loop, &target)))
+		return err;
 	if ((err = ac__sock_kind(fd, false, &family)))
 		return err;
 	/* A listener's limit means nothing here (its other fields are
