@@ -1328,6 +1328,169 @@ AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b);
  */
 AC_EXPORT void ac_group_free(ac_group_t *g);
 
+/* ---- groups across machines: bridges through Redis -----------------------------
+ * A bridge joins this process to other nodes through a Redis deployment
+ * that the nodes share: one server (PUBLISH, SUBSCRIBE, PSUBSCRIBE) or a
+ * Redis Cluster (sharded pub/sub: SPUBLISH and SSUBSCRIBE on the master
+ * that owns the channel's slot, following MOVED and ASK). A bridged group
+ * keeps its members on every node; a publish on any node reaches all of
+ * them once. The bridge's links to Redis are ordinary outbound
+ * connections of one loop (its home loop): they never block a loop, they
+ * reconnect with back-off, and their output is bounded. See actorconn(7),
+ * "SEVERAL NODES", for what is and is not guaranteed.
+ *
+ * On the wire each publish carries a 12-byte envelope ("\0AC1" and the
+ * publishing bridge's 64-bit id) before the payload, so that a node skips
+ * its own publishes when Redis echoes them back. A message without it
+ * (published into Redis by another program) is delivered as it is.
+ * Built --without-hiredis, ac_bridge_new returns AC_ENOTSUP. */
+
+typedef struct ac_bridge_s ac_bridge_t;
+
+enum ac_bridge_mode {
+	AC_BRIDGE_AUTO = 0,    /* the first seed that answers says which
+				  (CLUSTER SLOTS: an error means single) */
+	AC_BRIDGE_SINGLE = 1,  /* one Redis server (or a proxy to one) */
+	AC_BRIDGE_CLUSTER = 2  /* a Redis Cluster: sharded pub/sub */
+};
+
+/* What ac_bridge_subscribe asks for. Patterns are a single server's:
+   a Redis Cluster has no sharded pattern subscription (see
+   ac_bridge_subscribe). */
+enum ac_bridge_kind { AC_BRIDGE_CHANNEL = 0, AC_BRIDGE_PATTERN = 1 };
+
+/*
+ * A message from another node, for a name subscribed with
+ * ac_bridge_subscribe; runs on the bridge's home loop. kind says which
+ * subscription matched: AC_BRIDGE_CHANNEL (pattern NULL, plen 0) or
+ * AC_BRIDGE_PATTERN (the pattern as subscribed). chan is the channel it
+ * was published on; both without the bridge's prefix, valid during the
+ * call. payload is the message (envelope removed), a shared buffer the
+ * callee may keep with ac_buf_ref.
+ */
+typedef void (*ac_bridge_recv_fn)(int kind, const void *pattern, size_t plen,
+				  const void *chan, size_t clen,
+				  ac_buf_t *payload, void *arg);
+
+/* Bridge options. A zeroed field takes its default. */
+typedef struct ac_bridge_opts {
+	int mode;                    /* enum ac_bridge_mode; 0: AC_BRIDGE_AUTO */
+	int loop;                    /* home loop, AC_LOOP(i), that owns the
+					links; AC_LOOP_DEFAULT: the last */
+	const char *prefix;          /* before every channel and pattern name
+					in Redis (copied); NULL: none */
+	size_t max_queued;           /* per Redis node: publish bytes written
+					and not yet answered; a publish that
+					would pass it is dropped and counted;
+					0: 8 MiB */
+	unsigned connect_timeout_ms; /* 0: 5000 */
+	unsigned retry_min_ms;       /* first reconnect back-off; 0: 100 */
+	unsigned retry_max_ms;       /* largest back-off; 0: 5000 */
+	struct ac_tls_s *tls;        /* links over TLS (the bridge holds a
+					reference); required by rediss:// */
+	ac_bridge_recv_fn on_message; /* for ac_bridge_subscribe's names;
+					 NULL: those are refused */
+	void *arg;                   /* on_message's arg */
+	uint64_t reserved[8]; /* zero: room for later fields */
+} ac_bridge_opts_t;
+
+/*
+ * Any thread, after ac_runtime_new. Makes a bridge to the Redis
+ * deployment url names: "redis://[[USER]:PASSWORD@]HOST[:PORT]" (port
+ * 6379), with further seeds after commas ("redis://a:7000,b:7001,c:7002";
+ * the credentials of the first apply to all), or "rediss://..." for TLS
+ * (opts->tls is then required). USER and PASSWORD may use %XX escapes;
+ * HOST is resolved on the home loop without blocking it. The bridge
+ * connects once the runtime runs and keeps trying with back-off (never
+ * giving up) while it lives. opts may be NULL. Returns 0 with *out set,
+ * AC_EINVAL (bad argument; the reason is logged), AC_EADDR (malformed
+ * url), AC_ENOMEM, AC_ESHUTDOWN (runtime stopping), or AC_ENOTSUP when
+ * built --without-hiredis.
+ */
+AC_EXPORT int ac_bridge_new(ac_runtime_t *rt, const char *url,
+			    const ac_bridge_opts_t *opts, ac_bridge_t **out);
+
+/*
+ * Any thread; once per group, for the group's life. Bridges g to Redis
+ * channel chan (len bytes, any bytes; the bridge's prefix goes before
+ * it). From then on ac_group_publish(g, b) also publishes b's bytes on
+ * chan for the other nodes, and messages other nodes publish on chan are
+ * delivered to g's members here, from one shared buffer. The node is
+ * subscribed to chan in Redis only while g has at least one member on
+ * this node. One group per channel per bridge: a node's own publishes are
+ * not delivered back to it, so a second group on the same channel would
+ * miss them. Returns 0, AC_EINVAL, AC_EEXIST (g already bridged, or chan
+ * already taken by another group of br), AC_ENOMEM, AC_ESHUTDOWN (bridge
+ * freed or runtime stopping) or AC_ENOTSUP.
+ */
+AC_EXPORT int ac_group_bridge(ac_group_t *g, ac_bridge_t *br,
+			      const void *chan, size_t len);
+
+/*
+ * Any thread. Asks for messages other nodes publish on a channel
+ * (AC_BRIDGE_CHANNEL) or on channels matching a pattern
+ * (AC_BRIDGE_PATTERN, Redis's glob), delivered to opts->on_message. Calls
+ * are counted per name: the node is subscribed in Redis from the first
+ * ac_bridge_subscribe of a name until the matching number of
+ * ac_bridge_unsubscribe calls; one Redis subscription per name however
+ * many ask. With a Redis Cluster a pattern has no sharded form: it is
+ * accepted but matches nothing from other nodes (counted in
+ * ac_bridge_stats' errors and logged once). Returns 0, AC_EINVAL (also:
+ * no on_message), AC_ENOENT (unsubscribing a name not subscribed),
+ * AC_EAGAIN (foreign caller, the home loop's mailbox full), AC_ENOMEM,
+ * AC_ESHUTDOWN or AC_ENOTSUP.
+ */
+AC_EXPORT int ac_bridge_subscribe(ac_bridge_t *br, int kind, const void *name,
+				  size_t len);
+AC_EXPORT int ac_bridge_unsubscribe(ac_bridge_t *br, int kind,
+				    const void *name, size_t len);
+
+/*
+ * Any thread. Publishes payload on channel chan for the other nodes only:
+ * the caller delivers to its own node's receivers (ac_group_publish does
+ * both). Publishes from one thread leave in the order made. While the
+ * link to the channel's Redis node is down, or its max_queued is reached,
+ * the publish is dropped and counted (ac_bridge_stats), never held.
+ * Returns 0 when the publish was handed to the home loop (its fate is
+ * counted there), AC_EINVAL, AC_EAGAIN (foreign caller, the home loop's
+ * mailbox full), AC_ENOMEM, AC_ESHUTDOWN or AC_ENOTSUP. The caller keeps
+ * its reference to payload.
+ */
+AC_EXPORT int ac_bridge_publish(ac_bridge_t *br, const void *chan, size_t len,
+				ac_buf_t *payload);
+
+typedef struct ac_bridge_stats {
+	uint64_t mode;         /* enum ac_bridge_mode: AUTO until known */
+	uint64_t nodes;        /* gauge: Redis nodes in use (masters) */
+	uint64_t links_up;     /* gauge: links open and ready */
+	uint64_t channels;     /* gauge: channels subscribed in Redis now */
+	uint64_t patterns;     /* gauge: patterns subscribed in Redis now */
+	uint64_t published;    /* publishes written to Redis */
+	uint64_t received;     /* messages from other nodes delivered */
+	uint64_t own_skipped;  /* this node's publishes echoed back, skipped */
+	uint64_t dropped_down; /* publishes dropped: no link to their node */
+	uint64_t dropped_full; /* publishes dropped: max_queued reached */
+	uint64_t connects;     /* links established, ever */
+	uint64_t disconnects;  /* links lost, ever */
+	uint64_t redirects;    /* MOVED and ASK replies followed */
+	uint64_t refreshes;    /* cluster slot maps read */
+	uint64_t errors;       /* error replies and unusable requests */
+	uint64_t reserved[8];  /* zeroed: room for later fields */
+} ac_bridge_stats_t;
+
+/* Any thread, no lock. A snapshot of br's figures. Returns 0 or
+   AC_EINVAL. */
+AC_EXPORT int ac_bridge_stats(ac_bridge_t *br, ac_bridge_stats_t *out);
+
+/*
+ * Any thread, once; before ac_runtime_free (which frees bridges left
+ * over). Closes the links (Redis drops the node's subscriptions with
+ * them); bridged groups go on locally, their publishes no longer leave
+ * the node. The memory goes when the home loop has closed the links and
+ * the last bridged group is freed.
+ */
+AC_EXPORT void ac_bridge_free(ac_bridge_t *br);
+
 /* ---- weak-value registry -------------------------------------------------- *
  * The C form of a WeakValueDictionary: key bytes -> handle. An entry
  * disappears by itself when its connection closes. Readers are lock-free
@@ -1506,7 +1669,10 @@ typedef struct ac_debug_counts {
 			       and contexts are gone */
 	int64_t work;       /* work items whose done has not run yet, and
 			       the worker pools' tables */
-	int64_t reserved[8]; /* zeroed: room for later fields */
+	int64_t bridges;    /* bridges, their nodes, links, channels and
+			       publishes on their way to the home loop
+			       (hiredis's reader buffers are its own) */
+	int64_t reserved[7]; /* zeroed: room for later fields */
 } ac_debug_counts_t;
 
 /* Any thread. Fills *out. */
