@@ -196,6 +196,9 @@ static const struct optdef optdefs[] = {
 	{"pid", O_PID, V_COUNT, OFF(pid), INT_MAX, 0},
 	{"probe", O_PROBE, V_PROBE, OFF(probe), 0, 0},
 	{"per-process", O_PER_PROCESS, V_COUNT, OFF(per_process), 19000, 0},
+	/* fanout across two nodes of one service (actorconn-broker
+	 * --cluster): half the subscribers on another address. */
+	{"sub-server2", O_SUB_SERVER2, V_STRING, OFF(sub_server2), 0, 0},
 #ifdef AC_HAVE_OPENSSL
 	/* The CA file to verify the server's certificate against. */
 	{"tls", O_TLS, V_STRING, OFF(tls), 0, 0},
@@ -399,12 +402,14 @@ static const struct subcmd subcmds[] = {
 	 {.connections = 100, .pipeline = 1, .size = 64, .duration = 5,
 	  .warmup = 1, .threads = 1, .reps = 1},
 	 cmd_echo},
-	{"fanout", "--server HOST:PORT [--subscribers S] [--publishers N]\n"
+	{"fanout", "--server HOST:PORT [--sub-server2 HOST:PORT]\n"
+		   "[--subscribers S] [--publishers N]\n"
 		   "[--pipeline W] [--size B] [--duration S] [--warmup S]\n"
 		   "[--threads T] [--reps R] [--pid PID] [--label NAME]\n"
 		   "[--json FILE]" TLS_USAGE,
 	 "RESP pub/sub deliveries/s, latency, server CPU and memory (--pid)",
-	 NET_COMMON | O_SUBSCRIBERS | O_PUBLISHERS | O_PIPELINE | O_SIZE,
+	 NET_COMMON | O_SUBSCRIBERS | O_PUBLISHERS | O_PIPELINE | O_SIZE |
+		 O_SUB_SERVER2,
 	 O_SERVER, 1,
 	 {.subscribers = 1000, .publishers = 1, .pipeline = 64, .size = 64,
 	  .duration = 5, .warmup = 1, .threads = 1, .reps = 1},

@@ -66,6 +66,7 @@ enum {
 	O_LABEL = 1 << 16,
 	O_TLS = 1 << 17,
 	O_RESUME = 1 << 18,
+	O_SUB_SERVER2 = 1 << 19,
 };
 
 /* How idle connections prove that the server accepted them. */
@@ -91,6 +92,8 @@ struct opts {
 	long long per_process;
 	const char *tls;      /* --tls CAFILE: speak TLS; NULL: plain TCP */
 	int resume;           /* handshake --resume yes */
+	const char *sub_server2; /* fanout: HOST:PORT that every other
+				    subscriber connects to; NULL: none */
 };
 
 /* ---- table output (report.c) ------------------------------------------------- */

@@ -28,6 +28,17 @@
  * With --tls, every connection completes its handshake before the first
  * SUBSCRIBE (net_tls_handshake_all).
  *
+ * With --sub-server2, every other subscriber connects to that address
+ * instead, while the publishers stay on --server: two nodes of one service
+ * that pass messages between them, such as two actorconn-broker --cluster
+ * processes over one Redis. A node may confirm a SUBSCRIBE before it hears
+ * the other's messages (the broker subscribes in Redis only once it has a
+ * subscriber, one round trip later), and a message lost there would be
+ * taken for a lost delivery; so between the subscribe phase and the
+ * publishing, a probe phase publishes a message marked as a probe every
+ * FO_PROBE_MS until one reaches a subscriber of the second address.
+ * Subscribers count no probe.
+ *
  * With --pid, the server's CPU time at the start and the end of the window,
  * over the deliveries read in it, gives its CPU per delivery; and its
  * VmRSS before the connections open and at the end of the window, over
@@ -48,12 +59,17 @@
 #define FO_OUT_MAX (256u << 10)    /* a publisher's unwritten bytes */
 #define FO_SUBSCRIBE_S 30          /* bound on the subscribe phase */
 #define FO_DRAIN_S 10              /* bound on the final drain */
+#define FO_PROBE_S 10              /* bound on the probe phase */
+#define FO_PROBE_MS 20             /* between two probes of a thread */
+#define FO_PROBE "probe"           /* a probe's payload begins so; a
+				      timestamp is hex and never does */
 
-enum { PH_SUBSCRIBE, PH_PUBLISH, PH_EXIT };
+enum { PH_SUBSCRIBE, PH_PROBE, PH_PUBLISH, PH_EXIT };
 
 struct fo_conn {
 	struct net_conn nc;
 	int is_pub;
+	int on2;             /* a subscriber of --sub-server2 */
 	char *in;
 	size_t have, cap;
 	char *out;           /* unwritten bytes at out + out_off */
@@ -66,6 +82,7 @@ struct fo_thread {
 	long long delivered; /* atomic: written by this thread only */
 	int blocked;         /* atomic: publishers here wait for the window */
 	int nsubscribed;     /* confirmations not yet added to the run's */
+	uint64_t probe_at;   /* PH_PROBE: when this thread probes next */
 } __attribute__((aligned(64)));
 
 struct fo_run {
@@ -76,6 +93,9 @@ struct fo_run {
 	long long published;   /* atomic: messages claimed by publishers */
 	long long subscribed;  /* atomic: confirmations */
 	int phase;             /* atomic: PH_* */
+	struct net_addr addr2; /* --sub-server2, when given */
+	int probed;            /* atomic: a probe reached a subscriber of
+				  addr2 */
 };
 
 static struct fo_run *fo_run_of(const struct net_thread *t)
@@ -161,8 +181,10 @@ static int fo_flush(struct net_thread *t, struct net_conn *nc)
 
 /* ---- publishing ---------------------------------------------------------------- */
 
-/* Appends one PUBLISH whose payload carries the time now. */
-static int fo_publish(struct net_thread *t, struct fo_conn *c, uint64_t now)
+/* Appends one PUBLISH whose payload carries the time now, or the probe
+ * mark. */
+static int fo_publish(struct net_thread *t, struct fo_conn *c, uint64_t now,
+		      int probe)
 {
 	size_t size = fo_run_of(t)->size;
 	char hdr[64], *p;
@@ -173,10 +195,17 @@ static int fo_publish(struct net_thread *t, struct fo_conn *c, uint64_t now)
 		      sizeof(FO_CHANNEL) - 1, FO_CHANNEL, size);
 	if (fo_append(t, c, hdr, (size_t)hl) || fo_reserve(t, c, size + 2))
 		return -1;
-	/* The payload, written in place: the time, then filler. */
+	/* The payload, written in place: the time (size >= 16) or the
+	 * probe mark, then filler. */
 	p = c->out + c->out_len;
-	snprintf(p, 17, "%016llx", (unsigned long long)now);
-	memset(p + 16, '.', size - 16);
+	if (probe) {
+		memcpy(p, FO_PROBE, sizeof(FO_PROBE) - 1);
+		memset(p + sizeof(FO_PROBE) - 1, '.',
+		       size - (sizeof(FO_PROBE) - 1));
+	} else {
+		snprintf(p, 17, "%016llx", (unsigned long long)now);
+		memset(p + 16, '.', size - 16);
+	}
 	memcpy(p + size, "\r\n", 2);
 	c->out_len += size + 2;
 	return 0;
@@ -220,7 +249,7 @@ static int fo_pump(struct fo_thread *t, uint64_t now)
 						 __ATOMIC_RELAXED);
 			}
 			__atomic_fetch_add(&r->published, 1, __ATOMIC_SEQ_CST);
-			if (fo_publish(&t->nt, c, now))
+			if (fo_publish(&t->nt, c, now, 0))
 				return -1;
 			progress = 1;
 		}
@@ -233,6 +262,30 @@ flush:
 			rc = fo_flush(&t->nt, &c->nc);
 	}
 	return rc;
+}
+
+/*
+ * PH_PROBE: a probe on this thread's first publisher every FO_PROBE_MS, if
+ * its output has room. Probes are not counted as published, and no
+ * subscriber counts them.
+ */
+static int fo_probe(struct fo_thread *t, uint64_t now)
+{
+	if (now < t->probe_at)
+		return 0;
+	t->probe_at = now + FO_PROBE_MS * 1000000ull;
+	for (int i = 0; i < t->nt.nconn; i++) {
+		struct fo_conn *c = fo_conn_at(&t->nt, i);
+
+		if (!c->is_pub)
+			continue;
+		if (c->out_len - c->out_off > FO_OUT_MAX)
+			return 0;
+		if (fo_publish(&t->nt, c, now, 1))
+			return -1;
+		return fo_flush(&t->nt, &c->nc);
+	}
+	return 0;
 }
 
 /* Wakes the threads whose publishers wait, now that deliveries moved. */
@@ -278,9 +331,9 @@ static uint64_t hex16(const char *p)
 	return v;
 }
 
-/* One complete push reply to a subscriber: a message or a confirmation. */
-static int fo_push(struct fo_thread *t, const char *p, size_t n,
-		   uint64_t now)
+/* One complete push reply to subscriber c: a message or a confirmation. */
+static int fo_push(struct fo_thread *t, const struct fo_conn *c,
+		   const char *p, size_t n, uint64_t now)
 {
 	static const char msg[] = "*3\r\n$7\r\nmessage\r\n";
 	static const char sub[] = "*3\r\n$9\r\nsubscribe\r\n";
@@ -294,6 +347,12 @@ static int fo_push(struct fo_thread *t, const char *p, size_t n,
 		q += len + 2; /* the channel */
 		if ((len = bulk_hdr(&q, end)) < 16)
 			goto bad;
+		if (!memcmp(q, FO_PROBE, sizeof(FO_PROBE) - 1)) {
+			if (c->on2)
+				__atomic_store_n(&r->probed, 1,
+						 __ATOMIC_RELEASE);
+			return 0;
+		}
 		t->delivered++;
 		if (net_in_window(&r->nr, now)) {
 			uint64_t ts = hex16(q);
@@ -354,7 +413,7 @@ static int fo_read(struct net_thread *nt, struct net_conn *nc)
 					 c->in + off);
 				return -1;
 			}
-		} else if (fo_push(t, c->in + off, (size_t)len, now)) {
+		} else if (fo_push(t, c, c->in + off, (size_t)len, now)) {
 			return -1;
 		}
 		off += (size_t)len;
@@ -407,10 +466,12 @@ static void *fo_main(void *arg)
 	while (__atomic_load_n(&r->phase, __ATOMIC_ACQUIRE) != PH_EXIT &&
 	       !net_failed(&r->nr)) {
 		long long before = t->delivered;
+		int probing = __atomic_load_n(&r->phase, __ATOMIC_ACQUIRE) ==
+			      PH_PROBE;
 
 		/* The main thread kicks the eventfd at each phase change;
-		 * the timeout is a backstop. */
-		if (net_poll(&t->nt, 100, &ops))
+		 * the timeout is a backstop, or paces the probes. */
+		if (net_poll(&t->nt, probing ? FO_PROBE_MS : 100, &ops))
 			break;
 		if (t->nsubscribed) {
 			__atomic_fetch_add(&r->subscribed, t->nsubscribed,
@@ -422,7 +483,7 @@ static void *fo_main(void *arg)
 					 __ATOMIC_SEQ_CST);
 			fo_wake_blocked(t);
 		}
-		if (fo_pump(t, now_ns()))
+		if (probing ? fo_probe(t, now_ns()) : fo_pump(t, now_ns()))
 			break;
 	}
 	return NULL;
@@ -460,12 +521,21 @@ static struct net_result fo_once(const struct opts *o, struct fo_extra *x)
 		x->rss0 = proc_rss_kib(o->pid);
 	net_run_init(&r.nr, o, nconn, sizeof(struct fo_thread),
 		     sizeof(struct fo_conn));
+	if (o->sub_server2 && net_addr_parse(o->sub_server2, &r.addr2))
+		exit(1);
 	/* Connection i goes to thread i % T; the publishers are the last
-	 * ones, so they spread over the threads too. */
+	 * ones, so they spread over the threads too. With --sub-server2,
+	 * every other subscriber of each thread goes there. */
 	n = r.nr.nthreads;
-	for (long long i = 0; i < nconn; i++)
-		fo_conn_at(r.nr.threads[i % n], (int)(i / n))->is_pub =
-			i >= o->subscribers;
+	for (long long i = 0; i < nconn; i++) {
+		struct fo_conn *c = fo_conn_at(r.nr.threads[i % n],
+					       (int)(i / n));
+
+		c->is_pub = i >= o->subscribers;
+		c->on2 = o->sub_server2 && !c->is_pub && (i / n) % 2 == 1;
+		if (c->on2)
+			c->nc.addr = &r.addr2;
+	}
 	net_run_start(&r.nr, fo_main);
 
 	deadline = now_s() + FO_SUBSCRIBE_S;
@@ -480,6 +550,25 @@ static struct net_result fo_once(const struct opts *o, struct fo_extra *x)
 			 "only %lld of %lld subscribers confirmed within %d s",
 			 __atomic_load_n(&r.subscribed, __ATOMIC_RELAXED),
 			 r.subs, FO_SUBSCRIBE_S);
+	}
+
+	if (o->sub_server2 && !net_failed(&r.nr)) {
+		__atomic_store_n(&r.phase, PH_PROBE, __ATOMIC_RELEASE);
+		kick_all(&r);
+		deadline = now_s() + FO_PROBE_S;
+		while (!__atomic_load_n(&r.probed, __ATOMIC_ACQUIRE) &&
+		       !net_failed(&r.nr) && now_s() < deadline)
+			sleep_ms(1);
+		if (!__atomic_load_n(&r.probed, __ATOMIC_ACQUIRE) &&
+		    !net_failed(&r.nr)) {
+			__atomic_store_n(&r.nr.failed, 1, __ATOMIC_RELAXED);
+			t0 = r.nr.threads[0];
+			snprintf(t0->err, sizeof(t0->err),
+				 "nothing published on %s reached a subscriber "
+				 "on %s within %d s: do the two pass messages "
+				 "to each other?",
+				 o->server, o->sub_server2, FO_PROBE_S);
+		}
 	}
 
 	net_run_window(&r.nr, o);
@@ -526,7 +615,9 @@ int cmd_fanout(const struct opts *o)
 				"(the timestamp)\n");
 		return 2;
 	}
-	if (net_addr_parse(o->server, &check) || net_check_pid(o, "fanout"))
+	if (net_addr_parse(o->server, &check) ||
+	    (o->sub_server2 && net_addr_parse(o->sub_server2, &check)) ||
+	    net_check_pid(o, "fanout"))
 		return 1;
 	if (o->json && json_open(&j, o->json, "fanout"))
 		return 1;
@@ -535,6 +626,9 @@ int cmd_fanout(const struct opts *o)
 	       o->server, o->label, o->tls ? " over TLS" : "", o->subscribers, o->publishers, o->pipeline,
 	       o->size, o->threads, o->duration, o->warmup, o->reps,
 	       o->reps > 1 ? "s" : "");
+	if (o->sub_server2)
+		printf("subscribers: every other one on %s; publishers on %s\n",
+		       o->sub_server2, o->server);
 	fflush(stdout);
 	for (int i = 0; i < o->reps; i++) {
 		runs[i] = fo_once(o, &x);
@@ -563,6 +657,8 @@ int cmd_fanout(const struct opts *o)
 		json_obj_begin(&j);
 		net_json_common(&j, o);
 		json_int(&j, "subscribers", o->subscribers);
+		if (o->sub_server2)
+			json_str(&j, "sub_server2", o->sub_server2);
 		json_int(&j, "publishers", o->publishers);
 		json_int(&j, "window", o->pipeline);
 		json_int(&j, "size", o->size);

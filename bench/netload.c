@@ -404,7 +404,7 @@ int net_thread_open(struct net_thread *t, int with_efd)
 int net_conn_open(struct net_thread *t, struct net_conn *c)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-	int fd = net_connect(&t->run->addr);
+	int fd = net_connect(net_conn_addr(t, c));
 
 	if (fd < 0) {
 		net_fail(t, "connect: %s", strerror(-fd));

@@ -77,6 +77,8 @@ struct ssl_st;
 struct ssl_ctx_st;
 
 struct net_conn {
+	const struct net_addr *addr; /* where it connects; NULL: the run's
+					--server (see net_conn_addr) */
 	int fd;              /* -1 until connected */
 	int out_armed;       /* EPOLLOUT is in the interest set */
 	struct ssl_st *ssl;  /* --tls: the connection's SSL, else NULL */
@@ -151,6 +153,13 @@ static inline int net_in_window(const struct net_run *r, uint64_t now)
 	return now >= r->t_start && now < r->t_end;
 }
 
+/* The address c connects to: its own, or the run's. */
+static inline const struct net_addr *net_conn_addr(const struct net_thread *t,
+						   const struct net_conn *c)
+{
+	return c->addr ? c->addr : &t->run->addr;
+}
+
 static inline struct net_conn *net_conn_at(const struct net_thread *t, int i)
 {
 	return (struct net_conn *)(void *)((char *)t->conns +
@@ -163,9 +172,9 @@ void net_fail(struct net_thread *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Makes t's epoll set and, with_efd, an eventfd in it (data.ptr NULL). */
 int net_thread_open(struct net_thread *t, int with_efd);
-/* Connects c to the run's server and adds it to t's set (EPOLLIN); with
- * --tls, gives it an SSL whose handshake has not begun (see
- * net_tls_handshake_all). */
+/* Connects c to its address (net_conn_addr) and adds it to t's set
+ * (EPOLLIN); with --tls, gives it an SSL whose handshake has not begun
+ * (see net_tls_handshake_all). */
 int net_conn_open(struct net_thread *t, struct net_conn *c);
 /* Puts EPOLLOUT in c's interest set (out) or takes it out. */
 int net_arm(struct net_thread *t, struct net_conn *c, int out);

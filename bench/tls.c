@@ -201,8 +201,8 @@ int net_tls_open(struct net_thread *t, struct net_conn *c)
 {
 	char err[256];
 
-	if (!(c->ssl = net_tls_new(t->run->tls, c->fd, &t->run->addr, err,
-				   sizeof(err)))) {
+	if (!(c->ssl = net_tls_new(t->run->tls, c->fd, net_conn_addr(t, c),
+				   err, sizeof(err)))) {
 		net_fail(t, "SSL_new: %s", err);
 		return -1;
 	}
