@@ -21,6 +21,14 @@
 # its default of one loop per core, so that the table separates what the
 # design costs from what a second core adds.
 #
+# xnode is fanout across machines, on this one: two actorconn-broker nodes
+# joined with --cluster through a redis-server of their own, the 1,000
+# subscribers split between the nodes (actorconn-bench fanout
+# --sub-server2) and the publisher on the first, against the same load on
+# one redis-server. Half the deliveries then cross Redis (node A, Redis,
+# node B). Its rows have no server CPU: three processes serve it. Without
+# a broker that has --cluster it is left out, and the script says why.
+#
 # The TLS rows compare actorconn-broker and redis-server, each listening on
 # a TLS port only, with the same certificate (tests/tls_certs.sh, made
 # into the scratch directory for the run) and the same client, OpenSSL's,
@@ -43,8 +51,8 @@
 #   BENCH_TLS_WARMUP  its warm-up, at most BENCH_WARMUP [0.5]
 #   BENCH_TLS_IDLE_REPS  repetitions of the TLS idle comparison [1]
 #   BENCH_ONLY        run only these groups, space separated, of:
-#                     micro ping fanout idle echo tls handshake tls-idle
-#                     [all]
+#                     micro ping fanout xnode idle echo tls handshake
+#                     tls-idle [all]
 #   BENCH_BUILDDIR    where the programs are built [.]
 #   BENCH_SRCDIR      the source tree (for chart.gp) [this script's ../]
 set -euo pipefail
@@ -57,7 +65,7 @@ REPS=${BENCH_REPS:-3}
 THREADS=${BENCH_THREADS:-1}
 IDLE_N=${BENCH_IDLE_CONNS:-10000}
 TLS_GROUPS="tls handshake tls-idle"
-ONLY=${BENCH_ONLY:-micro ping fanout idle echo $TLS_GROUPS}
+ONLY=${BENCH_ONLY:-micro ping fanout xnode idle echo $TLS_GROUPS}
 # The smaller of each pair: a short make bench shortens the TLS runs too.
 TLS_DUR=$(awk -v a="$DUR" -v b="${BENCH_TLS_SECONDS:-2}" 'BEGIN { print (a < b ? a : b) }')
 TLS_WARM=$(awk -v a="$WARM" -v b="${BENCH_TLS_WARMUP:-0.5}" 'BEGIN { print (a < b ? a : b) }')
@@ -108,6 +116,17 @@ if [ "$wants_tls" -eq 1 ]; then
 	fi
 fi
 
+# xnode likewise, without a broker that has --cluster.
+XNODE_NOTE=
+if wants xnode; then
+	XNODE_NOTE=$(xnode_missing)
+	if [ -n "$XNODE_NOTE" ]; then
+		[ -z "${BENCH_ONLY:-}" ] || die "no xnode rows: $XNODE_NOTE"
+		ONLY=" $ONLY "
+		ONLY=${ONLY// xnode / }
+	fi
+fi
+
 RUN_LOG=$TMP/runs.log
 # net CMD NAME TAG ARGS...: one run of actorconn-bench CMD against server
 # NAME (and its pid, for its CPU time), its JSON in $TMP/TAG.json; the
@@ -138,6 +157,7 @@ if [ "$wants_tls" -eq 1 ]; then
 elif [ -n "$TLS_NOTE" ]; then
 	echo "make bench: no TLS rows: $TLS_NOTE"
 fi
+[ -z "$XNODE_NOTE" ] || echo "make bench: no xnode rows: $XNODE_NOTE"
 
 # ---- micro-benchmarks ------------------------------------------------------------
 if wants micro; then
@@ -182,6 +202,33 @@ if wants ping || wants fanout; then
 		down broker1
 	fi
 	down broker
+	down redis
+fi
+
+# ---- xnode: two broker nodes over one Redis vs one redis-server ------------------
+# The same client settings as fanout; the nodes' Redis is their own, so
+# the redis-server compared with carries nothing else.
+if wants xnode; then
+	up xredis
+	up xa
+	up xb
+	up redis
+	printf 'xnode '
+	for r in $(seq 1 "$REPS"); do
+		for s in $(order xa redis "$r"); do
+			if [ "$s" = xa ]; then
+				set -- --sub-server2 "127.0.0.1:${PORT[xb]}"
+			else
+				set --
+			fi
+			net fanout "$s" "xnode-$s-$r" --subscribers 1000 \
+				--publishers 1 --size 64 "$@"
+		done
+	done
+	echo
+	down xa
+	down xb
+	down xredis
 	down redis
 fi
 
@@ -354,6 +401,14 @@ if wants fanout; then
 	row fanout_1loop_cpu "fanout 1 loop CPU/msg" "fanout S=1000 server CPU us/op: broker 1 loop vs redis" \
 		"$(med server_cpu_us_per_op "$f-broker1-*.json")" "$cpu" "us" cost -
 fi
+if wants xnode; then
+	f=$TMP/xnode
+	row xnode_rate "xnode msg/s" "xnode S=1000 64 B msg/s: 2 brokers+redis vs redis" \
+		"$(med deliveries_per_s "$f-xa-*.json")" \
+		"$(med deliveries_per_s "$f-redis-*.json")" "msg/s" rate -
+	row xnode_p99 "xnode p99" "xnode S=1000 p99: 2 brokers+redis vs redis" \
+		"$(med p99_us "$f-xa-*.json")" "$(med p99_us "$f-redis-*.json")" "us" cost -
+fi
 if wants idle; then
 	a=$(med bytes_per_conn "$TMP/idle-broker-*.json")
 	b=$(med bytes_per_conn "$TMP/idle-redis-*.json")
@@ -478,6 +533,7 @@ if [ "$wants_tls" -eq 1 ]; then
 elif [ -n "$TLS_NOTE" ]; then
 	echo "(no TLS rows: $TLS_NOTE)"
 fi
+[ -z "$XNODE_NOTE" ] || echo "(no xnode rows: $XNODE_NOTE)"
 # times R: "1.23x", or "-".
 times() { if [ "$1" = - ]; then echo -; else printf '%.2fx\n' "$1"; fi; }
 fmt='%-60s %10s %10s %-6s %7s %7s %s\n'
@@ -496,9 +552,11 @@ echo "wall time: ${wall} s"
 		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf ' "settings": {"seconds": %s, "warmup": %s, "reps": %s, "client_threads": %s, "idle_connections": %s,\n' \
 		"$DUR" "$WARM" "$REPS" "$THREADS" "$IDLE_N"
-	printf '  "tls_seconds": %s, "tls_warmup": %s, "tls_idle_reps": %s, "tls_missing": %s},\n' \
+	printf '  "tls_seconds": %s, "tls_warmup": %s, "tls_idle_reps": %s, "tls_missing": %s,\n' \
 		"$TLS_DUR" "$TLS_WARM" "$TLS_IDLE_REPS" \
 		"$(if [ -n "$TLS_NOTE" ]; then printf '"%s"' "$TLS_NOTE"; else echo null; fi)"
+	printf '  "xnode_missing": %s},\n' \
+		"$(if [ -n "$XNODE_NOTE" ]; then printf '"%s"' "$XNODE_NOTE"; else echo null; fi)"
 	printf ' "wall_s": %s,\n "rows": [' "$wall"
 	sep=
 	while IFS=$'\t' read -r id label a b unit ratio target met short; do

@@ -111,6 +111,12 @@ srv_cmd() {
 		--tls-cert-file "$CERTS/server.pem"
 		--tls-key-file "$CERTS/server.key" --tls-auth-clients no
 		--save '' --appendonly no --daemonize no --maxclients "$MAXC") ;;
+	# Two broker nodes joined through a redis-server of their own
+	# (xredis, which must be up first): the xnode comparison.
+	xredis) CMD=(redis-server --port @PORT --bind 127.0.0.1 --save ''
+		--appendonly no --daemonize no) ;;
+	xa | xb) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0
+		--cluster "redis://127.0.0.1:${PORT[xredis]}") ;;
 	esac
 }
 # Each server's port and pid while it runs (up), and its name in output.
@@ -119,7 +125,8 @@ declare -A PORT PID LABEL=([broker]=actorconn-broker
 	[broker1]="actorconn-broker --threads 1" [redis]=redis-server
 	[memcached]=memcached [acecho]=actorconn-echo [epoll]=epoll-echo
 	[libevent]=libevent-echo [tbroker]="actorconn-broker TLS"
-	[tredis]="redis-server TLS")
+	[tredis]="redis-server TLS" [xredis]="redis-server (xnode's)"
+	[xa]="2 x actorconn-broker --cluster" [xb]="actorconn-broker --cluster B")
 up() {
 	srv_cmd "$1"
 	start "$1" "${CMD[@]}"
@@ -153,6 +160,14 @@ tls_certs() {
 	CERTS=$TMP/certs
 	sh "$SRC/tests/tls_certs.sh" "$CERTS" ||
 		die "tests/tls_certs.sh could not make test certificates"
+}
+
+# xnode_missing: why the cross-node comparison cannot run here, or nothing
+# if it can: actorconn-broker must have --cluster. (If a broker cannot
+# start with it, up stops the run and shows the broker's output.)
+xnode_missing() {
+	"$BUILD/actorconn-broker" --help 2>&1 | grep -q -e '--cluster' ||
+		echo "actorconn-broker has no --cluster option"
 }
 
 # ---- figures -------------------------------------------------------------------
