@@ -1183,6 +1183,16 @@ static void log_error(ac_bridge_t *br, struct link *l, const char *what,
 		r->s ? r->s : "");
 }
 
+/* An error that says nothing of the server's kind: not logged in yet,
+ * or still loading. (Any other refusal of CLUSTER SLOTS, such as cluster
+ * support being off or an ACL without it, means a single server.) */
+static bool transient(struct rv *r)
+{
+	return r->s && (!strncmp(r->s, "NOAUTH", 6) ||
+			!strncmp(r->s, "WRONGPASS", 9) ||
+			!strncmp(r->s, "LOADING", 7));
+}
+
 /* A reply on a pub link, answering p. */
 static void pub_reply(ac_bridge_t *br, struct link *l, struct pend *p,
 		      struct rv *r)
@@ -1202,10 +1212,12 @@ static void pub_reply(ac_bridge_t *br, struct link *l, struct pend *p,
 		br->refreshing = false;
 		if (!err && r->type == REDIS_REPLY_ARRAY)
 			apply_slots(br, l->node, r);
+		else if (transient(r))
+			log_error(br, l, "CLUSTER SLOTS failed", r);
 		else if (br->mode == AC_BRIDGE_AUTO &&
 			 br->mode_opt == AC_BRIDGE_AUTO)
 			become_single(br, l->node); /* cluster support off */
-		else if (br->mode == AC_BRIDGE_AUTO && br->server != l->node)
+		else if (br->mode != AC_BRIDGE_SINGLE)
 			log_error(br, l, "CLUSTER SLOTS failed", r);
 		if (br->refresh_again) {
 			br->refresh_again = false;
@@ -1307,14 +1319,22 @@ static void sub_reply(ac_bridge_t *br, struct link *l, struct rv *r)
 	struct bchan *ch;
 
 	if (r->type == REDIS_REPLY_ERROR) {
-		if (pend_pop(l, &p))
-			sub_answered(br, l, &p, r);
-		else
+		if (!pend_pop(l, &p)) {
 			log_error(br, l, "error", r);
+		} else if (p.op == OP_AUTH) {
+			log_error(br, l, "AUTH refused", r);
+			link_fail(l, -EACCES);
+		} else {
+			sub_answered(br, l, &p, r);
+		}
 		return;
 	}
-	if (!t)
+	if (!t) {
+		/* AUTH's +OK: the only plain reply a sub link gets. */
+		if (head && head->op == OP_AUTH)
+			pend_pop(l, &p);
 		return;
+	}
 	if (rv_is(t, "message") || rv_is(t, "smessage") || pmsg) {
 		struct rv *name = r->e[1], *chan = r->e[pmsg ? 2 : 1];
 		struct rv *payload = r->e[r->len - 1];
