@@ -581,6 +581,15 @@ static struct rv *rv_new(const redisReadTask *t)
 	return r;
 }
 
+/* Out of memory while making r: the reader gives up on the reply and
+ * frees what it holds, which includes r when it has a parent. */
+static void *rv_fail(const redisReadTask *t, struct rv *r)
+{
+	if (!t->parent)
+		rv_free(r);
+	return NULL;
+}
+
 /* The last element of a message ("message", "pmessage", "smessage")? */
 static bool is_payload(const redisReadTask *t)
 {
@@ -617,7 +626,7 @@ static void *rv_string(const redisReadTask *t, char *s, size_t len)
 		return r;
 	}
 	if (!(r->s = xstrndup(s, len)))
-		return NULL;
+		return rv_fail(t, r);
 	r->len = len;
 	return r;
 }
@@ -628,7 +637,7 @@ static void *rv_array(const redisReadTask *t, int n)
 
 	if (r && n > 0) {
 		if (!(r->e = ac__calloc(AC__K_BRIDGE, (size_t)n, sizeof(*r->e))))
-			return NULL;
+			return rv_fail(t, r);
 		r->len = (size_t)n;
 	}
 	return r;
