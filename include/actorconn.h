@@ -51,7 +51,7 @@ extern "C" {
 /* The version this header belongs to: what a program was compiled
  * against. ac_version() says which library it runs with. */
 #define AC_VERSION_MAJOR 0
-#define AC_VERSION_MINOR 3
+#define AC_VERSION_MINOR 4
 #define AC_VERSION_PATCH 0
 #define AC_VERSION_HEX                                                        \
 	((AC_VERSION_MAJOR << 16) | (AC_VERSION_MINOR << 8) | AC_VERSION_PATCH)

@@ -363,4 +363,5 @@ AC_EXPORT void ac_debug_counts(ac_debug_counts_t *out)
 	out->allocs = allocs;
 	out->dropped = dropped;
 	out->work = sum[AC__K_WORK];
+	out->bridges = sum[AC__K_BRIDGE];
 }

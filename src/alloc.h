@@ -25,6 +25,7 @@ enum ac__kind {
 	AC__K_OPENSSL, /* OpenSSL's own blocks, once routed here (tls.c) */
 	AC__K_WORK,    /* work items outstanding (counted, not allocated),
 			  and the worker pools' tables */
+	AC__K_BRIDGE,  /* bridges and everything they hold */
 	AC__K_COUNT
 };
 

@@ -14,6 +14,7 @@
  */
 #include "group.h"
 #include "alloc.h"
+#include "bridge.h"
 #include "buf.h"
 #include "conn.h"
 #include "loop.h"
@@ -33,14 +34,20 @@ struct ac__gloop {
 struct ac_group_s {
 	ac_runtime_t *rt;
 	int refs;                /* atomic */
+	int64_t total;           /* atomic: members on every loop */
+	struct ac__gbridge *bridge; /* atomic; set once (ac_group_bridge) */
 	struct ac__ctl *dissolve; /* [nloops] */
 	struct ac__gloop loops[];
 };
 
 static void group_unref(ac_group_t *g)
 {
+	struct ac__gbridge *gb;
+
 	if (__atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	if ((gb = __atomic_load_n(&g->bridge, __ATOMIC_ACQUIRE)))
+		ac__bridge_group_release(gb);
 	for (int i = 0; i < g->rt->nloops; i++)
 		ac__free(AC__K_GROUP, g->loops[i].m);
 	ac__free(AC__K_GROUP, g->dissolve);
@@ -74,6 +81,18 @@ AC_EXPORT ac_group_t *ac_group_new(ac_runtime_t *rt)
 }
 
 /* ---- membership, on the member's loop ------------------------------------- */
+
+/* The node-wide count; a bridged group tells its bridge when it goes
+ * from 0 to 1 or back (seq_cst: ordered against the bridge clearing its
+ * queued flag before it reads the count, bridge.c). */
+static void members_changed(ac_group_t *g, int d)
+{
+	int64_t n = __atomic_add_fetch(&g->total, d, __ATOMIC_SEQ_CST);
+	struct ac__gbridge *gb = __atomic_load_n(&g->bridge, __ATOMIC_ACQUIRE);
+
+	if (gb && (n == 0 || (n == 1 && d > 0)))
+		ac__bridge_group_changed(gb);
+}
 
 static struct ac__gentry *entry_of(ac_conn_t *c, ac_group_t *g)
 {
@@ -119,6 +138,7 @@ AC_EXPORT int ac_group_join(ac_group_t *g, ac_conn_t *c)
 	c->groups->e[c->groups->n++] = (struct ac__gentry){g, gl->n};
 	gl->m[gl->n++] = c;
 	__atomic_store_n(&gl->count, gl->n, __ATOMIC_RELAXED);
+	members_changed(g, 1);
 	return 0;
 }
 
@@ -134,6 +154,7 @@ static void remove_member(ac_group_t *g, ac_conn_t *c, struct ac__gentry *e)
 	}
 	__atomic_store_n(&gl->count, gl->n, __ATOMIC_RELAXED);
 	*e = c->groups->e[--c->groups->n];
+	members_changed(g, -1);
 }
 
 AC_EXPORT int ac_group_leave(ac_group_t *g, ac_conn_t *c)
@@ -173,14 +194,12 @@ AC_EXPORT size_t ac_group_size(ac_group_t *g)
 
 /* ---- publishing ------------------------------------------------------------ */
 
-AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b)
+/* The members on this node only; see ac_group_publish. */
+int ac__group_publish_local(ac_group_t *g, ac_buf_t *b)
 {
-	ac_runtime_t *rt;
+	ac_runtime_t *rt = g->rt;
 	int total = 0, err = 0;
 
-	if (!g || !b)
-		return AC_EINVAL;
-	rt = g->rt;
 	if (ac__rt_state(rt) == AC__RT_STOPPED)
 		return AC_ESHUTDOWN;
 	for (int i = 0; i < rt->nloops; i++) {
@@ -204,6 +223,52 @@ AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b)
 		total += (int)n;
 	}
 	return total || !err ? total : err;
+}
+
+AC_EXPORT int ac_group_publish(ac_group_t *g, ac_buf_t *b)
+{
+	struct ac__gbridge *gb;
+	int n;
+
+	if (!g || !b)
+		return AC_EINVAL;
+	n = ac__group_publish_local(g, b);
+	/* After the local members: this node's own see it first, and the
+	 * other nodes in the order this caller published. */
+	if (n != AC_ESHUTDOWN &&
+	    (gb = __atomic_load_n(&g->bridge, __ATOMIC_ACQUIRE)))
+		ac__bridge_group_publish(gb, b);
+	return n;
+}
+
+void ac__group_ref(ac_group_t *g)
+{
+	__atomic_fetch_add(&g->refs, 1, __ATOMIC_RELAXED);
+}
+
+void ac__group_unref(ac_group_t *g)
+{
+	group_unref(g);
+}
+
+int64_t ac__group_total(ac_group_t *g)
+{
+	return __atomic_load_n(&g->total, __ATOMIC_SEQ_CST);
+}
+
+ac_runtime_t *ac__group_runtime(ac_group_t *g)
+{
+	return g->rt;
+}
+
+int ac__group_set_bridge(ac_group_t *g, struct ac__gbridge *gb)
+{
+	struct ac__gbridge *none = NULL;
+
+	return __atomic_compare_exchange_n(&g->bridge, &none, gb, false,
+					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+		       ? 0
+		       : AC_EEXIST;
 }
 
 /* PUBLISH, on a loop with members: write the buffer to each. */
@@ -259,8 +324,12 @@ void ac__group_deliver_dissolve(ac__loop_t *loop, struct ac__msg *m)
  */
 AC_EXPORT void ac_group_free(ac_group_t *g)
 {
+	struct ac__gbridge *gb;
+
 	if (!g)
 		return;
+	if ((gb = __atomic_load_n(&g->bridge, __ATOMIC_ACQUIRE)))
+		ac__bridge_group_free(gb);
 	for (int i = 0; i < g->rt->nloops; i++) {
 		struct ac__msg m = {.kind = AC__MSG_DISSOLVE};
 

@@ -25,6 +25,7 @@
 #include "outq.h"
 #include "spsc.h"
 #include "alloc.h"
+#include "bridge.h"
 #include "clock.h"
 #include "conn.h"
 #include "group.h"
@@ -480,4 +481,5 @@ const struct ac__msg_ops ac__msg_ops[AC__MSG_KINDS] = {
 	[AC__MSG_DISSOLVE] = {ac__group_deliver_dissolve,
 			      ac__group_deliver_dissolve},
 	[AC__MSG_WORK] = {ac__work_deliver, ac__work_settle_msg},
+	[AC__MSG_BRIDGE] = {ac__bridge_deliver, ac__bridge_settle},
 };

@@ -30,6 +30,7 @@ enum ac__msg_kind {
 	AC__MSG_PUBLISH,  /* write shared buffer b to group a.p's members */
 	AC__MSG_DISSOLVE, /* group a.p's members on this loop leave it */
 	AC__MSG_WORK,     /* run the completion of work item id b */
+	AC__MSG_BRIDGE,   /* publish shared buffer b on bridge channel a.p */
 	AC__MSG_KINDS
 };
 

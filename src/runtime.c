@@ -8,6 +8,7 @@
  * ac_runtime_free, so nothing accepted is ever lost or leaked.
  */
 #include "runtime.h"
+#include "bridge.h"
 #include "drain.h"
 #include "alloc.h"
 #include "listener.h"
@@ -140,6 +141,7 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 	}
 	LIST_INIT(&rt->listeners);
 	LIST_INIT(&rt->pools);
+	LIST_INIT(&rt->bridges);
 	ac__work_init(rt, cfg);
 	errno = 0; /* a failure below that sets none is out of memory */
 	if (ac__reclaim_init(rt) || ac__wtab_new(rt))
@@ -281,6 +283,7 @@ static void runtime_destroy(ac_runtime_t *rt)
 			ac__listener_release_user(l);
 		}
 		ac__pools_runtime_free(rt); /* pools the user never freed */
+		ac__bridges_runtime_free(rt); /* and bridges */
 		settle_all(rt);
 	}
 	/* From here no exiting thread hands a record back (that drains

@@ -30,6 +30,7 @@ struct ac_runtime_s {
 				  state transitions; never on a hot path */
 	LIST_HEAD(, ac_listener_s) listeners;
 	LIST_HEAD(, ac_pool_s) pools; /* not yet freed */
+	LIST_HEAD(, ac_bridge_s) bridges; /* not yet freed */
 	unsigned rr;           /* round robin for foreign posts */
 	unsigned max_conns;
 	unsigned nconns;       /* atomic: open connections, all loops */
