@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sidebyside import SLOW, Conn, free_port  # noqa: E402
@@ -131,6 +132,7 @@ class Redis:
         self.dir = os.path.join(procs.tmp, "redis-%d" % self.port)
         os.mkdir(self.dir)
         self.cluster = cluster
+        self.bus_port = free_port() if cluster else 0
         self.proc = None
         self.start()
         procs.add(self)
@@ -140,8 +142,11 @@ class Redis:
                 "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", self.dir, "--daemonize", "no"]
         if self.cluster:
+            # The bus port on a free port too: the default, port +
+            # 10000, may be taken or past 65535.
             args += ["--cluster-enabled", "yes", "--cluster-config-file",
-                     "nodes.conf", "--cluster-node-timeout", "5000"]
+                     "nodes.conf", "--cluster-node-timeout", "5000",
+                     "--cluster-port", str(self.bus_port)]
         self.proc = subprocess.Popen(args, cwd=self.dir,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -194,13 +199,13 @@ class Broker:
         return int(self.info()["bridge_" + name])
 
     def wait_links(self, mode, nodes=1):
-        """Until the bridge knows its mode and has a link up to each of
-        its nodes."""
+        """Until the bridge knows its mode and has both its links up to
+        each of its nodes (one that publishes, one subscribed)."""
         def ready():
             i = self.info()
             return (i["bridge_mode"] == mode and
                     int(i["bridge_nodes"]) == nodes and
-                    int(i["bridge_links_up"]) >= nodes)
+                    int(i["bridge_links_up"]) == 2 * nodes)
         wait_for(ready, "the bridge of the broker on %d: %s, %d links up"
                  % (self.port, mode, nodes))
 
@@ -461,7 +466,8 @@ def test_last_local_subscriber_gone_unsubscribes_in_redis():
         one.send(["UNSUBSCRIBE", "lone"])
         assert one.read() == [b"unsubscribe", b"lone", 0]
         raw = "raw \x00AC1 not an envelope"
-        assert redis.cmd("PUBLISH", "app:lone", raw) == 1
+        # Redis counts the node's two subscriptions: channel and pattern.
+        assert redis.cmd("PUBLISH", "app:lone", raw) == 2
         assert conn_until(two, raw, 1) == [("lone", raw)]
         assert conn_until(pat, raw, 1) == [("lo*", "lone", raw)]
         assert redis.numsub("app:lone") == 1
@@ -574,6 +580,9 @@ def main(tests):
         except Exception as e:  # report every test, then fail
             failed += 1
             print("FAIL: %s: %s: %s" % (t.__name__, type(e).__name__, e))
+            # Where: a bare assert says nothing else.
+            print("".join(traceback.format_tb(e.__traceback__)[-2:]),
+                  end="")
         sys.stdout.flush()
     sys.exit(1 if failed else 0)
 
