@@ -102,10 +102,10 @@ static struct topic **find(struct table *t, const char *name, size_t len)
  * then, at each later join, so that a refusal (the home loop's mailbox
  * full) lasts only until the next subscriber. Shard channels stay on
  * this node: the bridge has one namespace of channels in Redis, which
- * the plain ones use, and shard channels there would meet them. Taken under
- * the lock, so that the bridge sees one name's subscribe and unsubscribe
- * calls in the order the topic was made and freed, whichever loops made
- * them. */
+ * the plain ones use, and shard channels there would meet them. The
+ * bridge counts the calls per name and never blocks, so a topic freed
+ * on one loop and made again on another at once costs at most a
+ * needless unsubscribe and subscribe in Redis. */
 static void bridge_topic(struct topic *tp, int kind)
 {
 	if (B.br && kind != SHARD && !tp->bridged)

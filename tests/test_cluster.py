@@ -324,7 +324,7 @@ def cli_publish(port, pairs):
 # ---- one redis-server -------------------------------------------------------------
 
 def nodes_deliver_once_in_order(nnodes):
-    n = 200
+    n = 1000
     with Procs() as ps:
         redis = Redis(ps)
         url = "redis://127.0.0.1:%d" % redis.port
@@ -397,8 +397,24 @@ def test_psubscribe_gets_a_publish_of_another_node_once():
         assert a.figure("patterns") == 1 and a.figure("channels") == 1
 
 
+def stream(port, channel, payloads, replies):
+    """Publishes payloads on channel over one connection, each after the
+    reply to the last, a little apart; the replies go to replies. Run in
+    a thread, while the test kills Redis."""
+    c = Conn(port, timeout=WAIT)
+    for m in payloads:
+        c.send(["PUBLISH", channel, m])
+        replies.append(c.read())
+        time.sleep(0.002)
+    c.close()
+
+
+def conn_messages(c, n):
+    return [tuple(x.decode() for x in c.read()[1:]) for _ in range(n)]
+
+
 def test_redis_killed_and_restarted_mid_stream():
-    n = 50
+    n, k = 50, 400
     with Procs() as ps:
         redis = Redis(ps)
         url = "redis://127.0.0.1:%d" % redis.port
@@ -409,23 +425,30 @@ def test_redis_killed_and_restarted_mid_stream():
         near = sub_conn(b.port, "SUBSCRIBE", "ks")
         wait_for(lambda: redis.numsub("ks") == 2, "NUMSUB ks == 2")
 
-        before = [("ks", "m%d" % i) for i in range(n)]
-        assert cli_publish(b.port, before) == [1] * n
-        assert [far.message() for _ in range(n)] == before
-        assert [tuple(x.decode() for x in near.read()[1:])
-                for _ in range(n)] == before
-
+        # A stream of publishes on b; Redis is killed once a has had
+        # the first n of them, with more on their way.
+        flow = ["p%d" % i for i in range(k)]
+        replies = []
+        t = threading.Thread(target=stream, args=(b.port, "ks", flow, replies),
+                             daemon=True)
+        t.start()
+        assert [far.message() for _ in range(n)] == [
+            ("ks", m) for m in flow[:n]]
         redis.kill()
+        t.join(WAIT)
+        assert not t.is_alive() and replies == [1] * k
+        # b's own subscriber has had every one, Redis or not.
+        assert conn_messages(near, k) == [("ks", m) for m in flow]
         for node in (a, b):
             wait_for(lambda: node.figure("links_up") == 0,
-                     "the link of the broker on %d down" % node.port)
-        dropped = b.figure("dropped_down")
+                     "the links of the broker on %d down" % node.port)
+
         # Redis down: b's own subscriber gets each at once; the publishes
         # for the other nodes are dropped and counted, never held.
+        dropped = b.figure("dropped_down")
         down = [("ks", "d%d" % i) for i in range(n)]
         assert cli_publish(b.port, down) == [1] * n
-        assert [tuple(x.decode() for x in near.read()[1:])
-                for _ in range(n)] == down
+        assert conn_messages(near, n) == down
         wait_for(lambda: b.figure("dropped_down") - dropped == n,
                  "b's bridge_dropped_down + %d" % n)
 
@@ -436,12 +459,19 @@ def test_redis_killed_and_restarted_mid_stream():
         b.wait_links("single")
         after = [("ks", "r%d" % i) for i in range(n)] + [("ks", "end")]
         assert cli_publish(b.port, after) == [1] * (n + 1)
-        # Nothing twice, nothing of the time Redis was down.
-        assert far.until("end", 3 * n) == after
+        # On a: the rest of the stream up to the kill, in order, each at
+        # most once (those in flight then may be lost), none of the time
+        # Redis was down, then everything after the restart, once.
+        got = far.until("end", 2 * k)
+        cut = len(got) - len(after)
+        assert got[cut:] == after, got[-len(after) - 3:]
+        idx = [int(m[1:]) for _, m in got[:cut] if m.startswith("p")]
+        assert len(idx) == cut, got[:cut]
+        assert idx == sorted(set(idx)) and all(i >= n for i in idx), idx
         assert conn_until(near, "end", 3 * n) == after
         for node in (a, b):
-            assert node.figure("connects") >= 2
-            assert node.figure("disconnects") >= 1
+            assert node.figure("connects") >= 4  # 2 links, twice
+            assert node.figure("disconnects") >= 2
         near.close()
 
 
@@ -484,6 +514,19 @@ def test_last_local_subscriber_gone_unsubscribes_in_redis():
         wait_for(lambda: redis.cmd("PUBSUB", "NUMPAT") == 0,
                  "the pattern gone from redis-server")
         assert a.figure("channels") == 0 and a.figure("patterns") == 0
+
+        # INFO: the Bridge section is a default one with --cluster, and
+        # Redis's Cluster section still says the broker is no cluster
+        # node. CONFIG RESETSTAT zeroes the counters, not the gauges.
+        info = command(a.port, "INFO")
+        assert b"\r\n# Bridge\r\nbridge_enabled:1\r\n" in info, info
+        assert b"\r\ncluster_enabled:0\r\n" in info, info
+        # The raw message came twice from Redis: for the channel and
+        # for the pattern.
+        assert a.figure("received") == 2 and a.figure("connects") == 2
+        assert command(a.port, "CONFIG", "RESETSTAT") == b"OK"
+        assert a.figure("received") == 0 and a.figure("connects") == 0
+        assert a.figure("links_up") == 2
         one.close()
         pat.close()
 
