@@ -581,6 +581,15 @@ static struct rv *rv_new(const redisReadTask *t)
 	return r;
 }
 
+/* Out of memory while making r: the reader gives up on the reply and
+ * frees what it holds, which includes r when it has a parent. */
+static void *rv_fail(const redisReadTask *t, struct rv *r)
+{
+	if (!t->parent)
+		rv_free(r);
+	return NULL;
+}
+
 /* The last element of a message ("message", "pmessage", "smessage")? */
 static bool is_payload(const redisReadTask *t)
 {
@@ -617,7 +626,7 @@ static void *rv_string(const redisReadTask *t, char *s, size_t len)
 		return r;
 	}
 	if (!(r->s = xstrndup(s, len)))
-		return NULL;
+		return rv_fail(t, r);
 	r->len = len;
 	return r;
 }
@@ -628,7 +637,7 @@ static void *rv_array(const redisReadTask *t, int n)
 
 	if (r && n > 0) {
 		if (!(r->e = ac__calloc(AC__K_BRIDGE, (size_t)n, sizeof(*r->e))))
-			return NULL;
+			return rv_fail(t, r);
 		r->len = (size_t)n;
 	}
 	return r;
@@ -1183,6 +1192,16 @@ static void log_error(ac_bridge_t *br, struct link *l, const char *what,
 		r->s ? r->s : "");
 }
 
+/* An error that says nothing of the server's kind: not logged in yet,
+ * or still loading. (Any other refusal of CLUSTER SLOTS, such as cluster
+ * support being off or an ACL without it, means a single server.) */
+static bool transient(struct rv *r)
+{
+	return r->s && (!strncmp(r->s, "NOAUTH", 6) ||
+			!strncmp(r->s, "WRONGPASS", 9) ||
+			!strncmp(r->s, "LOADING", 7));
+}
+
 /* A reply on a pub link, answering p. */
 static void pub_reply(ac_bridge_t *br, struct link *l, struct pend *p,
 		      struct rv *r)
@@ -1202,10 +1221,12 @@ static void pub_reply(ac_bridge_t *br, struct link *l, struct pend *p,
 		br->refreshing = false;
 		if (!err && r->type == REDIS_REPLY_ARRAY)
 			apply_slots(br, l->node, r);
+		else if (transient(r))
+			log_error(br, l, "CLUSTER SLOTS failed", r);
 		else if (br->mode == AC_BRIDGE_AUTO &&
 			 br->mode_opt == AC_BRIDGE_AUTO)
 			become_single(br, l->node); /* cluster support off */
-		else if (br->mode == AC_BRIDGE_AUTO && br->server != l->node)
+		else if (br->mode != AC_BRIDGE_SINGLE)
 			log_error(br, l, "CLUSTER SLOTS failed", r);
 		if (br->refresh_again) {
 			br->refresh_again = false;
@@ -1307,14 +1328,22 @@ static void sub_reply(ac_bridge_t *br, struct link *l, struct rv *r)
 	struct bchan *ch;
 
 	if (r->type == REDIS_REPLY_ERROR) {
-		if (pend_pop(l, &p))
-			sub_answered(br, l, &p, r);
-		else
+		if (!pend_pop(l, &p)) {
 			log_error(br, l, "error", r);
+		} else if (p.op == OP_AUTH) {
+			log_error(br, l, "AUTH refused", r);
+			link_fail(l, -EACCES);
+		} else {
+			sub_answered(br, l, &p, r);
+		}
 		return;
 	}
-	if (!t)
+	if (!t) {
+		/* AUTH's +OK: the only plain reply a sub link gets. */
+		if (head && head->op == OP_AUTH)
+			pend_pop(l, &p);
 		return;
+	}
 	if (rv_is(t, "message") || rv_is(t, "smessage") || pmsg) {
 		struct rv *name = r->e[1], *chan = r->e[pmsg ? 2 : 1];
 		struct rv *payload = r->e[r->len - 1];

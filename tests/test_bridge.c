@@ -266,13 +266,17 @@ static const ac_conn_cbs_t member_cbs = {.on_open = member_open,
 
 static char url[128];
 
-/* A node of two loops whose group is bridged to chan through url. */
-static void node_start(struct node *n, const char *chan)
+/* A node of two loops whose group is bridged to chan through url, with
+ * the bridge options bo (NULL: quick reconnects). */
+static void node_start_with(struct node *n, const char *chan,
+			    const ac_bridge_opts_t *opts)
 {
 	ac_config_t cfg = {.loops = 2};
 	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
 	ac_bridge_opts_t bo = {.retry_min_ms = 50, .retry_max_ms = 200};
 
+	if (opts)
+		bo = *opts;
 	ck_assert_ptr_nonnull(n->rt = ac_runtime_new(&cfg));
 	ck_assert_ptr_nonnull(n->g = ac_group_new(n->rt));
 	ck_assert_int_eq(ac_bridge_new(n->rt, url, &bo, &n->br), 0);
@@ -281,6 +285,11 @@ static void node_start(struct node *n, const char *chan)
 	ck_assert_int_eq(ac_listen(n->rt, "127.0.0.1:0", &member_cbs, &o, n,
 				   &n->l), 0);
 	n->port = ac_listener_port(n->l);
+}
+
+static void node_start(struct node *n, const char *chan)
+{
+	node_start_with(n, chan, NULL);
 }
 
 static void node_stop(struct node *n)
@@ -556,6 +565,90 @@ START_TEST(redis_restart_local_delivery_goes_on_remote_resumes_no_duplicates)
 	close(fb);
 	node_stop(&a);
 	node_stop(&b);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+#define BIG 4096
+
+START_TEST(stalled_redis_bounds_what_is_queued_and_blocks_no_loop)
+{
+	struct node a = {0};
+	ac_bridge_opts_t bo = {.max_queued = 64 * 1024, .retry_min_ms = 50};
+	static char msg[BIG];
+	ac_bridge_stats_t st;
+	int fa;
+
+	node_start_with(&a, "bulk", &bo);
+	fa = th_connect_tcp("127.0.0.1", a.port);
+	ck_assert(numsub_is(R.port, "bulk", false, 1));
+	/* Redis stops reading (a stalled server, not a closed one): the
+	 * node's own members still get everything, at once; what would
+	 * pass max_queued toward Redis is dropped and counted. */
+	kill(R.pid, SIGSTOP);
+	memset(msg, 'x', sizeof(msg) - 1);
+	msg[sizeof(msg) - 1] = '\n';
+	for (int i = 0; i < 200; i++) {
+		ac_buf_t *b = ac_buf_new(msg, sizeof(msg));
+
+		ck_assert_int_eq(ac_group_publish(a.g, b), 1);
+		ac_buf_unref(b);
+	}
+	for (int i = 0; i < 200; i++) {
+		char line[BIG + 8];
+		size_t n = th_recv_frame(fa, AC_FRAME_LINE, line, sizeof(line), 0);
+
+		ck_assert_uint_eq(n, BIG - 1);
+	}
+	ck_assert(STAT_GE(a.br, dropped_full, 1));
+	ck_assert_int_eq(ac_bridge_stats(a.br, &st), 0);
+	ck_assert_uint_eq(st.published + st.dropped_full, 200);
+	/* Each written publish is a payload and a header: a bound of 64 KiB
+	 * holds at most 64 KiB / (4 KiB + its header) of them. */
+	ck_assert_uint_le(st.published, 64 * 1024 / BIG);
+	kill(R.pid, SIGCONT);
+	close(fa);
+	node_stop(&a);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+START_TEST(password_in_the_url_and_a_wrong_one)
+{
+	struct node a = {0}, b = {0};
+	char buf[256], good[160], bad[160];
+	int fa, fb;
+	const char *tags[] = {"A"};
+	const int start[] = {0}, count[] = {10};
+	struct pubarg p = {&a, "A", 0, 10};
+	ac_bridge_stats_t st;
+
+	redis_cmd(R.port, buf, sizeof(buf), "CONFIG SET requirepass s3cret");
+	ck_assert_str_eq(buf, "+OK\r\n");
+	snprintf(good, sizeof(good), "redis://:s3cret@127.0.0.1:%d", R.port);
+	snprintf(bad, sizeof(bad), "redis://default:wrong@127.0.0.1:%d", R.port);
+	strcpy(url, good);
+	node_start(&a, "auth");
+	node_start(&b, "auth");
+	fa = th_connect_tcp("127.0.0.1", a.port);
+	fb = th_connect_tcp("127.0.0.1", b.port);
+	ck_assert(size_is(&a, 1) && size_is(&b, 1));
+	ck_assert(STAT_GE(b.br, channels, 1));
+	ck_assert(STAT_GE(a.br, links_up, 2));
+	usleep(100000); /* the subscription confirmed at Redis */
+	publish_range(&p);
+	expect_in_order(fb, tags, start, count, 1);
+	close(fa);
+	close(fb);
+	node_stop(&a);
+	node_stop(&b);
+
+	strcpy(url, bad);
+	node_start(&a, "auth");
+	ck_assert(STAT_GE(a.br, errors, 1)); /* AUTH refused, logged */
+	ck_assert_int_eq(ac_bridge_stats(a.br, &st), 0);
+	ck_assert_uint_eq(st.channels, 0);
+	node_stop(&a);
 	th_assert_no_live_objects();
 }
 END_TEST
@@ -881,6 +974,8 @@ static Suite *bridge_suite(void)
 	tcase_add_test(tc, publish_reaches_members_on_every_node_once_in_publisher_order);
 	tcase_add_test(tc, node_is_subscribed_only_while_it_has_members);
 	tcase_add_test(tc, redis_restart_local_delivery_goes_on_remote_resumes_no_duplicates);
+	tcase_add_test(tc, stalled_redis_bounds_what_is_queued_and_blocks_no_loop);
+	tcase_add_test(tc, password_in_the_url_and_a_wrong_one);
 	tcase_add_test(tc, subscribe_counts_names_patterns_and_raw_messages);
 	tcase_add_test(tc, bad_arguments_are_refused_and_change_nothing);
 	suite_add_tcase(s, tc);
