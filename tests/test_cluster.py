@@ -17,6 +17,8 @@ subscriber and publisher.
   (PUBSUB CHANNELS, NUMSUB and NUMPAT asked of redis-server), with
   --cluster-prefix, and a message published into Redis by another
   program reaches the node's subscribers as it was sent;
+- a password in the url (escaped) reaches Redis, seeds given in two
+  options, and the broker never prints it;
 - a 3-master Redis Cluster (redis-cli --cluster create) and two brokers
   given one seed: many channels, each delivered once and in order, their
   shard subscriptions spread over more than one master (PUBSUB
@@ -89,6 +91,17 @@ def command(port, *args):
         c.close()
 
 
+def command_auth(port, password, *args):
+    """command, after AUTH password on the same connection."""
+    c = Conn(port, timeout=5.0 * SLOW)
+    try:
+        c.send(["AUTH", password], list(args))
+        assert c.read() == b"OK"
+        return c.read()
+    finally:
+        c.close()
+
+
 def try_command(port, *args):
     """command, or None while the server cannot be reached."""
     try:
@@ -127,7 +140,8 @@ class Redis:
     """A redis-server of the test's own, on a free port, keeping nothing
     on disk; cluster=True makes it a Redis Cluster node."""
 
-    def __init__(self, procs, cluster=False):
+    def __init__(self, procs, cluster=False, extra=()):
+        self.extra = list(extra)
         self.port = free_port()
         self.dir = os.path.join(procs.tmp, "redis-%d" % self.port)
         os.mkdir(self.dir)
@@ -140,7 +154,7 @@ class Redis:
     def start(self):
         args = [REDIS_SERVER, "--port", str(self.port), "--bind",
                 "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", self.dir, "--daemonize", "no"]
+                "--dir", self.dir, "--daemonize", "no"] + self.extra
         if self.cluster:
             # The bus port on a free port too: the default, port +
             # 10000, may be taken or past 65535.
@@ -158,6 +172,9 @@ class Redis:
         self.proc.wait(10)
 
     def cmd(self, *args):
+        if "--requirepass" in self.extra:
+            pw = self.extra[self.extra.index("--requirepass") + 1]
+            return command_auth(self.port, pw, *args)
         return command(self.port, *args)
 
     def numsub(self, channel):
@@ -177,13 +194,19 @@ class Broker:
 
     def __init__(self, procs, url, *extra):
         self.port = free_port()
-        self.err = tempfile.TemporaryFile()  # a file: it never blocks
+        # Files: a broker never blocks on them.
+        self.out = tempfile.TemporaryFile()
+        self.err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             WRAP + [BROKER, "--listen", "127.0.0.1:%d" % self.port,
                     "--threads", "2", "--cluster", url] + list(extra),
-            stdout=subprocess.DEVNULL, stderr=self.err)
+            stdout=self.out, stderr=self.err)
         procs.add(self)
         wait_port(self.port, self.proc, "actorconn-broker")
+
+    def stdout(self):
+        self.out.seek(0)
+        return self.out.read().decode(errors="replace")
 
     def stderr(self):
         self.err.seek(0)
@@ -531,6 +554,26 @@ def test_last_local_subscriber_gone_unsubscribes_in_redis():
         pat.close()
 
 
+def test_password_in_the_url_is_used_and_not_shown():
+    with Procs() as ps:
+        redis = Redis(ps, extra=["--requirepass", "s3cr%t"])
+        # Two seeds in two options; the first one's password (escaped,
+        # as a url needs) applies to both.
+        url = "redis://:s3cr%%25t@127.0.0.1:%d" % free_port()
+        a = Broker(ps, url, "--cluster", "127.0.0.1:%d" % redis.port)
+        b = Broker(ps, "redis://:s3cr%%25t@127.0.0.1:%d" % redis.port)
+        a.wait_links("single")
+        b.wait_links("single")
+        sub = CliSub(ps, a.port, "SUBSCRIBE", "pw")
+        wait_for(lambda: redis.numsub("pw") == 1, "a subscribed")
+        assert cli_publish(b.port, [("pw", "hello")]) == [0]
+        assert sub.message() == ("pw", "hello")
+        for node in (a, b):
+            assert "s3cr" not in node.stdout() + node.stderr()
+        assert ("channels bridged through redis://127.0.0.1:%d,127.0.0.1:%d"
+                % (int(url.rsplit(":", 1)[1]), redis.port)) in a.stdout()
+
+
 # ---- a Redis Cluster -------------------------------------------------------------
 
 def test_redis_cluster_spreads_channels_over_masters():
@@ -637,5 +680,6 @@ if __name__ == "__main__":
         test_psubscribe_gets_a_publish_of_another_node_once,
         test_redis_killed_and_restarted_mid_stream,
         test_last_local_subscriber_gone_unsubscribes_in_redis,
+        test_password_in_the_url_is_used_and_not_shown,
         test_redis_cluster_spreads_channels_over_masters,
     ])
