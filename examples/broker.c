@@ -5,7 +5,7 @@
  *
  * This file holds the connections (decoding, replies, a client's state),
  * the command line and main; the channels are in pubsub.c, the commands
- * in commands.c, --upstream in forward.c (broker.h lists them).
+ * in commands.c, --cluster in cluster.c (broker.h lists them).
  */
 #include "broker.h"
 
@@ -368,7 +368,8 @@ static void usage(FILE *f)
 		"         [--client-output-buffer-limit 'CLASS HARD SOFT SECONDS ...']\n"
 		"         [--output-limit BYTES] [--proto-max-bulk-len BYTES]\n"
 		"         [--client-query-buffer-limit BYTES] [--metrics ADDR]\n"
-		"         [--upstream ADDR] [--max-queued BYTES]\n"
+		"         [--cluster redis://HOST:PORT[,HOST:PORT...]]\n"
+		"         [--cluster-prefix PREFIX] [--max-queued BYTES]\n"
 		"         [--tls-port N | --tls-listen ADDR]\n"
 		"         [--tls-cert-file FILE] [--tls-key-file FILE]\n"
 		"         [--tls-ca-cert-file FILE] [--tls-auth-clients yes|no]\n"
@@ -555,7 +556,9 @@ int main(int argc, char **argv)
 		OPT_QBUF,
 		OPT_MAX_QUEUED,
 		OPT_REQUIREPASS,
-		OPT_ACLFILE
+		OPT_ACLFILE,
+		OPT_CLUSTER,
+		OPT_CLUSTER_PREFIX
 	};
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
@@ -570,7 +573,8 @@ int main(int argc, char **argv)
 		{"client-output-buffer-limit", required_argument, NULL, OPT_OBUF},
 		{"client-query-buffer-limit", required_argument, NULL, OPT_QBUF},
 		{"metrics", required_argument, NULL, 'm'},
-		{"upstream", required_argument, NULL, 'U'},
+		{"cluster", required_argument, NULL, OPT_CLUSTER},
+		{"cluster-prefix", required_argument, NULL, OPT_CLUSTER_PREFIX},
 		{"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
 		{"tls-port", required_argument, NULL, OPT_TLS_PORT},
 		{"tls-listen", required_argument, NULL, OPT_TLS_LISTEN},
@@ -585,7 +589,8 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	const char *addr = "127.0.0.1:6380", *upath = NULL, *maddr = NULL;
-	const char *upstream = NULL, *requirepass = NULL, *aclfile = NULL;
+	const char *requirepass = NULL, *aclfile = NULL, *cprefix = NULL;
+	char *cluster = NULL; /* --cluster's seeds, joined */
 	struct tls_args ta = {0};
 	char *taddr = NULL;
 	ac_tls_t *tls = NULL;
@@ -649,7 +654,11 @@ int main(int argc, char **argv)
 		case 'B': B.lim.max_bulk = size_option("--proto-max-bulk-len", optarg); break;
 		case OPT_QBUF: B.qbuf_limit = size_option("--client-query-buffer-limit", optarg); break;
 		case 'm': maddr = optarg; break;
-		case 'U': upstream = optarg; break;
+		case OPT_CLUSTER:
+			if (!(cluster = cluster_seeds(cluster, optarg)))
+				return 1;
+			break;
+		case OPT_CLUSTER_PREFIX: cprefix = optarg; break;
 		case OPT_TLS_PORT: ta.port = optarg; break;
 		case OPT_TLS_LISTEN: ta.listen = optarg; break;
 		case OPT_TLS_CERT: ta.o.cert_file = optarg; break;
@@ -667,6 +676,11 @@ int main(int argc, char **argv)
 	}
 	if (B.max_queued == 0)
 		B.max_queued = (size_t)1 << 30;
+	if (cprefix && !cluster) {
+		fprintf(stderr, "actorconn-broker: --cluster-prefix needs "
+				"--cluster\n");
+		return 1;
+	}
 	if (optind != argc || cfg.loops > 256) {
 		usage(stderr);
 		return 1;
@@ -766,11 +780,8 @@ int main(int argc, char **argv)
 			maddr, errtext(err));
 		goto fail;
 	}
-	if (upstream && !(B.up = upstream_pool(upstream))) {
-		fprintf(stderr, "actorconn-broker: bad --upstream '%s': %s\n",
-			upstream, strerror(errno));
+	if (cluster && cluster_start(cluster, cprefix))
 		goto fail;
-	}
 	if ((err = ac_runtime_start(B.rt))) {
 		fprintf(stderr, "actorconn-broker: start: %s\n", ac_strerror(err));
 		goto fail;
@@ -800,8 +811,15 @@ int main(int argc, char **argv)
 							   : "not asked for");
 	if (maddr)
 		printf("actorconn-broker: metrics on http://%s/metrics\n", maddr);
-	if (upstream)
-		printf("actorconn-broker: forwarding PUBLISH to %s\n", upstream);
+	if (cluster) {
+		char shown[256];
+
+		cluster_print_url(shown, sizeof(shown), cluster);
+		printf("actorconn-broker: channels bridged through %s", shown);
+		if (cprefix)
+			printf(" with prefix '%s'", cprefix);
+		printf("\n");
+	}
 	fflush(stdout);
 
 	while (!sigwait(&sigs, &sig) && sig == SIGHUP) {
@@ -820,14 +838,16 @@ int main(int argc, char **argv)
 	}
 	status = 0;
 fail:
-	ac_pool_free(B.up);
 	if (B.rt)
 		ac_runtime_stop(B.rt, 1000);
+	/* After the loops: no command calls the bridge any more. */
+	cluster_free();
 	ac_runtime_free(B.rt);
 	/* After the runtime: its listeners and connections held their own
 	 * references, and have dropped them now. */
 	ac_tls_free(tls);
 	free(taddr);
+	free(cluster);
 	pubsub_free();
 	acl_free();
 	return status;

@@ -8,7 +8,8 @@
  *   multi.c     MULTI, EXEC, DISCARD, WATCH, UNWATCH: the queued commands
  *   clients.c   CLIENT LIST, KILL and INFO: every loop's clients
  *   config.c    CONFIG; the output limits of the client classes
- *   forward.c   --upstream: PUBLISH forwarded through a connection pool
+ *   cluster.c   --cluster: channels and patterns bridged to other nodes
+ *               through Redis (ac_bridge_new)
  *   acl.c       users: --requirepass, --aclfile, password and permission
  *               checks
  *   session.c   AUTH, HELLO, SELECT, RESET, CLIENT REPLY: a connection's
@@ -54,6 +55,8 @@ struct topic {
 	ac_group_t *group3; /* RESP3 subscribers; NULL until the first */
 	size_t subs;  /* both groups' members, under the table's lock */
 	size_t subs3; /* group3's */
+	int bridged;  /* holds a subscription of the node in Redis
+			 (--cluster; pubsub.c's bridge_topic) */
 	size_t len;
 	char name[];
 };
@@ -74,8 +77,11 @@ struct broker {
 	uint64_t started_ms;
 	int port;
 	uint64_t commands;          /* atomic */
-	ac_pool_t *up;              /* --upstream: PUBLISH is forwarded */
-	uint64_t fwd_ok, fwd_failed; /* atomic */
+	/* cluster.c: --cluster's bridge (NULL without), and the calls it
+	 * refused (its home loop's mailbox full): subscriptions not made
+	 * or not undone, publishes not sent */
+	ac_bridge_t *br;
+	uint64_t bridge_refused; /* atomic */
 	/* pubsub.c: SSUBSCRIBE's channels, a namespace apart from chans */
 	struct table schans[SHARDS];
 	size_t max_queued; /* multi.c: --max-queued, bytes one MULTI holds */
@@ -207,6 +213,12 @@ long publish(const char *ch, size_t clen, const char *msg, size_t mlen);
 /* SPUBLISH: to ch's shard subscribers only, as "smessage"; patterns and
  * SUBSCRIBE's channels are another namespace. */
 long spublish(const char *ch, size_t clen, const char *msg, size_t mlen);
+/* A message another node published (cluster.c, on the bridge's home
+ * loop): with pat NULL to channel ch's subscribers only, else to pattern
+ * pat's only, as a pmessage; the other topics that match get their own
+ * copy from Redis. Returns the number of receivers. */
+long publish_remote(const char *pat, size_t plen, const char *ch,
+		    size_t clen, const char *msg, size_t mlen);
 
 /* PUBSUB CHANNELS and SHARDCHANNELS [pat] (pat NULL: all), kind CHANNEL
  * or SHARD: a copy of the names, which the caller frees, each name and
@@ -381,11 +393,31 @@ void obuf_apply(ac_conn_t *c, int cls);
  * last moves to the pubsub or normal class's limits. */
 void obuf_check(ac_conn_t *c, struct client *cl);
 
-/* ---- forward.c ------------------------------------------------------------ */
+/* ---- cluster.c ------------------------------------------------------------ */
 
-/* Before ac_runtime_start: the pool to addr; NULL with errno if not. */
-ac_pool_t *upstream_pool(const char *addr);
-/* Sends PUBLISH ch msg to B.up; counts it in B.fwd_ok or B.fwd_failed. */
-void forward(const char *ch, size_t clen, const char *msg, size_t mlen);
+/* --cluster URL, given once or more: url with arg's seeds added after a
+ * comma (url NULL: arg itself), in memory the caller frees; NULL after
+ * printing why on stderr. Any thread. */
+char *cluster_seeds(char *url, const char *arg);
+/* After ac_runtime_new, before ac_runtime_start: B.br, the bridge to url
+ * with prefix (NULL: none) before every name in Redis; -1 after printing
+ * why on stderr. */
+int cluster_start(const char *url, const char *prefix);
+/* What the broker prints of url: its seeds without the credentials.
+ * Writes at most n bytes, NUL included. Any thread. */
+void cluster_print_url(char *buf, size_t n, const char *url);
+/* After ac_runtime_stop: the bridge freed, B.br NULL. */
+void cluster_free(void);
+/* Any loop, under the topic table's lock (pubsub.c): the node's
+ * subscription in Redis to a channel or pattern (kind CHANNEL or
+ * PATTERN), from the topic's making to its end. cluster_subscribe
+ * returns 0, or -1 when the bridge refused it (counted in
+ * B.bridge_refused). */
+int cluster_subscribe(int kind, const char *name, size_t len);
+void cluster_unsubscribe(int kind, const char *name, size_t len);
+/* Any loop, after the local delivery: PUBLISH ch msg for the other
+ * nodes, through B.br. */
+void cluster_publish(const char *ch, size_t clen, const char *msg,
+		     size_t mlen);
 
 #endif

@@ -211,8 +211,8 @@ static void visit(ac_conn_t *c, void *arg)
 	struct ask *a = arg;
 	ac_conn_info_t i;
 
-	/* The broker's clients only: not its upstream pool's connections,
-	 * nor the metrics endpoint's. */
+	/* The broker's clients only: not the links of its --cluster
+	 * bridge, nor the metrics endpoint's connections. */
 	if (ac_conn_info(c, &i) || i.ud != &B || !matches(a, c, &i))
 		return;
 	if (!a->kill) {

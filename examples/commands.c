@@ -107,15 +107,17 @@ static void cmd_sunsubscribe(ARGS)
 	unsubscribe_cmd(c, cl, argc, argv, argl, SHARD);
 }
 
+/* The reply counts this node's receivers, as a single Redis counts its
+ * own: with --cluster the other nodes' are not known here. */
 static void cmd_publish(ARGS)
 {
 	outf(c, ":%ld\r\n", publish(argv[1], argl[1], argv[2], argl[2]));
-	if (B.up)
-		forward(argv[1], argl[1], argv[2], argl[2]);
+	if (B.br)
+		cluster_publish(argv[1], argl[1], argv[2], argl[2]);
 }
 
-/* Not forwarded to --upstream: forward.c sends PUBLISH, and a shard
- * channel is not a channel there. */
+/* Not bridged with --cluster: shard channels stay on this node (see
+ * pubsub.c's bridge_topic). */
 static void cmd_spublish(ARGS)
 {
 	outf(c, ":%ld\r\n", spublish(argv[1], argl[1], argv[2], argl[2]));

@@ -761,22 +761,76 @@ static void human(char *buf, size_t n, unsigned long long b)
 
 enum {
 	SERVER, CLIENTS, MEMORY, PERSISTENCE, STATS, REPLICATION, CPU, MODULES,
-	COMMANDSTATS, ERRORSTATS, LATENCYSTATS, CLUSTER, KEYSPACE, UPSTREAM,
+	COMMANDSTATS, ERRORSTATS, LATENCYSTATS, CLUSTER, KEYSPACE, BRIDGE,
 	NSECTIONS
 };
 
 static const char *const section_names[NSECTIONS] = {
 	"server", "clients", "memory", "persistence", "stats", "replication",
 	"cpu", "module_list", "commandstats", "errorstats", "latencystats",
-	"cluster", "keyspace", "upstream"};
+	"cluster", "keyspace", "bridge"};
 
-/* Redis' default sections, and the broker's own Upstream with
- * --upstream. */
+/* Redis' default sections, and the broker's own Bridge with --cluster.
+ * Redis's Cluster section stays as it is (cluster_enabled:0): the
+ * broker is no Redis Cluster node, and clients that read the field
+ * (to choose their cluster mode) must go on talking to it as to one
+ * server. */
 static void defaults(int *want)
 {
 	for (int s = SERVER; s <= KEYSPACE; s++)
 		want[s] = s != COMMANDSTATS && s != LATENCYSTATS;
-	want[UPSTREAM] |= B.up != NULL;
+	want[BRIDGE] |= B.br != NULL;
+}
+
+/* CONFIG RESETSTAT's copies of the counters (stats_reset, below) are
+ * taken, and read by INFO, under this lock. */
+static pthread_mutex_t reset_lock = PTHREAD_MUTEX_INITIALIZER;
+static ac_bridge_stats_t br_at_reset; /* zero until a reset */
+
+/* The Bridge section: the bridge's figures (ac_bridge_stats), its
+ * counters less what they were at the last CONFIG RESETSTAT; without
+ * --cluster, a bridge_enabled:0 line alone. */
+static void bridge_section(struct text *t)
+{
+	static const char *const modes[] = {"unknown", "single", "cluster"};
+	ac_bridge_stats_t b;
+
+	if (!B.br || ac_bridge_stats(B.br, &b)) {
+		add(t, "# Bridge\r\nbridge_enabled:0\r\n");
+		return;
+	}
+	pthread_mutex_lock(&reset_lock);
+	b.published -= br_at_reset.published;
+	b.received -= br_at_reset.received;
+	b.own_skipped -= br_at_reset.own_skipped;
+	b.dropped_down -= br_at_reset.dropped_down;
+	b.dropped_full -= br_at_reset.dropped_full;
+	b.connects -= br_at_reset.connects;
+	b.disconnects -= br_at_reset.disconnects;
+	b.redirects -= br_at_reset.redirects;
+	b.refreshes -= br_at_reset.refreshes;
+	b.errors -= br_at_reset.errors;
+	pthread_mutex_unlock(&reset_lock);
+	add(t, "# Bridge\r\nbridge_enabled:1\r\nbridge_mode:%s\r\n"
+	       "bridge_nodes:%llu\r\nbridge_links_up:%llu\r\n"
+	       "bridge_channels:%llu\r\nbridge_patterns:%llu\r\n"
+	       "bridge_published:%llu\r\nbridge_received:%llu\r\n"
+	       "bridge_own_skipped:%llu\r\nbridge_dropped_down:%llu\r\n"
+	       "bridge_dropped_full:%llu\r\nbridge_connects:%llu\r\n"
+	       "bridge_disconnects:%llu\r\nbridge_redirects:%llu\r\n"
+	       "bridge_refreshes:%llu\r\nbridge_errors:%llu\r\n"
+	       "bridge_refused:%llu\r\n",
+	    modes[b.mode < 3 ? b.mode : 0], (unsigned long long)b.nodes,
+	    (unsigned long long)b.links_up, (unsigned long long)b.channels,
+	    (unsigned long long)b.patterns, (unsigned long long)b.published,
+	    (unsigned long long)b.received, (unsigned long long)b.own_skipped,
+	    (unsigned long long)b.dropped_down,
+	    (unsigned long long)b.dropped_full,
+	    (unsigned long long)b.connects, (unsigned long long)b.disconnects,
+	    (unsigned long long)b.redirects, (unsigned long long)b.refreshes,
+	    (unsigned long long)b.errors,
+	    (unsigned long long)__atomic_load_n(&B.bridge_refused,
+						__ATOMIC_RELAXED));
 }
 
 static void section(struct text *t, int s, const ac_stats_t *st)
@@ -887,17 +941,8 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 	case KEYSPACE:
 		add(t, "# Keyspace\r\n");
 		break;
-	case UPSTREAM:
-		add(t, "# Upstream\r\nupstream_forwarded:%llu\r\n"
-		       "upstream_failed:%llu\r\nupstream_pool_idle:%llu\r\n"
-		       "upstream_pool_busy:%llu\r\nupstream_connects:%llu\r\n",
-		    (unsigned long long)__atomic_load_n(&B.fwd_ok,
-							__ATOMIC_RELAXED),
-		    (unsigned long long)__atomic_load_n(&B.fwd_failed,
-							__ATOMIC_RELAXED),
-		    (unsigned long long)st->pool_idle,
-		    (unsigned long long)st->pool_busy,
-		    (unsigned long long)st->pool_connects);
+	case BRIDGE:
+		bridge_section(t);
 		break;
 	}
 }
@@ -906,10 +951,9 @@ static void section(struct text *t, int s, const ac_stats_t *st)
  * CONFIG RESETSTAT: the library's counters cannot be set back, so INFO
  * shows them less what they were at the last reset (a copy taken under
  * a lock that only INFO and RESETSTAT take); the broker's own are set
- * to zero. The gauges (clients, memory, pools) are not counters and
- * stay, as in Redis.
+ * to zero. The gauges (clients, memory, pools, the bridge's links and
+ * subscriptions) are not counters and stay, as in Redis.
  */
-static pthread_mutex_t reset_lock = PTHREAD_MUTEX_INITIALIZER;
 static ac_stats_t at_reset; /* under reset_lock; zero until a reset */
 
 static void since_reset(ac_stats_t *st)
@@ -924,18 +968,19 @@ static void since_reset(ac_stats_t *st)
 	st->dropped -= at_reset.dropped;
 	st->closed[AC_CR_SLOW] -= at_reset.closed[AC_CR_SLOW];
 	st->closed[AC_CR_TIMEOUT] -= at_reset.closed[AC_CR_TIMEOUT];
-	st->pool_connects -= at_reset.pool_connects;
 	pthread_mutex_unlock(&reset_lock);
 }
 
 void stats_reset(void)
 {
 	uint64_t *own[] = {&B.commands,	   &B.denied_auth, &B.denied_cmd,
-			   &B.denied_channel, &B.denied_key,  &B.fwd_ok,
-			   &B.fwd_failed};
+			   &B.denied_channel, &B.denied_key,
+			   &B.bridge_refused};
 
 	pthread_mutex_lock(&reset_lock);
 	ac_stats(B.rt, &at_reset, NULL, 0);
+	if (B.br)
+		ac_bridge_stats(B.br, &br_at_reset);
 	pthread_mutex_unlock(&reset_lock);
 	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
 		__atomic_store_n(own[i], 0, __ATOMIC_RELAXED);
@@ -944,8 +989,8 @@ void stats_reset(void)
 /* INFO [section ...]: Redis' rules: names in any case, "default",
  * "all" (every section), "everything" (the same here: no modules); an
  * unknown name adds nothing, so that INFO nosuch is empty. The broker's
- * Upstream section is in default and all with --upstream, and always
- * when named. */
+ * Bridge section is in default and all with --cluster, and always when
+ * named. */
 void cmd_info(ac_conn_t *c, struct client *cl, size_t argc,
 	      const char **argv, const size_t *argl)
 {
@@ -962,7 +1007,7 @@ void cmd_info(ac_conn_t *c, struct client *cl, size_t argc,
 		else if (is(argv[i], argl[i], "all") ||
 			 is(argv[i], argl[i], "everything"))
 			for (int s = 0; s < NSECTIONS; s++)
-				want[s] = s != UPSTREAM || B.up;
+				want[s] = s != BRIDGE || B.br;
 		else if (is(argv[i], argl[i], "modules"))
 			want[MODULES] = 1;
 		else

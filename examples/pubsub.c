@@ -11,6 +11,9 @@
  * Shard channels (SSUBSCRIBE, SPUBLISH) have tables of their own, the
  * same kind: a namespace apart, as in Redis, that PUBLISH never looks
  * at, so that they cost it nothing.
+ * With --cluster, a channel or pattern topic holds a subscription of the
+ * node in Redis for as long as it lives (cluster.c), and what other
+ * nodes publish comes in through publish_remote.
  */
 #include "broker.h"
 
@@ -94,10 +97,25 @@ static struct topic **find(struct table *t, const char *name, size_t len)
 	return p;
 }
 
+/* Under t->lock: a channel or pattern topic asks the bridge for other
+ * nodes' messages (cluster.c), at its making and, if the bridge refused
+ * then, at each later join, so that a refusal (the home loop's mailbox
+ * full) lasts only until the next subscriber. Shard channels stay on
+ * this node: the bridge has one namespace of channels in Redis, which
+ * the plain ones use, and shard channels there would meet them. The
+ * bridge counts the calls per name and never blocks, so a topic freed
+ * on one loop and made again on another at once costs at most a
+ * needless unsubscribe and subscribe in Redis. */
+static void bridge_topic(struct topic *tp, int kind)
+{
+	if (B.br && kind != SHARD && !tp->bridged)
+		tp->bridged = cluster_subscribe(kind, tp->name, tp->len) == 0;
+}
+
 /* Under t->lock: c joins name's group for its protocol (resp3: the
  * RESP3 one), made on first use. */
-static void join(struct table *t, ac_conn_t *c, const char *name, size_t len,
-		 int resp3)
+static void join(struct table *t, int kind, ac_conn_t *c, const char *name,
+		 size_t len, int resp3)
 {
 	struct topic **p = find(t, name, len), *tp = *p;
 
@@ -106,6 +124,7 @@ static void join(struct table *t, ac_conn_t *c, const char *name, size_t len,
 		tp->next = NULL;
 		tp->group3 = NULL;
 		tp->subs = tp->subs3 = 0;
+		tp->bridged = 0;
 		tp->len = len;
 		memcpy(tp->name, name, len);
 		if (!(tp->group = ac_group_new(B.rt)))
@@ -118,12 +137,14 @@ static void join(struct table *t, ac_conn_t *c, const char *name, size_t len,
 	if (ac_group_join(resp3 ? tp->group3 : tp->group, c) == 0) {
 		tp->subs++;
 		tp->subs3 += resp3 ? 1 : 0;
+		bridge_topic(tp, kind);
 	}
 }
 
-/* Under t->lock: c leaves name's group; the last one out frees it. */
-static void leave(struct table *t, ac_conn_t *c, const char *name, size_t len,
-		  int resp3)
+/* Under t->lock: c leaves name's group; the last one out frees it, and
+ * the node's subscription in Redis with it. */
+static void leave(struct table *t, int kind, ac_conn_t *c, const char *name,
+		  size_t len, int resp3)
 {
 	struct topic **p = find(t, name, len), *tp = *p;
 
@@ -134,6 +155,8 @@ static void leave(struct table *t, ac_conn_t *c, const char *name, size_t len,
 	if (--tp->subs == 0) {
 		*p = tp->next;
 		t->count--;
+		if (tp->bridged)
+			cluster_unsubscribe(kind, tp->name, tp->len);
 		ac_group_free(tp->group);
 		if (tp->group3)
 			ac_group_free(tp->group3);
@@ -230,7 +253,7 @@ void subscribe(ac_conn_t *c, struct client *cl, int kind,
 		struct table *t = table_of(kind, name, len);
 
 		pthread_mutex_lock(&t->lock);
-		join(t, c, name, len, client_resp(cl) == 3);
+		join(t, kind, c, name, len, client_resp(cl) == 3);
 		pthread_mutex_unlock(&t->lock);
 		add_sub(l.v, l.n, l.cap, name, len);
 	}
@@ -247,7 +270,7 @@ void unsubscribe(ac_conn_t *c, struct client *cl, int kind,
 		struct table *t = table_of(kind, name, len);
 
 		pthread_mutex_lock(&t->lock);
-		leave(t, c, name, len, client_resp(cl) == 3);
+		leave(t, kind, c, name, len, client_resp(cl) == 3);
 		pthread_mutex_unlock(&t->lock);
 	}
 	if (!quiet)
@@ -291,8 +314,8 @@ void pubsub_set_resp(ac_conn_t *c, struct client *cl, int resp)
 
 			/* Joined before leaving: the topic stays. */
 			pthread_mutex_lock(&t->lock);
-			join(t, c, v[i].name, v[i].len, to3);
-			leave(t, c, v[i].name, v[i].len, from3);
+			join(t, kind, c, v[i].name, v[i].len, to3);
+			leave(t, kind, c, v[i].name, v[i].len, from3);
 			pthread_mutex_unlock(&t->lock);
 		}
 	}
@@ -401,6 +424,20 @@ long spublish(const char *ch, size_t clen, const char *msg, size_t mlen)
 	pthread_mutex_lock(&t->lock);
 	if ((tp = *find(t, ch, clen)))
 		receivers = deliver(tp, 1, NULL, 0, ch, clen, msg, mlen);
+	pthread_mutex_unlock(&t->lock);
+	return receivers;
+}
+
+long publish_remote(const char *pat, size_t plen, const char *ch,
+		    size_t clen, const char *msg, size_t mlen)
+{
+	struct table *t = pat ? &B.pats : chan_table(ch, clen);
+	struct topic *tp;
+	long receivers = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if ((tp = *(pat ? find(t, pat, plen) : find(t, ch, clen))))
+		receivers = deliver(tp, 0, pat, plen, ch, clen, msg, mlen);
 	pthread_mutex_unlock(&t->lock);
 	return receivers;
 }

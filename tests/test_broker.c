@@ -15,9 +15,8 @@
 static pid_t broker;
 static int port;
 
-/* Starts a broker on a free port with extra options (NULL-terminated);
- * its first line tells the port. */
-static pid_t spawn_broker(int *port_out, const char *opt, const char *val)
+/* Starts a broker on a free port; its first line tells the port. */
+static pid_t spawn_broker(int *port_out)
 {
 	const char *bin = getenv("BROKER_BIN");
 	int pfd[2];
@@ -33,7 +32,7 @@ static pid_t spawn_broker(int *port_out, const char *opt, const char *val)
 		dup2(pfd[1], 1);
 		close(pfd[0]);
 		execl(bin, bin, "--listen", "127.0.0.1:0", "--threads", "2",
-		      opt, val, (char *)NULL);
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -48,7 +47,7 @@ static pid_t spawn_broker(int *port_out, const char *opt, const char *val)
 
 static void start_broker(void)
 {
-	broker = spawn_broker(&port, NULL, NULL);
+	broker = spawn_broker(&port);
 }
 
 static void reap(pid_t pid)
@@ -237,68 +236,6 @@ START_TEST(errors_keep_or_close_the_connection_as_redis_does)
 }
 END_TEST
 
-/* INFO's value for key, as a number (-1 if absent). */
-static long info_field(int fd, const char *key)
-{
-	char got[8192], *p;
-
-	send_cmd(fd, 1, "INFO");
-	read_reply(fd, got, sizeof(got));
-	p = strstr(got, key);
-	return p ? atol(p + strlen(key) + 1) : -1;
-}
-
-START_TEST(upstream_forwards_every_publish_through_the_pool)
-{
-	int up_port, edge_port, sub, pub;
-	pid_t up, edge;
-	char addr[64], msg[32], got[256];
-	bool seen[100] = {0};
-
-	up = spawn_broker(&up_port, NULL, NULL);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", up_port);
-	edge = spawn_broker(&edge_port, "--upstream", addr);
-	sub = th_connect_tcp("127.0.0.1", up_port);
-	send_cmd(sub, 2, "SUBSCRIBE", "news");
-	expect(sub, "*3 $subscribe $news :1");
-	pub = th_connect_tcp("127.0.0.1", edge_port);
-	/* Published at the edge, where nobody listens: the reply counts
-	 * local receivers; the upstream's subscriber gets each one. */
-	for (int i = 0; i < 100; i++) {
-		snprintf(msg, sizeof(msg), "m%d", i);
-		send_cmd(pub, 3, "PUBLISH", "news", msg);
-		expect(pub, ":0");
-	}
-	/* Pooled connections run side by side: any order, each once. */
-	for (int i = 0; i < 100; i++) {
-		int k;
-		read_reply(sub, got, sizeof(got));
-		ck_assert_int_eq(sscanf(got, "*3 $message $news $m%d", &k), 1);
-		ck_assert(k >= 0 && k < 100 && !seen[k]);
-		seen[k] = true;
-	}
-	for (int tries = 0; info_field(pub, "upstream_forwarded") < 100; tries++) {
-		ck_assert_int_lt(tries, 200);
-		usleep(10000);
-	}
-	ck_assert_int_eq(info_field(pub, "upstream_failed"), 0);
-	ck_assert_int_le(info_field(pub, "upstream_connects"), 16);
-
-	/* The upstream goes away: publishing still works locally, and the
-	 * forwards fail (counted) instead of hanging. */
-	close(sub);
-	reap(up);
-	send_cmd(pub, 3, "PUBLISH", "news", "lost");
-	expect(pub, ":0");
-	for (int tries = 0; info_field(pub, "upstream_failed") < 1; tries++) {
-		ck_assert_int_lt(tries, 300);
-		usleep(10000);
-	}
-	close(pub);
-	reap(edge);
-}
-END_TEST
-
 /* ---- CLIENT LIST and CLIENT KILL ------------------------------------------------- */
 
 #define CLIENTS 8
@@ -483,7 +420,6 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, subscribers_on_several_connections_get_every_message_once);
 	tcase_add_test(tc, errors_keep_or_close_the_connection_as_redis_does);
-	tcase_add_test(tc, upstream_forwards_every_publish_through_the_pool);
 	tcase_add_test(tc, client_list_and_kill_gather_every_loop_as_redis_does);
 	suite_add_tcase(s, tc);
 	return th_run(s);
