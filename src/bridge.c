@@ -1509,7 +1509,7 @@ static void link_on_close(ac_conn_t *c, int reason)
 	if (was_open) {
 		ST_ADD(br, links_up, -1);
 		ST_ADD(br, disconnects, 1);
-		if (!br->dead && reason)
+		if (!br->dead && reason && reason != AC_ESHUTDOWN)
 			ac__log(br->rt, AC_LOG_WARN,
 				"bridge: link to %s lost: %s", l->node->addr,
 				ac_strerror(reason));
