@@ -1419,9 +1419,13 @@ AC_EXPORT int ac_bridge_new(ac_runtime_t *rt, const char *url,
  * subscribed to chan in Redis only while g has at least one member on
  * this node. One group per channel per bridge: a node's own publishes are
  * not delivered back to it, so a second group on the same channel would
- * miss them. Returns 0, AC_EINVAL, AC_EEXIST (g already bridged, or chan
+ * miss them. chan may be NULL when len is 0. Returns 0, AC_EINVAL (also:
+ * g and br of different runtimes), AC_EEXIST (g already bridged, or chan
  * already taken by another group of br), AC_ENOMEM, AC_ESHUTDOWN (bridge
- * freed or runtime stopping) or AC_ENOTSUP.
+ * freed or runtime stopping) or AC_ENOTSUP. A publish whose remote half
+ * the home loop cannot take (a foreign publisher found its mailbox full
+ * for 1 s, or the bridge was freed) is counted in ac_debug_counts'
+ * dropped.
  */
 AC_EXPORT int ac_group_bridge(ac_group_t *g, ac_bridge_t *br,
 			      const void *chan, size_t len);
@@ -1435,7 +1439,9 @@ AC_EXPORT int ac_group_bridge(ac_group_t *g, ac_bridge_t *br,
  * ac_bridge_unsubscribe calls; one Redis subscription per name however
  * many ask. With a Redis Cluster a pattern has no sharded form: it is
  * accepted but matches nothing from other nodes (counted in
- * ac_bridge_stats' errors and logged once). Returns 0, AC_EINVAL (also:
+ * ac_bridge_stats' errors and logged once). name may be NULL when len is
+ * 0. on_message runs on the home loop until ac_bridge_free; keep its arg
+ * valid until the runtime has stopped. Returns 0, AC_EINVAL (also:
  * no on_message), AC_ENOENT (unsubscribing a name not subscribed),
  * AC_EAGAIN (foreign caller, the home loop's mailbox full), AC_ENOMEM,
  * AC_ESHUTDOWN or AC_ENOTSUP.
@@ -1450,7 +1456,10 @@ AC_EXPORT int ac_bridge_unsubscribe(ac_bridge_t *br, int kind,
  * the caller delivers to its own node's receivers (ac_group_publish does
  * both). Publishes from one thread leave in the order made. While the
  * link to the channel's Redis node is down, or its max_queued is reached,
- * the publish is dropped and counted (ac_bridge_stats), never held.
+ * the publish is dropped and counted (ac_bridge_stats), never held; one
+ * written and then lost with its link is counted in both published and
+ * dropped_down, and one redirected (MOVED, ASK) in published each time
+ * it is written. chan may be NULL when len is 0.
  * Returns 0 when the publish was handed to the home loop (its fate is
  * counted there), AC_EINVAL, AC_EAGAIN (foreign caller, the home loop's
  * mailbox full), AC_ENOMEM, AC_ESHUTDOWN or AC_ENOTSUP. The caller keeps
@@ -1478,8 +1487,8 @@ typedef struct ac_bridge_stats {
 	uint64_t reserved[8];  /* zeroed: room for later fields */
 } ac_bridge_stats_t;
 
-/* Any thread, no lock. A snapshot of br's figures. Returns 0 or
-   AC_EINVAL. */
+/* Any thread, no lock. A snapshot of br's figures. Returns 0, AC_EINVAL,
+   or AC_ENOTSUP when built --without-hiredis. */
 AC_EXPORT int ac_bridge_stats(ac_bridge_t *br, ac_bridge_stats_t *out);
 
 /*
@@ -1487,7 +1496,8 @@ AC_EXPORT int ac_bridge_stats(ac_bridge_t *br, ac_bridge_stats_t *out);
  * over). Closes the links (Redis drops the node's subscriptions with
  * them); bridged groups go on locally, their publishes no longer leave
  * the node. The memory goes when the home loop has closed the links and
- * the last bridged group is freed.
+ * the last bridged group is freed. A drain (ac_runtime_drain) closes the
+ * links for good too: a draining node leaves the other nodes.
  */
 AC_EXPORT void ac_bridge_free(ac_bridge_t *br);
 
