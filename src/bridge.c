@@ -1516,8 +1516,11 @@ static void link_on_close(ac_conn_t *c, int reason)
 	}
 	if (l->role == ROLE_SUB)
 		chans_foreach(br, forget_at, l->node);
-	if (was_open && !br->dead && br->mode == AC_BRIDGE_CLUSTER)
-		want_refresh(br); /* perhaps a failover */
+	/* Perhaps a failover: ask for the map again at each loss and at
+	 * each failed attempt after it (paced by the link's back-off), so
+	 * that a replica promoted later is found without any publish. */
+	if (!br->dead && br->mode == AC_BRIDGE_CLUSTER && l->node->master)
+		want_refresh(br);
 	if (ac_conn_reconnecting(c) != 1) {
 		/* The final close: we closed it (the node is no longer in
 		 * use, or the bridge is freed), or the runtime stops. The
