@@ -350,6 +350,19 @@ int ac__loop_start(ac__loop_t *loop)
 	return 0;
 }
 
+/* Zeroed memory on cache lines of its own: the per-loop arrays read on
+ * every put (in, out) must not share a line with another loop's, which
+ * that loop may be writing. */
+static void *lines_new(size_t n)
+{
+	size_t len = (n + AC__CACHELINE - 1) & ~(size_t)(AC__CACHELINE - 1);
+	void *p = ac__memalign(AC__K_OTHER, AC__CACHELINE, len);
+
+	if (p)
+		memset(p, 0, len);
+	return p;
+}
+
 ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 {
 	struct event_config *ecfg = NULL;
@@ -372,14 +385,12 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 
 	if ((loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		goto fail;
+	loop->pub_batch = rt->mailbox_size >= 8 ? rt->mailbox_size / 8 : 1;
 	if (!(loop->foreign = ac__ring_new(rt->mailbox_size)) ||
-	    !(loop->in = ac__calloc(AC__K_OTHER, n, sizeof(*loop->in))) ||
-	    !(loop->ovf = ac__calloc(AC__K_OTHER, n, sizeof(*loop->ovf))) ||
-	    !(loop->wake_mark = ac__calloc(AC__K_OTHER, n, 1)) ||
-	    !(loop->unsignalled =
-		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->unsignalled))) ||
-	    !(loop->wake_list =
-		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->wake_list))) ||
+	    !(loop->in = lines_new(n * sizeof(*loop->in))) ||
+	    !(loop->out = lines_new(n * sizeof(*loop->out))) ||
+	    !(loop->ovf = lines_new(n * sizeof(*loop->ovf))) ||
+	    !(loop->wake_list = lines_new(n * sizeof(*loop->wake_list))) ||
 	    !(loop->scratch = ac__malloc(AC__K_OTHER, AC__READ_CHUNK)))
 		goto fail;
 
@@ -433,8 +444,7 @@ void ac__loop_free(ac__loop_t *loop)
 	for (int j = 0; loop->ovf && j < loop->rt->nloops; j++)
 		ac__ovf_clear(&loop->ovf[j]);
 	ac__free(AC__K_OTHER, loop->ovf);
-	ac__free(AC__K_OTHER, loop->wake_mark);
-	ac__free(AC__K_OTHER, loop->unsignalled);
+	ac__free(AC__K_OTHER, loop->out);
 	ac__free(AC__K_OTHER, loop->wake_list);
 	ac__free(AC__K_OTHER, loop->scratch);
 	ac__chunk_spares_free(loop);

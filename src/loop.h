@@ -91,10 +91,12 @@ struct ac__loop {
 	struct event *again_ev;  /* the drain cycle after a full batch */
 	struct event *ovf_ev;    /* overflow retry timer */
 	struct event *grace_ev;  /* shutdown grace timer */
+	struct ac__spsc **out;   /* [nloops]: this loop's ring to each loop
+				    (out[k] is loops[k]->in[index]) */
+	unsigned pub_batch;      /* messages staged before a ring is
+				    published at once (mailbox.c) */
 	struct ac__ovf *ovf;     /* [nloops]: messages this loop could not place */
 	unsigned ovf_count;
-	uint8_t *wake_mark;      /* [nloops]: consumer already in wake_list */
-	unsigned *unsignalled;   /* [nloops]: messages put since the last wake */
 	int *wake_list;          /* consumers to wake when the callback ends */
 	int nwake;
 	int depth;               /* library callback nesting */

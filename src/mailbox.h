@@ -33,15 +33,17 @@ enum ac__msg_kind {
 	AC__MSG_KINDS
 };
 
+union ac__msg_a {
+	void (*fn)(void *);
+	void *p;
+};
+
 /* A message lives by value in a ring slot: 32 bytes, no allocation. */
 struct ac__msg {
 	uint32_t kind;
 	int32_t i;
 	ac_handle_t h;
-	union {
-		void (*fn)(void *);
-		void *p;
-	} a;
+	union ac__msg_a a;
 	void *b;
 };
 
