@@ -11,6 +11,7 @@
  */
 #include "loop.h"
 #include "outq.h"
+#include "mpsc.h"
 #include "spsc.h"
 #include "alloc.h"
 #include "conn.h"
@@ -152,18 +153,38 @@ static unsigned drain_spsc(ac__loop_t *loop, struct ac__spsc *r,
 	return got;
 }
 
-/* The same for the foreign threads' ring. */
-static unsigned drain_foreign(ac__loop_t *loop, struct ac__ring *r,
-			      unsigned batch)
+/*
+ * The same for the foreign threads' ring, which the loop then marks asleep
+ * when it is empty (mpsc.h): its next producer wakes the loop. Sets *more
+ * when the ring must be drained again without a wake-up: the batch was
+ * spent, or a producer has claimed a slot and not yet published it (it saw
+ * the loop awake and will not wake it; it publishes within a few
+ * instructions unless it is preempted there).
+ */
+static unsigned drain_foreign(ac__loop_t *loop, struct ac__mpsc *r,
+			      unsigned batch, bool *more)
 {
 	struct ac__msg m[AC__TAKE];
 	unsigned got = 0, n;
 
-	note_depth(loop, ck_ring_size(&r->ring));
-	while (got < batch && (n = ac__ring_take(r, m, AC__TAKE))) {
-		for (unsigned i = 0; i < n; i++)
-			ac__dispatch(loop, &m[i]);
-		got += n;
+	note_depth(loop, ac__mpsc_depth(r));
+	for (;;) {
+		while (got < batch && (n = ac__mpsc_take(r, m, AC__TAKE))) {
+			for (unsigned i = 0; i < n; i++)
+				ac__dispatch(loop, &m[i]);
+			got += n;
+		}
+		if (got >= batch) {
+			*more = true;
+			break;
+		}
+		if (ac__mpsc_sleep(r))
+			break;
+		if (!ac__mpsc_at(r, 0)) { /* claimed, not yet published */
+			*more = true;
+			break;
+		}
+		/* Published while we looked: take it. */
 	}
 	return got;
 }
@@ -186,8 +207,7 @@ static bool drain(ac__loop_t *loop, unsigned batch)
 			more |= n >= batch;
 		}
 	}
-	got += n = drain_foreign(loop, loop->foreign, batch);
-	more |= n >= batch;
+	got += drain_foreign(loop, loop->foreign, batch, &more);
 	AC__STAT_ADD(loop, mailbox_received, got);
 	return more;
 }
@@ -306,8 +326,7 @@ void ac__loop_settle(ac__loop_t *loop)
 		ac__ovf_clear(o);
 	}
 	loop->ovf_count = 0;
-	while (ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
-					  loop->foreign->slots, &m))
+	while (ac__mpsc_take(loop->foreign, &m, 1))
 		ac__settle(loop, &m);
 }
 
@@ -386,7 +405,7 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 	if ((loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		goto fail;
 	loop->pub_batch = rt->mailbox_size >= 8 ? rt->mailbox_size / 8 : 1;
-	if (!(loop->foreign = ac__ring_new(rt->mailbox_size)) ||
+	if (!(loop->foreign = ac__mpsc_new(rt->mailbox_size)) ||
 	    !(loop->in = lines_new(n * sizeof(*loop->in))) ||
 	    !(loop->out = lines_new(n * sizeof(*loop->out))) ||
 	    !(loop->ovf = lines_new(n * sizeof(*loop->ovf))) ||
@@ -439,7 +458,7 @@ void ac__loop_free(ac__loop_t *loop)
 	if (loop->in)
 		for (int j = 0; j < loop->rt->nloops; j++)
 			ac__spsc_free(loop->in[j]);
-	ac__ring_free(loop->foreign);
+	ac__mpsc_free(loop->foreign);
 	ac__free(AC__K_OTHER, loop->in);
 	for (int j = 0; loop->ovf && j < loop->rt->nloops; j++)
 		ac__ovf_clear(&loop->ovf[j]);

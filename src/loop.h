@@ -78,7 +78,7 @@ struct ac__loop {
 	ac_runtime_t *rt AC__ALIGNED;
 	int index;
 	int wake_fd;             /* eventfd */
-	struct ac__ring *foreign; /* MPSC: threads that are not loops */
+	struct ac__mpsc *foreign; /* MPSC: threads that are not loops */
 	struct ac__spsc **in;    /* [nloops]; in[j] created by loop j */
 	struct ac__htab htab;    /* segments read by pinning threads */
 

@@ -3,16 +3,17 @@
  *
  * Each consumer loop k has one SPSC ring per producer loop j (in[j],
  * created by j on first use; spsc.h) and one MPSC ring for every other
- * thread (Concurrency Kit's ck_ring).
- * Messages are 32-byte values stored in the ring slots: enqueue and
- * dequeue take no lock and allocate nothing.
+ * thread (mpsc.h). Messages are 32-byte values written in place in the
+ * ring slots: enqueue and dequeue take no lock and allocate nothing.
  *
  * Wake-ups are coalesced by the consumer's wake_pending flag: a producer
  * writes the consumer's eventfd only when it flips the flag from 0 to 1,
- * so there is at most one write per drain cycle. A loop producer goes
- * further and defers the wake-up to the end of its current callback, so a
+ * so there is at most one write per drain cycle (ac__wake). A loop
+ * producer defers the wake-up to the end of its current callback, so a
  * callback that sends a thousand messages costs one fence and at most one
- * write per destination.
+ * write per destination. A foreign producer calls ac__wake only when its
+ * claim found the loop asleep on the foreign ring (mpsc.h): one
+ * compare-and-swap per message and no fence while the loop is awake.
  *
  * Full rings: a foreign thread gets AC_EAGAIN and keeps its message. A loop
  * cannot block and must not lose what it accepted, so it moves the message
@@ -23,6 +24,7 @@
  */
 #include "mailbox.h"
 #include "outq.h"
+#include "mpsc.h"
 #include "spsc.h"
 #include "alloc.h"
 #include "clock.h"
@@ -41,25 +43,32 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-struct ac__ring *ac__ring_new(unsigned size)
+struct ac__mpsc *ac__mpsc_new(unsigned size)
 {
-	struct ac__ring *r;
+	struct ac__mpsc *r;
+	struct ac__msg *slots;
 
 	if (!(r = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*r))))
 		return NULL;
-	r->slots = ac__calloc(AC__K_OTHER, size, sizeof(struct ac__msg));
-	if (!r->slots) {
+	if (!(slots = ac__memalign(AC__K_OTHER, AC__CACHELINE,
+				   size * sizeof(*slots)))) {
 		ac__free(AC__K_OTHER, r);
 		return NULL;
 	}
-	ck_ring_init(&r->ring, size);
+	/* Zeroed slots carry lap tag 0, which position 0 does not expect:
+	 * empty. Asleep: the first producer wakes the loop. */
+	memset(slots, 0, size * sizeof(*slots));
+	memset(r, 0, sizeof(*r));
+	r->claim = AC__MPSC_ASLEEP;
+	r->pmask = r->cmask = size - 1;
+	r->pslots = r->cslots = slots;
 	return r;
 }
 
-void ac__ring_free(struct ac__ring *r)
+void ac__mpsc_free(struct ac__mpsc *r)
 {
 	if (r) {
-		ac__free(AC__K_OTHER, r->slots);
+		ac__free(AC__K_OTHER, r->pslots);
 		ac__free(AC__K_OTHER, r);
 	}
 }
@@ -94,45 +103,16 @@ void ac__spsc_free(struct ac__spsc *r)
 	}
 }
 
-/*
- * The consumer of r (one thread): copies up to max messages out and hands
- * their slots back with a single store. ck_ring dequeues one message at a
- * time, reading the producer's tail and writing the consumer's head each
- * time, which bounces both cache lines between the threads per message;
- * taking a batch bounces them once per batch. The ordering is ck_ring's
- * own single-consumer dequeue (the struct is public in ck_ring.h), for
- * SPSC and MPSC rings alike: MPSC producers publish p_tail in ticket order.
- */
-unsigned ac__ring_take(struct ac__ring *r, struct ac__msg *out, unsigned max)
-{
-	ck_ring_t *ring = &r->ring;
-	unsigned c = ring->c_head; /* written by us only */
-	unsigned n = ck_pr_load_uint(&ring->p_tail) - c;
-
-	if (n == 0)
-		return 0;
-	if (n > max)
-		n = max;
-	/* The slots are read after our snapshot of the producer's tail. */
-	ck_pr_fence_load();
-	for (unsigned i = 0; i < n; i++)
-		out[i] = r->slots[(c + i) & ring->mask];
-	/* The slot loads above complete before the store that lets the
-	 * producer reuse the slots: load-store order, which a store fence
-	 * does not give (upstream ck_ring made the same change). Release
-	 * orders both earlier loads and stores before it. */
-	ck_pr_fence_release();
-	ck_pr_store_uint(&ring->c_head, c + n);
-	return n;
-}
-
 /* Any thread: tell `loop` that its mailbox has work. */
 void ac__wake(ac__loop_t *loop)
 {
 	uint64_t one = 1;
 
 	/*
-	 * The lost-wake-up race. Producer: enqueue; fence; read flag.
+	 * The lost-wake-up race (loop producers and control operations;
+	 * foreign producers come here only from a claim that found the
+	 * loop asleep on their ring, mpsc.h). Producer: enqueue; fence;
+	 * read flag.
 	 * Consumer (ac__loop drain): flag = 0; fence; drain the rings. Each
 	 * side's store is ordered before its load by a full fence, so at
 	 * least one of them sees the other's store: either this producer
@@ -342,32 +322,28 @@ static int loop_put_slow(ac__loop_t *self, int dest, const struct ac__msg *m)
 	return 0;
 }
 
-static int foreign_put(ac__loop_t *dst, struct ac__msg *m)
+/* A thread that is not one of rt's loops. */
+static int foreign_put(ac__loop_t *dst, uint32_t kind, int32_t i,
+		       ac_handle_t h, union ac__msg_a a, void *b)
 {
-	if (AC__UNLIKELY(!ck_ring_enqueue_mpsc_acmsg(&dst->foreign->ring,
-						     dst->foreign->slots, m))) {
+	int r = ac__mpsc_put(dst->foreign, kind, i, h, a, b);
+
+	if (AC__UNLIKELY(r == AC_EAGAIN)) {
 		__atomic_fetch_add(&dst->mailbox_full, 1, __ATOMIC_RELAXED);
 		return AC_EAGAIN;
 	}
-	ac__wake(dst);
+	/* The loop had found the ring empty and gone to sleep on it: this
+	 * producer's claim cleared the bit, so this producer wakes it. */
+	if (r)
+		ac__wake(dst);
 	return 0;
 }
 
-static int put_slow(ac_runtime_t *rt, int dest, struct ac__msg *m)
-{
-	ac__loop_t *self = ac__tls_loop;
-
-	if (self && self->rt == rt)
-		return loop_put_slow(self, dest, m);
-	return foreign_put(rt->loops[dest], m);
-}
-
 /*
- * Any thread: a message of these fields for loop dest. A loop's message
- * is written in place in its ring's slot: inline and field by field, so
- * that the caller's values go straight into the slot, never through a
- * message built on the stack and copied (see ac__spsc_slot). Everything
- * else takes put_slow.
+ * Any thread: a message of these fields for loop dest, written in place
+ * in a ring's slot: inline and field by field, so that the caller's values
+ * go straight into the slot, never through a message built on the stack
+ * and copied (see ac__spsc_slot).
  */
 static inline int put(ac_runtime_t *rt, int dest, uint32_t kind, int32_t i,
 		      ac_handle_t h, union ac__msg_a a, void *b)
@@ -388,9 +364,11 @@ static inline int put(ac_runtime_t *rt, int dest, uint32_t kind, int32_t i,
 			return 0;
 		}
 	}
-	return put_slow(rt, dest,
-			&(struct ac__msg){.kind = kind, .i = i, .h = h, .a = a,
-					  .b = b});
+	if (self && self->rt == rt)
+		return loop_put_slow(self, dest,
+				     &(struct ac__msg){.kind = kind, .i = i,
+						       .h = h, .a = a, .b = b});
+	return foreign_put(rt->loops[dest], kind, i, h, a, b);
 }
 
 int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
