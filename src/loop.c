@@ -212,14 +212,9 @@ static bool drain(ac__loop_t *loop, unsigned batch)
 	return more;
 }
 
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
+/* The drain cycle, inside a library callback. */
+static void drain_cycle(ac__loop_t *loop)
 {
-	ac__loop_t *loop = arg;
-	uint64_t v;
-
-	ac__loop_enter(loop);
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		perror("actorconn: eventfd read");
 	/* Clear the flag, then a full fence, then drain: the consumer half of
 	 * the protocol described in ac__wake. */
 	__atomic_store_n(&loop->wake_pending, 0, __ATOMIC_RELAXED);
@@ -241,15 +236,33 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 	 * hold them (ck_epoch_poll frees what is due, and waits for none). */
 	if (loop->ctx.ep.n_pending)
 		ck_epoch_poll(&loop->ctx.ep);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac__loop_t *loop = arg;
+	uint64_t v;
+
+	ac__loop_enter(loop);
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		perror("actorconn: eventfd read");
+	drain_cycle(loop);
 	ac__loop_leave(loop);
 }
 
-/* The drain cycle again, after the I/O that a full batch held back. */
+/*
+ * The drain cycle again, after the I/O that a full batch held back. The
+ * eventfd is not read: the flag was left set, so no producer wrote it
+ * since (one that did before is seen by epoll, and wake_cb reads it),
+ * and the read would be a system call per batch for nothing.
+ */
 static void again_cb(evutil_socket_t fd, short what, void *arg)
 {
 	ac__loop_t *loop = arg;
 
-	wake_cb(loop->wake_fd, EV_READ, loop);
+	ac__loop_enter(loop);
+	drain_cycle(loop);
+	ac__loop_leave(loop);
 }
 
 static void ovf_cb(evutil_socket_t fd, short what, void *arg)
