@@ -2,7 +2,8 @@
  * spsc.h: the single-producer, single-consumer ring that carries messages
  * from one loop to another.
  *
- * Why not ck_ring, which the foreign (MPSC) mailbox still uses: ck_ring's
+ * Why not ck_ring (nor mpsc.h, the foreign threads' ring, which needs a
+ * compare-and-swap per message that a lone producer does not): ck_ring's
  * producer loads the consumer's index on every enqueue and stores its own
  * on every enqueue, and its consumer does the same, so both index cache
  * lines move between the two cores for every message. Here each side
