@@ -26,8 +26,9 @@
  *    one only when the copy says full.
  *  - Messages are written in place, field by field.
  *
- * `actorconn-bench mailbox` (foreign -> loop) shows the difference; see
- * the commit that introduced this file for the figures.
+ * The figure that justifies it, `actorconn-bench mailbox --reps 3`,
+ * foreign -> loop, three runs interleaved on the shared 2-core machine:
+ * medians 28.7M messages/s through ck_ring, 42.4M/s through this ring.
  *
  * Ordering, the whole of it:
  *  - A slot's tag store (release) pairs with the consumer's tag load

@@ -71,7 +71,9 @@ void ac__spsc_free(struct ac__spsc *r);
  * elsewhere, lets the compiler store each field once: a 32-byte copy of a
  * message just built on the stack stalls on store-to-load forwarding
  * (16-byte loads over narrower stores), which perf showed as the hottest
- * instruction of the loop -> loop path.
+ * instruction of the loop -> loop path; writing in place took
+ * `actorconn-bench mailbox` loop -> loop, batch 64, from 26-28M to 43-47M
+ * messages/s in the same runs.
  */
 static inline struct ac__msg *ac__spsc_slot(struct ac__spsc *r)
 {
