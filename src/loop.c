@@ -11,6 +11,7 @@
  */
 #include "loop.h"
 #include "outq.h"
+#include "mpsc.h"
 #include "spsc.h"
 #include "alloc.h"
 #include "conn.h"
@@ -152,18 +153,38 @@ static unsigned drain_spsc(ac__loop_t *loop, struct ac__spsc *r,
 	return got;
 }
 
-/* The same for the foreign threads' ring. */
-static unsigned drain_foreign(ac__loop_t *loop, struct ac__ring *r,
-			      unsigned batch)
+/*
+ * The same for the foreign threads' ring, which the loop then marks asleep
+ * when it is empty (mpsc.h): its next producer wakes the loop. Sets *more
+ * when the ring must be drained again without a wake-up: the batch was
+ * spent, or a producer has claimed a slot and not yet published it (it saw
+ * the loop awake and will not wake it; it publishes within a few
+ * instructions unless it is preempted there).
+ */
+static unsigned drain_foreign(ac__loop_t *loop, struct ac__mpsc *r,
+			      unsigned batch, bool *more)
 {
 	struct ac__msg m[AC__TAKE];
 	unsigned got = 0, n;
 
-	note_depth(loop, ck_ring_size(&r->ring));
-	while (got < batch && (n = ac__ring_take(r, m, AC__TAKE))) {
-		for (unsigned i = 0; i < n; i++)
-			ac__dispatch(loop, &m[i]);
-		got += n;
+	note_depth(loop, ac__mpsc_depth(r));
+	for (;;) {
+		while (got < batch && (n = ac__mpsc_take(r, m, AC__TAKE))) {
+			for (unsigned i = 0; i < n; i++)
+				ac__dispatch(loop, &m[i]);
+			got += n;
+		}
+		if (got >= batch) {
+			*more = true;
+			break;
+		}
+		if (ac__mpsc_sleep(r))
+			break;
+		if (!ac__mpsc_at(r, 0)) { /* claimed, not yet published */
+			*more = true;
+			break;
+		}
+		/* Published while we looked: take it. */
 	}
 	return got;
 }
@@ -186,20 +207,14 @@ static bool drain(ac__loop_t *loop, unsigned batch)
 			more |= n >= batch;
 		}
 	}
-	got += n = drain_foreign(loop, loop->foreign, batch);
-	more |= n >= batch;
+	got += drain_foreign(loop, loop->foreign, batch, &more);
 	AC__STAT_ADD(loop, mailbox_received, got);
 	return more;
 }
 
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
+/* The drain cycle, inside a library callback. */
+static void drain_cycle(ac__loop_t *loop)
 {
-	ac__loop_t *loop = arg;
-	uint64_t v;
-
-	ac__loop_enter(loop);
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		perror("actorconn: eventfd read");
 	/* Clear the flag, then a full fence, then drain: the consumer half of
 	 * the protocol described in ac__wake. */
 	__atomic_store_n(&loop->wake_pending, 0, __ATOMIC_RELAXED);
@@ -221,15 +236,33 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 	 * hold them (ck_epoch_poll frees what is due, and waits for none). */
 	if (loop->ctx.ep.n_pending)
 		ck_epoch_poll(&loop->ctx.ep);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ac__loop_t *loop = arg;
+	uint64_t v;
+
+	ac__loop_enter(loop);
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		perror("actorconn: eventfd read");
+	drain_cycle(loop);
 	ac__loop_leave(loop);
 }
 
-/* The drain cycle again, after the I/O that a full batch held back. */
+/*
+ * The drain cycle again, after the I/O that a full batch held back. The
+ * eventfd is not read: the flag was left set, so no producer wrote it
+ * since (one that did before is seen by epoll, and wake_cb reads it),
+ * and the read would be a system call per batch for nothing.
+ */
 static void again_cb(evutil_socket_t fd, short what, void *arg)
 {
 	ac__loop_t *loop = arg;
 
-	wake_cb(loop->wake_fd, EV_READ, loop);
+	ac__loop_enter(loop);
+	drain_cycle(loop);
+	ac__loop_leave(loop);
 }
 
 static void ovf_cb(evutil_socket_t fd, short what, void *arg)
@@ -306,8 +339,7 @@ void ac__loop_settle(ac__loop_t *loop)
 		ac__ovf_clear(o);
 	}
 	loop->ovf_count = 0;
-	while (ck_ring_dequeue_mpsc_acmsg(&loop->foreign->ring,
-					  loop->foreign->slots, &m))
+	while (ac__mpsc_take(loop->foreign, &m, 1))
 		ac__settle(loop, &m);
 }
 
@@ -350,6 +382,19 @@ int ac__loop_start(ac__loop_t *loop)
 	return 0;
 }
 
+/* Zeroed memory on cache lines of its own: the per-loop arrays read on
+ * every put (in, out) must not share a line with another loop's, which
+ * that loop may be writing. */
+static void *lines_new(size_t n)
+{
+	size_t len = (n + AC__CACHELINE - 1) & ~(size_t)(AC__CACHELINE - 1);
+	void *p = ac__memalign(AC__K_OTHER, AC__CACHELINE, len);
+
+	if (p)
+		memset(p, 0, len);
+	return p;
+}
+
 ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 {
 	struct event_config *ecfg = NULL;
@@ -372,14 +417,12 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 
 	if ((loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		goto fail;
-	if (!(loop->foreign = ac__ring_new(rt->mailbox_size)) ||
-	    !(loop->in = ac__calloc(AC__K_OTHER, n, sizeof(*loop->in))) ||
-	    !(loop->ovf = ac__calloc(AC__K_OTHER, n, sizeof(*loop->ovf))) ||
-	    !(loop->wake_mark = ac__calloc(AC__K_OTHER, n, 1)) ||
-	    !(loop->unsignalled =
-		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->unsignalled))) ||
-	    !(loop->wake_list =
-		      ac__calloc(AC__K_OTHER, n, sizeof(*loop->wake_list))) ||
+	loop->pub_batch = rt->mailbox_size >= 8 ? rt->mailbox_size / 8 : 1;
+	if (!(loop->foreign = ac__mpsc_new(rt->mailbox_size)) ||
+	    !(loop->in = lines_new(n * sizeof(*loop->in))) ||
+	    !(loop->out = lines_new(n * sizeof(*loop->out))) ||
+	    !(loop->ovf = lines_new(n * sizeof(*loop->ovf))) ||
+	    !(loop->wake_list = lines_new(n * sizeof(*loop->wake_list))) ||
 	    !(loop->scratch = ac__malloc(AC__K_OTHER, AC__READ_CHUNK)))
 		goto fail;
 
@@ -428,13 +471,12 @@ void ac__loop_free(ac__loop_t *loop)
 	if (loop->in)
 		for (int j = 0; j < loop->rt->nloops; j++)
 			ac__spsc_free(loop->in[j]);
-	ac__ring_free(loop->foreign);
+	ac__mpsc_free(loop->foreign);
 	ac__free(AC__K_OTHER, loop->in);
 	for (int j = 0; loop->ovf && j < loop->rt->nloops; j++)
 		ac__ovf_clear(&loop->ovf[j]);
 	ac__free(AC__K_OTHER, loop->ovf);
-	ac__free(AC__K_OTHER, loop->wake_mark);
-	ac__free(AC__K_OTHER, loop->unsignalled);
+	ac__free(AC__K_OTHER, loop->out);
 	ac__free(AC__K_OTHER, loop->wake_list);
 	ac__free(AC__K_OTHER, loop->scratch);
 	ac__chunk_spares_free(loop);

@@ -78,7 +78,7 @@ struct ac__loop {
 	ac_runtime_t *rt AC__ALIGNED;
 	int index;
 	int wake_fd;             /* eventfd */
-	struct ac__ring *foreign; /* MPSC: threads that are not loops */
+	struct ac__mpsc *foreign; /* MPSC: threads that are not loops */
 	struct ac__spsc **in;    /* [nloops]; in[j] created by loop j */
 	struct ac__htab htab;    /* segments read by pinning threads */
 
@@ -91,10 +91,12 @@ struct ac__loop {
 	struct event *again_ev;  /* the drain cycle after a full batch */
 	struct event *ovf_ev;    /* overflow retry timer */
 	struct event *grace_ev;  /* shutdown grace timer */
+	struct ac__spsc **out;   /* [nloops]: this loop's ring to each loop
+				    (out[k] is loops[k]->in[index]) */
+	unsigned pub_batch;      /* messages staged before a ring is
+				    published at once (mailbox.c) */
 	struct ac__ovf *ovf;     /* [nloops]: messages this loop could not place */
 	unsigned ovf_count;
-	uint8_t *wake_mark;      /* [nloops]: consumer already in wake_list */
-	unsigned *unsignalled;   /* [nloops]: messages put since the last wake */
 	int *wake_list;          /* consumers to wake when the callback ends */
 	int nwake;
 	int depth;               /* library callback nesting */

@@ -3,16 +3,17 @@
  *
  * Each consumer loop k has one SPSC ring per producer loop j (in[j],
  * created by j on first use; spsc.h) and one MPSC ring for every other
- * thread (Concurrency Kit's ck_ring).
- * Messages are 32-byte values stored in the ring slots: enqueue and
- * dequeue take no lock and allocate nothing.
+ * thread (mpsc.h). Messages are 32-byte values written in place in the
+ * ring slots: enqueue and dequeue take no lock and allocate nothing.
  *
  * Wake-ups are coalesced by the consumer's wake_pending flag: a producer
  * writes the consumer's eventfd only when it flips the flag from 0 to 1,
- * so there is at most one write per drain cycle. A loop producer goes
- * further and defers the wake-up to the end of its current callback, so a
+ * so there is at most one write per drain cycle (ac__wake). A loop
+ * producer defers the wake-up to the end of its current callback, so a
  * callback that sends a thousand messages costs one fence and at most one
- * write per destination.
+ * write per destination. A foreign producer calls ac__wake only when its
+ * claim found the loop asleep on the foreign ring (mpsc.h): one
+ * compare-and-swap per message and no fence while the loop is awake.
  *
  * Full rings: a foreign thread gets AC_EAGAIN and keeps its message. A loop
  * cannot block and must not lose what it accepted, so it moves the message
@@ -23,6 +24,7 @@
  */
 #include "mailbox.h"
 #include "outq.h"
+#include "mpsc.h"
 #include "spsc.h"
 #include "alloc.h"
 #include "bridge.h"
@@ -42,25 +44,32 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-struct ac__ring *ac__ring_new(unsigned size)
+struct ac__mpsc *ac__mpsc_new(unsigned size)
 {
-	struct ac__ring *r;
+	struct ac__mpsc *r;
+	struct ac__msg *slots;
 
 	if (!(r = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*r))))
 		return NULL;
-	r->slots = ac__calloc(AC__K_OTHER, size, sizeof(struct ac__msg));
-	if (!r->slots) {
+	if (!(slots = ac__memalign(AC__K_OTHER, AC__CACHELINE,
+				   size * sizeof(*slots)))) {
 		ac__free(AC__K_OTHER, r);
 		return NULL;
 	}
-	ck_ring_init(&r->ring, size);
+	/* Zeroed slots carry lap tag 0, which position 0 does not expect:
+	 * empty. Asleep: the first producer wakes the loop. */
+	memset(slots, 0, size * sizeof(*slots));
+	memset(r, 0, sizeof(*r));
+	r->claim = AC__MPSC_ASLEEP;
+	r->pmask = r->cmask = size - 1;
+	r->pslots = r->cslots = slots;
 	return r;
 }
 
-void ac__ring_free(struct ac__ring *r)
+void ac__mpsc_free(struct ac__mpsc *r)
 {
 	if (r) {
-		ac__free(AC__K_OTHER, r->slots);
+		ac__free(AC__K_OTHER, r->pslots);
 		ac__free(AC__K_OTHER, r);
 	}
 }
@@ -72,12 +81,17 @@ struct ac__spsc *ac__spsc_new(unsigned size)
 
 	if (!(r = ac__memalign(AC__K_OTHER, AC__CACHELINE, sizeof(*r))))
 		return NULL;
-	if (!(slots = ac__calloc(AC__K_OTHER, size, sizeof(*slots)))) {
+	/* Line-aligned: a 32-byte message never straddles two lines, so
+	 * each message moves between the cores as half a line. */
+	if (!(slots = ac__memalign(AC__K_OTHER, AC__CACHELINE,
+				   size * sizeof(*slots)))) {
 		ac__free(AC__K_OTHER, r);
 		return NULL;
 	}
+	memset(slots, 0, size * sizeof(*slots));
 	memset(r, 0, sizeof(*r));
 	r->pmask = r->cmask = size - 1;
+	r->limit = size; /* head 0 + the capacity */
 	r->pslots = r->cslots = slots;
 	return r;
 }
@@ -90,45 +104,16 @@ void ac__spsc_free(struct ac__spsc *r)
 	}
 }
 
-/*
- * The consumer of r (one thread): copies up to max messages out and hands
- * their slots back with a single store. ck_ring dequeues one message at a
- * time, reading the producer's tail and writing the consumer's head each
- * time, which bounces both cache lines between the threads per message;
- * taking a batch bounces them once per batch. The ordering is ck_ring's
- * own single-consumer dequeue (the struct is public in ck_ring.h), for
- * SPSC and MPSC rings alike: MPSC producers publish p_tail in ticket order.
- */
-unsigned ac__ring_take(struct ac__ring *r, struct ac__msg *out, unsigned max)
-{
-	ck_ring_t *ring = &r->ring;
-	unsigned c = ring->c_head; /* written by us only */
-	unsigned n = ck_pr_load_uint(&ring->p_tail) - c;
-
-	if (n == 0)
-		return 0;
-	if (n > max)
-		n = max;
-	/* The slots are read after our snapshot of the producer's tail. */
-	ck_pr_fence_load();
-	for (unsigned i = 0; i < n; i++)
-		out[i] = r->slots[(c + i) & ring->mask];
-	/* The slot loads above complete before the store that lets the
-	 * producer reuse the slots: load-store order, which a store fence
-	 * does not give (upstream ck_ring made the same change). Release
-	 * orders both earlier loads and stores before it. */
-	ck_pr_fence_release();
-	ck_pr_store_uint(&ring->c_head, c + n);
-	return n;
-}
-
 /* Any thread: tell `loop` that its mailbox has work. */
 void ac__wake(ac__loop_t *loop)
 {
 	uint64_t one = 1;
 
 	/*
-	 * The lost-wake-up race. Producer: enqueue; fence; read flag.
+	 * The lost-wake-up race (loop producers and control operations;
+	 * foreign producers come here only from a claim that found the
+	 * loop asleep on their ring, mpsc.h). Producer: enqueue; fence;
+	 * read flag.
 	 * Consumer (ac__loop drain): flag = 0; fence; drain the rings. Each
 	 * side's store is ordered before its load by a full fence, so at
 	 * least one of them sees the other's store: either this producer
@@ -150,37 +135,47 @@ void ac__wake(ac__loop_t *loop)
 }
 
 /* Loop producer: publishes what it staged for dest, then wakes dest. */
-static void publish_and_wake(ac__loop_t *self, int dest)
+static void publish_and_wake(ac__loop_t *self, int dest, struct ac__spsc *r)
 {
-	ac__loop_t *dst = self->rt->loops[dest];
-
-	self->unsignalled[dest] = 0;
-	ac__spsc_publish(dst->in[self->index]);
-	ac__wake(dst);
+	if (ac__spsc_staged(r))
+		ac__spsc_publish(r);
+	ac__wake(self->rt->loops[dest]);
 }
 
 /*
- * Loop producer, after staging a message for dest: publish it and wake
- * dest when the current callback ends, so that a callback that sends a
- * thousand messages costs one index store and at most one wake-up per
- * destination. A callback can be long (a drain cycle runs up to a
- * thousand posted functions), so once an eighth of a ring is staged it is
- * published and signalled at once: the consumer starts draining before
- * the ring fills. A message to the loop itself is published at once: the
- * drain cycle posting it may be the one that should run it.
+ * Loop producer, on the first message staged for dest since the ring was
+ * last published, and on the pub_batch-th: the first puts dest in the
+ * list of consumers published and woken when the current callback ends,
+ * so that a callback that sends a thousand messages costs one index store
+ * and at most one wake-up per destination. A callback can be long (a
+ * drain cycle runs up to a thousand posted functions), so the pub_batch-th
+ * (an eighth of a ring) is published and signalled at once: the consumer
+ * starts draining before the ring fills. A message to the loop itself is
+ * published at once: the drain cycle posting it may be the one that
+ * should run it (its wake-up waits for the callback's end all the same).
  */
-static void defer_wake(ac__loop_t *self, int dest, struct ac__spsc *r)
+static void staged_mark(ac__loop_t *self, int dest, struct ac__spsc *r,
+			uint32_t staged)
 {
-	if (dest == self->index)
+	if (dest == self->index) {
 		ac__spsc_publish(r);
-	if (++self->unsignalled[dest] >= self->rt->mailbox_size / 8) {
-		publish_and_wake(self, dest);
+	} else if (staged >= self->pub_batch) {
+		publish_and_wake(self, dest, r);
 		return;
 	}
-	if (!self->wake_mark[dest]) {
-		self->wake_mark[dest] = 1;
+	if (!r->listed) {
+		r->listed = 1;
 		self->wake_list[self->nwake++] = dest;
 	}
+}
+
+/* Loop producer: the message in the slot was staged. */
+static inline void staged(ac__loop_t *self, int dest, struct ac__spsc *r)
+{
+	uint32_t n = ac__spsc_stage(r);
+
+	if (AC__UNLIKELY(n == 1 || n >= self->pub_batch))
+		staged_mark(self, dest, r, n);
 }
 
 #define AC__OVF_MIN 256u /* messages in an overflow array at first */
@@ -209,7 +204,43 @@ static int ovf_grow(struct ac__ovf *o)
 	return 0;
 }
 
-static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
+/* Owner loop `self`: moves what fits of the overflow list for consumer d
+ * into its ring r, in order, and publishes it. Returns true when the list
+ * is empty; while it is not, r is held, so that later messages queue
+ * behind the list (per-producer order). */
+static bool retry_dest(ac__loop_t *self, int d, struct ac__spsc *r)
+{
+	struct ac__ovf *o = &self->ovf[d];
+	unsigned moved = 0;
+
+	if (ac__spsc_refresh(r)) {
+		struct ac__msg *slot;
+
+		while (!ac__ovf_empty(o) && (slot = ac__spsc_slot(r))) {
+			*slot = o->v[o->head++ & (o->cap - 1)];
+			ac__spsc_stage(r);
+			moved++;
+		}
+	}
+	if (moved) {
+		self->ovf_count -= moved;
+		publish_and_wake(self, d, r);
+	}
+	if (!ac__ovf_empty(o)) {
+		ac__spsc_hold(r);
+		return false;
+	}
+	/* Emptied: a large array goes (a small one stays for the next
+	 * burst). */
+	if (o->cap > 4 * AC__OVF_MIN)
+		ac__ovf_clear(o);
+	return true;
+}
+
+/* Owner loop `self`: m did not fit in r, the ring to dest (or an overflow
+ * list for dest waits): m joins that list. */
+static int ovf_push(ac__loop_t *self, int dest, struct ac__spsc *r,
+		    const struct ac__msg *m)
 {
 	struct ac__ovf *o = &self->ovf[dest];
 
@@ -227,42 +258,31 @@ static int ovf_push(ac__loop_t *self, int dest, const struct ac__msg *m)
 	o->v[o->tail++ & (o->cap - 1)] = *m;
 	AC__STAT_ADD(self, mailbox_overflowed, 1);
 	self->ovf_count++;
+	ac__spsc_hold(r);
+	/* A producer that outruns its consumer for a whole callback would
+	 * otherwise refill the ring only when the callback ends: the
+	 * consumer empties it and waits while the list grows without bound
+	 * (2.9M messages in `actorconn-bench mailbox`, batch 64). Retrying
+	 * once per publication batch keeps the ring fed and re-reads the
+	 * consumer's index once per batch, not per message. */
+	if (!(o->tail & (self->pub_batch - 1)))
+		retry_dest(self, dest, r);
 	return 0;
 }
 
-static struct ac__spsc *ring_to(ac__loop_t *self, ac__loop_t *dst)
+/* Owner loop `self`: its ring to loop dest, made on first use. */
+static struct ac__spsc *ring_to(ac__loop_t *self, int dest)
 {
-	struct ac__spsc *r = dst->in[self->index];
+	ac__loop_t *dst = self->rt->loops[dest];
+	struct ac__spsc *r;
 
-	if (AC__LIKELY(r != NULL))
-		return r;
 	if (!(r = ac__spsc_new(self->rt->mailbox_size)))
 		return NULL;
+	self->out[dest] = r;
 	/* Release: the initialised ring is visible to the consumer before
 	 * the pointer; the consumer loads it with acquire. */
 	__atomic_store_n(&dst->in[self->index], r, __ATOMIC_RELEASE);
 	return r;
-}
-
-/* Owner loop `self`: moves what fits of the overflow list for consumer d
- * into its ring, in order. Returns true when the list is empty. */
-static bool retry_dest(ac__loop_t *self, int d)
-{
-	struct ac__ovf *o = &self->ovf[d];
-	struct ac__spsc *r = ring_to(self, self->rt->loops[d]);
-
-	while (r && !ac__ovf_empty(o)) {
-		if (!ac__spsc_put(r, &o->v[o->head & (o->cap - 1)]))
-			break;
-		o->head++;
-		self->ovf_count--;
-		defer_wake(self, d, r);
-	}
-	/* Emptied: a large array goes (a small one stays for the next
-	 * burst). */
-	if (ac__ovf_empty(o) && o->cap > 4 * AC__OVF_MIN)
-		ac__ovf_clear(o);
-	return ac__ovf_empty(o);
 }
 
 /* Owner loop `self`: retries every overflow list. Returns the number of
@@ -271,49 +291,90 @@ unsigned ac__mailbox_retry(ac__loop_t *self)
 {
 	for (int d = 0; d < self->rt->nloops && self->ovf_count; d++)
 		if (!ac__ovf_empty(&self->ovf[d]))
-			retry_dest(self, d);
+			retry_dest(self, d, self->out[d]);
 	return self->ovf_count;
 }
 
-/* Owner loop: send the deferred wake-ups. */
+/* Owner loop: publish what is staged and send the deferred wake-ups. */
 void ac__mailbox_flush_wakes(ac__loop_t *self)
 {
 	for (int i = 0; i < self->nwake; i++) {
 		int d = self->wake_list[i];
-		self->wake_mark[d] = 0;
-		publish_and_wake(self, d);
+		struct ac__spsc *r = self->out[d];
+
+		r->listed = 0;
+		publish_and_wake(self, d, r);
 	}
 	self->nwake = 0;
 }
 
-int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
+/* The slow path of a loop's put: no ring yet, the producer's limit says
+ * full, or an overflow list waits. */
+static int loop_put_slow(ac__loop_t *self, int dest, const struct ac__msg *m)
 {
-	ac__loop_t *self = ac__tls_loop;
-	ac__loop_t *dst = rt->loops[dest];
+	struct ac__spsc *r = self->out[dest];
 
-	if (self && self->rt == rt) {
-		struct ac__spsc *r;
+	if (AC__UNLIKELY(!r) && !(r = ring_to(self, dest)))
+		return AC_ENOMEM;
+	/* Behind a waiting overflow list: per-producer order. */
+	if (!ac__ovf_empty(&self->ovf[dest]) || !ac__spsc_put(r, m))
+		return ovf_push(self, dest, r, m);
+	staged_mark(self, dest, r, r->next - r->ptail);
+	return 0;
+}
 
-		/* Behind a waiting overflow list: per-producer order. It is
-		 * retried when the callback ends and on a timer, not here,
-		 * where a producer outrunning its consumer would re-read the
-		 * consumer's index for every message. */
-		if (AC__UNLIKELY(!ac__ovf_empty(&self->ovf[dest])))
-			return ovf_push(self, dest, m);
-		if (AC__UNLIKELY(!(r = ring_to(self, dst))))
-			return AC_ENOMEM;
-		if (AC__UNLIKELY(!ac__spsc_put(r, m)))
-			return ovf_push(self, dest, m);
-		defer_wake(self, dest, r);
-		return 0;
-	}
-	if (AC__UNLIKELY(!ck_ring_enqueue_mpsc_acmsg(&dst->foreign->ring,
-						     dst->foreign->slots, m))) {
+/* A thread that is not one of rt's loops. */
+static int foreign_put(ac__loop_t *dst, uint32_t kind, int32_t i,
+		       ac_handle_t h, union ac__msg_a a, void *b)
+{
+	int r = ac__mpsc_put(dst->foreign, kind, i, h, a, b);
+
+	if (AC__UNLIKELY(r == AC_EAGAIN)) {
 		__atomic_fetch_add(&dst->mailbox_full, 1, __ATOMIC_RELAXED);
 		return AC_EAGAIN;
 	}
-	ac__wake(dst);
+	/* The loop had found the ring empty and gone to sleep on it: this
+	 * producer's claim cleared the bit, so this producer wakes it. */
+	if (r)
+		ac__wake(dst);
 	return 0;
+}
+
+/*
+ * Any thread: a message of these fields for loop dest, written in place
+ * in a ring's slot: inline and field by field, so that the caller's values
+ * go straight into the slot, never through a message built on the stack
+ * and copied (see ac__spsc_slot).
+ */
+static inline int put(ac_runtime_t *rt, int dest, uint32_t kind, int32_t i,
+		      ac_handle_t h, union ac__msg_a a, void *b)
+{
+	ac__loop_t *self = ac__tls_loop;
+
+	if (AC__LIKELY(self && self->rt == rt)) {
+		struct ac__spsc *r = self->out[dest];
+		struct ac__msg *slot;
+
+		if (AC__LIKELY(r && (slot = ac__spsc_slot(r)))) {
+			slot->kind = kind;
+			slot->i = i;
+			slot->h = h;
+			slot->a = a;
+			slot->b = b;
+			staged(self, dest, r);
+			return 0;
+		}
+	}
+	if (self && self->rt == rt)
+		return loop_put_slow(self, dest,
+				     &(struct ac__msg){.kind = kind, .i = i,
+						       .h = h, .a = a, .b = b});
+	return foreign_put(rt->loops[dest], kind, i, h, a, b);
+}
+
+int ac__mailbox_put(ac_runtime_t *rt, int dest, struct ac__msg *m)
+{
+	return put(rt, dest, m->kind, m->i, m->h, m->a, m->b);
 }
 
 /* For calls where a partial failure would be worse than a short wait:
@@ -349,7 +410,6 @@ static int check_rt(ac_runtime_t *rt)
 AC_EXPORT int ac_loop_post(ac_runtime_t *rt, int loop, void (*fn)(void *),
 			   void *arg)
 {
-	struct ac__msg m = {.kind = AC__MSG_POST, .b = arg};
 	int err;
 
 	if ((err = check_rt(rt)))
@@ -359,8 +419,8 @@ AC_EXPORT int ac_loop_post(ac_runtime_t *rt, int loop, void (*fn)(void *),
 	if (loop < 0)
 		loop = ac__on_loop_of(rt) ? ac__tls_loop->index
 					  : ac__loop_next(rt);
-	m.a.fn = fn;
-	return ac__mailbox_put(rt, loop, &m);
+	return put(rt, loop, AC__MSG_POST, 0, 0, (union ac__msg_a){.fn = fn},
+		   arg);
 }
 
 /* Common front of the handle-addressed calls. A snapshot: the connection
@@ -377,14 +437,14 @@ static int check_handle(ac_runtime_t *rt, ac_handle_t h)
 	return ac__handle_live(rt, h) ? 0 : AC_ESTALE;
 }
 
-static int put_for_handle(ac_runtime_t *rt, ac_handle_t h, struct ac__msg *m)
+static int put_for_handle(ac_runtime_t *rt, ac_handle_t h, uint32_t kind,
+			  int32_t i, union ac__msg_a a, void *b)
 {
 	int err;
 
 	if ((err = check_handle(rt, h)))
 		return err;
-	m->h = h;
-	return ac__mailbox_put(rt, AC_HANDLE_LOOP(h), m);
+	return put(rt, AC_HANDLE_LOOP(h), kind, i, h, a, b);
 }
 
 /* One allocation and one copy, here; the owner loop links the chunk
@@ -392,7 +452,6 @@ static int put_for_handle(ac_runtime_t *rt, ac_handle_t h, struct ac__msg *m)
 AC_EXPORT int ac_send(ac_runtime_t *rt, ac_handle_t h, const void *buf,
 		      size_t len)
 {
-	struct ac__msg m = {.kind = AC__MSG_SEND, .h = h};
 	struct ac__chunk *ch;
 	int err;
 
@@ -402,15 +461,14 @@ AC_EXPORT int ac_send(ac_runtime_t *rt, ac_handle_t h, const void *buf,
 		return err;
 	if (!(ch = ac__chunk_copy(buf, len)))
 		return AC_ENOMEM;
-	m.b = ch;
-	if ((err = ac__mailbox_put(rt, AC_HANDLE_LOOP(h), &m)))
+	if ((err = put(rt, AC_HANDLE_LOOP(h), AC__MSG_SEND, 0, h,
+		       (union ac__msg_a){0}, ch)))
 		ac__chunk_free(ch);
 	return err;
 }
 
 AC_EXPORT int ac_send_buf(ac_runtime_t *rt, ac_handle_t h, ac_buf_t *b)
 {
-	struct ac__msg m = {.kind = AC__MSG_SENDBUF, .h = h, .b = b};
 	int err;
 
 	if (!b)
@@ -418,7 +476,8 @@ AC_EXPORT int ac_send_buf(ac_runtime_t *rt, ac_handle_t h, ac_buf_t *b)
 	if ((err = check_handle(rt, h)))
 		return err;
 	ac_buf_ref(b); /* the message's own */
-	if ((err = ac__mailbox_put(rt, AC_HANDLE_LOOP(h), &m)))
+	if ((err = put(rt, AC_HANDLE_LOOP(h), AC__MSG_SENDBUF, 0, h,
+		       (union ac__msg_a){0}, b)))
 		ac_buf_unref(b);
 	return err;
 }
@@ -426,19 +485,16 @@ AC_EXPORT int ac_send_buf(ac_runtime_t *rt, ac_handle_t h, ac_buf_t *b)
 AC_EXPORT int ac_tell(ac_runtime_t *rt, ac_handle_t h, int kind,
 		      void *payload, void (*drop)(void *))
 {
-	struct ac__msg m = {.kind = AC__MSG_TELL, .i = kind, .b = payload};
-
-	m.a.fn = drop;
-	return put_for_handle(rt, h, &m);
+	return put_for_handle(rt, h, AC__MSG_TELL, kind,
+			      (union ac__msg_a){.fn = drop}, payload);
 }
 
 AC_EXPORT int ac_close(ac_runtime_t *rt, ac_handle_t h, int how)
 {
-	struct ac__msg m = {.kind = AC__MSG_CLOSE, .i = how};
-
 	if (how != AC_CLOSE_FLUSH && how != AC_CLOSE_ABORT)
 		return AC_EINVAL;
-	return put_for_handle(rt, h, &m);
+	return put_for_handle(rt, h, AC__MSG_CLOSE, how, (union ac__msg_a){0},
+			      NULL);
 }
 
 /* ---- what each kind of message does -------------------------------------------

@@ -1,7 +1,8 @@
 /*
  * mailbox.h: messages between threads and loops (mailbox.c). Each
- * consumer loop has one SPSC ring per producer loop and one MPSC ring for
- * every other thread; a message is a 32-byte value in a ring slot.
+ * consumer loop has one SPSC ring per producer loop (spsc.h) and one MPSC
+ * ring for every other thread (mpsc.h); a message is a 32-byte value in a
+ * ring slot.
  *
  * Every message kind has one row in ac__msg_ops (mailbox.c): how its
  * consumer loop delivers it, and how it is settled when it can no longer
@@ -12,8 +13,6 @@
 #define AC_MAILBOX_H
 
 #include "common.h"
-
-#include <ck_ring.h>
 
 #define AC__DEFAULT_MAILBOX 4096u /* messages per ring */
 #define AC__OVERFLOW_RETRY_US 500 /* overflow retry period */
@@ -34,15 +33,17 @@ enum ac__msg_kind {
 	AC__MSG_KINDS
 };
 
+union ac__msg_a {
+	void (*fn)(void *);
+	void *p;
+};
+
 /* A message lives by value in a ring slot: 32 bytes, no allocation. */
 struct ac__msg {
 	uint32_t kind;
 	int32_t i;
 	ac_handle_t h;
-	union {
-		void (*fn)(void *);
-		void *p;
-	} a;
+	union ac__msg_a a;
 	void *b;
 };
 
@@ -56,13 +57,6 @@ struct ac__msg_ops {
 };
 
 extern const struct ac__msg_ops ac__msg_ops[AC__MSG_KINDS];
-
-CK_RING_PROTOTYPE(acmsg, ac__msg)
-
-struct ac__ring {
-	ck_ring_t ring; /* cache-line padded by Concurrency Kit */
-	struct ac__msg *slots;
-};
 
 /*
  * Messages a loop could not place because the destination's ring was
@@ -98,11 +92,6 @@ void ac__mailbox_flush_wakes(ac__loop_t *self);
 /* Any thread: tell loop that its mailbox has work. */
 void ac__wake(ac__loop_t *loop);
 
-struct ac__spsc;
-struct ac__ring *ac__ring_new(unsigned capacity);
-/* The consumer: up to max messages out, their slots handed back at once. */
-unsigned ac__ring_take(struct ac__ring *r, struct ac__msg *out, unsigned max);
-void ac__ring_free(struct ac__ring *r);
 
 /* Deliver on the consumer loop, or settle after it exited. A posted
  * function, the most common message, skips the table. */
