@@ -32,6 +32,7 @@ struct redis {
 	pid_t pid;
 	int port;
 	char dir[64];
+	const char *tls; /* a directory of tls_certs.sh's: serve TLS only */
 };
 
 static int free_port(void)
@@ -107,6 +108,19 @@ static void redis_start(struct redis *r, bool cluster)
 	if (r->pid == 0) {
 		if (chdir(r->dir))
 			_exit(127);
+		if (r->tls) {
+			char cert[160], key[160], ca[160];
+
+			snprintf(cert, sizeof(cert), "%s/server.pem", r->tls);
+			snprintf(key, sizeof(key), "%s/server.key", r->tls);
+			snprintf(ca, sizeof(ca), "%s/ca.pem", r->tls);
+			execlp("redis-server", "redis-server", "--port", "0",
+			       "--tls-port", port, "--tls-cert-file", cert,
+			       "--tls-key-file", key, "--tls-ca-cert-file", ca,
+			       "--tls-auth-clients", "no", "--bind",
+			       "127.0.0.1", "--save", "", "--appendonly", "no",
+			       "--logfile", "redis.log", (char *)NULL);
+		}
 		if (cluster)
 			execlp("redis-server", "redis-server", "--port", port,
 			       "--bind", "127.0.0.1", "--save", "",
@@ -654,6 +668,50 @@ START_TEST(password_in_the_url_and_a_wrong_one)
 }
 END_TEST
 
+START_TEST(rediss_links_over_tls_with_the_context_given)
+{
+	struct redis t = {0};
+	struct node a = {0}, b = {0};
+	char certs[128], ca[160];
+	ac_tls_t *tls;
+	ac_bridge_opts_t bo = {.retry_min_ms = 50};
+	struct pubarg p = {&a, "A", 0, 20};
+	const char *tags[] = {"A"};
+	const int start[] = {0}, count[] = {20};
+	int fb;
+
+	ck_assert(th_tls_certs(certs, sizeof(certs)));
+	snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+	tls = ac_tls_new(&(ac_tls_opts_t){.role = AC_TLS_CLIENT, .ca_file = ca},
+			 NULL, 0);
+	if (!tls && errno == ENOTSUP) { /* built --without-openssl */
+		th_tls_certs_remove(certs);
+		return;
+	}
+	ck_assert_ptr_nonnull(tls);
+	t.tls = certs;
+	redis_start(&t, false);
+	snprintf(url, sizeof(url), "rediss://127.0.0.1:%d", t.port);
+	bo.tls = tls;
+	node_start_with(&a, "secure", &bo);
+	node_start_with(&b, "secure", &bo);
+	ac_tls_free(tls); /* the bridges hold their own references */
+	fb = th_connect_tcp("127.0.0.1", b.port);
+	ck_assert(size_is(&b, 1));
+	ck_assert(STAT_GE(b.br, channels, 1));
+	ck_assert(STAT_GE(a.br, links_up, 2));
+	usleep(200000); /* the subscription confirmed at Redis */
+	publish_range(&p);
+	expect_in_order(fb, tags, start, count, 1);
+	close(fb);
+	node_stop(&a);
+	node_stop(&b);
+	redis_remove(&t);
+	th_tls_certs_remove(certs);
+	th_assert_no_live_objects();
+}
+END_TEST
+
 /* ---- the channel API: ac_bridge_subscribe and on_message ---------------- */
 
 static pthread_mutex_t got_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1075,6 +1133,7 @@ static Suite *bridge_suite(void)
 	tcase_add_test(tc, redis_restart_local_delivery_goes_on_remote_resumes_no_duplicates);
 	tcase_add_test(tc, stalled_redis_bounds_what_is_queued_and_blocks_no_loop);
 	tcase_add_test(tc, password_in_the_url_and_a_wrong_one);
+	tcase_add_test(tc, rediss_links_over_tls_with_the_context_given);
 	tcase_add_test(tc, subscribe_counts_names_patterns_and_raw_messages);
 	tcase_add_test(tc, bad_arguments_are_refused_and_change_nothing);
 	suite_add_tcase(s, tc);
