@@ -396,6 +396,7 @@ static void free_op(ac__loop_t *loop, void *arg)
 
 	(void)loop;
 	br->dead = true;
+	ac__br_drop_held(br);
 	for (int i = 0; i < br->nnodes; i++) {
 		br->nodes[i]->master = false;
 		ac__br_link_close(&br->nodes[i]->pub);
@@ -555,6 +556,8 @@ static void bridge_destroy(ac_bridge_t *br)
 	}
 	ac__br_free(br->nodes);
 	ac__br_free(br->slots);
+	ac__br_free(br->inflight);
+	ac__br_free(br->route);
 	tab_free(&br->chans);
 	tab_free(&br->names);
 	for (int i = 0; i < br->nseeds; i++)
@@ -800,6 +803,7 @@ AC_EXPORT int ac_bridge_new(ac_runtime_t *rt, const char *url,
 	br->plen = strlen(br->prefix);
 	if (!(br->eprefix = glob_escape(br->prefix, br->plen, &br->eplen)))
 		goto fail;
+	br->held_tail = &br->held;
 	br->start_ctl.fn = start_op;
 	br->start_ctl.arg = br;
 	br->free_ctl.fn = free_op;

@@ -83,6 +83,15 @@ struct pend {
 	size_t bytes;       /* OP_PUBLISH: counted in the link's inflight */
 };
 
+/* A redirected publish, waiting until its slot's earlier publishes are
+ * answered (cluster only; a reference on each). */
+struct held {
+	struct held *next;
+	struct bsrc *src;
+	ac_buf_t *payload;
+	struct bnode *ask;  /* ASK's node, or NULL: the slot's owner */
+};
+
 struct link {
 	struct bnode *node;
 	int role;
@@ -143,6 +152,13 @@ struct ac_bridge_s {
 	int nnodes, capnodes;
 	struct bnode *server;  /* single mode */
 	uint16_t *slots;       /* cluster: node index + 1 per slot; 0 none */
+	/* Cluster: per slot, publishes written and not yet answered, all
+	 * on one node (index + 1 in route); and the redirected publishes
+	 * that wait for them (bridge_net.c, "order across redirects"). */
+	uint32_t *inflight;
+	uint16_t *route;
+	struct held *held;
+	struct held **held_tail;
 	struct btab chans;
 	struct ac__ctl start_ctl, free_ctl;
 
@@ -192,5 +208,7 @@ void ac__br_link_close(struct link *l);
 struct bnode *ac__br_node_get(ac_bridge_t *br, const char *addr);
 /* A single server from now on: server. */
 void ac__br_become_single(ac_bridge_t *br, struct bnode *server);
+/* The bridge is freed: redirected publishes waiting go. */
+void ac__br_drop_held(ac_bridge_t *br);
 
 #endif /* AC_BRIDGE_INT_H */

@@ -27,6 +27,7 @@
 static const char magic[4] = {'\0', 'A', 'C', '1'};
 
 static void want_refresh(ac_bridge_t *br);
+static int node_index(ac_bridge_t *br, struct bnode *n);
 static void link_fail(struct link *l, int reason);
 static void send_publish(ac_bridge_t *br, struct bnode *n, struct bsrc *src,
 			 ac_buf_t *payload, bool asking);
@@ -344,7 +345,90 @@ static void send_publish(ac_bridge_t *br, struct bnode *n, struct bsrc *src,
 	ac__br_src_ref(src);
 	ac_buf_ref(payload);
 	l->inflight += bytes;
+	if (cluster && br->inflight) {
+		br->inflight[src->slot]++;
+		br->route[src->slot] = (uint16_t)(node_index(br, n) + 1);
+	}
 	ST_ADD(br, published, 1);
+}
+
+/*
+ * Order across redirects. In a cluster, a slot's publishes in flight all
+ * go to one node (route), even after the map says its slot moved, and a
+ * publish that comes back MOVED or ASK waits (held) until every earlier
+ * one of its slot is answered; then the slot's waiting publishes are
+ * sent again in order. So one publisher's messages stay in order while
+ * their slot moves: a later publish can never reach the new master
+ * before an earlier one that went to the old master first.
+ */
+static void route_publish(ac_bridge_t *br, struct bsrc *src, ac_buf_t *b)
+{
+	uint16_t s = src->slot;
+	struct bnode *n = node_of_slot(br, s);
+
+	if (br->mode == AC_BRIDGE_CLUSTER && br->inflight && br->inflight[s])
+		n = br->nodes[br->route[s] - 1];
+	send_publish(br, n, src, b, false);
+}
+
+static void hold(ac_bridge_t *br, struct bsrc *src, ac_buf_t *b,
+		 struct bnode *ask)
+{
+	struct held *h = ac__malloc(AC__K_BRIDGE, sizeof(*h));
+
+	if (!h) {
+		ST_ADD(br, dropped_full, 1);
+		return;
+	}
+	ac__br_src_ref(src);
+	h->src = src;
+	h->payload = ac_buf_ref(b);
+	h->ask = ask;
+	h->next = NULL;
+	*br->held_tail = h;
+	br->held_tail = &h->next;
+}
+
+/* A publish of slot s was answered (or lost): once none is left in
+ * flight, the slot's held publishes go again, in order. */
+static void answered(ac_bridge_t *br, uint16_t s)
+{
+	struct held **pp = &br->held, *h;
+
+	if (!br->inflight || --br->inflight[s])
+		return;
+	while ((h = *pp)) {
+		if (h->src->slot != s) {
+			pp = &h->next;
+			continue;
+		}
+		*pp = h->next;
+		if (!*pp)
+			br->held_tail = pp;
+		if (br->dead)
+			ST_ADD(br, dropped_down, 1);
+		else if (h->ask)
+			send_publish(br, h->ask, h->src, h->payload, true);
+		else
+			route_publish(br, h->src, h->payload);
+		ac__br_src_unref(h->src);
+		ac_buf_unref(h->payload);
+		ac__br_free(h);
+	}
+}
+
+void ac__br_drop_held(ac_bridge_t *br)
+{
+	struct held *h;
+
+	while ((h = br->held)) {
+		br->held = h->next;
+		ST_ADD(br, dropped_down, 1);
+		ac__br_src_unref(h->src);
+		ac_buf_unref(h->payload);
+		ac__br_free(h);
+	}
+	br->held_tail = &br->held;
 }
 
 /* BRIDGE message, on the home loop: publish b on a.p's channel. */
@@ -357,7 +441,7 @@ void ac__bridge_deliver(ac__loop_t *loop, struct ac__msg *m)
 	if (br->dead)
 		ST_ADD(br, dropped_down, 1);
 	else
-		send_publish(br, node_of_slot(br, src->slot), src, m->b, false);
+		route_publish(br, src, m->b);
 	ac_buf_unref(m->b);
 	ac__br_src_unref(src);
 }
@@ -597,6 +681,16 @@ static void apply_slots(ac_bridge_t *br, struct bnode *asked, struct rv *r)
 		return;
 	}
 	br->slots = slots;
+	if (!br->inflight &&
+	    (!(br->inflight = ac__calloc(AC__K_BRIDGE, NSLOTS,
+					 sizeof(*br->inflight))) ||
+	     !(br->route = ac__calloc(AC__K_BRIDGE, NSLOTS,
+				      sizeof(*br->route))))) {
+		ac__br_free(br->inflight);
+		br->inflight = NULL;
+		ST_ADD(br, errors, 1);
+		return;
+	}
 	memset(slots, 0, NSLOTS * sizeof(*slots));
 	for (int i = 0; i < br->nnodes; i++)
 		br->nodes[i]->master = false;
@@ -734,11 +828,13 @@ static void pub_reply(ac_bridge_t *br, struct link *l, struct pend *p,
 			} else {
 				ac__br_link_start(&to->pub);
 			}
-			/* Sent again: the refused publish was not made. */
-			send_publish(br, to, p->src, p->payload, ask);
+			/* Sent again (the refused publish was not made), after
+			 * its slot's earlier publishes are answered. */
+			hold(br, p->src, p->payload, ask ? to : NULL);
 		} else if (err) {
 			log_error(br, l, "PUBLISH refused", r);
 		}
+		answered(br, p->src->slot);
 		ac__br_src_unref(p->src);
 		ac_buf_unref(p->payload);
 		break;
@@ -957,6 +1053,8 @@ static void link_reset(ac_bridge_t *br, struct link *l)
 	while (pend_pop(l, &p)) {
 		if (p.op == OP_PUBLISH) {
 			ST_ADD(br, dropped_down, 1);
+			if (br->mode == AC_BRIDGE_CLUSTER)
+				answered(br, p.src->slot);
 			ac__br_src_unref(p.src);
 			ac_buf_unref(p.payload);
 		} else if (p.ch) {

@@ -375,6 +375,7 @@ struct pubarg {
 	struct node *n;
 	const char *tag;
 	int from, count;
+	int pace_us; /* a pause after every 10 publishes; 0: none */
 };
 
 static void *publish_range(void *arg)
@@ -388,6 +389,8 @@ static void *publish_range(void *arg)
 
 		ck_assert_int_ge(ac_group_publish(p->n->g, b), 0);
 		ac_buf_unref(b);
+		if (p->pace_us && i % 10 == 9)
+			usleep((useconds_t)p->pace_us);
 	}
 	return NULL;
 }
@@ -1005,9 +1008,13 @@ START_TEST(cluster_spreads_channels_over_masters_and_follows_a_moved_slot)
 	move_slot_of(name[0], from, to);
 	ck_assert(numsub_is(C[to].port, name[0], true, 1));
 	{
-		struct pubarg p = {&a[0], "A", 50, 50};
+		/* Paced, so that new publishes keep coming while the old
+		 * master's MOVED replies come back: they must still arrive
+		 * in order. */
+		struct pubarg p = {&a[0], "A", 50, 1000, 100};
 
 		start[0] = 50;
+		count[0] = 1000;
 		publish_on(&p);
 		expect_in_order(fb[0], tags, start, count, 1);
 	}
