@@ -718,12 +718,18 @@ static void apply_slots(ac_bridge_t *br, struct bnode *asked, struct rv *r)
 	ac__br_chans_foreach(br, chan_sync_each, NULL);
 }
 
+/* Sends CLUSTER SLOTS on pub link l; false if it could not go. */
+static bool ask_slots(struct link *l)
+{
+	static const char *const argv[] = {"CLUSTER", "SLOTS"};
+	static const size_t argl[] = {7, 5};
+
+	return link_request(l, (struct pend){.op = OP_SLOTS}, 2, argv, argl);
+}
+
 /* Asks a ready node for the slot map, once at a time. */
 static void want_refresh(ac_bridge_t *br)
 {
-	const char *argv[] = {"CLUSTER", "SLOTS"};
-	size_t argl[] = {7, 5};
-
 	if (br->dead || br->mode != AC_BRIDGE_CLUSTER)
 		return;
 	if (br->refreshing) {
@@ -733,9 +739,7 @@ static void want_refresh(ac_bridge_t *br)
 	for (int i = 0; i < br->nnodes; i++) {
 		struct link *l = &br->nodes[i]->pub;
 
-		if (br->nodes[i]->master &&
-		    link_request(l, (struct pend){.op = OP_SLOTS}, 2, argv,
-				 argl)) {
+		if (br->nodes[i]->master && ask_slots(l)) {
 			br->refreshing = true;
 			br->refresh_wanted = false;
 			return;
@@ -980,31 +984,26 @@ static void link_on_open(ac_conn_t *c)
 	ST_ADD(br, links_up, 1);
 	ST_ADD(br, connects, 1);
 	if (br->pass) {
-		const char *argv[] = {"AUTH", br->user, br->pass};
-		size_t argl[] = {4, br->user ? strlen(br->user) : 0,
-				 strlen(br->pass)};
+		/* AUTH [user] password */
+		const char *argv[3] = {"AUTH"};
+		size_t argl[3] = {4};
+		int n = 1;
 
-		if (br->user)
-			link_request(l, (struct pend){.op = OP_AUTH}, 3, argv,
-				     argl);
-		else
-			link_request(l, (struct pend){.op = OP_AUTH}, 2,
-				     (const char *const[]){"AUTH", br->pass},
-				     (const size_t[]){4, argl[2]});
+		if (br->user) {
+			argv[n] = br->user;
+			argl[n++] = strlen(br->user);
+		}
+		argv[n] = br->pass;
+		argl[n++] = strlen(br->pass);
+		link_request(l, (struct pend){.op = OP_AUTH}, n, argv, argl);
 	}
 	if (l->role == ROLE_PUB) {
-		const char *argv[] = {"CLUSTER", "SLOTS"};
-		size_t argl[] = {7, 5};
-
-		if (br->mode == AC_BRIDGE_AUTO ||
-		    (br->mode == AC_BRIDGE_CLUSTER && br->refresh_wanted &&
-		     !br->refreshing)) {
-			if (link_request(l, (struct pend){.op = OP_SLOTS}, 2,
-					 argv, argl) &&
-			    br->mode == AC_BRIDGE_CLUSTER) {
-				br->refreshing = true;
-				br->refresh_wanted = false;
-			}
+		if ((br->mode == AC_BRIDGE_AUTO ||
+		     (br->mode == AC_BRIDGE_CLUSTER && br->refresh_wanted &&
+		      !br->refreshing)) &&
+		    ask_slots(l) && br->mode == AC_BRIDGE_CLUSTER) {
+			br->refreshing = true;
+			br->refresh_wanted = false;
 		}
 	} else {
 		ac__br_chans_foreach(br, chan_sync_each, NULL);
