@@ -93,6 +93,8 @@ srv_cmd() {
 	broker) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0) ;;
 	broker1) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0
 		--threads 1) ;;
+	brokerall) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0
+		--threads "$(nproc)") ;;
 	redis) CMD=(redis-server --port @PORT --bind 127.0.0.1 --save ''
 		--appendonly no --daemonize no --maxclients "$MAXC") ;;
 	memcached) CMD=(memcached -p @PORT -U 0 -l 127.0.0.1 -c "$MAXC")
@@ -122,7 +124,8 @@ srv_cmd() {
 # Each server's port and pid while it runs (up), and its name in output.
 # shellcheck disable=SC2034
 declare -A PORT PID LABEL=([broker]=actorconn-broker
-	[broker1]="actorconn-broker --threads 1" [redis]=redis-server
+	[broker1]="actorconn-broker --threads 1"
+	[brokerall]="actorconn-broker --threads $(nproc)" [redis]=redis-server
 	[memcached]=memcached [acecho]=actorconn-echo [epoll]=epoll-echo
 	[libevent]=libevent-echo [tbroker]="actorconn-broker TLS"
 	[tredis]="redis-server TLS" [xredis]="redis-server (xnode's)"

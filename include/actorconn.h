@@ -194,7 +194,8 @@ typedef uint64_t ac_handle_t;
 
 /* Runtime configuration. A zeroed field takes its default. */
 typedef struct ac_config {
-	int loops;                 /* loop threads; 0: online CPUs (max 256) */
+	int loops;                 /* loop threads; 0: the CPUs this process
+				      may use less one, at least 1 (max 256) */
 	int pin_cpus;              /* nonzero: pin loop i to CPU i mod CPUs */
 	unsigned mailbox_capacity; /* messages per mailbox ring, rounded up to
 				      a power of two; 0: 4096; at most

@@ -175,8 +175,10 @@ class Pair:
         # A file, not a pipe: a broker that logs much never blocks.
         self.errlog = tempfile.TemporaryFile()
         self.broker = subprocess.Popen(
-            wrap + [bin_, "--listen", "127.0.0.1:%d" % self.bport]
-            + self.broker_args,
+            # Two loops, not the default (one on two CPUs): clients
+            # land on both, so messages cross loops, as in production.
+            wrap + [bin_, "--listen", "127.0.0.1:%d" % self.bport,
+                    "--threads", "2"] + self.broker_args,
             stdout=subprocess.DEVNULL, stderr=self.errlog)
         self.procs.append(self.broker)
         _wait_port(self.bport, self.broker, "actorconn-broker")

@@ -97,10 +97,43 @@ START_TEST(new_and_free_without_start_leaves_nothing)
 	ac_conn_cbs_t cbs = {0};
 
 	ck_assert_ptr_nonnull(rt);
-	ck_assert_int_ge(ac_runtime_loops(rt), 1);
 	/* A listener made before start and never closed is freed too. */
 	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs, NULL, NULL, &l), 0);
 	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+/* The loops a runtime made with defaults has, while this thread may run
+ * on the CPUs of set. */
+static int default_loops_on(const cpu_set_t *set)
+{
+	ac_runtime_t *rt;
+	int n;
+
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(*set), set), 0);
+	ck_assert_ptr_nonnull(rt = ac_runtime_new(NULL));
+	n = ac_runtime_loops(rt);
+	ac_runtime_free(rt);
+	return n;
+}
+
+START_TEST(default_loops_leave_one_cpu)
+{
+	cpu_set_t all, one;
+	int first = -1, n;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+	n = CPU_COUNT(&all);
+	for (int c = 0; c < CPU_SETSIZE && first < 0; c++)
+		if (CPU_ISSET(c, &all))
+			first = c;
+	/* One for each CPU this thread may use, less one, at least one. */
+	ck_assert_int_eq(default_loops_on(&all), n > 1 ? n - 1 : 1);
+	CPU_ZERO(&one);
+	CPU_SET(first, &one);
+	ck_assert_int_eq(default_loops_on(&one), 1);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(all), &all), 0);
 	th_assert_no_live_objects();
 }
 END_TEST
@@ -424,6 +457,7 @@ int main(void)
 	tcase_add_test(tc, version_at_run_time_matches_the_header);
 	tcase_add_test(tc, reserved_fields_must_be_zero);
 	tcase_add_test(tc, new_and_free_without_start_leaves_nothing);
+	tcase_add_test(tc, default_loops_leave_one_cpu);
 	tcase_add_test(tc, start_twice_is_estate_and_pinning_works);
 	tcase_add_test(tc, stop_from_a_loop_is_ethread);
 	tcase_add_test(tc, stop_with_traffic_in_flight_leaves_counters_at_zero);

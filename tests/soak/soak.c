@@ -6,7 +6,8 @@
  *
  * One process forks a server and client processes and watches them:
  *
- *   server   a libactorconn runtime (one loop per core) listening on
+ *   server   a libactorconn runtime (a loop on every core, at least two,
+ *            so that messages cross loops; not the default) listening on
  *            127.0.0.1 with len32 framing, a 1 s heartbeat on every
  *            connection (the ping payload: a "PING" frame, written by the
  *            library) and a 10 s idle timeout, so a client that stopped
@@ -162,7 +163,9 @@ static int server(int max_conns)
 				     .ping = ping_frame,
 				     .ping_len = sizeof(ping_frame),
 				     .idle_timeout_ms = IDLE_MS};
-	ac_config_t cfg = {.max_conns = (unsigned)max_conns};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	ac_config_t cfg = {.max_conns = (unsigned)max_conns,
+			   .loops = ncpu > 2 ? (int)(ncpu < 256 ? ncpu : 256) : 2};
 	ac_debug_counts_t d;
 	ac_listener_t *l;
 	ac_runtime_t *rt;
