@@ -102,7 +102,10 @@ srv_cmd() {
 		[ "$(id -u)" -ne 0 ] || CMD+=(-u root) ;;
 	acecho) CMD=("$BUILD/actorconn-echo" --framing len32
 		--listen 127.0.0.1:0) ;;
-	epoll) CMD=("$BUILD/bench/epoll-echo" --listen 127.0.0.1:0) ;;
+	# As many threads as actorconn-echo has loops by default (one per CPU
+	# less one, at least one: ac_runtime_new(3)), like for like.
+	epoll) CMD=("$BUILD/bench/epoll-echo" --listen 127.0.0.1:0
+		--threads "$DEFAULT_LOOPS") ;;
 	libevent) CMD=("$BUILD/bench/libevent-echo" --listen 127.0.0.1:0) ;;
 	# TLS only (no plaintext port), with the same certificate, key and
 	# options by the same names; no client certificates asked for.
@@ -121,6 +124,9 @@ srv_cmd() {
 		--cluster "redis://127.0.0.1:${PORT[xredis]}") ;;
 	esac
 }
+# The loops of a runtime with defaults, which the raw epoll server matches.
+DEFAULT_LOOPS=$(($(nproc) > 1 ? $(nproc) - 1 : 1))
+
 # Each server's port and pid while it runs (up), and its name in output.
 # shellcheck disable=SC2034
 declare -A PORT PID LABEL=([broker]=actorconn-broker
