@@ -10,6 +10,8 @@
  *   actorconn-bench echo     len32 echo load (reqload.c)
  *   actorconn-bench fanout   RESP pub/sub delivery (fanout.c)
  *   actorconn-bench idle     a server's memory per idle connection (idle.c)
+ *   actorconn-bench heartbeat  a server's CPU per heartbeat round trip
+ *                            (heartbeat.c)
  *   actorconn-bench handshake  TLS handshakes/s, full or resumed
  *                            (handshake.c; built with OpenSSL only)
  *
@@ -191,14 +193,17 @@ static const struct optdef optdefs[] = {
 	{"size", O_SIZE, V_COUNT, OFF(size), 1 << 20, 0},
 	{"subscribers", O_SUBSCRIBERS, V_COUNT, OFF(subscribers), 100000, 0},
 	{"publishers", O_PUBLISHERS, V_COUNT, OFF(publishers), 1000, 0},
-	/* The server's process: idle measures its memory; ping, echo and
-	 * fanout its CPU time. */
+	/* The server's process: idle measures its memory; ping, echo,
+	 * fanout, handshake and heartbeat its CPU time. */
 	{"pid", O_PID, V_COUNT, OFF(pid), INT_MAX, 0},
 	{"probe", O_PROBE, V_PROBE, OFF(probe), 0, 0},
 	{"per-process", O_PER_PROCESS, V_COUNT, OFF(per_process), 19000, 0},
 	/* fanout across two nodes of one service (actorconn-broker
 	 * --cluster): half the subscribers on another address. */
 	{"sub-server2", O_SUB_SERVER2, V_STRING, OFF(sub_server2), 0, 0},
+	/* heartbeat: the period the server was started with, in ms (at most
+	 * an hour, as actorconn-echo takes). */
+	{"heartbeat", O_HEARTBEAT, V_COUNT, OFF(heartbeat), 3600000, 0},
 #ifdef AC_HAVE_OPENSSL
 	/* The CA file to verify the server's certificate against. */
 	{"tls", O_TLS, V_STRING, OFF(tls), 0, 0},
@@ -422,6 +427,16 @@ static const struct subcmd subcmds[] = {
 		 O_PER_PROCESS | O_TLS, O_SERVER | O_PID, 1,
 	 {.connections = 10000, .probe = PROBE_RESP, .per_process = 15000},
 	 cmd_idle},
+	/* No --tls: the servers compared, epoll-echo among them, are
+	 * plaintext. */
+	{"heartbeat", "--server HOST:PORT [--heartbeat MS] [--connections C]\n"
+		      "[--duration S] [--warmup S] [--threads T] [--reps R]\n"
+		      "[--pid PID] [--label NAME] [--json FILE]",
+	 "heartbeat round trips/s and server CPU/round trip (--pid)",
+	 (NET_COMMON & ~O_TLS) | O_CONNECTIONS | O_HEARTBEAT, O_SERVER, 1,
+	 {.connections = 5000, .heartbeat = 1000, .duration = 5, .warmup = 2,
+	  .threads = 1, .reps = 1},
+	 cmd_heartbeat},
 #ifdef AC_HAVE_OPENSSL
 	{"handshake", "--server HOST:PORT --tls CAFILE [--resume yes|no]\n"
 		      "[--connections C] [--duration S] [--warmup S]\n"

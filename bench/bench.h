@@ -2,7 +2,8 @@
  * bench.h: private to actorconn-bench. What its files share: bench.c
  * (options, subcommands, small helpers), report.c (table and JSON output),
  * the micro-benchmarks (mailbox.c, handle.c) and the network load
- * generators (netload.c, reqload.c, fanout.c, idle.c, handshake.c; tls.c
+ * generators (netload.c, reqload.c, fanout.c, idle.c, handshake.c,
+ * heartbeat.c; tls.c
  * is their TLS client). Nothing here is library API.
  */
 #ifndef AC_BENCH_H
@@ -67,6 +68,7 @@ enum {
 	O_TLS = 1 << 17,
 	O_RESUME = 1 << 18,
 	O_SUB_SERVER2 = 1 << 19,
+	O_HEARTBEAT = 1 << 20,
 };
 
 /* How idle connections prove that the server accepted them. */
@@ -94,6 +96,7 @@ struct opts {
 	int resume;           /* handshake --resume yes */
 	const char *sub_server2; /* fanout: HOST:PORT that every other
 				    subscriber connects to; NULL: none */
+	long long heartbeat;  /* heartbeat: the server's period, in ms */
 };
 
 /* ---- table output (report.c) ------------------------------------------------- */
@@ -135,5 +138,6 @@ int cmd_fanout(const struct opts *o);  /* fanout.c */
 int cmd_idle(const struct opts *o);    /* idle.c */
 int cmd_handshake(const struct opts *o); /* handshake.c (with OpenSSL) */
 int cmd_work(const struct opts *o);    /* work.c */
+int cmd_heartbeat(const struct opts *o); /* heartbeat.c */
 
 #endif

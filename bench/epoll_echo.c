@@ -1,7 +1,7 @@
 /*
  * epoll-echo: the practical limit of a len32 echo server on this machine.
  *
- *   epoll-echo [--listen HOST:PORT] [--threads N]
+ *   epoll-echo [--listen HOST:PORT] [--threads N] [--heartbeat MS]
  *
  * A baseline for `actorconn-bench echo`, built by `make bench` and never
  * installed. No library: one thread per core (default: online CPUs), each
@@ -16,6 +16,20 @@
  * (actorconn-echo's default max_frame); a longer frame closes the
  * connection. Prints "epoll-echo: listening on HOST:PORT (N threads)" when
  * ready; stops on SIGINT or SIGTERM.
+ *
+ * With --heartbeat MS it is also the floor of `actorconn-bench heartbeat`:
+ * every MS milliseconds each connection is written the len32 frame "PING",
+ * as actorconn-echo --heartbeat MS --framing len32 does through the
+ * library, and the client's PONG is echoed like any frame, as
+ * actorconn-echo echoes it. A round trip then costs the system calls it
+ * cannot do without, one write() of the PING, and a read() and a write()
+ * of the PONG (echoed), plus the epoll_wait() wake-ups that a thread's
+ * connections share. Nothing else: no timer descriptor and no timer per
+ * connection. Every connection has the same period, so a thread keeps its
+ * connections in one list in the order they are due (a connection pinged
+ * goes to the back), the epoll_wait() timeout is the time until the front
+ * one is due, and the clock is read through the vDSO, which is no system
+ * call.
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
@@ -31,7 +45,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "listen_addr.h"
@@ -40,6 +56,7 @@
 #define MAX_FRAME ((size_t)1 << 20)
 #define IN_MIN 65536u             /* first input buffer: one read's worth */
 #define OUT_STOP ((size_t)4 << 20) /* stop reading above this much unsent */
+#define HEARTBEAT_MAX_MS 3600000L /* as actorconn-echo: an hour */
 
 struct conn {
 	int fd;
@@ -49,12 +66,23 @@ struct conn {
 	size_t have, cap;
 	char *out;         /* unsent echo, at out + out_off */
 	size_t out_len, out_off, out_cap;
+	uint64_t due;      /* --heartbeat: when the next PING goes, in ns */
+	TAILQ_ENTRY(conn) hb; /* in its worker's hbq */
 };
 
 struct worker {
 	pthread_t th;
 	int lfd, ep;
+	/* --heartbeat: every connection, the one due first at the front */
+	TAILQ_HEAD(, conn) hbq;
 };
+
+/* The heartbeat period in ns, 0 without --heartbeat; set before the
+ * workers start. */
+static uint64_t hb_ns;
+
+/* The PING frame: a 4-byte big-endian length, 4, and "PING". */
+static const char ping[8] = {0, 0, 0, 4, 'P', 'I', 'N', 'G'};
 
 static void fatal(const char *what)
 {
@@ -62,8 +90,18 @@ static void fatal(const char *what)
 	exit(1);
 }
 
-static void conn_close(struct conn *c)
+static uint64_t now_ns(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void conn_close(struct worker *w, struct conn *c)
+{
+	if (hb_ns)
+		TAILQ_REMOVE(&w->hbq, c, hb);
 	close(c->fd); /* also leaves the epoll set */
 	free(c->in);
 	free(c->out);
@@ -209,9 +247,56 @@ static void accept_all(struct worker *w)
 		c->cap = IN_MIN;
 		c->reading = 1;
 		ev.data.ptr = c;
+		/* The last to open is the last due: the list stays in
+		 * order. */
+		if (hb_ns) {
+			c->due = now_ns() + hb_ns;
+			TAILQ_INSERT_TAIL(&w->hbq, c, hb);
+		}
 		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
-			conn_close(c);
+			conn_close(w, c);
 	}
+}
+
+/*
+ * Writes the PING on every connection that is due at now, with one
+ * write() (queued behind any unsent echo instead, which holds whole frames
+ * only), and moves it to the back of the list, due one period after it
+ * was due: the cadence holds however late this pass runs, as libevent's
+ * persistent timers (the library's) keep theirs, unless a whole period
+ * was missed. The back of the list may then be due a little later than
+ * the one moved behind it (one accepted while this pass waited): that
+ * PING goes out as late as this pass was, less than a wake-up.
+ */
+static void heartbeat(struct worker *w, uint64_t now)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&w->hbq)) && c->due <= now) {
+		TAILQ_REMOVE(&w->hbq, c, hb);
+		c->due += hb_ns;
+		if (c->due <= now)
+			c->due = now + hb_ns;
+		TAILQ_INSERT_TAIL(&w->hbq, c, hb);
+		if (send_echo(c, ping, sizeof(ping)) ||
+		    conn_arm(w->ep, c, c->reading, c->out_len > c->out_off))
+			conn_close(w, c);
+	}
+}
+
+/* The epoll_wait() timeout: until the first connection is due, rounded up
+ * to the millisecond so that the wait never ends before it; -1 (none)
+ * without a heartbeat or a connection. */
+static int heartbeat_timeout(const struct worker *w)
+{
+	const struct conn *c = TAILQ_FIRST(&w->hbq);
+	uint64_t now;
+
+	if (!hb_ns || !c)
+		return -1;
+	if (c->due <= (now = now_ns()))
+		return 0;
+	return (int)((c->due - now + 999999) / 1000000);
 }
 
 static void *worker_main(void *arg)
@@ -220,7 +305,7 @@ static void *worker_main(void *arg)
 	struct epoll_event evs[256];
 
 	for (;;) {
-		int n = epoll_wait(w->ep, evs, 256, -1);
+		int n = epoll_wait(w->ep, evs, 256, heartbeat_timeout(w));
 
 		if (n < 0 && errno != EINTR)
 			fatal("epoll_wait");
@@ -245,8 +330,12 @@ static void *worker_main(void *arg)
 						       OUT_STOP,
 					       c->out_len > c->out_off);
 			if (bad)
-				conn_close(c);
+				conn_close(w, c);
 		}
+		/* After the events: a connection it closes is in none of
+		 * evs[] still to be handled. */
+		if (hb_ns)
+			heartbeat(w, now_ns());
 	}
 	return NULL;
 }
@@ -267,7 +356,8 @@ static int listen_on(const struct addrinfo *ai)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: " NAME " [--listen HOST:PORT] [--threads N]\n");
+	fprintf(f, "usage: " NAME " [--listen HOST:PORT] [--threads N] "
+		   "[--heartbeat MS]\n");
 }
 
 int main(int argc, char **argv)
@@ -275,6 +365,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"threads", required_argument, NULL, 't'},
+		{"heartbeat", required_argument, NULL, 'b'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	struct addrinfo *ai;
@@ -284,11 +375,24 @@ int main(int argc, char **argv)
 	struct worker *w;
 	sigset_t sigs;
 	int opt, sig, rc = 0;
+	char *end;
+	long hb;
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': addr = optarg; break;
 		case 't': nthreads = atol(optarg); break;
+		case 'b':
+			errno = 0;
+			hb = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || hb < 1 ||
+			    hb > HEARTBEAT_MAX_MS) {
+				fprintf(stderr, NAME ": bad --heartbeat "
+					"(1 to %ld ms)\n", HEARTBEAT_MAX_MS);
+				return 1;
+			}
+			hb_ns = (uint64_t)hb * 1000000;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -313,6 +417,7 @@ int main(int argc, char **argv)
 	for (long i = 0; i < nthreads; i++) {
 		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
 
+		TAILQ_INIT(&w[i].hbq);
 		w[i].lfd = listen_on(ai);
 		if (i == 0) {
 			/* Port 0: the rest bind the port the first got. */

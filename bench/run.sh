@@ -22,6 +22,16 @@
 # $(nproc)), so that the table shows what the last core adds or costs
 # when the clients share the machine.
 #
+# heartbeat is the server speaking first: actorconn-echo and the raw epoll
+# server (bench/epoll-echo) each write a len32 PING every second on each of
+# 5,000 connections (actorconn-bench heartbeat), which answer with a PONG
+# that the server echoes. Its figure is the server's CPU per round trip,
+# the library's against the floor of the system calls and wake-ups alone;
+# and whether every heartbeat came, round trips/s against the expected
+# 5,000. Its runs are longer than the others by default (BENCH_HB_SECONDS,
+# BENCH_HB_WARMUP): 5,000 round trips a second are few for CPU time read
+# in 10 ms ticks.
+#
 # xnode is fanout across machines, on this one: two actorconn-broker nodes
 # joined with --cluster through a redis-server of their own, the 1,000
 # subscribers split between the nodes (actorconn-bench fanout
@@ -51,9 +61,12 @@
 #   BENCH_TLS_SECONDS measured seconds of a TLS run, at most BENCH_SECONDS [2]
 #   BENCH_TLS_WARMUP  its warm-up, at most BENCH_WARMUP [0.5]
 #   BENCH_TLS_IDLE_REPS  repetitions of the TLS idle comparison [1]
+#   BENCH_HB_SECONDS  measured seconds of a heartbeat run, best a whole
+#                     number of heartbeats [5]
+#   BENCH_HB_WARMUP   its warm-up [2]
 #   BENCH_ONLY        run only these groups, space separated, of:
-#                     micro ping fanout xnode idle echo tls handshake
-#                     tls-idle [all]
+#                     micro ping fanout xnode idle echo heartbeat tls
+#                     handshake tls-idle [all]
 #   BENCH_BUILDDIR    where the programs are built [.]
 #   BENCH_SRCDIR      the source tree (for chart.gp) [this script's ../]
 set -euo pipefail
@@ -66,11 +79,14 @@ REPS=${BENCH_REPS:-3}
 THREADS=${BENCH_THREADS:-1}
 IDLE_N=${BENCH_IDLE_CONNS:-10000}
 TLS_GROUPS="tls handshake tls-idle"
-ONLY=${BENCH_ONLY:-micro ping fanout xnode idle echo $TLS_GROUPS}
+ONLY=${BENCH_ONLY:-micro ping fanout xnode idle echo heartbeat $TLS_GROUPS}
 # The smaller of each pair: a short make bench shortens the TLS runs too.
 TLS_DUR=$(awk -v a="$DUR" -v b="${BENCH_TLS_SECONDS:-2}" 'BEGIN { print (a < b ? a : b) }')
 TLS_WARM=$(awk -v a="$WARM" -v b="${BENCH_TLS_WARMUP:-0.5}" 'BEGIN { print (a < b ? a : b) }')
 TLS_IDLE_REPS=${BENCH_TLS_IDLE_REPS:-1}
+HB_DUR=${BENCH_HB_SECONDS:-5}
+HB_WARM=${BENCH_HB_WARMUP:-2}
+HB_CONNS=5000
 OUT=$BUILD/bench/results
 BENCH=$BUILD/actorconn-bench
 
@@ -159,6 +175,10 @@ elif [ -n "$TLS_NOTE" ]; then
 	echo "make bench: no TLS rows: $TLS_NOTE"
 fi
 [ -z "$XNODE_NOTE" ] || echo "make bench: no xnode rows: $XNODE_NOTE"
+if wants heartbeat; then
+	echo "make bench: heartbeat runs of ${HB_DUR} s after ${HB_WARM} s warm-up," \
+		"$HB_CONNS connections, a PING every $HB_MS ms"
+fi
 
 # ---- micro-benchmarks ------------------------------------------------------------
 if wants micro; then
@@ -275,6 +295,24 @@ if wants echo; then
 	down acecho
 	down epoll
 	down libevent
+fi
+
+# ---- heartbeat: actorconn-echo vs the raw epoll floor -----------------------------
+# The servers ping (every HB_MS, servers.sh) and the client answers; the
+# client opens its connections over one period before the warm-up.
+if wants heartbeat; then
+	up hbacecho
+	up hbepoll
+	printf 'heartbeat '
+	for r in $(seq 1 "$REPS"); do
+		for s in $(order hbacecho hbepoll "$r"); do
+			DUR=$HB_DUR WARM=$HB_WARM net heartbeat "$s" "hb-$s-$r" \
+				--connections "$HB_CONNS" --heartbeat "$HB_MS"
+		done
+	done
+	echo
+	down hbacecho
+	down hbepoll
 fi
 
 # ---- TLS: actorconn-broker vs redis-server, each on a TLS port only -----------------
@@ -439,6 +477,18 @@ if wants echo; then
 		row "echo_p${p}_libevent_cpu" "echo P=$p CPU vs libevent" "echo C=100 P=$p server CPU us/op: actorconn vs libevent" "$a" "$c" "us" cost -
 	done
 fi
+if wants heartbeat; then
+	f=$TMP/hb
+	row heartbeat_cpu "heartbeat CPU vs epoll" \
+		"heartbeat C=$HB_CONNS $((HB_MS / 1000)) s srv CPU us/op: actorconn vs raw epoll" \
+		"$(med server_cpu_us_per_op "$f-hbacecho-*.json")" \
+		"$(med server_cpu_us_per_op "$f-hbepoll-*.json")" "us" cost -
+	# Every heartbeat on time: the rate the period and connections give.
+	row heartbeat_rate "heartbeat rt/s vs expected" \
+		"heartbeat C=$HB_CONNS $((HB_MS / 1000)) s round trips/s: actorconn vs expected" \
+		"$(med round_trips_per_s "$f-hbacecho-*.json")" \
+		"$((HB_CONNS * 1000 / HB_MS))" "rt/s" rate -
+fi
 if wants tls; then
 	for p in 1 16; do
 		f=$TMP/tls-ping
@@ -529,7 +579,8 @@ echo "libactorconn vs alternatives: medians of $REPS; ratio > 1 favours libactor
 echo "(rates: actorconn / alternative; costs such as latency, bytes, ns, server CPU: alternative / actorconn)"
 echo "(server CPU us/op: the server's user + system time in the measured window, per request, per"
 echo " delivery (fanout), per connection accepted and answered once (idle), per connection"
-echo " accepted, handshaken, answered once and closed (TLS handshake))"
+echo " accepted, handshaken, answered once and closed (TLS handshake), per heartbeat round trip"
+echo " (heartbeat: PING written, PONG read and echoed))"
 if [ "$wants_tls" -eq 1 ]; then
 	echo "(TLS rows: ${TLS_DUR} s runs, medians of $REPS; TLS idle: medians of $TLS_IDLE_REPS)"
 elif [ -n "$TLS_NOTE" ]; then
@@ -554,6 +605,8 @@ echo "wall time: ${wall} s"
 		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf ' "settings": {"seconds": %s, "warmup": %s, "reps": %s, "client_threads": %s, "idle_connections": %s,\n' \
 		"$DUR" "$WARM" "$REPS" "$THREADS" "$IDLE_N"
+	printf '  "heartbeat_seconds": %s, "heartbeat_warmup": %s, "heartbeat_connections": %s, "heartbeat_ms": %s,\n' \
+		"$HB_DUR" "$HB_WARM" "$HB_CONNS" "$HB_MS"
 	printf '  "tls_seconds": %s, "tls_warmup": %s, "tls_idle_reps": %s, "tls_missing": %s,\n' \
 		"$TLS_DUR" "$TLS_WARM" "$TLS_IDLE_REPS" \
 		"$(if [ -n "$TLS_NOTE" ]; then printf '"%s"' "$TLS_NOTE"; else echo null; fi)"

@@ -107,6 +107,13 @@ srv_cmd() {
 	epoll) CMD=("$BUILD/bench/epoll-echo" --listen 127.0.0.1:0
 		--threads "$DEFAULT_LOOPS") ;;
 	libevent) CMD=("$BUILD/bench/libevent-echo" --listen 127.0.0.1:0) ;;
+	# A PING every HB_MS on every connection, the PONG echoed: by the
+	# library, and by the raw epoll floor with as many threads as the
+	# library has loops.
+	hbacecho) CMD=("$BUILD/actorconn-echo" --framing len32
+		--heartbeat "$HB_MS" --listen 127.0.0.1:0) ;;
+	hbepoll) CMD=("$BUILD/bench/epoll-echo" --listen 127.0.0.1:0
+		--threads "$DEFAULT_LOOPS" --heartbeat "$HB_MS") ;;
 	# TLS only (no plaintext port), with the same certificate, key and
 	# options by the same names; no client certificates asked for.
 	tbroker) CMD=("$BUILD/actorconn-broker" --listen none --tls-port 0
@@ -126,6 +133,8 @@ srv_cmd() {
 }
 # The loops of a runtime with defaults, which the raw epoll server matches.
 DEFAULT_LOOPS=$(($(nproc) > 1 ? $(nproc) - 1 : 1))
+# The heartbeat servers' period, in ms: the soak's (tests/soak/soak.c).
+HB_MS=1000
 
 # Each server's port and pid while it runs (up), and its name in output.
 # shellcheck disable=SC2034
@@ -133,7 +142,8 @@ declare -A PORT PID LABEL=([broker]=actorconn-broker
 	[broker1]="actorconn-broker --threads 1"
 	[brokerall]="actorconn-broker --threads $(nproc)" [redis]=redis-server
 	[memcached]=memcached [acecho]=actorconn-echo [epoll]=epoll-echo
-	[libevent]=libevent-echo [tbroker]="actorconn-broker TLS"
+	[libevent]=libevent-echo [hbacecho]="actorconn-echo --heartbeat $HB_MS"
+	[hbepoll]="epoll-echo --heartbeat $HB_MS" [tbroker]="actorconn-broker TLS"
 	[tredis]="redis-server TLS" [xredis]="redis-server (xnode's)"
 	[xa]="2 x actorconn-broker --cluster" [xb]="actorconn-broker --cluster B")
 up() {

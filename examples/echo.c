@@ -2,7 +2,7 @@
  * actorconn-echo: echoes every frame back with the same framing.
  *
  *   actorconn-echo [--listen ADDR] [--threads N] [--framing raw|line|len32]
- *                  [--idle-timeout MS] [--metrics ADDR]
+ *                  [--idle-timeout MS] [--heartbeat MS] [--metrics ADDR]
  *                  [--tls-cert FILE --tls-key FILE
  *                   [--tls-ca FILE [--tls-verify-client]]]
  *
@@ -10,9 +10,11 @@
  * a clean stop on SIGINT/SIGTERM. With --metrics it also answers HTTP
  * requests on ADDR with the runtime's statistics in the Prometheus text
  * format (ac_metrics_listen); with --tls-cert its listener speaks TLS
- * (ac_tls_new). Started by systemd socket activation (LISTEN_FDS), it
- * serves the sockets it was given instead of --listen (ac_listen_fds,
- * ac_listen_fd). See actorconn-echo(1).
+ * (ac_tls_new). With --heartbeat the library writes a PING frame on every
+ * connection at that period (heartbeat_ms and ping): the server side of
+ * `actorconn-bench heartbeat`. Started by systemd socket activation
+ * (LISTEN_FDS), it serves the sockets it was given instead of --listen
+ * (ac_listen_fds, ac_listen_fd). See actorconn-echo(1).
  */
 #include <actorconn.h>
 
@@ -24,6 +26,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The longest heartbeat period --heartbeat takes: an hour. */
+#define HEARTBEAT_MAX_MS 3600000L
+
+/* The heartbeat payload of each framing: one frame that reads "PING". */
+static const char ping_len32[] = {0, 0, 0, 4, 'P', 'I', 'N', 'G'};
+static const char ping_line[] = "PING\n";
+static const char ping_raw[] = "PING";
 
 static void on_frame(ac_conn_t *c, const void *data, size_t len)
 {
@@ -45,7 +55,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: actorconn-echo [--listen ADDR] [--threads N] "
 		   "[--framing raw|line|len32]\n"
-		   "                      [--idle-timeout MS] [--metrics ADDR]\n"
+		   "                      [--idle-timeout MS] [--heartbeat MS] "
+		   "[--metrics ADDR]\n"
 		   "                      [--tls-cert FILE --tls-key FILE\n"
 		   "                       [--tls-ca FILE [--tls-verify-client]]]\n");
 }
@@ -57,6 +68,7 @@ int main(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"framing", required_argument, NULL, 'f'},
 		{"idle-timeout", required_argument, NULL, 'i'},
+		{"heartbeat", required_argument, NULL, 'b'},
 		{"metrics", required_argument, NULL, 'm'},
 		{"tls-cert", required_argument, NULL, 'C'},
 		{"tls-key", required_argument, NULL, 'K'},
@@ -74,6 +86,8 @@ int main(int argc, char **argv)
 	ac_runtime_t *rt;
 	sigset_t sigs;
 	int opt, err, sig, status = 1, nact;
+	char *end;
+	long hb;
 
 	while ((opt = getopt_long(argc, argv, "l:t:f:i:m:h", longopts, NULL)) !=
 	       -1) {
@@ -93,6 +107,18 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			opts.idle_timeout_ms = (unsigned)atoi(optarg);
+			break;
+		case 'b':
+			errno = 0;
+			hb = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || hb < 1 ||
+			    hb > HEARTBEAT_MAX_MS) {
+				fprintf(stderr, "actorconn-echo: bad --heartbeat "
+						"(1 to %ld ms)\n",
+					HEARTBEAT_MAX_MS);
+				return 1;
+			}
+			opts.heartbeat_ms = (unsigned)hb;
 			break;
 		case 'm':
 			maddr = optarg;
@@ -121,15 +147,29 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	if (!strcmp(fname, "raw"))
+	/* With a heartbeat, the ping is one frame of the chosen framing. */
+	if (!strcmp(fname, "raw")) {
 		opts.framing = AC_FRAME_RAW;
-	else if (!strcmp(fname, "line"))
+		opts.ping = ping_raw;
+		opts.ping_len = sizeof(ping_raw) - 1;
+	} else if (!strcmp(fname, "line")) {
 		opts.framing = AC_FRAME_LINE;
-	else if (!strcmp(fname, "len32"))
+		opts.ping = ping_line;
+		opts.ping_len = sizeof(ping_line) - 1;
+	} else if (!strcmp(fname, "len32")) {
 		opts.framing = AC_FRAME_LEN32;
-	else {
+		opts.ping = ping_len32;
+		opts.ping_len = sizeof(ping_len32);
+	} else {
 		fprintf(stderr, "actorconn-echo: unknown framing '%s'\n", fname);
 		return 1;
+	}
+	/* The library copies the ping at listen and, every heartbeat_ms,
+	 * writes it on each connection. The peer's answer is a frame like
+	 * any other, and is echoed. */
+	if (!opts.heartbeat_ms) {
+		opts.ping = NULL;
+		opts.ping_len = 0;
 	}
 	if (to.cert_file || to.key_file || to.ca_file || to.verify) {
 		if (!to.cert_file || !to.key_file) {

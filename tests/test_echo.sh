@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_echo.sh: actorconn-echo as a user runs it: it listens, echoes lines,
-# serves Prometheus metrics over HTTP, and exits 0 on SIGTERM. Then with
+# serves Prometheus metrics over HTTP, and exits 0 on SIGTERM; with
+# --heartbeat it pings every connection, and a bad period is refused. Then with
 # --tls-cert: openssl s_client gets its line back through TLS, a plaintext
 # client is closed, and --tls-verify-client refuses a client without a
 # certificate. The TLS part is skipped, saying so, when the build has no
@@ -60,6 +61,27 @@ grep -q '^# TYPE actorconn_conns_accepted_total counter' <<<"$body" || fail "no 
 grep -qE '^actorconn_conns_accepted_total\{loop="[0-9]+"\} [1-9]' <<<"$body" || fail "accepted not counted"
 stop
 echo "PASS: echo, metrics, clean stop"
+
+# ---- heartbeat -----------------------------------------------------------------
+# A period out of 1..3600000 ms, or not a number, is refused with status 1.
+for bad in 0 3600001 -5 12x ''; do
+	"$bin" --heartbeat "$bad" >"$out" 2>&1
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "--heartbeat '$bad': exit status $rc"
+	grep -q 'actorconn-echo: bad --heartbeat' "$out" ||
+		fail "--heartbeat '$bad': no message"
+done
+
+# Every 200 ms a len32 "PING" frame: two of them in well under 2 s, and
+# nothing else on a connection that sends nothing.
+start --framing len32 --heartbeat 200
+exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "connect"
+got=$(timeout 2 head -c 16 <&3 | od -An -tx1 | tr -d ' \n')
+exec 3<&-
+[ "$got" = "0000000450494e470000000450494e47" ] ||
+	fail "heartbeat: got '$got', not two PING frames within 2 s"
+stop
+echo "PASS: heartbeat pings, bad periods refused"
 
 # ---- TLS ---------------------------------------------------------------------
 if ! command -v openssl >/dev/null; then
