@@ -25,7 +25,9 @@
  * cannot do without, one write() of the PING, and a read() and a write()
  * of the PONG (echoed), plus the epoll_wait() wake-ups that a thread's
  * connections share. Nothing else: no timer descriptor and no timer per
- * connection. Every connection has the same period, so a thread keeps its
+ * connection. Heartbeats fall on the same grid as the library's, so a
+ * wake-up serves every connection due in the same step. Every connection
+ * has the same period, so a thread keeps its
  * connections in one list in the order they are due (a connection pinged
  * goes to the back), the epoll_wait() timeout is the time until the front
  * one is due, and the clock is read through the vDSO, which is no system
@@ -248,9 +250,16 @@ static void accept_all(struct worker *w)
 		c->reading = 1;
 		ev.data.ptr = c;
 		/* The last to open is the last due: the list stays in
-		 * order. */
+		 * order. The first PING falls on the grid the library
+		 * uses (src/conn.c, hb_grid_us: a hundredth of the period,
+		 * 1 to 100 ms), so that connections opened at different
+		 * moments share wake-ups here as they do there. */
 		if (hb_ns) {
-			c->due = now_ns() + hb_ns;
+			uint64_t g = hb_ns / 100;
+
+			g = g < 1000000 ? 1000000 : g > 100000000 ? 100000000 : g;
+			g -= g % 1000000; /* whole milliseconds, as there */
+			c->due = (now_ns() + hb_ns + g - 1) / g * g;
 			TAILQ_INSERT_TAIL(&w->hbq, c, hb);
 		}
 		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0)

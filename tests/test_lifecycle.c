@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 static ac_stats_t stats(void)
@@ -88,6 +89,110 @@ START_TEST(heartbeat_cadence_over_two_seconds)
 	ck_assert_msg(n >= 17 && n <= 21, "%lld beats in 2.05 s at 100 ms",
 		      (long long)n);
 	close(fd);
+	ac_runtime_free(rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+/* Heartbeats of connections opened at different moments share loop
+ * wake-ups: each beat's time, by open order and round. */
+#define HB_N 10
+static uint64_t hb_open_us[HB_N], hb_beat_us[HB_N][2];
+static int hb_opened, hb_beats[HB_N];
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void hb_on_open(ac_conn_t *c)
+{
+	int i = hb_opened++; /* one loop: no other thread */
+
+	hb_open_us[i] = mono_us();
+	ac_conn_set_data(c, (void *)(intptr_t)i);
+}
+
+static void hb_on_beat(ac_conn_t *c)
+{
+	int i = (int)(intptr_t)ac_conn_data(c);
+
+	if (hb_beats[i] < 2)
+		hb_beat_us[i][hb_beats[i]] = mono_us();
+	__atomic_fetch_add(&hb_beats[i], 1, __ATOMIC_RELEASE);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The wake-ups that ran round r's beats: beats more than 300 us apart
+ * ran in different loop turns (one turn runs them back to back). */
+static int hb_turns(int r)
+{
+	uint64_t t[HB_N];
+	int turns = 1;
+
+	for (int i = 0; i < HB_N; i++)
+		t[i] = hb_beat_us[i][r];
+	qsort(t, HB_N, sizeof(t[0]), cmp_u64);
+	for (int i = 1; i < HB_N; i++)
+		turns += t[i] - t[i - 1] > 300;
+	return turns;
+}
+
+static bool hb_two_rounds(void *arg)
+{
+	for (int i = 0; i < HB_N; i++)
+		if (__atomic_load_n(&hb_beats[i], __ATOMIC_ACQUIRE) < 2)
+			return false;
+	return true;
+}
+
+START_TEST(heartbeats_of_connections_opened_apart_share_wakeups)
+{
+	/* 1 s: the heartbeats fall on a 10 ms grid (a hundredth). */
+	ac_conn_opts_t o = {.heartbeat_ms = 1000};
+	ac_conn_cbs_t cbs = {.on_open = hb_on_open, .on_heartbeat = hb_on_beat};
+	ac_runtime_t *rt = ac_runtime_new(&(ac_config_t){.loops = 1});
+	ac_listener_t *l;
+	int fds[HB_N], grid_steps, r0, r1;
+
+	ck_assert_int_eq(ac_listen(rt, "127.0.0.1:0", &cbs, &o, NULL, &l), 0);
+	ck_assert_int_eq(ac_runtime_start(rt), 0);
+	/* One connection a millisecond or so: one wake-up each, unbatched. */
+	for (int i = 0; i < HB_N; i++) {
+		fds[i] = th_connect_tcp("127.0.0.1", ac_listener_port(l));
+		usleep(1000);
+	}
+	ck_assert(th_wait(hb_two_rounds, NULL, 5000));
+	ac_runtime_stop(rt, 0);
+	/* The grid steps the opening took, and one more where it began. */
+	grid_steps = (int)((hb_open_us[HB_N - 1] - hb_open_us[0]) / 10000) + 2;
+	r0 = hb_turns(0);
+	r1 = hb_turns(1);
+	ck_assert_msg(grid_steps < HB_N,
+		      "opening %d connections took %.1f ms: too slow to tell",
+		      HB_N, (hb_open_us[HB_N - 1] - hb_open_us[0]) / 1000.0);
+	ck_assert_msg(r0 <= grid_steps && r1 <= r0,
+		      "%d connections opened over %.1f ms: first beats in %d "
+		      "loop turns, second in %d (at most %d)",
+		      HB_N, (hb_open_us[HB_N - 1] - hb_open_us[0]) / 1000.0, r0,
+		      r1, grid_steps);
+	for (int i = 0; i < HB_N; i++) {
+		/* At the period (and at most a grid step after it), then a
+		 * period later. */
+		ck_assert_uint_ge(hb_beat_us[i][0] - hb_open_us[i], 1000000);
+		ck_assert_uint_le(hb_beat_us[i][0] - hb_open_us[i], 1010000 + 200000);
+		ck_assert_uint_ge(hb_beat_us[i][1] - hb_beat_us[i][0], 990000);
+		close(fds[i]);
+	}
 	ac_runtime_free(rt);
 	th_assert_no_live_objects();
 }
@@ -538,6 +643,7 @@ int main(void)
 	tcase_add_test(tc, bytes_received_restart_the_idle_clock);
 	tcase_add_test(tc, heartbeat_cadence_over_two_seconds);
 	tcase_add_test(tc, heartbeat_without_callback_writes_the_ping);
+	tcase_add_test(tc, heartbeats_of_connections_opened_apart_share_wakeups);
 	tcase_add_test(tc, connection_timer_stops_when_its_connection_closes);
 	tcase_add_test(tc, loop_timers_fire_cancel_and_stop_with_the_runtime);
 	tcase_add_test(tc, slow_consumer_is_closed_with_eslow_at_the_hard_limit);
