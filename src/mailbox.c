@@ -340,6 +340,21 @@ static int foreign_put(ac__loop_t *dst, uint32_t kind, int32_t i,
 	return 0;
 }
 
+/* put's other paths, out of line (see put). */
+static __attribute__((noinline)) int put_slow(ac_runtime_t *rt, int dest,
+					       uint32_t kind, int32_t i,
+					       ac_handle_t h,
+					       union ac__msg_a a, void *b)
+{
+	ac__loop_t *self = ac__tls_loop;
+
+	if (self && self->rt == rt)
+		return loop_put_slow(self, dest,
+				     &(struct ac__msg){.kind = kind, .i = i,
+						       .h = h, .a = a, .b = b});
+	return foreign_put(rt->loops[dest], kind, i, h, a, b);
+}
+
 /*
  * Any thread: a message of these fields for loop dest, written in place
  * in a ring's slot: inline and field by field, so that the caller's values
@@ -356,21 +371,6 @@ static int foreign_put(ac__loop_t *dst, uint32_t kind, int32_t i,
  * batch 64, went from 39-46M to 72-73M messages/s (three runs each,
  * taking turns).
  */
-/* put's other paths, out of line (see put). */
-static __attribute__((noinline)) int put_slow(ac_runtime_t *rt, int dest,
-					       uint32_t kind, int32_t i,
-					       ac_handle_t h,
-					       union ac__msg_a a, void *b)
-{
-	ac__loop_t *self = ac__tls_loop;
-
-	if (self && self->rt == rt)
-		return loop_put_slow(self, dest,
-				     &(struct ac__msg){.kind = kind, .i = i,
-						       .h = h, .a = a, .b = b});
-	return foreign_put(rt->loops[dest], kind, i, h, a, b);
-}
-
 static inline __attribute__((always_inline)) int
 put(ac_runtime_t *rt, int dest, uint32_t kind, int32_t i, ac_handle_t h,
     union ac__msg_a a, void *b)
