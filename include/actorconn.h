@@ -283,10 +283,10 @@ typedef struct ac_conn_opts {
 				      AC_ETIMEDOUT */
 	unsigned heartbeat_ms;     /* period of on_heartbeat, or of writing
 				      ping when on_heartbeat is NULL (one of
-				      the two is required); the first comes
+				      the two is required); heartbeats fall
 				      on a grid of a hundredth of it (1 to
-				      100 ms), so that heartbeats due
-				      together share a loop wake-up */
+				      100 ms), so that those due together
+				      share a loop wake-up */
 	const void *ping;          /* heartbeat payload (copied at listen) */
 	size_t ping_len;
 	unsigned write_timeout_ms; /* pending output that makes no progress

@@ -328,14 +328,14 @@ static int arm(ac_conn_t *c, struct event **ev, unsigned ms, short flags,
  * would each wake it; `actorconn-bench heartbeat` measured 1.8 wake-ups
  * and 2.7 context switches per round trip (5,000 connections, 1 s), and
  * 64 us of server CPU per round trip against the raw epoll server's 25.
- * So the first heartbeat of a connection falls on a grid of hb_grid_us (a
- * hundredth of the period, 1 to 100 ms), the same instants for every
- * connection of the loop. When it runs, the timer becomes persistent,
- * counting from that loop turn's time, which every connection due in the
- * turn shares, and libevent then counts each period from the last one's
- * due time: connections due together stay together, and do not drift.
- * The cost: the first heartbeat comes up to one grid step after the
- * period.
+ * So heartbeats fall on a grid of hb_grid_us (a hundredth of the period,
+ * 1 to 100 ms), the same instants for every connection of the loop: the
+ * first at the first grid point a period after the connection opened,
+ * each later one at the grid point nearest to a period after the loop
+ * turn that ran the last. Rounding to the nearest keeps the cadence (a
+ * turn runs less than half a step late) and gathers again connections
+ * whose turns differed by a little. The cost: the first heartbeat comes
+ * up to one grid step after the period.
  */
 static void hb_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -346,24 +346,22 @@ static uint64_t hb_grid_us(unsigned ms)
 	return 1000 * (uint64_t)(g < 1 ? 1 : g > 100 ? 100 : g);
 }
 
-/* Owner loop: arms c's first heartbeat, a one-shot on the grid. */
-static int hb_start(ac_conn_t *c, unsigned ms)
+/* Owner loop: arms c's next heartbeat a period from this loop turn's time,
+ * on the grid: the first grid point from there (first), or the nearest. */
+static int hb_arm(ac_conn_t *c, unsigned ms, bool first)
 {
 	struct timeval now, tv;
 	uint64_t grid = hb_grid_us(ms), now_us, due_us;
 
-	if (c->hb_ev) { /* a reconnect: the last attempt's, persistent */
-		event_del(c->hb_ev);
-		event_assign(c->hb_ev, c->loop->base, -1, 0, hb_cb, c);
-	} else if (!(c->hb_ev = event_new(c->loop->base, -1, 0, hb_cb, c))) {
+	if (!c->hb_ev && !(c->hb_ev = event_new(c->loop->base, -1, 0, hb_cb, c)))
 		return AC_ENOMEM;
-	}
-	/* This loop turn's time, the base every timer added in the turn
-	 * counts from, so connections started in any turn land on the same
+	/* The turn's time is the base every timer added in the turn counts
+	 * from, so connections armed in any turn land on the same
 	 * instants. */
 	event_base_gettimeofday_cached(c->loop->base, &now);
 	now_us = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_usec;
-	due_us = (now_us + (uint64_t)ms * 1000 + grid - 1) / grid * grid;
+	due_us = now_us + (uint64_t)ms * 1000 + (first ? grid - 1 : grid / 2);
+	due_us -= due_us % grid;
 	tv.tv_sec = (time_t)((due_us - now_us) / 1000000);
 	tv.tv_usec = (suseconds_t)((due_us - now_us) % 1000000);
 	return event_add(c->hb_ev, &tv) ? AC_ENOMEM : 0;
@@ -376,17 +374,10 @@ static void hb_cb(evutil_socket_t fd, short what, void *arg)
 	const ac__proto_t *p = c->proto;
 
 	ac__loop_enter(loop);
-	/* The first: persistent from here, counted from this turn's time
-	 * (see above). A one-shot that ran is not pending: it may be
-	 * assigned again. */
-	if (c->state == AC__C_OPEN &&
-	    !(event_get_events(c->hb_ev) & EV_PERSIST)) {
-		event_assign(c->hb_ev, loop->base, -1, EV_PERSIST, hb_cb, c);
-		if (arm(c, &c->hb_ev, p->opts.heartbeat_ms, 0, hb_cb))
-			ac__conn_fail(c, AC_ENOMEM);
-	}
 	if (c->state == AC__C_OPEN) {
-		if (p->cbs.on_heartbeat)
+		if (hb_arm(c, p->opts.heartbeat_ms, false))
+			ac__conn_fail(c, AC_ENOMEM);
+		else if (p->cbs.on_heartbeat)
 			p->cbs.on_heartbeat(c);
 		else if (p->opts.ping_len)
 			ac__conn_write(c, p->opts.ping, p->opts.ping_len);
@@ -625,7 +616,7 @@ static void conn_opened(ac_conn_t *c)
 	if ((proto->opts.idle_timeout_ms &&
 	     arm(c, &c->idle_ev, proto->opts.idle_timeout_ms, 0, idle_cb)) ||
 	    (proto->opts.heartbeat_ms &&
-	     hb_start(c, proto->opts.heartbeat_ms))) {
+	     hb_arm(c, proto->opts.heartbeat_ms, true))) {
 		ac__conn_fail(c, AC_ENOMEM);
 		return;
 	}
