@@ -271,9 +271,10 @@ static void accept_all(struct worker *w)
  * Writes the PING on every connection that is due at now, with one
  * write() (queued behind any unsent echo instead, which holds whole frames
  * only), and moves it to the back of the list, due one period after it
- * was due: the cadence holds however late this pass runs, as libevent's
- * persistent timers (the library's) keep theirs, unless a whole period
- * was missed. The back of the list may then be due a little later than
+ * was due: the cadence holds however late this pass runs, as the
+ * library's does (it re-arms at the grid point nearest a period on),
+ * unless a whole period was missed. The back of the list may then be due
+ * a little later than
  * the one moved behind it (one accepted while this pass waited): that
  * PING goes out as late as this pass was, less than a wake-up.
  */
