@@ -274,9 +274,9 @@ static void accept_all(struct worker *w)
  * was due: the cadence holds however late this pass runs, as the
  * library's does (it re-arms at the grid point nearest a period on),
  * unless a whole period was missed. The back of the list may then be due
- * a little later than
- * the one moved behind it (one accepted while this pass waited): that
- * PING goes out as late as this pass was, less than a wake-up.
+ * a little later than the one moved behind it (one accepted while this
+ * pass waited): that PING goes out as late as this pass was, less than a
+ * wake-up.
  */
 static void heartbeat(struct worker *w, uint64_t now)
 {
