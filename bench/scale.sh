@@ -30,10 +30,12 @@
 #
 # Not part of make bench or make check. Each fanout point takes
 # BENCH_WARMUP + BENCH_SECONDS and a second or two to connect and drain; an
-# idle point the time to open the connections and for memory to settle (2 s
-# at least). With the defaults the whole sweep takes about 4 minutes on 2
-# cores (19 points, 38 runs), under 15 with BENCH_REPS=3. Like make bench it
-# installs nothing: it checks for redis-server and gnuplot.
+# idle point the time to open the connections and for memory to settle (6 s
+# of idling at least, more while a server trims its idle clients: about 14 s
+# for redis-server). With the defaults the whole sweep takes about 4.5
+# minutes on 2 cores (19 points, 38 runs: 258 s), about 12 with
+# BENCH_REPS=3 (733 s). Like make bench it installs nothing: it checks for
+# redis-server and gnuplot.
 #
 # fanout keeps SCALE_WINDOW messages in flight (--pipeline; make bench uses
 # 64): few enough that the p99 is a message's own fan-out time rather than
@@ -59,7 +61,7 @@
 #   BENCH_SRCDIR           the source tree [this script's ../]
 #
 # The smallest run: SCALE_POINTS=2 BENCH_SECONDS=1 BENCH_WARMUP=0 make
-# bench-scale (6 points, 12 runs, under a minute).
+# bench-scale (6 points, 12 runs, about a minute).
 
 # The lists above are split into words on purpose; they are checked to be
 # numbers before any use.
