@@ -18,13 +18,18 @@ static bool size_is(void *n)
 	return ac_group_size(grp) == (size_t)(intptr_t)n;
 }
 
-/* A server on two loops whose connections all join grp, and n clients
- * in fds, returned once all n are members. */
-static void start_members(const ac_conn_opts_t *o, int *fds, int n)
+/* A server on two loops whose connections all join grp. */
+static void start_group_server(const ac_conn_opts_t *o)
 {
 	th_srv.on_open = join_group;
 	th_server_start(2, "127.0.0.1:0", o);
 	grp = ac_group_new(th_srv.rt);
+}
+
+/* That server and n clients in fds, returned once all n are members. */
+static void start_members(const ac_conn_opts_t *o, int *fds, int n)
+{
+	start_group_server(o);
 	for (int i = 0; i < n; i++)
 		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(size_is, (void *)(intptr_t)n, 5000));
@@ -37,7 +42,7 @@ static void start_members(const ac_conn_opts_t *o, int *fds, int n)
 /* How many members the publish test has: MEMBERS or a few more. */
 static int members;
 
-/* A server on two loops and at least MEMBERS members, on both loops. The
+/* That server and at least MEMBERS members, on both loops. The
  * kernel spreads TCP connections over the loops' SO_REUSEPORT sockets by
  * a hash of their ports, so eight in a row land on one loop once in 128
  * runs: clients keep coming, one at a time, until both loops have one. */
@@ -46,9 +51,7 @@ static int start_members_on_both_loops(const ac_conn_opts_t *o, int *fds)
 	int on[2] = {0, 0};
 	int n = 0;
 
-	th_srv.on_open = join_group;
-	th_server_start(2, "127.0.0.1:0", o);
-	grp = ac_group_new(th_srv.rt);
+	start_group_server(o);
 	while (n < MEMBERS || !on[0] || !on[1]) {
 		ck_assert_int_lt(n, MAX_MEMBERS);
 		fds[n] = th_connect_tcp("127.0.0.1", th_srv.port);
