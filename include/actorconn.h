@@ -578,7 +578,9 @@ AC_EXPORT int ac_runtime_loops(const ac_runtime_t *rt);
  * Any thread. Runs fn(arg) once on loop `loop`: AC_LOOP(i) for loop i, or
  * AC_LOOP_DEFAULT for the calling loop (round robin from a thread that is
  * not a loop of rt). Posts from one thread to one loop run in the order
- * posted. Ownership of arg passes to fn.
+ * posted; a loop's post to itself runs when the callbacks of its current
+ * turn have returned, before it polls again (one posted from such a run
+ * waits for the next turn). Ownership of arg passes to fn.
  * Returns 0, AC_EINVAL (bad loop, a raw index included), AC_EAGAIN
  * (mailbox full, foreign thread only: a loop caller's message waits in an
  * overflow list instead), AC_ENOMEM, or AC_ESHUTDOWN (stopped). On error
@@ -1611,7 +1613,9 @@ typedef struct ac_stats {
 	uint64_t work_failed;       /* work functions that returned nonzero */
 	uint64_t work_cancelled;    /* never ran: cancelled, or the stop */
 	uint64_t work_full;         /* submits refused with AC_EAGAIN */
-	uint64_t reserved[16]; /* zeroed: room for later fields */
+	uint64_t mailbox_wakeups;   /* times this loop was woken through its
+				       eventfd to drain its mailbox */
+	uint64_t reserved[15]; /* zeroed: room for later fields */
 } ac_stats_t;
 
 /*

@@ -50,6 +50,7 @@ struct ac__lstats {
 	uint64_t closed[AC_CR_COUNT];
 	uint64_t bytes_in, bytes_out, frames_in, writes;
 	uint64_t mailbox_received, mailbox_overflowed, mailbox_max_depth;
+	uint64_t mailbox_wakeups;
 	uint64_t dropped, dropped_shutdown;
 	uint64_t conns_open, handles_live, hp_pending, timers_live;
 	uint64_t pool_idle, pool_busy, pool_waiting; /* over the loop's pools */
@@ -88,7 +89,8 @@ struct ac__loop {
 	int thread_started;      /* atomic: workers read it (work.c) */
 	struct event_base *base;
 	struct event *wake_ev;   /* eventfd readable: drain cycle */
-	struct event *again_ev;  /* the drain cycle after a full batch */
+	struct event *again_ev;  /* the drain cycle after a full batch, or
+				    for messages to itself (mailbox.c) */
 	struct event *ovf_ev;    /* overflow retry timer */
 	struct event *grace_ev;  /* shutdown grace timer */
 	struct ac__spsc **out;   /* [nloops]: this loop's ring to each loop
@@ -100,6 +102,9 @@ struct ac__loop {
 	int *wake_list;          /* consumers to wake when the callback ends */
 	int nwake;
 	int depth;               /* library callback nesting */
+	int turn_end;            /* running the messages the loop sent
+				    itself during a turn (loop.c,
+				    after_turn) */
 	unsigned nconns;         /* connections in htab, outbound ones
 				    connecting or waiting included */
 	unsigned nopen;          /* of which open (conns_open) */
@@ -155,6 +160,9 @@ void ac__loop_free(ac__loop_t *loop);
 int ac__loop_start(ac__loop_t *loop);
 /* Bracket every libevent callback the library registers; the outermost
  * leave does the deferred work (finalize, flush, retry, wake). */
+/* Owner loop, wake_pending set: the drain cycle after the next poll for
+ * I/O (a spent batch, messages the loop sent itself at a turn's end). */
+void ac__loop_drain_soon(ac__loop_t *loop);
 void ac__loop_enter(ac__loop_t *loop);
 void ac__loop_leave(ac__loop_t *loop);
 /* Any thread: queue a control operation the caller owns (fn set). */

@@ -13,7 +13,8 @@
  * callback that sends a thousand messages costs one fence and at most one
  * write per destination. A foreign producer calls ac__wake only when its
  * claim found the loop asleep on the foreign ring (mpsc.h): one
- * compare-and-swap per message and no fence while the loop is awake.
+ * compare-and-swap per message and no fence while the loop is awake. A
+ * loop that sends itself messages needs no eventfd (self_wake).
  *
  * Full rings: a foreign thread gets AC_EAGAIN and keeps its message. A loop
  * cannot block and must not lose what it accepted, so it moves the message
@@ -104,11 +105,23 @@ void ac__spsc_free(struct ac__spsc *r)
 	}
 }
 
+/* The write half of a wake-up: the eventfd that the loop's wake_cb
+ * reads. */
+static void wake_write(ac__loop_t *loop)
+{
+	uint64_t one = 1;
+	ssize_t n;
+
+	do
+		n = write(loop->wake_fd, &one, sizeof(one));
+	while (n < 0 && errno == EINTR);
+	/* EAGAIN means the counter is saturated: a wake-up is pending
+	 * anyway. */
+}
+
 /* Any thread: tell `loop` that its mailbox has work. */
 void ac__wake(ac__loop_t *loop)
 {
-	uint64_t one = 1;
-
 	/*
 	 * The lost-wake-up race (loop producers and control operations;
 	 * foreign producers come here only from a claim that found the
@@ -124,14 +137,28 @@ void ac__wake(ac__loop_t *loop)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&loop->wake_pending, __ATOMIC_RELAXED))
 		return;
-	if (!__atomic_exchange_n(&loop->wake_pending, 1, __ATOMIC_ACQ_REL)) {
-		ssize_t n;
-		do
-			n = write(loop->wake_fd, &one, sizeof(one));
-		while (n < 0 && errno == EINTR);
-		/* EAGAIN means the counter is saturated: a wake-up is
-		 * pending anyway. */
-	}
+	if (!__atomic_exchange_n(&loop->wake_pending, 1, __ATOMIC_ACQ_REL))
+		wake_write(loop);
+}
+
+/*
+ * Owner loop: messages it sent itself wait in its own ring r, which it
+ * published at once (staged_mark). Sent during a turn's callbacks, they
+ * need no wake-up: the loop runs them when the turn ends, before it polls
+ * for I/O again (loop.c, after_turn). Sent from that run, they wait for
+ * the drain cycle after the next poll, which the eventfd would start at
+ * the cost of a write here and a read in wake_cb, two system calls for
+ * messages that never left the thread; the zero timeout of a spent batch
+ * does it with none (ac__loop_drain_soon). Setting the flag first keeps
+ * the protocol of ac__wake: a producer that sees it set skips the eventfd
+ * and relies on that drain cycle, which clears the flag before it
+ * drains. The flag already set means a drain cycle is due anyway.
+ */
+static void self_wake(ac__loop_t *self, struct ac__spsc *r)
+{
+	if (self->turn_end && ac__spsc_depth(r) &&
+	    !__atomic_exchange_n(&self->wake_pending, 1, __ATOMIC_ACQ_REL))
+		ac__loop_drain_soon(self);
 }
 
 /* Loop producer: publishes what it staged for dest, then wakes dest. */
@@ -139,7 +166,10 @@ static void publish_and_wake(ac__loop_t *self, int dest, struct ac__spsc *r)
 {
 	if (ac__spsc_staged(r))
 		ac__spsc_publish(r);
-	ac__wake(self->rt->loops[dest]);
+	if (dest == self->index)
+		self_wake(self, r);
+	else
+		ac__wake(self->rt->loops[dest]);
 }
 
 /*

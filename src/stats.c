@@ -43,6 +43,7 @@ static void loop_snapshot(ac__loop_t *loop, ac_stats_t *o)
 	o->mailbox_full = LD(loop->mailbox_full);
 	o->mailbox_overflowed = LD(s->mailbox_overflowed);
 	o->mailbox_max_depth = LD(s->mailbox_max_depth);
+	o->mailbox_wakeups = LD(s->mailbox_wakeups);
 	o->dropped = LD(s->dropped);
 	o->dropped_shutdown = LD(s->dropped_shutdown);
 	o->handles_live = LD(s->handles_live);
@@ -165,6 +166,8 @@ static const struct metric metrics[] = {
 	  "Messages a loop kept in its overflow list."),
 	M("mailbox_max_depth", "gauge", mailbox_max_depth,
 	  "Deepest mailbox ring seen at a drain."),
+	M("mailbox_wakeups_total", "counter", mailbox_wakeups,
+	  "Wake-ups of the loop through its eventfd to drain its mailbox."),
 	M("messages_dropped_total", "counter", dropped,
 	  "Accepted messages whose connection was gone on delivery."),
 	M("messages_dropped_shutdown_total", "counter", dropped_shutdown,

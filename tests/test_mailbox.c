@@ -442,6 +442,126 @@ START_TEST(send_from_a_loop_to_an_idle_connection_allocates_once)
 }
 END_TEST
 
+/* ---- messages a loop sends itself --------------------------------------------- */
+
+#define SELF_POSTS 50
+
+static ac_runtime_t *g_rt;
+static int64_t foreign_ran, self_ran, timer_fired;
+static uint64_t wakeups_first, wakeups_last;
+static ac_timer_t *g_timer;
+
+static uint64_t loop0_wakeups(void)
+{
+	ac_stats_t all, loop0;
+
+	ck_assert_int_eq(ac_stats(g_rt, &all, &loop0, 1), 1);
+	return loop0.mailbox_wakeups;
+}
+
+static void foreign_post_ran(void *arg)
+{
+	__atomic_fetch_add(&foreign_ran, 1, __ATOMIC_RELAXED);
+}
+
+static void self_post_ran(void *arg)
+{
+	if (self_ran + 1 == SELF_POSTS)
+		wakeups_last = loop0_wakeups();
+	__atomic_store_n(&self_ran, self_ran + 1, __ATOMIC_RELAXED);
+}
+
+/* Every millisecond on loop 0, in a turn of its own: one post to the
+ * calling loop, SELF_POSTS times. */
+static void tick_posts_self(void *arg)
+{
+	if (timer_fired == 0)
+		wakeups_first = loop0_wakeups();
+	timer_fired++;
+	ck_assert_int_eq(ac_loop_post(g_rt, AC_LOOP_DEFAULT, self_post_ran,
+				      NULL),
+			 0);
+	if (timer_fired == SELF_POSTS)
+		ck_assert_int_eq(ac_timer_cancel(g_timer), 0);
+}
+
+static void start_ticks(void *arg)
+{
+	g_timer = ac_timer_start(g_rt, 1, 1, tick_posts_self, NULL);
+	ck_assert_ptr_nonnull(g_timer);
+}
+
+/*
+ * A message from another thread wakes the loop through its eventfd, and
+ * the statistics count it; a message a loop sends itself from a callback
+ * runs when that turn's callbacks are done, with no wake-up (the eventfd
+ * would be a write and a read for a message that never left the thread).
+ */
+START_TEST(posts_a_loop_sends_itself_run_without_a_wakeup)
+{
+	ac_config_t cfg = {.loops = 1};
+
+	g_rt = ac_runtime_new(&cfg);
+	ck_assert_ptr_nonnull(g_rt);
+	ck_assert_int_eq(ac_runtime_start(g_rt), 0);
+	ck_assert_int_eq(ac_loop_post(g_rt, AC_LOOP(0), foreign_post_ran, NULL),
+			 0);
+	ck_assert(th_wait_ge(&foreign_ran, 1, 5000));
+	ck_assert_uint_ge(loop0_wakeups(), 1);
+
+	ck_assert_int_eq(ac_loop_post(g_rt, AC_LOOP(0), start_ticks, NULL), 0);
+	ck_assert(th_wait_ge(&self_ran, SELF_POSTS, 10000));
+	ck_assert_int_eq(timer_fired, SELF_POSTS);
+	/* Nothing else posts to loop 0 meanwhile: each post to itself would
+	 * have been one wake-up. */
+	ck_assert_uint_eq(wakeups_last - wakeups_first, 0);
+	ac_runtime_free(g_rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
+static int64_t chain_runs, chain_stop, chain_stopped_at;
+
+static void chain(void *arg)
+{
+	chain_runs++;
+	if (chain_stop) {
+		__atomic_store_n(&chain_stopped_at, chain_runs, __ATOMIC_RELAXED);
+		return;
+	}
+	ck_assert_int_eq(ac_loop_post(g_rt, AC_LOOP_DEFAULT, chain, NULL), 0);
+}
+
+static void stop_chain(void *arg)
+{
+	chain_stop = 1;
+	__atomic_store_n(&timer_fired, 1, __ATOMIC_RELAXED);
+}
+
+static void start_chain(void *arg)
+{
+	ck_assert_ptr_nonnull(ac_timer_start(g_rt, 20, 0, stop_chain, NULL));
+	ck_assert_int_eq(ac_loop_post(g_rt, AC_LOOP_DEFAULT, chain, NULL), 0);
+}
+
+/* A function that posts itself again and again keeps its loop polling:
+ * a timer on that loop still fires (and ends the chain). */
+START_TEST(a_function_that_keeps_posting_itself_lets_its_loop_poll)
+{
+	ac_config_t cfg = {.loops = 1};
+
+	g_rt = ac_runtime_new(&cfg);
+	ck_assert_ptr_nonnull(g_rt);
+	ck_assert_int_eq(ac_runtime_start(g_rt), 0);
+	ck_assert_int_eq(ac_loop_post(g_rt, AC_LOOP(0), start_chain, NULL), 0);
+	ck_assert(th_wait_ge(&timer_fired, 1, 10000));
+	ck_assert(th_wait_ge(&chain_stopped_at, 1, 5000));
+	ck_assert_int_gt(chain_stopped_at, 1);
+	ac_runtime_free(g_rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mailbox");
@@ -456,6 +576,8 @@ int main(void)
 	tcase_add_test(tc, post_and_pin_allocate_nothing);
 	tcase_add_test(tc, send_to_an_idle_connection_allocates_once);
 	tcase_add_test(tc, send_from_a_loop_to_an_idle_connection_allocates_once);
+	tcase_add_test(tc, posts_a_loop_sends_itself_run_without_a_wakeup);
+	tcase_add_test(tc, a_function_that_keeps_posting_itself_lets_its_loop_poll);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
