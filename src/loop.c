@@ -74,8 +74,10 @@ void ac__loop_leave(ac__loop_t *loop)
 	if (loop->nwake)
 		ac__mailbox_flush_wakes(loop);
 	loop->depth = 0;
-	if (loop->stopping && loop->nconns == 0)
+	if (loop->stopping && loop->nconns == 0) {
+		loop->quit = 1; /* may be between turns: see loop_main */
 		event_base_loopbreak(loop->base);
+	}
 	else if (AC__UNLIKELY(loop->draining) && !loop->drained &&
 		 loop->nconns == 0) {
 		loop->depth = 1; /* done may call the library */
@@ -398,12 +400,14 @@ static void *loop_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
 	/* One turn at a time (EVLOOP_ONCE: every callback made active by one
-	 * poll has run), so that after_turn runs between the turns. */
-	do
-		after_turn(loop);
-	while (event_base_loop(loop->base,
+	 * poll has run), so that after_turn runs between the turns. The
+	 * flag, not event_base_got_break: a break asked for by after_turn's
+	 * callbacks, between two turns, is cleared by the next one. */
+	while (!loop->quit &&
+	       event_base_loop(loop->base,
 			       EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY) == 0 &&
-	       !event_base_got_break(loop->base));
+	       !loop->quit)
+		after_turn(loop);
 	/* Loop timers nobody cancelled stop with the loop (connection timers
 	 * went with their connections); the output chunks it kept go. */
 	ac__timers_free_loop(loop);

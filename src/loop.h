@@ -102,6 +102,7 @@ struct ac__loop {
 	int *wake_list;          /* consumers to wake when the callback ends */
 	int nwake;
 	int depth;               /* library callback nesting */
+	int quit;                /* the loop thread stops turning */
 	int turn_end;            /* running the messages the loop sent
 				    itself during a turn (loop.c,
 				    after_turn) */

@@ -344,6 +344,56 @@ START_TEST(grace_expiry_aborts_a_peer_that_never_reads)
 }
 END_TEST
 
+static int64_t abort_posted;
+
+static void abort_conn0(void *arg)
+{
+	/* From the loop, to itself: runs at the end of this turn. */
+	ck_assert_int_eq(ac_close(th_srv.rt, th_handle(0), AC_CLOSE_ABORT), 0);
+	__atomic_store_n(&abort_posted, 1, __ATOMIC_RELAXED);
+}
+
+static void arm_abort(void *arg)
+{
+	ck_assert_ptr_nonnull(ac_timer_start(th_srv.rt, 100, 0, abort_conn0,
+					     NULL));
+}
+
+/*
+ * Bug: a stop whose last connection was closed by a message the loop sent
+ * itself (run between two turns of the event loop) lost the break it
+ * asked for, and the loop waited out the whole grace before exiting.
+ */
+START_TEST(stop_ends_when_a_loops_post_to_itself_closes_its_last_connection)
+{
+	static char chunk[1 << 16];
+	ac_conn_opts_t o = {.out_hard_limit = 64 << 20,
+			    .out_soft_limit = 64 << 20};
+	uint64_t t0;
+	int fd;
+
+	th_server_start(1, "127.0.0.1:0", &o);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
+	/* 16 MiB the client never reads: the stop's flushing close waits. */
+	for (int i = 0; i < 256; i++) {
+		int err = ac_send(th_srv.rt, th_handle(0), chunk,
+				  sizeof(chunk));
+		ck_assert(err == 0 || err == AC_EAGAIN);
+	}
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), arm_abort, NULL),
+			 0);
+	t0 = th_now_ms();
+	ck_assert_int_eq(ac_runtime_stop(th_srv.rt, 20000), 0);
+	ck_assert_int_eq(abort_posted, 1);
+	ck_assert_uint_lt(th_now_ms() - t0, 10000);
+	ck_assert_int_eq(th_srv.close_count[0], 1);
+	close(fd);
+	ac_runtime_free(th_srv.rt);
+	th_assert_no_live_objects();
+}
+END_TEST
+
 /* ---- options that cannot work are refused, saying why ------------------------ */
 
 static char last_log[512];
@@ -463,6 +513,7 @@ int main(void)
 	tcase_add_test(tc, stop_with_traffic_in_flight_leaves_counters_at_zero);
 	tcase_add_test(tc, stop_flushes_pending_output_within_grace);
 	tcase_add_test(tc, grace_expiry_aborts_a_peer_that_never_reads);
+	tcase_add_test(tc, stop_ends_when_a_loops_post_to_itself_closes_its_last_connection);
 	tcase_add_test(tc, options_that_cannot_work_are_refused_with_a_reason);
 	suite_add_tcase(s, tc);
 	return th_run(s);
