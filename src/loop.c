@@ -14,6 +14,7 @@
 #include "mpsc.h"
 #include "spsc.h"
 #include "alloc.h"
+#include "clock.h"
 #include "conn.h"
 #include "drain.h"
 #include "listener.h"
@@ -325,6 +326,36 @@ void ac__loop_begin_stop(ac__loop_t *loop, void *grace_ms)
 	 * last connection is gone. */
 }
 
+#define AC__SETTLE_WAIT_MS 1000 /* for claimed slots to be published */
+
+/*
+ * ac__loop_settle's foreign ring. A producer publishes the slot it claimed
+ * a few instructions later, but one preempted in between leaves a gap that
+ * every message claimed after it waits behind (take stops at the first
+ * unpublished slot): up to a ring of other threads' messages that this
+ * settle would leave to ac_runtime_free. So wait, yielding, until every
+ * claim so far is published and taken. Once the state says STOPPED only
+ * producers already past that check can still claim, one message each,
+ * and the wait is bounded all the same.
+ */
+static void settle_foreign(ac__loop_t *loop)
+{
+	uint64_t start = 0;
+	struct ac__msg m;
+
+	for (;;) {
+		while (ac__mpsc_take(loop->foreign, &m, 1))
+			ac__settle(loop, &m);
+		if (!ac__mpsc_depth(loop->foreign))
+			return;
+		if (!start)
+			start = ac__mono_ms();
+		else if (ac__mono_ms() - start > AC__SETTLE_WAIT_MS)
+			return;
+		sched_yield();
+	}
+}
+
 /*
  * After the loop thread has exited (or never ran): run leftover control
  * operations and settle every message still queued for or by this loop.
@@ -351,8 +382,7 @@ void ac__loop_settle(ac__loop_t *loop)
 		ac__ovf_clear(o);
 	}
 	loop->ovf_count = 0;
-	while (ac__mpsc_take(loop->foreign, &m, 1))
-		ac__settle(loop, &m);
+	settle_foreign(loop);
 }
 
 /*
