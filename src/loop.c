@@ -78,9 +78,8 @@ void ac__loop_leave(ac__loop_t *loop)
 	if (loop->stopping && loop->nconns == 0) {
 		loop->quit = 1; /* may be between turns: see loop_main */
 		event_base_loopbreak(loop->base);
-	}
-	else if (AC__UNLIKELY(loop->draining) && !loop->drained &&
-		 loop->nconns == 0) {
+	} else if (AC__UNLIKELY(loop->draining) && !loop->drained &&
+		   loop->nconns == 0) {
 		loop->depth = 1; /* done may call the library */
 		ac__drain_loop_empty(loop);
 		ac__loop_leave(loop);

@@ -161,11 +161,11 @@ void ac__loop_free(ac__loop_t *loop);
 int ac__loop_start(ac__loop_t *loop);
 /* Bracket every libevent callback the library registers; the outermost
  * leave does the deferred work (finalize, flush, retry, wake). */
+void ac__loop_enter(ac__loop_t *loop);
+void ac__loop_leave(ac__loop_t *loop);
 /* Owner loop, wake_pending set: the drain cycle after the next poll for
  * I/O (a spent batch, messages the loop sent itself at a turn's end). */
 void ac__loop_drain_soon(ac__loop_t *loop);
-void ac__loop_enter(ac__loop_t *loop);
-void ac__loop_leave(ac__loop_t *loop);
 /* Any thread: queue a control operation the caller owns (fn set). */
 void ac__loop_ctl_node(ac__loop_t *loop, struct ac__ctl *node);
 void ac__loop_run_ctl(ac__loop_t *loop);
