@@ -1038,6 +1038,30 @@ static bool is_master(int port)
 	return strstr(buf, "role:master") != NULL;
 }
 
+/* What a node's bridge saw, for a failure message. */
+static void print_bridge(const char *who, struct node *n)
+{
+	ac_bridge_stats_t st;
+
+	if (ac_bridge_stats(n->br, &st))
+		return;
+	fprintf(stderr,
+		"%s: mode %llu nodes %llu links_up %llu channels %llu "
+		"published %llu received %llu dropped_down %llu connects %llu "
+		"disconnects %llu redirects %llu refreshes %llu errors %llu\n",
+		who, (unsigned long long)st.mode, (unsigned long long)st.nodes,
+		(unsigned long long)st.links_up,
+		(unsigned long long)st.channels,
+		(unsigned long long)st.published,
+		(unsigned long long)st.received,
+		(unsigned long long)st.dropped_down,
+		(unsigned long long)st.connects,
+		(unsigned long long)st.disconnects,
+		(unsigned long long)st.redirects,
+		(unsigned long long)st.refreshes,
+		(unsigned long long)st.errors);
+}
+
 START_TEST(cluster_master_lost_its_replica_takes_over_and_delivery_resumes)
 {
 	struct node a = {0}, b = {0};
@@ -1097,6 +1121,13 @@ START_TEST(cluster_master_lost_its_replica_takes_over_and_delivery_resumes)
 			seq = v + 1;
 			break;
 		}
+	}
+	if (tries == 200) { /* say why: the bridges' figures, the cluster's */
+		print_bridge("publishing node", &a);
+		print_bridge("subscribed node", &b);
+		redis_cmd(d.port, buf, sizeof(buf), "CLUSTER NODES");
+		fprintf(stderr, "CLUSTER NODES from the promoted replica:\n%s\n",
+			buf);
 	}
 	ck_assert_int_lt(tries, 200);
 	/* Anything still on its way from the probing publishes arrives in
