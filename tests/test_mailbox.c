@@ -472,8 +472,8 @@ static void self_post_ran(void *arg)
 	__atomic_store_n(&self_ran, self_ran + 1, __ATOMIC_RELEASE);
 }
 
-/* Every millisecond on loop 0, in a turn of its own: one post to the
- * calling loop, SELF_POSTS times. */
+/* Every millisecond on loop 0, from a timer callback (not a drain cycle):
+ * one post to the calling loop, SELF_POSTS times. */
 static void tick_posts_self(void *arg)
 {
 	if (timer_fired == 0)
