@@ -315,24 +315,33 @@ START_TEST(stop_flushes_pending_output_within_grace)
 }
 END_TEST
 
-START_TEST(grace_expiry_aborts_a_peer_that_never_reads)
+/* A one-loop server with one client that never reads, and 16 MiB queued
+ * for it: a stop's flushing close cannot drain it. Returns the client's
+ * socket. */
+static int start_with_a_peer_that_never_reads(void)
 {
 	static char chunk[1 << 16];
 	/* Limits above what we queue: this is about the grace, not AC_ESLOW. */
 	ac_conn_opts_t o = {.out_hard_limit = 64 << 20,
 			    .out_soft_limit = 64 << 20};
-	uint64_t t0;
 	int fd;
 
 	th_server_start(1, "127.0.0.1:0", &o);
 	fd = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
-	/* 16 MiB the client never reads: cannot drain within the grace. */
 	for (int i = 0; i < 256; i++) {
 		int err = ac_send(th_srv.rt, th_handle(0), chunk,
 				  sizeof(chunk));
 		ck_assert(err == 0 || err == AC_EAGAIN);
 	}
+	return fd;
+}
+
+START_TEST(grace_expiry_aborts_a_peer_that_never_reads)
+{
+	int fd = start_with_a_peer_that_never_reads();
+	uint64_t t0;
+
 	t0 = th_now_ms();
 	ck_assert_int_eq(ac_runtime_stop(th_srv.rt, 200), 0);
 	ck_assert_uint_lt(th_now_ms() - t0, 5000);
@@ -366,21 +375,9 @@ static void arm_abort(void *arg)
  */
 START_TEST(stop_ends_when_a_loops_post_to_itself_closes_its_last_connection)
 {
-	static char chunk[1 << 16];
-	ac_conn_opts_t o = {.out_hard_limit = 64 << 20,
-			    .out_soft_limit = 64 << 20};
+	int fd = start_with_a_peer_that_never_reads();
 	uint64_t t0;
-	int fd;
 
-	th_server_start(1, "127.0.0.1:0", &o);
-	fd = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(th_opened_ge, (void *)1, 5000));
-	/* 16 MiB the client never reads: the stop's flushing close waits. */
-	for (int i = 0; i < 256; i++) {
-		int err = ac_send(th_srv.rt, th_handle(0), chunk,
-				  sizeof(chunk));
-		ck_assert(err == 0 || err == AC_EAGAIN);
-	}
 	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), arm_abort, NULL),
 			 0);
 	t0 = th_now_ms();
