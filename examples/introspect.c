@@ -887,7 +887,8 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 		       "acl_access_denied_auth:%llu\r\n"
 		       "acl_access_denied_cmd:%llu\r\nacl_access_denied_key:%llu\r\n"
 		       "acl_access_denied_channel:%llu\r\n"
-		       "mailbox_messages:%llu\r\nmailbox_overflowed:%llu\r\n"
+		       "mailbox_messages:%llu\r\nmailbox_wakeups:%llu\r\n"
+		       "mailbox_overflowed:%llu\r\n"
 		       "messages_dropped:%llu\r\nslow_consumers_closed:%llu\r\n"
 		       "idle_clients_closed:%llu\r\n",
 		    (unsigned long long)st->accepted,
@@ -906,6 +907,7 @@ static void section(struct text *t, int s, const ac_stats_t *st)
 		    (unsigned long long)__atomic_load_n(&B.denied_channel,
 							__ATOMIC_RELAXED),
 		    (unsigned long long)st->mailbox_received,
+		    (unsigned long long)st->mailbox_wakeups,
 		    (unsigned long long)st->mailbox_overflowed,
 		    (unsigned long long)st->dropped,
 		    (unsigned long long)st->closed[AC_CR_SLOW],

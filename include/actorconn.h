@@ -1614,7 +1614,8 @@ typedef struct ac_stats {
 	uint64_t work_cancelled;    /* never ran: cancelled, or the stop */
 	uint64_t work_full;         /* submits refused with AC_EAGAIN */
 	uint64_t mailbox_wakeups;   /* times this loop was woken through its
-				       eventfd to drain its mailbox */
+				       eventfd to drain its mailbox (messages
+				       and control operations) */
 	uint64_t reserved[15]; /* zeroed: room for later fields */
 } ac_stats_t;
 

@@ -411,6 +411,52 @@ START_TEST(client_list_and_kill_gather_every_loop_as_redis_does)
 }
 END_TEST
 
+/* The value of a "name:value" line of INFO's text; -1 when it is absent. */
+static long long info_field(const char *info, const char *name)
+{
+	char key[64];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\n%s:", name);
+	if (!(p = strstr(info, key)))
+		return -1;
+	return atoll(p + strlen(key));
+}
+
+/*
+ * INFO stats reports the loops' mailboxes: the messages they handled
+ * (here, at least one per PUBLISH: its delivery to the subscriber's loop)
+ * and the times a loop was woken to drain its mailbox (CLIENT LIST asks
+ * every loop, so at least the loop that did not take the command is
+ * woken).
+ */
+START_TEST(info_stats_count_mailbox_messages_and_wakeups)
+{
+	static char info[16384];
+	int sub, pub;
+
+	start_broker(); /* two loops */
+	sub = th_connect_tcp("127.0.0.1", port);
+	pub = th_connect_tcp("127.0.0.1", port);
+	send_cmd(sub, 2, "SUBSCRIBE", "ch");
+	expect(sub, "*3 $subscribe $ch :1");
+	for (int i = 0; i < 20; i++) {
+		send_cmd(pub, 3, "PUBLISH", "ch", "m");
+		expect(pub, ":1");
+		expect(sub, "*3 $message $ch $m");
+	}
+	send_cmd(pub, 2, "CLIENT", "LIST");
+	read_list(pub, info, sizeof(info));
+	send_cmd(pub, 2, "INFO", "stats");
+	read_list(pub, info, sizeof(info));
+	ck_assert_int_ge(info_field(info, "mailbox_messages"), 20);
+	ck_assert_int_ge(info_field(info, "mailbox_wakeups"), 1);
+	close(sub);
+	close(pub);
+	stop_broker();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("broker");
@@ -421,6 +467,7 @@ int main(void)
 	tcase_add_test(tc, subscribers_on_several_connections_get_every_message_once);
 	tcase_add_test(tc, errors_keep_or_close_the_connection_as_redis_does);
 	tcase_add_test(tc, client_list_and_kill_gather_every_loop_as_redis_does);
+	tcase_add_test(tc, info_stats_count_mailbox_messages_and_wakeups);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
