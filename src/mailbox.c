@@ -308,6 +308,7 @@ static struct ac__spsc *ring_to(ac__loop_t *self, int dest)
 
 	if (!(r = ac__spsc_new(self->rt->mailbox_size)))
 		return NULL;
+	r->stream = dest != self->index;
 	self->out[dest] = r;
 	/* Release: the initialised ring is visible to the consumer before
 	 * the pointer; the consumer loads it with acquire. */
@@ -412,11 +413,7 @@ put(ac_runtime_t *rt, int dest, uint32_t kind, int32_t i, ac_handle_t h,
 		struct ac__msg *slot;
 
 		if (AC__LIKELY(r && (slot = ac__spsc_slot(r)))) {
-			slot->kind = kind;
-			slot->i = i;
-			slot->h = h;
-			slot->a = a;
-			slot->b = b;
+			ac__spsc_write(r, slot, kind, i, h, a, b);
 			staged(self, dest, r);
 			return 0;
 		}
