@@ -1590,7 +1590,9 @@ typedef struct ac_stats {
 	uint64_t mailbox_received;  /* messages dispatched on this loop */
 	uint64_t mailbox_full;      /* AC_EAGAIN returned for this loop */
 	uint64_t mailbox_overflowed;/* messages this loop put in overflow */
-	uint64_t mailbox_max_depth; /* deepest ring seen at a drain */
+	uint64_t mailbox_max_depth; /* deepest ring seen at a drain (the
+				       foreign ring: most messages one
+				       drain found published) */
 	uint64_t dropped;           /* accepted messages never delivered */
 	uint64_t dropped_shutdown;  /* of which dropped while the runtime
 				       was stopping, or left queued when its
