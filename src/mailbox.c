@@ -4,7 +4,8 @@
  * Each consumer loop k has one SPSC ring per producer loop j (in[j],
  * created by j on first use; spsc.h) and one MPSC ring for every other
  * thread (mpsc.h). Messages are 32-byte values written in place in the
- * ring slots: enqueue and dequeue take no lock and allocate nothing.
+ * ring slots (with streaming stores into another loop's ring, spsc.h):
+ * enqueue and dequeue take no lock and allocate nothing.
  *
  * Wake-ups are coalesced by the consumer's wake_pending flag: a producer
  * writes the consumer's eventfd only when it flips the flag from 0 to 1,

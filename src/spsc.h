@@ -26,17 +26,20 @@
  * so an ordinary store to it must first take the line back (a read for
  * ownership) and waits for it: perf put 62% of the loop -> loop
  * producer's samples on those stores, and they, not the ring's indexes,
- * held the ring to about 80M messages/s on this machine. On x86-64 the
- * producer writes a slot with non-temporal stores (MOVNTI) instead, which
- * go out through a write-combining buffer without taking the line; the
- * consumer reads the slot from the shared cache or memory, in ring order,
- * which the hardware prefetches. The same two-thread harness (the
- * protocol below and the loops' sleep protocol, 32-byte slots) moved
- * 62-125M messages/s with ordinary stores and 467-486M with streaming
- * ones, three runs each taking turns. A loop's ring to itself keeps
- * ordinary stores: its consumer is the same core, which has the line.
- * ThreadSanitizer does not see the streaming stores, so its builds use
- * ordinary ones.
+ * held the ring to about 80M messages/s on the development machine (AMD
+ * EPYC under KVM, whose two virtual CPUs the host may place in different
+ * core complexes). On x86-64 the producer writes a slot with
+ * non-temporal stores (MOVNTI) instead, which go out through a
+ * write-combining buffer without taking the line; the consumer reads the
+ * slot from the shared cache or memory, in ring order, which the hardware
+ * prefetches. A two-thread harness with this protocol and the loops'
+ * sleep protocol (32-byte slots) moved 62-125M messages/s with ordinary
+ * stores and 467-486M with streaming ones, three runs each taking turns;
+ * `actorconn-bench mailbox`, loop -> loop, batch 64, went from 79-82M to
+ * 147-179M messages/s. A loop's ring to itself keeps ordinary stores: its
+ * consumer is the same core, which has the line. ThreadSanitizer does not
+ * instrument the streaming stores, so its builds use ordinary ones, whose
+ * ordering it checks.
  *
  * Ordering, the whole of it: the producer's release store of tail pairs
  * with the consumer's acquire load of tail (the slots up to tail are
