@@ -119,7 +119,19 @@ struct run {
 	long long peak;    /* loop producer: longest overflow list seen */
 	double produced;   /* loop producer: share of the run spent before the
 			      last message was posted (0..1) */
+	long long wakeups; /* eventfd writes that woke the consumer (the
+			      library's: its consumer loop's mailbox_wakeups) */
 };
+
+/* The consumer loop's wake-ups so far: ac_stats, mailbox_wakeups. */
+static long long loop_wakeups(ac_runtime_t *rt, int loop)
+{
+	ac_stats_t total, per[2];
+
+	if (ac_stats(rt, &total, per, 2) <= loop)
+		die("ac_stats: no loop %d", loop);
+	return (long long)per[loop].mailbox_wakeups;
+}
 
 static void stalled(const char *what, long long sent)
 {
@@ -212,6 +224,7 @@ static struct run ac_loop_to_loop(long long n, int batch)
 		report_error("loop -> loop", err);
 	}
 	r.rate = (double)n / (g_cons.end - p.start);
+	r.wakeups = loop_wakeups(p.rt, 1);
 	ac_runtime_stop(p.rt, 0);
 	/* The last producer callback may still have been running when the
 	 * consumer finished: read its figures after the loops are joined. */
@@ -275,6 +288,7 @@ static struct run ac_foreign_to_loop(long long n)
 	pthread_join(th, NULL);
 	r.rate = (double)n / (g_cons.end - p.start);
 	r.retries = p.retries;
+	r.wakeups = loop_wakeups(p.rt, 0);
 	ac_runtime_stop(p.rt, 0);
 	ac_runtime_free(p.rt);
 	check_count("actorconn foreign -> loop");
@@ -299,6 +313,7 @@ struct mq {
 	long long n;         /* items to carry */
 	int batch;           /* items pushed per lock acquisition */
 	long long retries;   /* producer found the queue full */
+	long long wakeups;   /* eventfd writes */
 	long long sent;      /* atomic: for a stall report */
 	double start;
 };
@@ -332,9 +347,12 @@ static void *mq_producer(void *arg)
 		pthread_mutex_unlock(&q->mu);
 		/* Only the first item into an empty queue needs a wake-up: a
 		 * consumer that has not drained yet will see the rest. */
-		if (was_empty && write(q->efd, &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			die("eventfd write: %s", strerror(errno));
+		if (was_empty) {
+			if (write(q->efd, &one, sizeof(one)) < 0 &&
+			    errno != EAGAIN)
+				die("eventfd write: %s", strerror(errno));
+			q->wakeups++;
+		}
 		sent += k;
 		__atomic_store_n(&q->sent, sent, __ATOMIC_RELAXED);
 	}
@@ -404,6 +422,7 @@ static struct run mq_run(long long n, int batch)
 	pthread_join(cons, NULL);
 	r.rate = (double)n / (g_cons.end - q->start);
 	r.retries = q->retries;
+	r.wakeups = q->wakeups;
 	check_count("mutex+eventfd baseline");
 	close(q->efd);
 	pthread_mutex_destroy(&q->mu);
@@ -422,6 +441,7 @@ struct mb_case {
 	/* medians over the reps */
 	double ac_rate, base_rate;
 	long long ac_retries, base_retries, ac_peak;
+	long long ac_wakeups, base_wakeups;
 	double ac_produced;
 };
 
@@ -468,8 +488,9 @@ static void mb_print(const struct mb_case *cs, int ncase,
 			       cs[i].ac_produced * 100);
 		else
 			printf("%lld AC_EAGAIN retries", cs[i].ac_retries);
-		printf("; mutex+eventfd: %lld full-queue retries\n",
-		       cs[i].base_retries);
+		printf(", %lld wake-ups; mutex+eventfd: %lld full-queue "
+		       "retries, %lld wake-ups\n", cs[i].ac_wakeups,
+		       cs[i].base_retries, cs[i].base_wakeups);
 	}
 }
 
@@ -489,7 +510,9 @@ static int mb_json(const struct mb_case *cs, int ncase, struct json *j)
 		} else {
 			json_int(j, "actorconn_retries", cs[i].ac_retries);
 		}
+		json_int(j, "actorconn_wakeups", cs[i].ac_wakeups);
 		json_int(j, "baseline_retries", cs[i].base_retries);
+		json_int(j, "baseline_wakeups", cs[i].base_wakeups);
 		json_obj_end(j);
 	}
 	return json_close(j);
@@ -505,6 +528,7 @@ int cmd_mailbox(const struct opts *o)
 	const int ncase = (int)(sizeof(cs) / sizeof(cs[0]));
 	double ac[MAX_REPS], base[MAX_REPS], prod[MAX_REPS];
 	long long ac_n[MAX_REPS], base_n[MAX_REPS];
+	long long ac_w[MAX_REPS], base_w[MAX_REPS];
 	struct json j;
 
 	/* Open the output first: a bad path should not cost a whole run. */
@@ -524,6 +548,8 @@ int cmd_mailbox(const struct opts *o)
 				ac_n[r] = a.retries;
 			}
 			b = mq_run(o->messages, cs[c].batch);
+			ac_w[r] = a.wakeups;
+			base_w[r] = b.wakeups;
 			ac[r] = a.rate;
 			base[r] = b.rate;
 			base_n[r] = b.retries;
@@ -537,6 +563,8 @@ int cmd_mailbox(const struct opts *o)
 			cs[c].ac_retries = median_ll(ac_n, o->reps);
 		}
 		cs[c].base_retries = median_ll(base_n, o->reps);
+		cs[c].ac_wakeups = median_ll(ac_w, o->reps);
+		cs[c].base_wakeups = median_ll(base_w, o->reps);
 	}
 	mb_print(cs, ncase, o);
 	if (o->json && mb_json(cs, ncase, &j))
