@@ -17,9 +17,9 @@
  * connection therefore holds no input memory.
  *
  * Output: writes append to the output queue (outq.h) and queue the
- * connection for a flush at the end of the callback, so a burst of writes
- * (pipelined replies, a drain of many mailbox messages) costs one
- * sendmsg. The queue holds no memory once empty. sendmsg with
+ * connection for a flush at the end of the loop's turn (loop.c,
+ * ac__loop_leave), so a burst of writes (pipelined replies, a drain of
+ * many mailbox messages, a turn's publications) costs one sendmsg. The queue holds no memory once empty. sendmsg with
  * MSG_NOSIGNAL: a vanished peer is an error code, never SIGPIPE.
  */
 #define _GNU_SOURCE
@@ -244,7 +244,7 @@ static void queue_flush(ac_conn_t *c)
 	if (c->flush_queued)
 		return;
 	c->flush_queued = 1;
-	SLIST_INSERT_HEAD(&c->loop->flushing, c, flushing);
+	STAILQ_INSERT_TAIL(&c->loop->flushing, c, flushing);
 }
 
 /* Plaintext queued and not yet sent: under TLS, also what is encrypted

@@ -171,7 +171,7 @@ struct ac_conn_s {
 	struct ac__outq out;     /* holds no memory while empty */
 	struct ac__outbound *ob; /* outbound connections only (connect.c) */
 	STAILQ_ENTRY(ac_conn_s) closing; /* loop->closing */
-	SLIST_ENTRY(ac_conn_s) flushing; /* loop->flushing */
+	STAILQ_ENTRY(ac_conn_s) flushing; /* loop->flushing */
 
 	/* Read by other threads through a pin (ac_handle_info). The
 	 * counters are written by the owner alone, with relaxed atomic

@@ -54,20 +54,29 @@ void ac__loop_leave(ac__loop_t *loop)
 	/* Outermost: depth stays 1 while we work, so anything the work
 	 * triggers (on_close closing another connection, say) is deferred
 	 * onto the same queues and picked up by this loop. */
-	/* Flush before finalizing: a finalized connection is retired and must
-	 * not be on the flush list. Finalizing cannot queue its own flush
-	 * (writes to a dead connection are refused), so one close at a time
-	 * with a full flush in between keeps that true. */
-	for (;;) {
-		if ((c = SLIST_FIRST(&loop->flushing))) {
-			SLIST_REMOVE_HEAD(&loop->flushing, flushing);
-			c->flush_queued = 0;
-			ac__conn_flush(c);
-		} else if ((c = STAILQ_FIRST(&loop->closing))) {
-			STAILQ_REMOVE_HEAD(&loop->closing, closing);
-			ac__conn_finalize(c);
-		} else {
-			break;
+	/*
+	 * Output waits for the end of libevent's turn (after_turn), so that
+	 * the loop reads every connection that poll found ready before it
+	 * writes to any, as redis-server does: `actorconn-bench ping`, 50
+	 * connections, P=1, p99 472-702 us against 551-743 us writing at
+	 * the end of each callback, in runs taking turns with redis-server
+	 * (511-686 us). Flush before finalizing: a finalized connection is
+	 * retired and must not be on the flush list. Finalizing cannot queue
+	 * its own flush (writes to a dead connection are refused), so one
+	 * close at a time with a full flush in between keeps that true.
+	 */
+	if (!loop->in_turn || !STAILQ_EMPTY(&loop->closing)) {
+		for (;;) {
+			if ((c = STAILQ_FIRST(&loop->flushing))) {
+				STAILQ_REMOVE_HEAD(&loop->flushing, flushing);
+				c->flush_queued = 0;
+				ac__conn_flush(c);
+			} else if ((c = STAILQ_FIRST(&loop->closing))) {
+				STAILQ_REMOVE_HEAD(&loop->closing, closing);
+				ac__conn_finalize(c);
+			} else {
+				break;
+			}
 		}
 	}
 	if (loop->ovf_count)
@@ -446,17 +455,21 @@ void ac__loop_settle(ac__loop_t *loop)
  * publication.) Only what is there now: what these messages send the
  * loop in turn waits for the drain cycle after the next poll (mailbox.c,
  * self_wake), so a function that keeps posting itself cannot hold I/O up.
+ * Then the output of the whole turn and of those messages goes out, in
+ * the order it was queued (ac__loop_leave).
  */
 static void after_turn(ac__loop_t *loop)
 {
 	struct ac__spsc *r = loop->out[loop->index];
-	uint32_t n;
+	uint32_t n = r ? ac__spsc_ready(r) : 0;
 
-	if (!r || !(n = ac__spsc_ready(r)))
+	if (!n && STAILQ_EMPTY(&loop->flushing))
 		return;
 	ac__loop_enter(loop);
-	loop->turn_end = 1;
-	AC__STAT_ADD(loop, mailbox_received, drain_spsc(loop, r, n));
+	if (n) {
+		loop->turn_end = 1;
+		AC__STAT_ADD(loop, mailbox_received, drain_spsc(loop, r, n));
+	}
 	ac__loop_leave(loop);
 	loop->turn_end = 0;
 }
@@ -482,12 +495,19 @@ static void *loop_main(void *arg)
 	/* One turn at a time (EVLOOP_ONCE: every callback made active by one
 	 * poll has run), so that after_turn runs between the turns. The
 	 * flag, not event_base_got_break: a break asked for by after_turn's
-	 * callbacks, between two turns, is cleared by the next one. */
-	while (!loop->quit &&
-	       event_base_loop(loop->base,
-			       EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY) == 0 &&
-	       !loop->quit)
+	 * callbacks, between two turns, is cleared by the next one. A loop
+	 * quits only with no connection left, so no output waits then. */
+	while (!loop->quit) {
+		int rc;
+
+		loop->in_turn = 1;
+		rc = event_base_loop(loop->base,
+				     EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY);
+		loop->in_turn = 0;
+		if (rc != 0 || loop->quit)
+			break;
 		after_turn(loop);
+	}
 	/* Loop timers nobody cancelled stop with the loop (connection timers
 	 * went with their connections); the output chunks it kept go. */
 	ac__timers_free_loop(loop);
@@ -537,7 +557,7 @@ ac__loop_t *ac__loop_new(ac_runtime_t *rt, int index)
 	ac__htab_init(&loop->htab);
 	LIST_INIT(&loop->pools);
 	STAILQ_INIT(&loop->closing);
-	SLIST_INIT(&loop->flushing);
+	STAILQ_INIT(&loop->flushing);
 	SLIST_INIT(&loop->accepts);
 	LIST_INIT(&loop->timers);
 

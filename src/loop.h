@@ -106,6 +106,8 @@ struct ac__loop {
 	int turn_end;            /* running the messages the loop sent
 				    itself during a turn (loop.c,
 				    after_turn) */
+	int in_turn;             /* in libevent's turn: output waits for
+				    the turn's end (ac__loop_leave) */
 	unsigned nconns;         /* connections in htab, outbound ones
 				    connecting or waiting included */
 	unsigned nopen;          /* of which open (conns_open) */
@@ -113,7 +115,8 @@ struct ac__loop {
 	LIST_HEAD(, ac__subpool) pools;  /* sub-pools served by this loop */
 	uint64_t rng;            /* back-off jitter (xorshift) */
 	STAILQ_HEAD(, ac_conn_s) closing; /* to finalize at callback end */
-	SLIST_HEAD(, ac_conn_s) flushing; /* to flush at callback end */
+	STAILQ_HEAD(, ac_conn_s) flushing; /* to flush at the turn's end,
+					      in the order queued */
 	SLIST_HEAD(, ac__accept) accepts; /* listening sockets served here */
 	LIST_HEAD(, ac_timer_s) timers;   /* every live timer of this loop */
 	struct ac__ctimeout {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -563,6 +564,78 @@ START_TEST(listener_close_stops_accepting_but_keeps_connections)
 }
 END_TEST
 
+/* ---- output waits for the end of the loop's turn ------------------------- */
+
+#define TURN_CONNS 4
+
+static ac_conn_t *turn_conn[TURN_CONNS]; /* the loop's own */
+static int turn_n;                        /* the loop's own */
+static int64_t turn_queued;  /* atomic: earlier replies of the turn still
+				queued when a later frame ran */
+static int64_t turn_frames;  /* atomic */
+static sem_t turn_gate, turn_entered;
+
+static void turn_hold(void *arg)
+{
+	sem_post(&turn_entered);
+	sem_wait(&turn_gate);
+}
+
+static void turn_reply(ac_conn_t *c, const void *data, size_t len)
+{
+	for (int i = 0; i < turn_n; i++)
+		if (ac_conn_out_bytes(turn_conn[i]) > 0)
+			__atomic_fetch_add(&turn_queued, 1, __ATOMIC_RELAXED);
+	ac_conn_write(c, data, len);
+	ac_conn_write(c, "\n", 1);
+	if (turn_n < TURN_CONNS)
+		turn_conn[turn_n++] = c;
+	__atomic_fetch_add(&turn_frames, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * The loop reads every connection its poll found ready before it writes to
+ * any: a reply waits for the end of the turn. Four requests that arrive
+ * while the loop is busy are read in one turn, and each finds the replies
+ * to those before it still queued (0 + 1 + 2 + 3); written at the end of
+ * each callback instead, it would find none. Then every reply arrives.
+ */
+START_TEST(replies_of_one_turn_are_written_when_the_turn_ends)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
+	int fd[TURN_CONNS];
+	char buf[16];
+
+	sem_init(&turn_gate, 0, 0);
+	sem_init(&turn_entered, 0, 0);
+	th_srv.on_frame = turn_reply;
+	th_server_start(1, "127.0.0.1:0", &o);
+	for (int i = 0; i < TURN_CONNS; i++)
+		fd[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(th_opened_ge, (void *)TURN_CONNS, 5000));
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), turn_hold, NULL),
+			 0);
+	sem_wait(&turn_entered);
+	for (int i = 0; i < TURN_CONNS; i++)
+		th_write_all(fd[i], "ping\n", 5);
+	usleep(100 * 1000); /* all four in the loop's socket buffers */
+	sem_post(&turn_gate);
+	for (int i = 0; i < TURN_CONNS; i++) {
+		ck_assert_uint_eq(th_recv_frame(fd[i], AC_FRAME_LINE, buf,
+						sizeof(buf), 0),
+				  4);
+		ck_assert(memcmp(buf, "ping", 4) == 0);
+	}
+	ck_assert_int_eq(__atomic_load_n(&turn_frames, __ATOMIC_ACQUIRE),
+			 TURN_CONNS);
+	ck_assert_int_eq(__atomic_load_n(&turn_queued, __ATOMIC_RELAXED),
+			 0 + 1 + 2 + 3);
+	for (int i = 0; i < TURN_CONNS; i++)
+		close(fd[i]);
+	th_finish();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("conn");
@@ -587,6 +660,7 @@ int main(void)
 	tcase_add_test(tc, listen_on_a_path_that_is_not_a_socket_is_eaddrinuse_and_keeps_the_file);
 	tcase_add_test(tc, listen_on_a_port_in_use_is_eaddrinuse_despite_reuseport);
 	tcase_add_test(tc, close_inside_on_frame_flushes_and_stops_frames);
+	tcase_add_test(tc, replies_of_one_turn_are_written_when_the_turn_ends);
 	tcase_add_test(tc, close_inside_on_open_still_gets_one_on_close);
 	tcase_add_test(tc, peer_vanishing_mid_write_is_an_error_not_sigpipe);
 	tcase_add_test(tc, send_and_tell_from_foreign_thread_reach_the_peer);
