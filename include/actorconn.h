@@ -837,8 +837,8 @@ AC_EXPORT void ac_pool_free(ac_pool_t *p);
 /*
  * Owner loop. Queues a copy of buf; output is flushed when the loop's
  * current turn ends, with the turn's other writes to c. Returns 0,
- * AC_EINVAL (NULL c, or NULL buf with len), AC_ETHREAD, AC_ESTATE (closing or closed, or its output shut down by
- * ac_conn_shutdown), AC_ENOMEM,
+ * AC_EINVAL (NULL c, or NULL buf with len), AC_ETHREAD, AC_ESTATE (closing
+ * or closed, or its output shut down by ac_conn_shutdown), AC_ENOMEM,
  * or AC_ESLOW when queued output would pass out_hard_limit (nothing is
  * queued and the connection is being closed with AC_ESLOW).
  */

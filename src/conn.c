@@ -19,8 +19,9 @@
  * Output: writes append to the output queue (outq.h) and queue the
  * connection for a flush at the end of the loop's turn (loop.c,
  * ac__loop_leave), so a burst of writes (pipelined replies, a drain of
- * many mailbox messages, a turn's publications) costs one sendmsg. The queue holds no memory once empty. sendmsg with
- * MSG_NOSIGNAL: a vanished peer is an error code, never SIGPIPE.
+ * many mailbox messages, a turn's publications) costs one sendmsg. The
+ * queue holds no memory once empty. sendmsg with MSG_NOSIGNAL: a vanished
+ * peer is an error code, never SIGPIPE.
  */
 #define _GNU_SOURCE
 #include "conn.h"
