@@ -246,6 +246,7 @@ static void queue_flush(ac_conn_t *c)
 		return;
 	c->flush_queued = 1;
 	STAILQ_INSERT_TAIL(&c->loop->flushing, c, flushing);
+	c->loop->nflushing++;
 }
 
 /* Plaintext queued and not yet sent: under TLS, also what is encrypted

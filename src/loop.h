@@ -117,6 +117,7 @@ struct ac__loop {
 	STAILQ_HEAD(, ac_conn_s) closing; /* to finalize at callback end */
 	STAILQ_HEAD(, ac_conn_s) flushing; /* to flush at the turn's end,
 					      in the order queued */
+	unsigned nflushing;               /* on that list */
 	SLIST_HEAD(, ac__accept) accepts; /* listening sockets served here */
 	LIST_HEAD(, ac_timer_s) timers;   /* every live timer of this loop */
 	struct ac__ctimeout {

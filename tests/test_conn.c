@@ -566,13 +566,16 @@ END_TEST
 
 /* ---- output waits for the end of the loop's turn ------------------------- */
 
-#define TURN_CONNS 4
+#define TURN_MAX_CONNS 128
+#define TURN_DEFER 64 /* connections whose output may wait (loop.c) */
 
-static ac_conn_t *turn_conn[TURN_CONNS]; /* the loop's own */
-static int turn_n;                        /* the loop's own */
-static int64_t turn_queued;  /* atomic: earlier replies of the turn still
-				queued when a later frame ran */
-static int64_t turn_frames;  /* atomic */
+static ac_conn_t *turn_conn[TURN_MAX_CONNS]; /* the loop's own: every
+						connection seen */
+static int turn_n;                            /* the loop's own */
+static int64_t turn_queued;     /* atomic: earlier replies still queued,
+				   summed over the frames */
+static int64_t turn_queued_max; /* atomic: the most at one frame */
+static int64_t turn_frames;     /* atomic */
 static sem_t turn_gate, turn_entered;
 
 static void turn_hold(void *arg)
@@ -583,54 +586,102 @@ static void turn_hold(void *arg)
 
 static void turn_reply(ac_conn_t *c, const void *data, size_t len)
 {
-	for (int i = 0; i < turn_n; i++)
-		if (ac_conn_out_bytes(turn_conn[i]) > 0)
-			__atomic_fetch_add(&turn_queued, 1, __ATOMIC_RELAXED);
+	int64_t queued = 0;
+	bool seen = false;
+
+	for (int i = 0; i < turn_n; i++) {
+		if (turn_conn[i] == c)
+			seen = true;
+		else if (ac_conn_out_bytes(turn_conn[i]) > 0)
+			queued++;
+	}
+	__atomic_fetch_add(&turn_queued, queued, __ATOMIC_RELAXED);
+	if (queued > turn_queued_max)
+		__atomic_store_n(&turn_queued_max, queued, __ATOMIC_RELAXED);
 	ac_conn_write(c, data, len);
 	ac_conn_write(c, "\n", 1);
-	if (turn_n < TURN_CONNS)
+	if (!seen && turn_n < TURN_MAX_CONNS)
 		turn_conn[turn_n++] = c;
 	__atomic_fetch_add(&turn_frames, 1, __ATOMIC_RELEASE);
 }
 
-/*
- * The loop reads every connection its poll found ready before it writes to
- * any: a reply waits for the end of the turn. Four requests that arrive
- * while the loop is busy are read in one turn, and each finds the replies
- * to those before it still queued (0 + 1 + 2 + 3); written at the end of
- * each callback instead, it would find none. Then every reply arrives.
- */
-START_TEST(replies_of_one_turn_are_written_when_the_turn_ends)
+/* Connects n clients to a one-loop line server that answers through
+ * turn_reply. */
+static void turn_start(int *fd, int n)
 {
-	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
-	int fd[TURN_CONNS];
-	char buf[16];
-
 	sem_init(&turn_gate, 0, 0);
 	sem_init(&turn_entered, 0, 0);
 	th_srv.on_frame = turn_reply;
-	th_server_start(1, "127.0.0.1:0", &o);
-	for (int i = 0; i < TURN_CONNS; i++)
+	th_server_start(1, "127.0.0.1:0",
+			&(ac_conn_opts_t){.framing = AC_FRAME_LINE});
+	for (int i = 0; i < n; i++)
 		fd[i] = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(th_opened_ge, (void *)TURN_CONNS, 5000));
+	ck_assert(th_wait(th_opened_ge, (void *)(intptr_t)n, 5000));
+}
+
+/* One request from each of n clients, all sent while the loop is held,
+ * so that its next poll finds them together; then every reply. */
+static void turn_round(const int *fd, int n)
+{
+	int64_t before = __atomic_load_n(&turn_frames, __ATOMIC_ACQUIRE);
+	char buf[16];
+
 	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), turn_hold, NULL),
 			 0);
 	sem_wait(&turn_entered);
-	for (int i = 0; i < TURN_CONNS; i++)
+	for (int i = 0; i < n; i++)
 		th_write_all(fd[i], "ping\n", 5);
-	usleep(100 * 1000); /* all four in the loop's socket buffers */
+	usleep(100 * 1000); /* all of them in the loop's socket buffers */
 	sem_post(&turn_gate);
-	for (int i = 0; i < TURN_CONNS; i++) {
+	for (int i = 0; i < n; i++) {
 		ck_assert_uint_eq(th_recv_frame(fd[i], AC_FRAME_LINE, buf,
 						sizeof(buf), 0),
 				  4);
 		ck_assert(memcmp(buf, "ping", 4) == 0);
 	}
 	ck_assert_int_eq(__atomic_load_n(&turn_frames, __ATOMIC_ACQUIRE),
-			 TURN_CONNS);
+			 before + n);
+}
+
+/*
+ * The loop reads every connection its poll found ready before it writes to
+ * any: a reply waits for the end of the turn. Four requests read in one
+ * turn each find the replies to those before them still queued (0 + 1 +
+ * 2 + 3); written at the end of each callback instead, they would find
+ * none.
+ */
+START_TEST(replies_of_one_turn_are_written_when_the_turn_ends)
+{
+	int fd[4];
+
+	turn_start(fd, 4);
+	turn_round(fd, 4);
 	ck_assert_int_eq(__atomic_load_n(&turn_queued, __ATOMIC_RELAXED),
 			 0 + 1 + 2 + 3);
-	for (int i = 0; i < TURN_CONNS; i++)
+	for (int i = 0; i < 4; i++)
+		close(fd[i]);
+	th_finish();
+}
+END_TEST
+
+/*
+ * Each connection waiting for the end of the turn holds an output chunk,
+ * so at most TURN_DEFER wait; past that the output goes when the callback
+ * ends. With 100 requests in one turn a frame finds at most 63 earlier
+ * replies queued, where unbounded the last would find 99. libevent polls
+ * for 32 events at first and doubles that each time a poll fills it, so
+ * the second round is read in one turn.
+ */
+START_TEST(a_turn_holds_the_output_of_at_most_64_connections)
+{
+	int fd[100];
+
+	turn_start(fd, 100);
+	for (int r = 0; r < 3; r++)
+		turn_round(fd, 100);
+	ck_assert_int_eq(__atomic_load_n(&turn_queued_max, __ATOMIC_RELAXED),
+			 TURN_DEFER - 1);
+	for (int i = 0; i < 100; i++)
 		close(fd[i]);
 	th_finish();
 }
@@ -661,6 +712,7 @@ int main(void)
 	tcase_add_test(tc, listen_on_a_port_in_use_is_eaddrinuse_despite_reuseport);
 	tcase_add_test(tc, close_inside_on_frame_flushes_and_stops_frames);
 	tcase_add_test(tc, replies_of_one_turn_are_written_when_the_turn_ends);
+	tcase_add_test(tc, a_turn_holds_the_output_of_at_most_64_connections);
 	tcase_add_test(tc, close_inside_on_open_still_gets_one_on_close);
 	tcase_add_test(tc, peer_vanishing_mid_write_is_an_error_not_sigpipe);
 	tcase_add_test(tc, send_and_tell_from_foreign_thread_reach_the_peer);
