@@ -245,6 +245,16 @@ static unsigned drain(ac__loop_t *loop, unsigned batch)
 	return left;
 }
 
+/* Owner loop: again_cb (the drain cycle) in `us` microseconds; without
+ * the memory for libevent's timer heap, at once through the wake-up event. */
+static void arm_again(ac__loop_t *loop, long us)
+{
+	struct timeval tv = {0, us};
+
+	if (evtimer_add(loop->again_ev, &tv))
+		event_active(loop->wake_ev, EV_READ, 0); /* no memory */
+}
+
 /*
  * Owner loop: the drain cycle again in `us` microseconds, without the
  * eventfd; the caller has set wake_pending, so that producers skip the
@@ -253,12 +263,8 @@ static unsigned drain(ac__loop_t *loop, unsigned batch)
  */
 static void drain_after(ac__loop_t *loop, long us)
 {
-	struct timeval tv = {0, us};
-
-	if (evtimer_pending(loop->again_ev, NULL))
-		return;
-	if (evtimer_add(loop->again_ev, &tv))
-		event_active(loop->wake_ev, EV_READ, 0); /* no memory */
+	if (!evtimer_pending(loop->again_ev, NULL))
+		arm_again(loop, us);
 }
 
 /* The drain cycle, inside a library callback. */
@@ -313,11 +319,7 @@ static void drain_cycle(ac__loop_t *loop)
  */
 void ac__loop_drain_soon(ac__loop_t *loop)
 {
-	static const struct timeval now = {0, 0};
-
-	/* Brings a later time set by drain_after forward. */
-	if (evtimer_add(loop->again_ev, &now))
-		event_active(loop->wake_ev, EV_READ, 0); /* no memory */
+	arm_again(loop, 0); /* brings a later time set by drain_after forward */
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
