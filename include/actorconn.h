@@ -1618,7 +1618,12 @@ typedef struct ac_stats {
 	uint64_t mailbox_wakeups;   /* times this loop was woken through its
 				       eventfd to drain its mailbox (messages
 				       and control operations) */
-	uint64_t reserved[15]; /* zeroed: room for later fields */
+	uint64_t group_publishes;   /* ac_group_publish buffers this loop
+				       wrote to the group's members here */
+	uint64_t group_batches;     /* the times it wrote them: consecutive
+				       publishes to one group go to each
+				       member together */
+	uint64_t reserved[13]; /* zeroed: room for later fields */
 } ac_stats_t;
 
 /*

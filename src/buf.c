@@ -50,3 +50,22 @@ AC_EXPORT size_t ac_buf_len(const ac_buf_t *b)
 {
 	return b ? b->len : 0;
 }
+
+/* The n buffers of b[], `len` bytes in all, copied back to back into a
+ * new one; NULL without memory. */
+ac_buf_t *ac__buf_concat(ac_buf_t *const *b, unsigned n, size_t len)
+{
+	ac_buf_t *all = ac__malloc(AC__K_BUF, sizeof(*all) + len);
+	unsigned char *w;
+
+	if (!all)
+		return NULL;
+	all->refs = 1;
+	all->len = len;
+	w = all->data;
+	for (unsigned i = 0; i < n; i++) {
+		memcpy(w, b[i]->data, b[i]->len);
+		w += b[i]->len;
+	}
+	return all;
+}

@@ -11,4 +11,6 @@ struct ac_buf_s {
 	unsigned char data[];
 };
 
+ac_buf_t *ac__buf_concat(ac_buf_t *const *b, unsigned n, size_t len);
+
 #endif /* AC_BUF_H */

@@ -1070,13 +1070,20 @@ int ac__conn_out_reserve(ac_conn_t *c, size_t len)
 	return 0;
 }
 
+/* Owner loop: bytes were queued on c, `frames` writes' worth. */
+static void out_added(ac_conn_t *c, unsigned frames)
+{
+	__atomic_store_n(&c->frames_out, c->frames_out + frames,
+			 __ATOMIC_RELAXED);
+	AC__STAT_ADD(c->loop, writes, frames);
+	output_grew(c, out_len(c));
+	queue_flush(c);
+}
+
 /* Owner loop: bytes were queued on c (one write: a frame out). */
 void ac__conn_out_added(ac_conn_t *c)
 {
-	__atomic_store_n(&c->frames_out, c->frames_out + 1, __ATOMIC_RELAXED);
-	AC__STAT_ADD(c->loop, writes, 1);
-	output_grew(c, out_len(c));
-	queue_flush(c);
+	out_added(c, 1);
 }
 
 /* Owner loop (checked by the callers). */
@@ -1144,6 +1151,34 @@ int ac__conn_write_buf(ac_conn_t *c, ac_buf_t *b)
 		return AC_ENOMEM;
 	ac__conn_out_added(c);
 	return 0;
+}
+
+/*
+ * Owner loop: `all` holds the n buffers of b[] back to back (a group's
+ * publishes, group.c). When all of it fits under c's hard limit it is
+ * queued as one write of n frames: one copy or one reference, and one
+ * visit to c, instead of n. Otherwise each b[i] goes as ac__conn_write_buf
+ * would write it, so the same prefix is queued and the same frame fails c.
+ * Returns how many of the n were not queued.
+ */
+unsigned ac__conn_write_batch(ac_conn_t *c, ac_buf_t *all, ac_buf_t *const *b,
+			      unsigned n)
+{
+	unsigned lost = 0;
+
+	if (AC__LIKELY(c->state == AC__C_OPEN && !c->wshut &&
+		       all->len <= hard_limit(c) - out_len(c))) {
+		if (all->len <= AC__BUF_COPY_MAX
+			    ? ac__outq_write(&c->out, all->data, all->len)
+			    : ac__outq_ref(&c->out, all))
+			return n;
+		out_added(c, n);
+		return 0;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (ac__conn_write_buf(c, b[i]))
+			lost++;
+	return lost;
 }
 
 AC_EXPORT int ac_conn_write_buf(ac_conn_t *c, ac_buf_t *b)

@@ -235,6 +235,8 @@ void ac__conn_close(ac_conn_t *c, int how);
  * own callers, which are on the owner loop by construction. */
 int ac__conn_write(ac_conn_t *c, const void *buf, size_t len);
 int ac__conn_write_buf(ac_conn_t *c, ac_buf_t *b);
+unsigned ac__conn_write_batch(ac_conn_t *c, ac_buf_t *all, ac_buf_t *const *b,
+			      unsigned n);
 void ac__conn_stop(ac_conn_t *c, int abort);
 /* Owner: sets c's facts (peer may be NULL). Any thread holding a pin:
  * copies them. */

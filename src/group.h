@@ -12,6 +12,9 @@ void ac__groups_conn_closed(ac_conn_t *c);
 /* PUBLISH and DISSOLVE messages. */
 void ac__group_deliver_publish(ac__loop_t *loop, struct ac__msg *m);
 void ac__group_settle_publish(ac__loop_t *loop, struct ac__msg *m);
+/* Owner loop: writes the publishes ac__group_deliver_publish staged in
+ * loop->fan (loop->fan.n > 0). */
+void ac__group_fan_flush(ac__loop_t *loop);
 void ac__group_deliver_dissolve(ac__loop_t *loop, struct ac__msg *m);
 
 /* For bridges (bridge.c), any thread. */

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "drain.h"
+#include "group.h"
 #include "listener.h"
 #include "pool.h"
 #include "runtime.h"
@@ -150,6 +151,22 @@ void ac__loop_run_ctl(ac__loop_t *loop)
 #define AC__LEFT_CLAIM 2u /* a foreign claim not yet published: shortly */
 #define AC__CLAIM_WAIT_US 5
 
+/* A drain's consecutive publishes to one group are staged (group.c);
+ * any other message first writes them, and so does the drain's end. */
+static inline void dispatch(ac__loop_t *loop, struct ac__msg *m)
+{
+	if (AC__UNLIKELY(loop->fan.n) &&
+	    (m->kind != AC__MSG_PUBLISH || m->a.p != loop->fan.g))
+		ac__group_fan_flush(loop);
+	ac__dispatch(loop, m);
+}
+
+static inline void dispatched(ac__loop_t *loop)
+{
+	if (loop->fan.n)
+		ac__group_fan_flush(loop);
+}
+
 static void note_depth(ac__loop_t *loop, uint64_t depth)
 {
 	if (depth > loop->st.mailbox_max_depth)
@@ -174,10 +191,11 @@ static unsigned drain_spsc(ac__loop_t *loop, struct ac__spsc *r,
 		if (n > AC__TAKE)
 			n = AC__TAKE;
 		for (uint32_t i = 0; i < n; i++)
-			ac__dispatch(loop, ac__spsc_at(r, i));
+			dispatch(loop, ac__spsc_at(r, i));
 		ac__spsc_release(r, n);
 		got += n;
 	}
+	dispatched(loop);
 	return got;
 }
 
@@ -199,7 +217,7 @@ static unsigned drain_foreign(ac__loop_t *loop, struct ac__mpsc *r,
 	for (;;) {
 		while (got < batch && (n = ac__mpsc_take(r, m, AC__TAKE))) {
 			for (unsigned i = 0; i < n; i++)
-				ac__dispatch(loop, &m[i]);
+				dispatch(loop, &m[i]);
 			got += n;
 		}
 		if (got >= batch) {
@@ -214,6 +232,7 @@ static unsigned drain_foreign(ac__loop_t *loop, struct ac__mpsc *r,
 		}
 		/* Published while we looked: take it. */
 	}
+	dispatched(loop);
 	/* The depth is what this drain found published, not claim - head:
 	 * the claim word is the line producers compare-and-swap for every
 	 * message, and reading it at every drain took it from them (about

@@ -28,6 +28,7 @@
 #include "reclaim.h"
 
 #define AC__READ_CHUNK 65536u /* one recv() per readiness event */
+#define AC__FAN_MAX 64u       /* publishes staged per group (group.c) */
 
 /*
  * A control operation: rare work (listen, unlisten, stop, pools) pushed to
@@ -51,6 +52,7 @@ struct ac__lstats {
 	uint64_t bytes_in, bytes_out, frames_in, writes;
 	uint64_t mailbox_received, mailbox_overflowed, mailbox_max_depth;
 	uint64_t mailbox_wakeups;
+	uint64_t group_publishes, group_batches;
 	uint64_t dropped, dropped_shutdown;
 	uint64_t conns_open, handles_live, hp_pending, timers_live;
 	uint64_t pool_idle, pool_busy, pool_waiting; /* over the loop's pools */
@@ -134,6 +136,13 @@ struct ac__loop {
 	unsigned char *scratch;  /* AC__READ_CHUNK bytes for reads */
 	struct ac__chunk *spare_chunks; /* output chunks kept for reuse */
 	unsigned nspare_chunks;
+	struct ac__fan {          /* a drain's publishes to one group, to be
+				     written together (group.c) */
+		ac_group_t *g;
+		unsigned n;
+		size_t bytes;
+		ac_buf_t *b[AC__FAN_MAX];
+	} fan;
 
 	struct ac__ctl stop_ctl; /* preallocated: stopping cannot fail */
 };

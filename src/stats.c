@@ -44,6 +44,8 @@ static void loop_snapshot(ac__loop_t *loop, ac_stats_t *o)
 	o->mailbox_overflowed = LD(s->mailbox_overflowed);
 	o->mailbox_max_depth = LD(s->mailbox_max_depth);
 	o->mailbox_wakeups = LD(s->mailbox_wakeups);
+	o->group_publishes = LD(s->group_publishes);
+	o->group_batches = LD(s->group_batches);
 	o->dropped = LD(s->dropped);
 	o->dropped_shutdown = LD(s->dropped_shutdown);
 	o->handles_live = LD(s->handles_live);
@@ -168,6 +170,10 @@ static const struct metric metrics[] = {
 	  "Deepest mailbox ring seen at a drain."),
 	M("mailbox_wakeups_total", "counter", mailbox_wakeups,
 	  "Wake-ups of the loop through its eventfd to drain its mailbox."),
+	M("group_publishes_total", "counter", group_publishes,
+	  "Group publishes written to the members on a loop."),
+	M("group_batches_total", "counter", group_batches,
+	  "Writes of consecutive group publishes to the members together."),
 	M("messages_dropped_total", "counter", dropped,
 	  "Accepted messages whose connection was gone on delivery."),
 	M("messages_dropped_shutdown_total", "counter", dropped_shutdown,

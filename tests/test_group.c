@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static ac_group_t *grp;
@@ -235,6 +236,168 @@ START_TEST(group_freed_with_members_and_messages_in_flight_leaks_nothing)
 }
 END_TEST
 
+/* ---- consecutive publishes, written together ---------------------------- */
+
+static int held;     /* atomic: the loop is inside hold_loop */
+static int released; /* atomic: hold_loop may return */
+
+/* Posted to a loop: keeps it in one drain of its foreign ring until the
+ * test has queued what it means that drain to find. */
+static void hold_loop(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&held, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 5000 && !__atomic_load_n(&released, __ATOMIC_ACQUIRE);
+	     i++)
+		usleep(1000);
+}
+
+/* One loop, members in fds; the loop held until hold_release. */
+static void hold_start(void)
+{
+	__atomic_store_n(&held, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&released, 0, __ATOMIC_RELAXED);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), hold_loop, NULL), 0);
+	for (int i = 0; i < 5000 && !__atomic_load_n(&held, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	ck_assert(__atomic_load_n(&held, __ATOMIC_ACQUIRE));
+}
+
+static void hold_release(void)
+{
+	__atomic_store_n(&released, 1, __ATOMIC_RELEASE);
+}
+
+static void publish_line(const char *fmt, int i)
+{
+	char msg[128];
+	int n = snprintf(msg, sizeof(msg), fmt, i);
+	ac_buf_t *b = ac_buf_new(msg, (size_t)n);
+
+	ck_assert_int_ge(ac_group_publish(grp, b), 1);
+	ac_buf_unref(b);
+}
+
+static void expect_line(int fd, const char *fmt, int i)
+{
+	char want[128], line[128];
+	int n = snprintf(want, sizeof(want), fmt, i);
+	size_t got = th_recv_frame(fd, AC_FRAME_LINE, line, sizeof(line) - 1, 0);
+
+	/* th_recv_frame leaves the newline out. */
+	ck_assert_uint_eq(got, (size_t)n - 1);
+	ck_assert(memcmp(line, want, got) == 0);
+}
+
+static ac_stats_t stats_now(void)
+{
+	ac_stats_t t;
+
+	ck_assert_int_eq(ac_stats(th_srv.rt, &t, NULL, 0), 1);
+	return t;
+}
+
+/* 100-byte lines: 20 of them are past the size up to which a member's
+ * copy is made, so the batch is also referenced, not copied. */
+#define DOTS10 ".........."
+#define LINE100                                                               \
+	"m%03d" DOTS10 DOTS10 DOTS10 DOTS10 DOTS10 DOTS10 DOTS10 DOTS10 DOTS10 \
+	".....\n"
+#define BATCH 20
+
+START_TEST(consecutive_publishes_go_to_each_member_together_in_order)
+{
+	int fds[4];
+	ac_stats_t before, after;
+
+	th_srv.on_open = join_group;
+	th_server_start(1, "127.0.0.1:0",
+			&(ac_conn_opts_t){.framing = AC_FRAME_LINE});
+	grp = ac_group_new(th_srv.rt);
+	for (int i = 0; i < 4; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)4, 5000));
+	ck_assert_int_eq(snprintf(NULL, 0, LINE100, 0), 100);
+
+	/* One drain finds BATCH publishes, then a send to member 0, then
+	 * BATCH more: two batches, the send between them. */
+	before = stats_now();
+	hold_start();
+	for (int i = 0; i < BATCH; i++)
+		publish_line(LINE100, i);
+	ck_assert_int_eq(ac_send(th_srv.rt, th_handle(0), "send\n", 5), 0);
+	for (int i = BATCH; i < 2 * BATCH; i++)
+		publish_line(LINE100, i);
+	hold_release();
+	for (int k = 0; k < 4; k++) {
+		for (int i = 0; i < 2 * BATCH; i++) {
+			if (k == 0 && i == BATCH)
+				expect_line(fds[k], "send\n", 0);
+			expect_line(fds[k], LINE100, i);
+		}
+	}
+	after = stats_now();
+	ck_assert_uint_eq(after.group_publishes - before.group_publishes,
+			  2 * BATCH);
+	ck_assert_uint_eq(after.group_batches - before.group_batches, 2);
+	/* A frame per publish and member, one for the send. */
+	ck_assert_uint_eq(after.writes - before.writes, 4 * 2 * BATCH + 1);
+	ck_assert_uint_eq(after.dropped, before.dropped);
+
+	/* Small ones: the batch is copied into each member's output. */
+	before = after;
+	hold_start();
+	for (int i = 0; i < BATCH; i++)
+		publish_line("s%d\n", i);
+	hold_release();
+	for (int k = 0; k < 4; k++)
+		for (int i = 0; i < BATCH; i++)
+			expect_line(fds[k], "s%d\n", i);
+	after = stats_now();
+	ck_assert_uint_eq(after.group_publishes - before.group_publishes, BATCH);
+	ck_assert_uint_eq(after.group_batches - before.group_batches, 1);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	ck_assert(th_wait(size_is, (void *)0, 5000));
+	ac_group_free(grp);
+	th_finish();
+}
+END_TEST
+
+START_TEST(a_batch_past_a_members_hard_limit_queues_what_fits_one_by_one)
+{
+	/* 1,000 bytes of output at most: 10 of the 100-byte lines. */
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE, .out_high = 800,
+			    .out_low = 100, .out_soft_limit = 1000,
+			    .out_hard_limit = 1000};
+	ac_stats_t before, after;
+	int fd;
+
+	th_srv.on_open = join_group;
+	th_server_start(1, "127.0.0.1:0", &o);
+	grp = ac_group_new(th_srv.rt);
+	fd = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)1, 5000));
+
+	before = stats_now();
+	hold_start();
+	for (int i = 0; i < BATCH; i++)
+		publish_line(LINE100, i);
+	hold_release();
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	ck_assert_int_eq(th_srv.reasons[0], AC_ESLOW);
+	after = stats_now();
+	/* As written one at a time: ten are queued, the eleventh fails the
+	 * member, and it and the nine after it are dropped. */
+	ck_assert_uint_eq(after.writes - before.writes, 10);
+	ck_assert_uint_eq(after.dropped - before.dropped, BATCH - 10);
+	ck_assert_uint_eq(after.group_batches - before.group_batches, 1);
+	close(fd);
+	ac_group_free(grp);
+	th_finish();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("group");
@@ -246,6 +409,8 @@ int main(void)
 	tcase_add_test(tc, slow_member_is_dropped_while_the_others_receive);
 	tcase_add_test(tc, send_buf_shares_one_buffer_and_frees_it);
 	tcase_add_test(tc, group_freed_with_members_and_messages_in_flight_leaks_nothing);
+	tcase_add_test(tc, consecutive_publishes_go_to_each_member_together_in_order);
+	tcase_add_test(tc, a_batch_past_a_members_hard_limit_queues_what_fits_one_by_one);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }
