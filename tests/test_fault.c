@@ -523,6 +523,18 @@ struct foreign {
 
 static void drop_payload(void *p) { free(p); }
 
+/* 1 once the foreign thread has queued its publishes; hold_drain keeps
+ * the connection's loop in its drain until then (1 s at most). */
+static int publishes_queued; /* atomic */
+
+static void hold_drain(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000 && !__atomic_load_n(&publishes_queued,
+						     __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+}
+
 static void *foreign_calls(void *arg)
 {
 	struct foreign *f = arg;
@@ -557,7 +569,11 @@ static void *foreign_calls(void *arg)
 		code_ok("ac_registry_put",
 			ac_registry_put(f->reg, "k", 1, f->h, AC_REG_REPLACE));
 	/* Two publishes in a row, which the loop writes together when one
-	 * drain finds both (group.c, ac__group_fan_flush). */
+	 * drain finds both (group.c, ac__group_fan_flush): the loop waits
+	 * in hold_drain until both are queued, so that it does. */
+	__atomic_store_n(&publishes_queued, 0, __ATOMIC_RELAXED);
+	r = ac_loop_post(f->rt, AC_HANDLE_LOOP(f->h), hold_drain, NULL);
+	code_ok("ac_loop_post", r);
 	for (int i = 0; i < 2; i++) {
 		static const char *const frame[2] = {"\0\0\0\x09published",
 						     "\0\0\0\x0apublished2"};
@@ -576,6 +592,7 @@ static void *foreign_calls(void *arg)
 		}
 		ac_buf_unref(b);
 	}
+	__atomic_store_n(&publishes_queued, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
