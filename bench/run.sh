@@ -420,6 +420,22 @@ if wants ping; then
 		row "ping_p${p}_cpu" "ping P=$p CPU/req" "ping C=50 P=$p server CPU us/op: broker vs redis" "$a" "$b" "us" cost -
 	done
 fi
+# busy GLOB: the median over the files GLOB names of the share of the
+# measured window the server spent on a CPU, in percent. A server near
+# 100% turns as fast as it can: what it writes per turn is then what the
+# client sent it meanwhile, so its CPU per operation follows the client.
+busy() {
+	local f v=
+	# shellcheck disable=SC2086
+	for f in $(files $1); do
+		v="$v $(awk -v c="$(num "$f" server_cpu_ms)" \
+			-v d="$(num "$f" duration_s)" \
+			'BEGIN { if (c != "" && d > 0) printf "%.1f\n", c / (d * 10) }')"
+	done
+	# shellcheck disable=SC2086
+	median $v
+}
+
 if wants fanout; then
 	# Each figure of redis-server against the broker with its default
 	# loops (the existing rows) and with a loop on every core.
@@ -433,6 +449,8 @@ if wants fanout; then
 		"$(med p99_us "$f-broker-*.json")" "$p99" "us" cost 1.0
 	row fanout_cpu "fanout CPU/msg" "fanout S=1000 server CPU us/op: broker vs redis" \
 		"$(med server_cpu_us_per_op "$f-broker-*.json")" "$cpu" "us" cost 2.0
+	row fanout_busy "fanout CPU busy" "fanout S=1000 server on a CPU, % of the window: broker vs redis" \
+		"$(busy "$f-broker-*.json")" "$(busy "$f-redis-*.json")" "%" cost -
 	n=$(nproc)
 	row fanout_all_rate "fanout $n loops msg/s" "fanout S=1000 64 B msg/s: broker $n loops vs redis" \
 		"$(med deliveries_per_s "$f-brokerall-*.json")" "$rate" "msg/s" rate -

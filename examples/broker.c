@@ -365,6 +365,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: actorconn-broker [--listen ADDR|none] [--unix PATH] [--threads N]\n"
 		"         [--idle-timeout MS] [--heartbeat MS] [--max-clients N]\n"
+		"         [--fanout-wait US]\n"
 		"         [--client-output-buffer-limit 'CLASS HARD SOFT SECONDS ...']\n"
 		"         [--output-limit BYTES] [--proto-max-bulk-len BYTES]\n"
 		"         [--client-query-buffer-limit BYTES] [--metrics ADDR]\n"
@@ -558,12 +559,14 @@ int main(int argc, char **argv)
 		OPT_REQUIREPASS,
 		OPT_ACLFILE,
 		OPT_CLUSTER,
-		OPT_CLUSTER_PREFIX
+		OPT_CLUSTER_PREFIX,
+		OPT_FANOUT_WAIT
 	};
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"unix", required_argument, NULL, 'u'},
 		{"threads", required_argument, NULL, 't'},
+		{"fanout-wait", required_argument, NULL, OPT_FANOUT_WAIT},
 		{"idle-timeout", required_argument, NULL, 'i'},
 		{"heartbeat", required_argument, NULL, 'b'},
 		{"max-clients", required_argument, NULL, 'c'},
@@ -613,7 +616,10 @@ int main(int argc, char **argv)
 		[CLASS_PUBSUB] = {32ull << 20, 8ull << 20, 60}};
 	const char *bad;
 	int has[NCLASSES];
-	ac_config_t cfg = {0};
+	/* A loop that wrote a channel's messages to 64 subscribers or more
+	 * waits up to as long again, at most 4 ms, so that its next write to
+	 * each carries more messages (ac_config_t.fanout_wait_us). */
+	ac_config_t cfg = {.fanout_wait_us = 4000};
 	ac_listener_t *l = NULL, *tl = NULL, *ul, *ml;
 	bool plain;
 	sigset_t sigs;
@@ -636,6 +642,14 @@ int main(int argc, char **argv)
 		case 'i': opts.idle_timeout_ms = (unsigned)number("--idle-timeout", optarg); break;
 		case 'b': opts.heartbeat_ms = (unsigned)number("--heartbeat", optarg); break;
 		case 'c': cfg.max_conns = (unsigned)number("--max-clients", optarg); break;
+		case OPT_FANOUT_WAIT:
+			if ((cfg.fanout_wait_us = (unsigned)number("--fanout-wait", optarg)) >
+			    AC_FANOUT_WAIT_MAX) {
+				fprintf(stderr, "actorconn-broker: --fanout-wait is at "
+						"most %u us\n", AC_FANOUT_WAIT_MAX);
+				return 1;
+			}
+			break;
 		case 'o':
 			/* The older spelling: the subscribers' hard limit,
 			 * their soft limit no higher. */

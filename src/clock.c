@@ -16,6 +16,14 @@ uint64_t ac__mono_ms(void)
 	return ms(CLOCK_MONOTONIC);
 }
 
+uint64_t ac__mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 uint64_t ac__wall_ms(void)
 {
 	return ms(CLOCK_REALTIME);

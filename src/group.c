@@ -16,6 +16,7 @@
 #include "alloc.h"
 #include "bridge.h"
 #include "buf.h"
+#include "clock.h"
 #include "conn.h"
 #include "loop.h"
 #include "runtime.h"
@@ -316,6 +317,10 @@ void ac__group_fan_flush(ac__loop_t *loop)
 	ac_buf_t *all = NULL;
 	unsigned n = f->n, lost = 0;
 
+	/* Timed from the first large fan-out of the turn (loop.c). */
+	if (gl->n >= AC_FANOUT_WAIT_MEMBERS && loop->rt->fanout_wait_us &&
+	    !loop->fan_wait_from)
+		loop->fan_wait_from = ac__mono_us();
 	if (n > 1)
 		all = ac__buf_concat(f->b, n, f->bytes);
 	for (uint32_t i = 0; i < gl->n; i++) {

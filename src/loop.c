@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -506,6 +507,36 @@ static void after_turn(ac__loop_t *loop)
 	loop->turn_end = 0;
 }
 
+/*
+ * After a turn that wrote a group's publishes to many members
+ * (ac_config_t.fanout_wait_us): wait as long as the turn took from that
+ * fan-out on, up to fanout_wait_us, before polling again. Writing to a
+ * member costs a system call however many publishes it carries, so a
+ * loop that turns as fast as it can gives each member one or two
+ * publishes a write when publishers are paced by their subscribers, as a
+ * window of messages in flight paces them; waiting lets the next turn
+ * carry more. `actorconn-bench fanout`, 1,000 subscribers, 64 publishes
+ * in flight: 35 publishes a write without the wait, 63 with it (4 ms at
+ * most). The wait is as long as the fan-out, so a small group waits
+ * little, and a loop that is stopping does not wait.
+ */
+static void fanout_wait(ac__loop_t *loop)
+{
+	uint64_t took = ac__mono_us() - loop->fan_wait_from;
+	uint64_t us = took < loop->rt->fanout_wait_us ? took
+						      : loop->rt->fanout_wait_us;
+	struct timespec ts = {(time_t)(us / 1000000u),
+			      (long)(us % 1000000u) * 1000};
+
+	loop->fan_wait_from = 0;
+	if (!us || loop->stopping || loop->quit)
+		return;
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+	AC__STAT_ADD(loop, fanout_waits, 1);
+	AC__STAT_ADD(loop, fanout_wait_us, us);
+}
+
 /* ---- thread ------------------------------------------------------------------ */
 
 static void *loop_main(void *arg)
@@ -539,6 +570,8 @@ static void *loop_main(void *arg)
 		if (rc != 0 || loop->quit)
 			break;
 		after_turn(loop);
+		if (AC__UNLIKELY(loop->fan_wait_from))
+			fanout_wait(loop);
 	}
 	/* Loop timers nobody cancelled stop with the loop (connection timers
 	 * went with their connections); the output chunks it kept go. */

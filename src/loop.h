@@ -53,6 +53,7 @@ struct ac__lstats {
 	uint64_t mailbox_received, mailbox_overflowed, mailbox_max_depth;
 	uint64_t mailbox_wakeups;
 	uint64_t group_publishes, group_batches;
+	uint64_t fanout_waits, fanout_wait_us;
 	uint64_t dropped, dropped_shutdown;
 	uint64_t conns_open, handles_live, hp_pending, timers_live;
 	uint64_t pool_idle, pool_busy, pool_waiting; /* over the loop's pools */
@@ -143,6 +144,9 @@ struct ac__loop {
 		size_t bytes;
 		ac_buf_t *b[AC__FAN_MAX];
 	} fan;
+	uint64_t fan_wait_from;   /* ac__mono_us() when this turn's first
+				     large fan-out began; 0: none (loop.c,
+				     fanout_wait) */
 
 	struct ac__ctl stop_ctl; /* preallocated: stopping cannot fail */
 };

@@ -121,6 +121,12 @@ static bool config_ok(const ac_config_t *cfg)
 			cfg->work_capacity, AC_WORK_MAX);
 		return false;
 	}
+	if (cfg->fanout_wait_us > AC_FANOUT_WAIT_MAX) {
+		ac__log(&tmp, AC_LOG_ERROR,
+			"fanout_wait_us %u is above the maximum, %u us",
+			cfg->fanout_wait_us, AC_FANOUT_WAIT_MAX);
+		return false;
+	}
 	return true;
 }
 
@@ -145,6 +151,7 @@ AC_EXPORT ac_runtime_t *ac_runtime_new(const ac_config_t *cfg)
 					      ? cfg->mailbox_capacity
 					      : AC__DEFAULT_MAILBOX);
 	rt->pin_cpus = cfg->pin_cpus;
+	rt->fanout_wait_us = cfg->fanout_wait_us;
 	rt->max_conns = cfg->max_conns;
 	rt->log = cfg->log;
 	rt->log_arg = cfg->log_arg;

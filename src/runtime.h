@@ -22,6 +22,7 @@ struct ac_runtime_s {
 	int nloops;
 	unsigned mailbox_size; /* ring slots, a power of two */
 	int pin_cpus;
+	unsigned fanout_wait_us; /* ac_config_t's; 0: off */
 	int state;             /* enum ac__rt_state; atomic */
 	uint64_t id;           /* unique per process, never reused */
 	ac__loop_t **loops;

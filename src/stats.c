@@ -46,6 +46,8 @@ static void loop_snapshot(ac__loop_t *loop, ac_stats_t *o)
 	o->mailbox_wakeups = LD(s->mailbox_wakeups);
 	o->group_publishes = LD(s->group_publishes);
 	o->group_batches = LD(s->group_batches);
+	o->fanout_waits = LD(s->fanout_waits);
+	o->fanout_wait_us = LD(s->fanout_wait_us);
 	o->dropped = LD(s->dropped);
 	o->dropped_shutdown = LD(s->dropped_shutdown);
 	o->handles_live = LD(s->handles_live);
@@ -174,6 +176,10 @@ static const struct metric metrics[] = {
 	  "Group publishes written to the members on a loop."),
 	M("group_batches_total", "counter", group_batches,
 	  "Writes of consecutive group publishes to the members together."),
+	M("fanout_waits_total", "counter", fanout_waits,
+	  "Waits of a loop after a large fan-out (fanout_wait_us)."),
+	M("fanout_wait_microseconds_total", "counter", fanout_wait_us,
+	  "Microseconds loops spent in those waits."),
 	M("messages_dropped_total", "counter", dropped,
 	  "Accepted messages whose connection was gone on delivery."),
 	M("messages_dropped_shutdown_total", "counter", dropped_shutdown,

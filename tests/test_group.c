@@ -1,6 +1,7 @@
 /* test_group.c: shared buffers and broadcast groups. */
 #include "testhelp.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +399,105 @@ START_TEST(a_batch_past_a_members_hard_limit_queues_what_fits_one_by_one)
 }
 END_TEST
 
+/* ---- waiting after a large fan-out (ac_config_t.fanout_wait_us) ---------- */
+
+static int turned; /* atomic: a post ran */
+
+static void mark_turned(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&turned, 1, __ATOMIC_RELEASE);
+}
+
+/* The loop has passed the end of the turn that wrote the last publish:
+ * a post to it has run since. */
+static void next_turn(void)
+{
+	__atomic_store_n(&turned, 0, __ATOMIC_RELAXED);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), mark_turned, NULL),
+			 0);
+	for (int i = 0; i < 5000 && !__atomic_load_n(&turned, __ATOMIC_ACQUIRE);
+	     i++)
+		usleep(1000);
+	ck_assert(__atomic_load_n(&turned, __ATOMIC_ACQUIRE));
+}
+
+/* Publishes one line to n members in fds and reads it on each. */
+static void publish_to(int *fds, int n, int seq)
+{
+	publish_line("w%d\n", seq);
+	for (int k = 0; k < n; k++)
+		expect_line(fds[k], "w%d\n", seq);
+}
+
+#define WAIT_MEMBERS AC_FANOUT_WAIT_MEMBERS
+
+START_TEST(a_loop_waits_after_a_large_fanout_when_configured)
+{
+	ac_config_t cfg = {.loops = 1, .fanout_wait_us = 20000};
+	int fds[WAIT_MEMBERS];
+	ac_stats_t st;
+
+	/* A wait past the maximum is refused. */
+	cfg.fanout_wait_us = AC_FANOUT_WAIT_MAX + 1;
+	errno = 0;
+	ck_assert_ptr_null(ac_runtime_new(&cfg));
+	ck_assert_int_eq(errno, EINVAL);
+	cfg.fanout_wait_us = 20000;
+
+	th_srv.on_open = join_group;
+	th_server_start_cfg(&cfg, "127.0.0.1:0",
+			    &(ac_conn_opts_t){.framing = AC_FRAME_LINE});
+	grp = ac_group_new(th_srv.rt);
+	for (int i = 0; i < WAIT_MEMBERS; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)WAIT_MEMBERS, 5000));
+
+	/* 64 members: the loop waits once, at most fanout_wait_us. */
+	publish_to(fds, WAIT_MEMBERS, 0);
+	next_turn();
+	st = stats_now();
+	ck_assert_uint_eq(st.fanout_waits, 1);
+	ck_assert_uint_ge(st.fanout_wait_us, 1);
+	ck_assert_uint_le(st.fanout_wait_us, 20000);
+
+	/* 63: it does not. */
+	close(fds[WAIT_MEMBERS - 1]);
+	ck_assert(th_wait(size_is, (void *)(WAIT_MEMBERS - 1), 5000));
+	publish_to(fds, WAIT_MEMBERS - 1, 1);
+	next_turn();
+	ck_assert_uint_eq(stats_now().fanout_waits, 1);
+	for (int i = 0; i < WAIT_MEMBERS - 1; i++)
+		close(fds[i]);
+	ck_assert(th_wait(size_is, (void *)0, 5000));
+	ac_group_free(grp);
+	th_finish();
+}
+END_TEST
+
+START_TEST(a_loop_never_waits_by_default)
+{
+	int fds[WAIT_MEMBERS];
+
+	th_srv.on_open = join_group;
+	th_server_start(1, "127.0.0.1:0",
+			&(ac_conn_opts_t){.framing = AC_FRAME_LINE});
+	grp = ac_group_new(th_srv.rt);
+	for (int i = 0; i < WAIT_MEMBERS; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)WAIT_MEMBERS, 5000));
+	publish_to(fds, WAIT_MEMBERS, 0);
+	next_turn();
+	ck_assert_uint_eq(stats_now().fanout_waits, 0);
+	ck_assert_uint_eq(stats_now().fanout_wait_us, 0);
+	for (int i = 0; i < WAIT_MEMBERS; i++)
+		close(fds[i]);
+	ck_assert(th_wait(size_is, (void *)0, 5000));
+	ac_group_free(grp);
+	th_finish();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("group");
@@ -411,6 +511,8 @@ int main(void)
 	tcase_add_test(tc, group_freed_with_members_and_messages_in_flight_leaks_nothing);
 	tcase_add_test(tc, consecutive_publishes_go_to_each_member_together_in_order);
 	tcase_add_test(tc, a_batch_past_a_members_hard_limit_queues_what_fits_one_by_one);
+	tcase_add_test(tc, a_loop_waits_after_a_large_fanout_when_configured);
+	tcase_add_test(tc, a_loop_never_waits_by_default);
 	suite_add_tcase(s, tc);
 	return th_run(s);
 }

@@ -253,15 +253,20 @@ static void srv_close(ac_conn_t *c, int reason)
 
 void th_server_start(int loops, const char *addr, const ac_conn_opts_t *opts)
 {
+	th_server_start_cfg(&(ac_config_t){.loops = loops}, addr, opts);
+}
+
+void th_server_start_cfg(const ac_config_t *cfg, const char *addr,
+			 const ac_conn_opts_t *opts)
+{
 	ac_conn_cbs_t cbs = {.on_open = srv_open,
 			     .on_frame = srv_frame,
 			     .on_message = th_srv.on_message,
 			     .on_drain = th_srv.on_drain,
 			     .on_close = srv_close};
-	ac_config_t cfg = {.loops = loops};
 
 	th_srv.framing = opts ? opts->framing : AC_FRAME_RAW;
-	th_srv.rt = ac_runtime_new(&cfg);
+	th_srv.rt = ac_runtime_new(cfg);
 	ck_assert_ptr_nonnull(th_srv.rt);
 	ck_assert_int_eq(ac_listen(th_srv.rt, addr, &cbs, opts, NULL,
 				   &th_srv.l),

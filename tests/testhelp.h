@@ -75,6 +75,9 @@ extern struct th_server th_srv;
 
 /* Creates and starts a runtime with `loops` loops listening on addr. */
 void th_server_start(int loops, const char *addr, const ac_conn_opts_t *opts);
+/* The same with a runtime configuration of the caller's. */
+void th_server_start_cfg(const ac_config_t *cfg, const char *addr,
+			 const ac_conn_opts_t *opts);
 /* The handle of the i-th connection opened, waiting up to 5 s for it to be
  * published (opened is counted before the handle is stored). */
 ac_handle_t th_handle(int i);
