@@ -192,11 +192,12 @@ if wants micro; then
 fi
 
 # ---- ping and fanout: actorconn-broker vs redis-server ---------------------------
-# fanout also runs the broker with one loop: three servers take turns.
+# fanout also runs the broker with a loop on every core, and without its
+# wait after a large fan-out: four servers take turns.
 if wants ping || wants fanout; then
 	up broker
 	up redis
-	if wants fanout; then up brokerall; fi
+	if wants fanout; then up brokerall; up brokernw; fi
 	if wants ping; then
 		printf 'ping '
 		for r in $(seq 1 "$REPS"); do
@@ -212,8 +213,8 @@ if wants ping || wants fanout; then
 	if wants fanout; then
 		printf 'fanout '
 		for r in $(seq 1 "$REPS"); do
-			set -- broker brokerall redis
-			[ $((r % 2)) -eq 1 ] || set -- redis brokerall broker
+			set -- broker brokerall brokernw redis
+			[ $((r % 2)) -eq 1 ] || set -- redis brokernw brokerall broker
 			for s in "$@"; do
 				net fanout "$s" "fanout-$s-$r" --subscribers 1000 \
 					--publishers 1 --size 64
@@ -221,6 +222,7 @@ if wants ping || wants fanout; then
 		done
 		echo
 		down brokerall
+		down brokernw
 	fi
 	down broker
 	down redis
@@ -458,6 +460,14 @@ if wants fanout; then
 		"$(med p99_us "$f-brokerall-*.json")" "$p99" "us" cost -
 	row fanout_all_cpu "fanout $n loops CPU/msg" "fanout S=1000 server CPU us/op: broker $n loops vs redis" \
 		"$(med server_cpu_us_per_op "$f-brokerall-*.json")" "$cpu" "us" cost -
+	row fanout_nw_rate "fanout no wait msg/s" "fanout S=1000 64 B msg/s: broker --fanout-wait 0 vs redis" \
+		"$(med deliveries_per_s "$f-brokernw-*.json")" "$rate" "msg/s" rate -
+	row fanout_nw_p99 "fanout no wait p99" "fanout S=1000 p99: broker --fanout-wait 0 vs redis" \
+		"$(med p99_us "$f-brokernw-*.json")" "$p99" "us" cost -
+	row fanout_nw_cpu "fanout no wait CPU/msg" "fanout S=1000 server CPU us/op: broker --fanout-wait 0 vs redis" \
+		"$(med server_cpu_us_per_op "$f-brokernw-*.json")" "$cpu" "us" cost -
+	row fanout_nw_busy "fanout no wait CPU busy" "fanout S=1000 server on a CPU, % of the window: broker --fanout-wait 0 vs redis" \
+		"$(busy "$f-brokernw-*.json")" "$(busy "$f-redis-*.json")" "%" cost -
 fi
 if wants xnode; then
 	f=$TMP/xnode

@@ -95,6 +95,9 @@ srv_cmd() {
 		--threads 1) ;;
 	brokerall) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0
 		--threads "$(nproc)") ;;
+	# The default broker without its wait after a large fan-out.
+	brokernw) CMD=("$BUILD/actorconn-broker" --listen 127.0.0.1:0
+		--fanout-wait 0) ;;
 	redis) CMD=(redis-server --port @PORT --bind 127.0.0.1 --save ''
 		--appendonly no --daemonize no --maxclients "$MAXC") ;;
 	memcached) CMD=(memcached -p @PORT -U 0 -l 127.0.0.1 -c "$MAXC")
@@ -140,7 +143,8 @@ HB_MS=1000
 # shellcheck disable=SC2034
 declare -A PORT PID LABEL=([broker]=actorconn-broker
 	[broker1]="actorconn-broker --threads 1"
-	[brokerall]="actorconn-broker --threads $(nproc)" [redis]=redis-server
+	[brokerall]="actorconn-broker --threads $(nproc)"
+	[brokernw]="actorconn-broker --fanout-wait 0" [redis]=redis-server
 	[memcached]=memcached [acecho]=actorconn-echo [epoll]=epoll-echo
 	[libevent]=libevent-echo [hbacecho]="actorconn-echo --heartbeat $HB_MS"
 	[hbepoll]="epoll-echo --heartbeat $HB_MS" [tbroker]="actorconn-broker TLS"
