@@ -270,6 +270,68 @@ START_TEST(echo_in_every_framing)
 }
 END_TEST
 
+/* ---- records that came together are read together ------------------------ */
+
+static int loop_held, loop_released; /* atomic */
+static size_t most_queued;           /* the largest ac_conn_out_bytes seen */
+
+static void hold(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&loop_held, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 5000 && !__atomic_load_n(&loop_released,
+						     __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+}
+
+/* Echoes, noting how much output of this turn is still queued: the
+ * replies to frames read in the same turn wait for its end. */
+static void echo_noting_queued(ac_conn_t *c, const void *data, size_t len)
+{
+	ssize_t q = ac_conn_out_bytes(c);
+
+	ck_assert_int_ge(q, 0);
+	if ((size_t)q > most_queued)
+		most_queued = (size_t)q;
+	th_echo(c, data, len);
+}
+
+START_TEST(records_that_came_together_are_read_in_one_go)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
+	char line[8], back[20 * 4];
+	struct cli k;
+
+	th_srv.on_frame = echo_noting_queued;
+	tls_server(1, &o, server_tls("server.pem", "server.key", 0, NULL));
+	ck_assert(cli_open(&k, th_srv.port, NULL));
+	/* Twenty records, each a line, reach the socket while the loop is
+	 * busy; once free, it reads them all before the turn ends. */
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), hold, NULL), 0);
+	for (int i = 0; i < 5000 && !__atomic_load_n(&loop_held, __ATOMIC_ACQUIRE);
+	     i++)
+		usleep(1000);
+	for (int i = 0; i < 20; i++) {
+		snprintf(line, sizeof(line), "r%02d\n", i);
+		cli_write(&k, line, 4);
+	}
+	usleep(20000); /* on the server's socket */
+	__atomic_store_n(&loop_released, 1, __ATOMIC_RELEASE);
+	ck_assert(cli_read(&k, back, sizeof(back)));
+	for (int i = 0; i < 20; i++) {
+		snprintf(line, sizeof(line), "r%02d\n", i);
+		ck_assert(memcmp(back + 4 * i, line, 4) == 0);
+	}
+	/* A record per read would have flushed each reply before the next
+	 * frame: nothing queued. Read in one go, the last frame finds the
+	 * nineteen replies before it. */
+	ck_assert_uint_eq(most_queued, 19 * 4);
+	cli_close(&k);
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	th_finish();
+}
+END_TEST
+
 START_TEST(info_names_the_version_the_server_name_and_alpn)
 {
 	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
@@ -1143,6 +1205,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(t, connections_leave_nothing_behind_in_openssl);
 	tcase_add_test(t, contexts_that_cannot_work_are_refused_with_a_reason);
 	tcase_add_test(t, tls_info_of_a_plain_connection_is_einval);
+	tcase_add_test(t, records_that_came_together_are_read_in_one_go);
 	suite_add_tcase(s, t);
 	return s;
 }
