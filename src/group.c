@@ -317,9 +317,10 @@ void ac__group_fan_flush(ac__loop_t *loop)
 	ac_buf_t *all = NULL;
 	unsigned n = f->n, lost = 0;
 
-	/* Timed from the first large fan-out of the turn (loop.c). */
-	if (gl->n >= AC_FANOUT_WAIT_MEMBERS && loop->rt->fanout_wait_us &&
-	    !loop->fan_wait_from)
+	/* Timed from the first large fan-out of the turn (loop.c) that
+	 * joined publishes: they come faster than the loop writes them. */
+	if (n > 1 && gl->n >= AC_FANOUT_WAIT_MEMBERS &&
+	    loop->rt->fanout_wait_us && !loop->fan_wait_from)
 		loop->fan_wait_from = ac__mono_us();
 	if (n > 1)
 		all = ac__buf_concat(f->b, n, f->bytes);

@@ -508,9 +508,9 @@ static void after_turn(ac__loop_t *loop)
 }
 
 /*
- * After a turn that wrote a group's publishes to many members
- * (ac_config_t.fanout_wait_us): wait as long as the turn took from that
- * fan-out on, up to fanout_wait_us, before polling again. Writing to a
+ * After a turn that wrote two or more publishes of a group together to
+ * many members (ac_config_t.fanout_wait_us): wait as long as the turn
+ * took from that fan-out on, up to fanout_wait_us, before polling again. Writing to a
  * member costs a system call however many publishes it carries, so a
  * loop that turns as fast as it can gives each member one or two
  * publishes a write when publishers are paced by their subscribers, as a
@@ -518,7 +518,8 @@ static void after_turn(ac__loop_t *loop)
  * carry more. `actorconn-bench fanout`, 1,000 subscribers, 64 publishes
  * in flight: 35 publishes a write without the wait, 63 with it (4 ms at
  * most). The wait is as long as the fan-out, so a small group waits
- * little, and a loop that is stopping does not wait.
+ * little; publishes that come one at a time, slower than the loop
+ * writes them, cost no wait; and a loop that is stopping does not wait.
  */
 static void fanout_wait(ac__loop_t *loop)
 {

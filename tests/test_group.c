@@ -422,12 +422,17 @@ static void next_turn(void)
 	ck_assert(__atomic_load_n(&turned, __ATOMIC_ACQUIRE));
 }
 
-/* Publishes one line to n members in fds and reads it on each. */
-static void publish_to(int *fds, int n, int seq)
+/* Publishes `count` lines to n members in fds, which one drain of the
+ * loop finds together, and reads them on each. */
+static void publish_to(int *fds, int n, int count)
 {
-	publish_line("w%d\n", seq);
+	hold_start();
+	for (int i = 0; i < count; i++)
+		publish_line("w%d\n", i);
+	hold_release();
 	for (int k = 0; k < n; k++)
-		expect_line(fds[k], "w%d\n", seq);
+		for (int i = 0; i < count; i++)
+			expect_line(fds[k], "w%d\n", i);
 }
 
 #define WAIT_MEMBERS AC_FANOUT_WAIT_MEMBERS
@@ -453,18 +458,24 @@ START_TEST(a_loop_waits_after_a_large_fanout_when_configured)
 		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(size_is, (void *)WAIT_MEMBERS, 5000));
 
-	/* 64 members: the loop waits once, at most fanout_wait_us. */
-	publish_to(fds, WAIT_MEMBERS, 0);
+	/* One publish at a time: no wait. */
+	publish_to(fds, WAIT_MEMBERS, 1);
+	next_turn();
+	ck_assert_uint_eq(stats_now().fanout_waits, 0);
+
+	/* Two joined, to 64 members: the loop waits once, at most
+	 * fanout_wait_us. */
+	publish_to(fds, WAIT_MEMBERS, 2);
 	next_turn();
 	st = stats_now();
 	ck_assert_uint_eq(st.fanout_waits, 1);
 	ck_assert_uint_ge(st.fanout_wait_us, 1);
 	ck_assert_uint_le(st.fanout_wait_us, 20000);
 
-	/* 63: it does not. */
+	/* To 63: it does not. */
 	close(fds[WAIT_MEMBERS - 1]);
 	ck_assert(th_wait(size_is, (void *)(WAIT_MEMBERS - 1), 5000));
-	publish_to(fds, WAIT_MEMBERS - 1, 1);
+	publish_to(fds, WAIT_MEMBERS - 1, 2);
 	next_turn();
 	ck_assert_uint_eq(stats_now().fanout_waits, 1);
 	for (int i = 0; i < WAIT_MEMBERS - 1; i++)
@@ -486,7 +497,7 @@ START_TEST(a_loop_never_waits_by_default)
 	for (int i = 0; i < WAIT_MEMBERS; i++)
 		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
 	ck_assert(th_wait(size_is, (void *)WAIT_MEMBERS, 5000));
-	publish_to(fds, WAIT_MEMBERS, 0);
+	publish_to(fds, WAIT_MEMBERS, 2);
 	next_turn();
 	ck_assert_uint_eq(stats_now().fanout_waits, 0);
 	ck_assert_uint_eq(stats_now().fanout_wait_us, 0);
