@@ -437,6 +437,28 @@ static void publish_to(int *fds, int n, int count)
 
 #define WAIT_MEMBERS AC_FANOUT_WAIT_MEMBERS
 
+/* A server of cfg's with WAIT_MEMBERS members in fds. */
+static void wait_members_start(const ac_config_t *cfg, int *fds)
+{
+	th_srv.on_open = join_group;
+	th_server_start_cfg(cfg, "127.0.0.1:0",
+			    &(ac_conn_opts_t){.framing = AC_FRAME_LINE});
+	grp = ac_group_new(th_srv.rt);
+	for (int i = 0; i < WAIT_MEMBERS; i++)
+		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
+	ck_assert(th_wait(size_is, (void *)WAIT_MEMBERS, 5000));
+}
+
+/* Closes the n members left and frees the server. */
+static void wait_members_finish(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	ck_assert(th_wait(size_is, (void *)0, 5000));
+	ac_group_free(grp);
+	th_finish();
+}
+
 START_TEST(a_loop_waits_after_a_large_fanout_when_configured)
 {
 	ac_config_t cfg = {.loops = 1, .fanout_wait_us = 20000};
@@ -450,13 +472,7 @@ START_TEST(a_loop_waits_after_a_large_fanout_when_configured)
 	ck_assert_int_eq(errno, EINVAL);
 	cfg.fanout_wait_us = 20000;
 
-	th_srv.on_open = join_group;
-	th_server_start_cfg(&cfg, "127.0.0.1:0",
-			    &(ac_conn_opts_t){.framing = AC_FRAME_LINE});
-	grp = ac_group_new(th_srv.rt);
-	for (int i = 0; i < WAIT_MEMBERS; i++)
-		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(size_is, (void *)WAIT_MEMBERS, 5000));
+	wait_members_start(&cfg, fds);
 
 	/* One publish at a time: no wait. */
 	publish_to(fds, WAIT_MEMBERS, 1);
@@ -478,11 +494,7 @@ START_TEST(a_loop_waits_after_a_large_fanout_when_configured)
 	publish_to(fds, WAIT_MEMBERS - 1, 2);
 	next_turn();
 	ck_assert_uint_eq(stats_now().fanout_waits, 1);
-	for (int i = 0; i < WAIT_MEMBERS - 1; i++)
-		close(fds[i]);
-	ck_assert(th_wait(size_is, (void *)0, 5000));
-	ac_group_free(grp);
-	th_finish();
+	wait_members_finish(fds, WAIT_MEMBERS - 1);
 }
 END_TEST
 
@@ -490,22 +502,12 @@ START_TEST(a_loop_never_waits_by_default)
 {
 	int fds[WAIT_MEMBERS];
 
-	th_srv.on_open = join_group;
-	th_server_start(1, "127.0.0.1:0",
-			&(ac_conn_opts_t){.framing = AC_FRAME_LINE});
-	grp = ac_group_new(th_srv.rt);
-	for (int i = 0; i < WAIT_MEMBERS; i++)
-		fds[i] = th_connect_tcp("127.0.0.1", th_srv.port);
-	ck_assert(th_wait(size_is, (void *)WAIT_MEMBERS, 5000));
+	wait_members_start(&(ac_config_t){.loops = 1}, fds);
 	publish_to(fds, WAIT_MEMBERS, 2);
 	next_turn();
 	ck_assert_uint_eq(stats_now().fanout_waits, 0);
 	ck_assert_uint_eq(stats_now().fanout_wait_us, 0);
-	for (int i = 0; i < WAIT_MEMBERS; i++)
-		close(fds[i]);
-	ck_assert(th_wait(size_is, (void *)0, 5000));
-	ac_group_free(grp);
-	th_finish();
+	wait_members_finish(fds, WAIT_MEMBERS);
 }
 END_TEST
 
