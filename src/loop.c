@@ -510,16 +510,18 @@ static void after_turn(ac__loop_t *loop)
 /*
  * After a turn that wrote two or more publishes of a group together to
  * many members (ac_config_t.fanout_wait_us): wait as long as the turn
- * took from that fan-out on, up to fanout_wait_us, before polling again. Writing to a
- * member costs a system call however many publishes it carries, so a
- * loop that turns as fast as it can gives each member one or two
- * publishes a write when publishers are paced by their subscribers, as a
- * window of messages in flight paces them; waiting lets the next turn
- * carry more. `actorconn-bench fanout`, 1,000 subscribers, 64 publishes
- * in flight: 35 publishes a write without the wait, 63 with it (4 ms at
- * most). The wait is as long as the fan-out, so a small group waits
- * little; publishes that come one at a time, slower than the loop
- * writes them, cost no wait; and a loop that is stopping does not wait.
+ * took from that fan-out on, up to fanout_wait_us, before polling again.
+ * Writing to a member costs a system call however many publishes it
+ * carries. When publishers are paced by their subscribers (a window of
+ * messages in flight), a loop that turns as fast as it can reads only
+ * what came during its last fan-out, and writes that to every member;
+ * waiting lets the next turn carry more. `actorconn-bench fanout`, 1,000
+ * subscribers, 64 publishes in flight: 35 publishes a write without the
+ * wait, 63-66 with it (4 ms at most), and 0.159 against 0.100 us of
+ * server CPU per delivery. The wait is as long as the fan-out, so a
+ * small group waits little; publishes that come one at a time, slower
+ * than the loop writes them, cost no wait; and a loop that is stopping
+ * does not wait.
  */
 static void fanout_wait(ac__loop_t *loop)
 {
