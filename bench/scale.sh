@@ -50,8 +50,8 @@
 #   SCALE_POINTS           keep N points of each sweep (at least 2): its
 #                          first, its last and evenly between [all]
 #   SCALE_ONLY             the sweeps to run, of: idle subscribers size [all]
-#   SCALE_SERVERS          of: broker, broker1 (--threads 1), redis
-#                          [broker redis]
+#   SCALE_SERVERS          of: broker, broker1 (--threads 1), brokernw
+#                          (--fanout-wait 0), redis [broker redis]
 #   SCALE_IDLE             idle connections [1000 2000 5000 10000 19000]
 #   SCALE_SUBSCRIBERS      subscribers [10 30 100 300 1000 3000 10000]
 #   SCALE_SIZES            message bytes [16 64 256 1024 4096 16384 65536]
@@ -97,7 +97,7 @@ for v in $IDLE_LIST $SUBS_LIST $SIZE_LIST $SIZE_SUBS $WINDOW; do
 	count "$v" || die "'$v' is not a positive integer"
 done
 for s in $SERVERS; do
-	case $s in broker | broker1 | redis) ;; *) die "unknown server '$s' in SCALE_SERVERS" ;; esac
+	case $s in broker | broker1 | brokernw | redis) ;; *) die "unknown server '$s' in SCALE_SERVERS" ;; esac
 done
 for w in $ONLY; do
 	case $w in idle | subscribers | size) ;; *) die "unknown sweep '$w' in SCALE_ONLY" ;; esac
@@ -132,8 +132,9 @@ MAXC=$((need + 100))
 # Names without spaces for the chart's key, and a colour per server that
 # is the same in every chart.
 declare -A SHORT=([broker]=actorconn-broker [broker1]=actorconn-broker-1-loop
-	[redis]=redis-server)
-declare -A COLOUR=([broker]='#1f77b4' [broker1]='#2ca02c' [redis]='#d62728')
+	[brokernw]=actorconn-broker-no-wait [redis]=redis-server)
+declare -A COLOUR=([broker]='#1f77b4' [broker1]='#2ca02c' [brokernw]='#ff7f0e'
+	[redis]='#d62728')
 
 # pick N VALUES...: all of them if N is 0 or covers them, else N of them:
 # the first, the last and evenly between.

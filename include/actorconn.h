@@ -221,9 +221,11 @@ typedef struct ac_config {
 	   than it wrote them) to at least AC_FANOUT_WAIT_MEMBERS of its
 	   members waits, before it polls again, as long as that turn took
 	   from then on, up to this many microseconds; what arrives meanwhile
-	   goes to the members together. Less CPU per delivery under load, at
-	   the price of that wait in latency for everything on the loop (see
-	   ac_runtime_new(3)). 0: no wait; at most AC_FANOUT_WAIT_MAX. */
+	   goes to the members together. A turn that joined as many as the
+	   loop joins at once (256) does not wait. Less CPU per delivery
+	   under load, at the price of that wait in latency for everything on
+	   the loop (see ac_runtime_new(3)). 0: no wait; at most
+	   AC_FANOUT_WAIT_MAX. */
 	unsigned fanout_wait_us;
 	uint64_t reserved[7]; /* zero: room for later fields (see actorconn(7)) */
 } ac_config_t;

@@ -318,10 +318,16 @@ void ac__group_fan_flush(ac__loop_t *loop)
 	unsigned n = f->n, lost = 0;
 
 	/* Timed from the first large fan-out of the turn (loop.c) that
-	 * joined publishes: they come faster than the loop writes them. */
+	 * joined publishes: they come faster than the loop writes them. A
+	 * full stage says they come faster than it can write them: then
+	 * there is nothing to wait for. */
 	if (n > 1 && gl->n >= AC_FANOUT_WAIT_MEMBERS &&
-	    loop->rt->fanout_wait_us && !loop->fan_wait_from)
-		loop->fan_wait_from = ac__mono_us();
+	    loop->rt->fanout_wait_us) {
+		if (!loop->fan_wait_from)
+			loop->fan_wait_from = ac__mono_us();
+		if (n == AC__FAN_MAX)
+			loop->fan_full = 1;
+	}
 	if (n > 1)
 		all = ac__buf_concat(f->b, n, f->bytes);
 	for (uint32_t i = 0; i < gl->n; i++) {

@@ -520,8 +520,10 @@ static void after_turn(ac__loop_t *loop)
  * wait, 63-66 with it (4 ms at most), and 0.159 against 0.100 us of
  * server CPU per delivery. The wait is as long as the fan-out, so a
  * small group waits little; publishes that come one at a time, slower
- * than the loop writes them, cost no wait; and a loop that is stopping
- * does not wait.
+ * than the loop writes them, cost no wait; nor do publishes that fill
+ * the stage (AC__FAN_MAX at once), which come faster than the loop can
+ * write them, so that waiting would only leave it idle; and a loop that
+ * is stopping does not wait.
  */
 static void fanout_wait(ac__loop_t *loop)
 {
@@ -532,6 +534,10 @@ static void fanout_wait(ac__loop_t *loop)
 			      (long)(us % 1000000u) * 1000};
 
 	loop->fan_wait_from = 0;
+	if (loop->fan_full) {
+		loop->fan_full = 0;
+		return;
+	}
 	if (!us || loop->stopping || loop->quit)
 		return;
 	while (nanosleep(&ts, &ts) && errno == EINTR)

@@ -28,7 +28,7 @@
 #include "reclaim.h"
 
 #define AC__READ_CHUNK 65536u /* one recv() per readiness event */
-#define AC__FAN_MAX 64u       /* publishes staged per group (group.c) */
+#define AC__FAN_MAX 256u      /* publishes staged per group (group.c) */
 
 /*
  * A control operation: rare work (listen, unlisten, stop, pools) pushed to
@@ -147,6 +147,8 @@ struct ac__loop {
 	uint64_t fan_wait_from;   /* ac__mono_us() when this turn's first
 				     large fan-out began; 0: none (loop.c,
 				     fanout_wait) */
+	int fan_full;             /* this turn staged AC__FAN_MAX publishes
+				     at once: no wait */
 
 	struct ac__ctl stop_ctl; /* preallocated: stopping cannot fail */
 };

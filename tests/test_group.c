@@ -488,6 +488,12 @@ START_TEST(a_loop_waits_after_a_large_fanout_when_configured)
 	ck_assert_uint_ge(st.fanout_wait_us, 1);
 	ck_assert_uint_le(st.fanout_wait_us, 20000);
 
+	/* A full stage: they come faster than the loop writes them, and a
+	 * wait would only leave it idle. */
+	publish_to(fds, WAIT_MEMBERS, AC__FAN_MAX);
+	next_turn();
+	ck_assert_uint_eq(stats_now().fanout_waits, 1);
+
 	/* To 63: it does not. */
 	close(fds[WAIT_MEMBERS - 1]);
 	ck_assert(th_wait(size_is, (void *)(WAIT_MEMBERS - 1), 5000));
