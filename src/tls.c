@@ -740,14 +740,26 @@ ssize_t ac__tls_recv(ac_conn_t *c, void *buf, size_t len, bool *more)
 	ERR_clear_error();
 	errno = 0; /* what failure() reads is this call's */
 	if (SSL_read_ex(tc->ssl, buf, len, &got)) {
-		while (got < len && SSL_has_pending(tc->ssl) &&
-		       SSL_read_ex(tc->ssl, (char *)buf + got, len - got, &n))
+		bool ended = false;
+
+		while (got < len && SSL_has_pending(tc->ssl)) {
+			if (!SSL_read_ex(tc->ssl, (char *)buf + got, len - got,
+					 &n)) {
+				/* A close_notify or an error behind the data,
+				 * taken off the socket already: the next call,
+				 * at once, meets it again. */
+				e = SSL_get_error(tc->ssl, 0);
+				ended = e != SSL_ERROR_WANT_READ &&
+					e != SSL_ERROR_WANT_WRITE;
+				break;
+			}
 			got += n;
+		}
 		ERR_clear_error();
-		/* Plaintext decrypted and not taken, or records left over
-		 * when buf is full: epoll will not tell us about them. (A
-		 * partial record left over waits for the socket.) */
-		*more = SSL_pending(tc->ssl) > 0 ||
+		/* That, plaintext decrypted and not taken, or records left
+		 * over when buf is full: epoll will not tell us about them.
+		 * (A partial record left over waits for the socket.) */
+		*more = ended || SSL_pending(tc->ssl) > 0 ||
 			(got == len && SSL_has_pending(tc->ssl));
 		return (ssize_t)got;
 	}

@@ -332,6 +332,37 @@ START_TEST(records_that_came_together_are_read_in_one_go)
 }
 END_TEST
 
+START_TEST(a_close_notify_right_behind_data_is_seen_without_more_input)
+{
+	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
+	char back[3];
+	struct cli k;
+
+	tls_server(1, &o, server_tls("server.pem", "server.key", 0, NULL));
+	ck_assert(cli_open(&k, th_srv.port, NULL));
+	__atomic_store_n(&loop_held, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&loop_released, 0, __ATOMIC_RELAXED);
+	ck_assert_int_eq(ac_loop_post(th_srv.rt, AC_LOOP(0), hold, NULL), 0);
+	for (int i = 0; i < 5000 && !__atomic_load_n(&loop_held, __ATOMIC_ACQUIRE);
+	     i++)
+		usleep(1000);
+	/* A line and the close_notify reach the socket together; the
+	 * client then keeps its socket open and sends nothing more. */
+	cli_write(&k, "x\n", 2);
+	ck_assert_int_ge(SSL_shutdown(k.ssl), 0);
+	usleep(20000);
+	__atomic_store_n(&loop_released, 1, __ATOMIC_RELEASE);
+	ck_assert(cli_read(&k, back, 2));
+	ck_assert(memcmp(back, "x\n", 2) == 0);
+	/* The server read both in one go: the close_notify must still
+	 * close the connection, with no more bytes to wake it. */
+	ck_assert(th_wait(th_closed_ge, (void *)1, 5000));
+	ck_assert_int_eq(th_srv.reasons[0], AC_EEOF);
+	cli_close(&k);
+	th_finish();
+}
+END_TEST
+
 START_TEST(info_names_the_version_the_server_name_and_alpn)
 {
 	ac_conn_opts_t o = {.framing = AC_FRAME_LINE};
@@ -1206,6 +1237,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(t, contexts_that_cannot_work_are_refused_with_a_reason);
 	tcase_add_test(t, tls_info_of_a_plain_connection_is_einval);
 	tcase_add_test(t, records_that_came_together_are_read_in_one_go);
+	tcase_add_test(t, a_close_notify_right_behind_data_is_seen_without_more_input);
 	suite_add_tcase(s, t);
 	return s;
 }
