@@ -439,8 +439,8 @@ busy() {
 }
 
 if wants fanout; then
-	# Each figure of redis-server against the broker with its default
-	# loops (the existing rows) and with a loop on every core.
+	# Each figure of redis-server against the broker with its defaults,
+	# with a loop on every core, and without the fan-out wait.
 	f=$TMP/fanout
 	rate=$(med deliveries_per_s "$f-redis-*.json")
 	p99=$(med p99_us "$f-redis-*.json")
@@ -453,19 +453,18 @@ if wants fanout; then
 		"$(med server_cpu_us_per_op "$f-broker-*.json")" "$cpu" "us" cost 2.0
 	row fanout_busy "fanout CPU busy" "fanout S=1000 server on a CPU, % of the window: broker vs redis" \
 		"$(busy "$f-broker-*.json")" "$(busy "$f-redis-*.json")" "%" cost -
+	# fanout_rows ID SHORT LABEL SERVER: another broker's three rows.
+	fanout_rows() {
+		row "fanout_$1_rate" "fanout $2 msg/s" "fanout S=1000 64 B msg/s: broker $3 vs redis" \
+			"$(med deliveries_per_s "$f-$4-*.json")" "$rate" "msg/s" rate -
+		row "fanout_$1_p99" "fanout $2 p99" "fanout S=1000 p99: broker $3 vs redis" \
+			"$(med p99_us "$f-$4-*.json")" "$p99" "us" cost -
+		row "fanout_$1_cpu" "fanout $2 CPU/msg" "fanout S=1000 server CPU us/op: broker $3 vs redis" \
+			"$(med server_cpu_us_per_op "$f-$4-*.json")" "$cpu" "us" cost -
+	}
 	n=$(nproc)
-	row fanout_all_rate "fanout $n loops msg/s" "fanout S=1000 64 B msg/s: broker $n loops vs redis" \
-		"$(med deliveries_per_s "$f-brokerall-*.json")" "$rate" "msg/s" rate -
-	row fanout_all_p99 "fanout $n loops p99" "fanout S=1000 p99: broker $n loops vs redis" \
-		"$(med p99_us "$f-brokerall-*.json")" "$p99" "us" cost -
-	row fanout_all_cpu "fanout $n loops CPU/msg" "fanout S=1000 server CPU us/op: broker $n loops vs redis" \
-		"$(med server_cpu_us_per_op "$f-brokerall-*.json")" "$cpu" "us" cost -
-	row fanout_nw_rate "fanout no wait msg/s" "fanout S=1000 64 B msg/s: broker --fanout-wait 0 vs redis" \
-		"$(med deliveries_per_s "$f-brokernw-*.json")" "$rate" "msg/s" rate -
-	row fanout_nw_p99 "fanout no wait p99" "fanout S=1000 p99: broker --fanout-wait 0 vs redis" \
-		"$(med p99_us "$f-brokernw-*.json")" "$p99" "us" cost -
-	row fanout_nw_cpu "fanout no wait CPU/msg" "fanout S=1000 server CPU us/op: broker --fanout-wait 0 vs redis" \
-		"$(med server_cpu_us_per_op "$f-brokernw-*.json")" "$cpu" "us" cost -
+	fanout_rows all "$n loops" "$n loops" brokerall
+	fanout_rows nw "no wait" "--fanout-wait 0" brokernw
 	row fanout_nw_busy "fanout no wait CPU busy" "fanout S=1000 server on a CPU, % of the window: broker --fanout-wait 0 vs redis" \
 		"$(busy "$f-brokernw-*.json")" "$(busy "$f-redis-*.json")" "%" cost -
 fi
